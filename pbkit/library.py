@@ -1,0 +1,310 @@
+"""The PB library: which parameter blocks exist, how big each is, and which models use which.
+
+This is the contract between `pbkit` (which produces it from a store, a plan or a synthetic
+generator) and `delivery`/`learning` (which consume it). The on-disk form is one JSON file;
+the schema is documented in docs/library-format.md and versioned by `LIBRARY_VERSION`.
+
+Minimal keys relied on by scripts: top-level `pbs` (each with `id` and `bytes`) and `models`
+(each with `name` and `pbs`, the list of its PB ids). Everything else is optional on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pbkit.errors import PbkitError
+
+LIBRARY_FORMAT = "pbkit-pb-library"
+LIBRARY_VERSION = 1
+GRANULARITIES = ("tensor", "layer", "fixed")
+
+
+class LibraryError(PbkitError, ValueError):
+    """A PB library file or object is malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class PBEntry:
+    """One parameter block: a content id, its size in bytes, a human label and member tensors."""
+
+    id: str
+    bytes: int
+    label: str = ""
+    tensors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model: the set of PBs it needs (order is the model's own; no duplicates)."""
+
+    name: str
+    pbs: tuple[str, ...]
+    id: str = ""
+    kind: str = ""
+    base: str | None = None
+
+
+@dataclass
+class PBLibrary:
+    pbs: list[PBEntry]
+    models: list[ModelEntry]
+    granularity: str = "tensor"
+    source: dict[str, Any] = field(default_factory=dict)
+    synthetic: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ----------------------------------------------------------------- derived views
+    @property
+    def pb_ids(self) -> list[str]:
+        return [pb.id for pb in self.pbs]
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def pb_index(self) -> dict[str, int]:
+        return {pb.id: j for j, pb in enumerate(self.pbs)}
+
+    def pb_sizes(self) -> np.ndarray:
+        """Sizes s_j in bytes, shape (J,), int64."""
+        return np.array([pb.bytes for pb in self.pbs], dtype=np.int64)
+
+    def membership(self) -> np.ndarray:
+        """Boolean matrix (I models, J PBs): entry (i, j) is True when model i needs PB j."""
+        index = self.pb_index()
+        matrix = np.zeros((len(self.models), len(self.pbs)), dtype=bool)
+        for i, model in enumerate(self.models):
+            matrix[i, [index[p] for p in model.pbs]] = True
+        return matrix
+
+    def model_bytes(self) -> np.ndarray:
+        """Total bytes of each model, shape (I,)."""
+        return self.membership().astype(np.int64) @ self.pb_sizes()
+
+    def sharing(self) -> dict[str, Any]:
+        """Derived figures: logical bytes (sum over models), unique bytes, shared bytes."""
+        member = self.membership()
+        sizes = self.pb_sizes()
+        users = member.sum(axis=0)
+        logical = int(member.astype(np.int64).sum(axis=0) @ sizes)
+        unique = int(sizes[users > 0].sum())
+        shared = int(sizes[users > 1].sum())
+        return {
+            "models": len(self.models),
+            "pbs": len(self.pbs),
+            "logical_bytes": logical,
+            "unique_bytes": unique,
+            "shared_pb_bytes": shared,
+            "dedup_ratio": (logical / unique) if unique else 1.0,
+            "pbs_shared_by_2_or_more": int((users > 1).sum()),
+        }
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise LibraryError(
+                f"granularity {self.granularity!r} is not one of {', '.join(GRANULARITIES)}"
+            )
+        if not self.pbs:
+            raise LibraryError("library has no PBs")
+        if not self.models:
+            raise LibraryError("library has no models")
+        seen: set[str] = set()
+        for pb in self.pbs:
+            if not isinstance(pb.id, str) or not pb.id:
+                raise LibraryError(f"PB id {pb.id!r} is not a non-empty string")
+            if pb.id in seen:
+                raise LibraryError(f"PB {pb.id} is listed twice")
+            seen.add(pb.id)
+            if isinstance(pb.bytes, bool) or not isinstance(pb.bytes, int) or pb.bytes < 0:
+                raise LibraryError(f"PB {pb.id}: bytes {pb.bytes!r} is not a non-negative integer")
+        names: set[str] = set()
+        for model in self.models:
+            if not isinstance(model.name, str) or not model.name:
+                raise LibraryError(f"model name {model.name!r} is not a non-empty string")
+            if model.name in names:
+                raise LibraryError(f"model {model.name} is listed twice")
+            names.add(model.name)
+            if not model.pbs:
+                raise LibraryError(f"model {model.name} has no PBs")
+            if len(set(model.pbs)) != len(model.pbs):
+                raise LibraryError(f"model {model.name} lists a PB twice")
+            for pb_id in model.pbs:
+                if pb_id not in seen:
+                    raise LibraryError(f"model {model.name} needs PB {pb_id}, which is not in pbs")
+        for model in self.models:
+            if model.base is not None and model.base not in names:
+                raise LibraryError(f"model {model.name}: base {model.base} is not a model here")
+
+    # ----------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        sizes = {pb.id: pb.bytes for pb in self.pbs}
+        return {
+            "format": LIBRARY_FORMAT,
+            "version": LIBRARY_VERSION,
+            "granularity": self.granularity,
+            "synthetic": self.synthetic,
+            "source": self.source,
+            "pbs": [
+                {"id": pb.id, "bytes": pb.bytes, "label": pb.label, "tensors": list(pb.tensors)}
+                for pb in self.pbs
+            ],
+            "models": [
+                {
+                    "name": m.name,
+                    "id": m.id,
+                    "kind": m.kind,
+                    "base": m.base,
+                    "pbs": list(m.pbs),
+                    "bytes": int(sum(sizes[p] for p in m.pbs)),
+                }
+                for m in self.models
+            ],
+            "sharing": self.sharing(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "library") -> "PBLibrary":
+        if not isinstance(data, dict):
+            raise LibraryError(f"{where}: top level is not a JSON object")
+        fmt = data.get("format", LIBRARY_FORMAT)
+        if fmt != LIBRARY_FORMAT:
+            raise LibraryError(f"{where}: format {fmt!r} is not {LIBRARY_FORMAT!r}")
+        version = data.get("version", LIBRARY_VERSION)
+        if not isinstance(version, int) or version > LIBRARY_VERSION:
+            raise LibraryError(
+                f"{where}: version {version!r} is newer than this pbkit reads ({LIBRARY_VERSION})"
+            )
+        for key in ("pbs", "models"):
+            if not isinstance(data.get(key), list):
+                raise LibraryError(f"{where}: missing list {key!r}")
+        try:
+            pbs = [
+                PBEntry(
+                    id=p["id"],
+                    bytes=p["bytes"],
+                    label=p.get("label", ""),
+                    tensors=tuple(p.get("tensors", ())),
+                )
+                for p in data["pbs"]
+            ]
+            models = [
+                ModelEntry(
+                    name=m["name"],
+                    pbs=tuple(m["pbs"]),
+                    id=m.get("id", ""),
+                    kind=m.get("kind", ""),
+                    base=m.get("base"),
+                )
+                for m in data["models"]
+            ]
+        except (KeyError, TypeError) as exc:
+            raise LibraryError(f"{where}: an entry lacks a required key ({exc})") from None
+        try:
+            lib = cls(
+                pbs=pbs,
+                models=models,
+                granularity=data.get("granularity", "tensor"),
+                source=data.get("source", {}) or {},
+                synthetic=bool(data.get("synthetic", False)),
+            )
+        except LibraryError as exc:
+            raise LibraryError(f"{where}: {exc}") from None
+        return lib
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temporary file, fsync, rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.to_dict(), fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def load_library(path: str | os.PathLike[str]) -> PBLibrary:
+    """Load and validate a PB library JSON file; errors name the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LibraryError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LibraryError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    return PBLibrary.from_dict(data, where=str(path))
+
+
+def synthetic_library(
+    rng: np.random.Generator,
+    families: int = 2,
+    models_per_family: int = 6,
+    base_pbs: int = 12,
+    own_pbs: int = 4,
+    shared_fraction: float = 0.7,
+    mean_pb_bytes: float = 8e6,
+    sigma: float = 0.5,
+) -> PBLibrary:
+    """A synthetic library for tests and sweeps, marked `synthetic: true`.
+
+    Each family has a base of `base_pbs` PBs (log-normal sizes around `mean_pb_bytes`); each
+    fine-tune keeps the first `round(shared_fraction * base_pbs)` base PBs frozen (shared) and
+    replaces the rest with its own, plus `own_pbs` extra task-specific PBs.
+    """
+    if not 0.0 <= shared_fraction <= 1.0:
+        raise LibraryError(f"shared_fraction {shared_fraction} is not in [0, 1]")
+    pbs: list[PBEntry] = []
+    models: list[ModelEntry] = []
+
+    def new_pb(label: str) -> str:
+        pb_id = f"syn-{len(pbs):05d}"
+        size = int(max(1, rng.lognormal(np.log(mean_pb_bytes), sigma)))
+        pbs.append(PBEntry(id=pb_id, bytes=size, label=label))
+        return pb_id
+
+    n_shared = int(round(shared_fraction * base_pbs))
+    for f in range(families):
+        base_ids = [new_pb(f"family{f}/base/block{b}") for b in range(base_pbs)]
+        base_name = f"family{f}-base"
+        models.append(ModelEntry(name=base_name, pbs=tuple(base_ids), kind="base"))
+        for t in range(models_per_family):
+            name = f"family{f}-task{t}"
+            own = [new_pb(f"{name}/block{b}") for b in range(n_shared, base_pbs)]
+            extra = [new_pb(f"{name}/head{e}") for e in range(own_pbs)]
+            models.append(
+                ModelEntry(
+                    name=name,
+                    pbs=tuple(base_ids[:n_shared] + own + extra),
+                    kind="partial-finetune",
+                    base=base_name,
+                )
+            )
+    return PBLibrary(
+        pbs=pbs,
+        models=models,
+        granularity="layer",
+        source={
+            "kind": "synthetic",
+            "families": families,
+            "models_per_family": models_per_family,
+            "shared_fraction": shared_fraction,
+        },
+        synthetic=True,
+    )
