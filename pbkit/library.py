@@ -144,6 +144,16 @@ class PBLibrary:
         for model in self.models:
             if model.base is not None and model.base not in names:
                 raise LibraryError(f"model {model.name}: base {model.base} is not a model here")
+        # A base chain must end (an adapter's base is a model, whose base is ..., not itself).
+        bases = {m.name: m.base for m in self.models}
+        for model in self.models:
+            chain = [model.name]
+            nxt = model.base
+            while nxt is not None:
+                if nxt in chain:
+                    raise LibraryError(f"model {model.name}: base chain loops ({' -> '.join(chain + [nxt])})")
+                chain.append(nxt)
+                nxt = bases[nxt]
 
     # ----------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -180,13 +190,28 @@ class PBLibrary:
         if fmt != LIBRARY_FORMAT:
             raise LibraryError(f"{where}: format {fmt!r} is not {LIBRARY_FORMAT!r}")
         version = data.get("version", LIBRARY_VERSION)
-        if not isinstance(version, int) or version > LIBRARY_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise LibraryError(f"{where}: version {version!r} is not a positive integer")
+        if version > LIBRARY_VERSION:
             raise LibraryError(
                 f"{where}: version {version!r} is newer than this pbkit reads ({LIBRARY_VERSION})"
             )
         for key in ("pbs", "models"):
             if not isinstance(data.get(key), list):
                 raise LibraryError(f"{where}: missing list {key!r}")
+        for key, kind in (("granularity", str), ("synthetic", bool), ("source", dict)):
+            if key in data and data[key] is not None and not isinstance(data[key], kind):
+                raise LibraryError(f"{where}: {key} {data[key]!r} is not a {kind.__name__}")
+        for j, p in enumerate(data["pbs"]):
+            if isinstance(p, dict) and not (
+                isinstance(p.get("label", ""), str)
+                and isinstance(p.get("tensors", []), list)
+                and all(isinstance(t, str) for t in p.get("tensors", []))
+            ):
+                raise LibraryError(f"{where}: pbs[{j}]: label must be a string and tensors a list of strings")
+        for i, m in enumerate(data["models"]):
+            if isinstance(m, dict) and not isinstance(m.get("pbs"), list):
+                raise LibraryError(f"{where}: models[{i}] ({m.get('name')!r}): pbs is not a list of PB ids")
         try:
             pbs = [
                 PBEntry(
@@ -219,6 +244,16 @@ class PBLibrary:
             )
         except LibraryError as exc:
             raise LibraryError(f"{where}: {exc}") from None
+        # `bytes` of a model is derived; if a file states it, it must agree with its PBs.
+        sizes = dict(zip(lib.pb_ids, (int(b) for b in lib.pb_sizes())))
+        for m in data["models"]:
+            stated = m.get("bytes")
+            if stated is not None:
+                actual = sum(sizes[p] for p in m["pbs"])
+                if stated != actual:
+                    raise LibraryError(
+                        f"{where}: model {m['name']}: bytes {stated!r} disagrees with the sum of its PBs ({actual})"
+                    )
         return lib
 
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,326 @@
+"""Store speed as ratios against baselines measured in the same run (issue 2, section 6).
+
+For each model (the bundled MiniLM and a larger locally built checkpoint), on warm page cache,
+best of N runs each:
+
+    digest pass (every PB id, nothing written)  vs  hf_xet.hash_files          target >= 1.5x
+    digest pass                                  vs  BLAKE3 of the whole files  target >= 0.6x
+    first ingest into an empty store             vs  copy files + fsync         target >= 0.7x
+    re-ingest of a stored model (no new object)  vs  digest pass                target <= 1.2x (time)
+    assembly, verification included             vs  cp -r of the same files    target >= 0.5x
+
+Ratios are throughput(ours) / throughput(baseline), except re-ingest, which is time(ours) /
+time(digest). Usage:
+
+    .venv/bin/python benchmarks/bench_store.py --out bench-store.json
+    .venv/bin/python benchmarks/bench_store.py --large none          # bundled model only
+    .venv/bin/python benchmarks/bench_store.py --profile ingest       # cProfile one run
+
+The large checkpoint (randomly initialised GPT-2 medium, 1.4 GB of F32 safetensors; weights'
+values do not matter for speed) is built once and cached under --work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import blake3
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pbkit.bundled import bundled_model_dir  # noqa: E402
+
+# (label, ours, baseline, target, direction): direction ">=" compares baseline_time/our_time
+# (a throughput ratio); "<=" compares our_time/baseline_time.
+TARGETS = [
+    ("digest pass vs hf_xet.hash_files", "digest", "xet", 1.5, ">="),
+    ("digest pass vs BLAKE3 of files", "digest", "blake3", 0.6, ">="),
+    ("first ingest vs copy + fsync", "ingest", "copy_fsync", 0.7, ">="),
+    ("re-ingest time / digest pass time", "reingest", "digest", 1.2, "<="),
+    ("assembly vs cp", "assemble", "cp", 0.5, ">="),
+]
+
+LARGE_CONFIGS = {
+    # GPT-2 medium's dimensions (355 M parameters, 1.42 GB in F32)
+    "gpt2-medium": dict(n_embd=1024, n_layer=24, n_head=16),
+    # GPT-2 large's dimensions (774 M parameters, 3.1 GB in F32)
+    "gpt2-large": dict(n_embd=1280, n_layer=36, n_head=20),
+}
+
+
+@dataclass
+class Timing:
+    best: float
+    runs: list[float]
+
+
+def model_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def build_large(work: Path, which: str) -> Path:
+    """A randomly initialised GPT-2 of the given size saved with safetensors, cached in `work`."""
+    out = work / f"{which}-random"
+    done = work / f"{which}-random.complete"  # outside the model dir, which is benchmarked whole
+    if done.is_file() and out.is_dir():
+        return out
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    print(f"building {which} (random init) under {out} ...", flush=True)
+    torch.manual_seed(0)
+    config = GPT2Config(**LARGE_CONFIGS[which])
+    model = GPT2LMHeadModel(config)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{which}-", dir=work))
+    model.save_pretrained(tmp, safe_serialization=True)
+    del model
+    if out.exists():
+        shutil.rmtree(out)
+    os.rename(tmp, out)
+    done.write_text("ok\n")
+    return out
+
+
+def warm(paths: list[Path]) -> None:
+    """Read every file once so all runs see a warm page cache."""
+    for p in paths:
+        with open(p, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+
+def best_of(
+    fn: Callable[[], object],
+    repeats: int,
+    setup: Callable[[], None] | None = None,
+    teardown: Callable[[], None] | None = None,
+) -> Timing:
+    runs = []
+    for _ in range(repeats):
+        if setup:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+        if teardown:
+            teardown()
+    return Timing(min(runs), runs)
+
+
+def fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_and_fsync(src_root: Path, files: list[Path], dest: Path) -> None:
+    """The ingest baseline: copy every file and make it durable (file and directory fsync)."""
+    dirs = set()
+    for p in files:
+        target = dest / p.relative_to(src_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, target)
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dirs.add(target.parent)
+    for d in sorted(dirs):
+        fsync_dir(d)
+    fsync_dir(dest.parent)
+
+
+def blake3_files(files: list[Path]) -> list[str]:
+    out = []
+    for p in files:
+        h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        if p.stat().st_size:
+            h.update_mmap(str(p))
+        out.append(h.hexdigest())
+    return out
+
+
+def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: str | None) -> dict:
+    import hf_xet
+
+    from pbkit.ingest import digest_pass
+    from pbkit.store import Store
+
+    files = model_files(root)
+    nbytes = sum(p.stat().st_size for p in files)
+    warm(files)
+    print(f"\n== {label}: {root} ({len(files)} files, {nbytes / 1e6:.1f} MB)", flush=True)
+
+    def clean(p: Path) -> Callable[[], None]:
+        def f() -> None:
+            shutil.rmtree(p, ignore_errors=True)
+            os.sync()  # no writeback from one run may spill into the next measurement
+
+        return f
+
+    first_dir, re_dir = scratch / "store-first", scratch / "store"
+    copy_dest, cp_dest, out = scratch / "copy", scratch / "cp", scratch / "assembled"
+    paths = [str(p) for p in files]
+
+    def first_ingest() -> None:
+        with Store.open(first_dir) as s:
+            assert s.ingest(root, name="m").new_objects > 0
+
+    # the store that re-ingest and assembly read from
+    with Store.open(re_dir) as s:
+        s.ingest(root, name="m")
+    store = Store.open(re_dir)
+    new_objects: list[int] = []
+
+    def reingest() -> None:
+        new_objects.append(store.ingest(root, name="m").new_objects)
+
+    # name -> (run, setup, teardown); setup/teardown (untimed) remove outputs and sync the disk
+    ops: dict[str, tuple[Callable[[], object], Callable[[], None] | None, Callable[[], None] | None]] = {
+        "digest": (lambda: digest_pass(root), None, None),
+        "xet": (lambda: hf_xet.hash_files(paths), None, None),
+        "blake3": (lambda: blake3_files(files), None, None),
+        "copy_fsync": (lambda: copy_and_fsync(root, files, copy_dest), clean(copy_dest), clean(copy_dest)),
+        "ingest": (first_ingest, clean(first_dir), clean(first_dir)),
+        "reingest": (reingest, None, None),
+        "assemble": (lambda: store.assemble("m", out), clean(out), clean(out)),
+        "cp": (lambda: subprocess.run(["cp", "-r", str(root), str(cp_dest)], check=True), clean(cp_dest), clean(cp_dest)),
+    }
+    try:
+        for name, (fn, setup, teardown) in ops.items():  # warm-up round, untimed
+            best_of(fn, 1, setup, teardown)
+        # Round-robin, so ours and its baseline see the same load on a shared machine.
+        runs: dict[str, list[float]] = {k: [] for k in ops}
+        for _ in range(repeats):
+            for name, (fn, setup, teardown) in ops.items():
+                runs[name] += best_of(fn, 1, setup, teardown).runs
+        assert set(new_objects) == {0}, f"re-ingest wrote objects: {new_objects}"
+        if profile:
+            run_profile(profile, label, root, store, scratch, clean)
+    finally:
+        store.close()
+        clean(re_dir)()
+    t = {k: Timing(min(v), v) for k, v in runs.items()}
+
+    ratios = []
+    for name, ours, base, target, direction in TARGETS:
+        if direction == ">=":
+            value = t[base].best / t[ours].best
+            ok = value >= target
+        else:
+            value = t[ours].best / t[base].best
+            ok = value <= target
+        ratios.append(
+            {"metric": name, "ours": ours, "baseline": base, "ratio": value, "target": f"{direction} {target}", "pass": ok}
+        )
+    return {
+        "model": label,
+        "path": str(root),
+        "files": len(files),
+        "bytes": nbytes,
+        "timings": {k: asdict(v) for k, v in t.items()},
+        "throughput_MBps": {k: nbytes / v.best / 1e6 for k, v in t.items()},
+        "ratios": ratios,
+    }
+
+
+def run_profile(what: str, label: str, root: Path, store, scratch: Path, clean) -> None:
+    """cProfile one run of `what`, to find where the time goes when a target is missed."""
+    from pbkit.ingest import digest_pass
+    from pbkit.store import Store
+
+    pdir, out = scratch / "pstore", scratch / "passembled"
+    clean(pdir)()
+    clean(out)()
+    fresh = Store.open(pdir)
+    fns = {
+        "digest": lambda: digest_pass(root),
+        "ingest": lambda: fresh.ingest(root, name="m"),
+        "reingest": lambda: store.ingest(root, name="m"),
+        "assemble": lambda: store.assemble("m", out),
+    }
+    prof = cProfile.Profile()
+    prof.enable()
+    fns[what]()
+    prof.disable()
+    fresh.close()
+    clean(pdir)()
+    clean(out)()
+    print(f"-- cProfile of one {what} run ({label})")
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(20)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['model']}: {result['bytes'] / 1e6:.1f} MB in {result['files']} files")
+    print(f"  {'operation':<12} {'best s':>8} {'MB/s':>9}   runs")
+    for k, v in result["timings"].items():
+        mbps = result["throughput_MBps"][k]
+        print(f"  {k:<12} {v['best']:8.3f} {mbps:9.0f}   " + " ".join(f"{r:.3f}" for r in v["runs"]))
+    print(f"  {'ratio':<38} {'value':>7} {'target':>8}")
+    for r in result["ratios"]:
+        print(f"  {r['metric']:<38} {r['ratio']:7.2f} {r['target']:>8}  {'PASS' if r['pass'] else 'MISS'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pbkit-bench",
+                    help="cache of the built large checkpoint and scratch space (same filesystem as the runs)")
+    ap.add_argument("--large", choices=[*LARGE_CONFIGS, "none"], default="gpt2-medium")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each operation (best is kept)")
+    ap.add_argument("--profile", choices=["digest", "ingest", "reingest", "assemble"],
+                    help="also cProfile one run of this operation per model")
+    args = ap.parse_args(argv)
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    models = [("all-MiniLM-L6-v2 (bundled)", bundled_model_dir())]
+    if args.large != "none":
+        models.append((f"{args.large} (random init)", build_large(args.work, args.large)))
+
+    results = []
+    for label, root in models:
+        scratch = Path(tempfile.mkdtemp(prefix="run-", dir=args.work))
+        try:
+            results.append(bench_model(label, root, scratch, args.repeats, args.profile))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        print_table(results[-1])
+
+    from importlib.metadata import version
+
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_at_end": os.getloadavg(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "versions": {p: version(p) for p in ("blake3", "hf-xet", "torch", "safetensors")},
+        "repeats": args.repeats,
+        "results": results,
+    }
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.out}")
+    return 0 if all(r["pass"] for res in results for r in res["ratios"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

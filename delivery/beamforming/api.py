@@ -1,0 +1,106 @@
+"""`design`: one multicast beamformer for one group of users served by a CoMP set of nodes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import closed_form
+from .cache import BeamformerCache
+from .fast import FastSettings, design_fast
+from .result import METHODS, BeamformingError, BeamformingResult, clip_to_budgets, evaluate, validate, worst_case_snr
+from .scaling import scale_problem
+from .sdp import ProblemStore, design_robust, design_sdr
+
+DEFAULT_RANDOMISATIONS = 100  # Gaussian draws per relaxation (each scaled two ways)
+
+
+def design(
+    h: np.ndarray,
+    power: np.ndarray,
+    noise: float,
+    method: str,
+    eps: float = 0.0,
+    rng: np.random.Generator | None = None,
+    *,
+    cache: BeamformerCache | None = None,
+    n_random: int = DEFAULT_RANDOMISATIONS,
+    fast: FastSettings = FastSettings(),
+    single_user_closed_form: bool = True,
+) -> BeamformingResult:
+    """Max-min SNR multicast beamformer for channels h (K, N, L), per-node budgets power (N,) in W.
+
+    method: "mrt" (closed form), "sdr" (relaxation + Gaussian randomisation), "robust"
+    (S-procedure LMIs + DC rank-one steps; guarantees min_snr for every ||e_k|| <= eps ||h_k||),
+    "fast" (numpy soft-min power method). eps only changes the design for "robust"; for every
+    method `worst_snr` reports the exact worst case within eps. rng drives the Gaussian
+    randomisation and the fast path's random starts (None: a fixed seed, so results are
+    deterministic). For K == 1 every method returns the closed-form optimum unless
+    single_user_closed_form=False (used by tests to check the solvers reach it).
+    """
+    if method not in METHODS:
+        raise BeamformingError(f"method: unknown beamforming method {method!r} (choose from {', '.join(METHODS)})")
+    h, power, noise, eps = validate(h, power, noise, eps)
+    rng = np.random.default_rng(0) if rng is None else rng
+    start = time.perf_counter()
+    key = None
+    if cache is not None:
+        key = cache.key(h, power, noise, method, eps)
+        hit = cache.get(key)
+        if hit is not None:
+            return _finish(
+                hit.w, h, power, noise, eps, method, hit.status, hit.solver, hit.iterations,
+                hit.upper_bound, start, cached=True,
+            )
+    problems = cache.problems if cache is not None else ProblemStore()
+    result = _design(h, power, noise, method, eps, rng, problems, n_random, fast, single_user_closed_form, start)
+    if cache is not None:
+        cache.put(key, result)
+    return result
+
+
+def _design(h, power, noise, method, eps, rng, problems, n_random, fast, single_user_closed_form, start) -> BeamformingResult:
+    k = h.shape[0]
+    if k == 1 and single_user_closed_form:
+        w, _ = closed_form.single_user(h[0], power, noise, eps if method == "robust" else 0.0)
+        return _finish(w, h, power, noise, eps, method, "closed-form", None, 0, None, start)
+    if method == "mrt":
+        return _finish(closed_form.mrt(h, power), h, power, noise, eps, method, "closed-form", None, 0, None, start)
+    sp = scale_problem(h, power, noise)
+    if method == "fast":
+        v, _, iters = design_fast(sp, rng, fast)
+        return _finish(sp.to_watts(v), h, power, noise, eps, method, "heuristic", None, iters, None, start)
+    if method == "sdr":
+        out = design_sdr(sp, problems.get("sdr", h.shape), n_random, rng)
+    else:
+        out = design_robust(sp, eps, problems.get("robust", h.shape), n_random, rng)
+    if out is None:
+        # Both conic solvers failed: fall back to the fast path and say so in the status.
+        v, _, iters = design_fast(sp, rng, fast)
+        return _finish(sp.to_watts(v), h, power, noise, eps, method, "fallback-fast: solvers failed", None, iters, None, start)
+    return _finish(
+        sp.to_watts(out.v), h, power, noise, eps, method, out.status, out.solver, out.iterations,
+        out.upper_bound * sp.snr_unit, start,
+    )
+
+
+def _finish(w, h, power, noise, eps, method, status, solver, iterations, upper_bound, start, cached=False) -> BeamformingResult:
+    w = clip_to_budgets(np.asarray(w, dtype=np.complex128), power)
+    snr = evaluate(w, h, noise)
+    worst = worst_case_snr(w, h, noise, eps) if eps > 0 else snr
+    guaranteed = worst if method == "robust" else snr
+    return BeamformingResult(
+        w=w,
+        min_snr=float(np.min(guaranteed)),
+        snr=snr,
+        worst_snr=worst,
+        method=method,
+        eps=eps,
+        status=status,
+        solver=solver,
+        solve_time=time.perf_counter() - start,
+        iterations=int(iterations),
+        upper_bound=upper_bound,
+        cached=cached,
+    )

@@ -1,0 +1,122 @@
+"""The beamformer a design returns, and the exact SNR arithmetic every method shares.
+
+SNR of user k under beamformer w (stacked over the serving nodes):
+    SNR_k = |h_k^H w|^2 / noise.
+Worst case over the error set ||e_k|| <= eps ||h_k|| (exact, by Cauchy-Schwarz with the error
+aligned against w):  min_e |(h_k + e)^H w|^2 = max(0, |h_k^H w| - eps ||h_k|| ||w||)^2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pbkit.errors import PbkitError
+
+METHODS = ("mrt", "sdr", "robust", "fast")
+
+# Budgets hold to this relative slack (rounding of the final per-node rescale).
+BUDGET_RTOL = 1e-9
+
+
+class BeamformingError(PbkitError, ValueError):
+    """A beamforming input has the wrong shape, sign or method name."""
+
+
+@dataclass(frozen=True)
+class BeamformingResult:
+    """One multicast beamformer and what it guarantees.
+
+    `min_snr` is linear and guaranteed for every user of the group: on the given (estimated)
+    channels for mrt/sdr/fast, and for every channel within the error bound for robust.
+    """
+
+    w: np.ndarray  # complex (N, L): ||w[n]||^2 <= power[n]
+    min_snr: float
+    snr: np.ndarray  # (K,) per-user SNR on the given channels
+    worst_snr: np.ndarray  # (K,) per-user worst case within eps (equals snr when eps == 0)
+    method: str
+    eps: float
+    status: str  # "closed-form", "optimal", "optimal_inaccurate", "heuristic", "fallback-fast: ..."
+    solver: str | None  # conic solver that produced the relaxation, if any
+    solve_time: float  # wall seconds of the whole design
+    iterations: int  # conic solves (sdr 1, robust 1 + DC steps) or ascent steps (fast)
+    upper_bound: float | None  # SNR bound from the convex relaxation (None without one)
+    cached: bool = False  # served from a BeamformerCache
+
+
+def validate(h: np.ndarray, power: np.ndarray, noise: float, eps: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Check shapes and signs; return (h complex (K,N,L), power float (N,), noise, eps)."""
+    h = np.asarray(h)
+    if h.ndim != 3 or min(h.shape) < 1:
+        raise BeamformingError(f"h: expected a (K, N, L) channel array with K, N, L >= 1, got shape {h.shape}")
+    h = h.astype(np.complex128, copy=False)
+    if not np.all(np.isfinite(h)):
+        raise BeamformingError("h: channel array contains NaN or infinity")
+    power = np.asarray(power, dtype=np.float64).reshape(-1)
+    if power.shape != (h.shape[1],):
+        raise BeamformingError(f"power: expected shape ({h.shape[1]},) (one budget per serving node), got {power.shape}")
+    if not np.all(np.isfinite(power)) or np.any(power < 0) or not np.any(power > 0):
+        raise BeamformingError(f"power: budgets must be finite, >= 0 and not all zero, got {power.tolist()}")
+    noise = float(noise)
+    if not np.isfinite(noise) or noise <= 0:
+        raise BeamformingError(f"noise: must be a positive power in watts, got {noise}")
+    eps = float(eps)
+    if not np.isfinite(eps) or eps < 0 or eps >= 1:
+        raise BeamformingError(f"eps: relative CSI error bound must be in [0, 1), got {eps}")
+    return h, power, noise, eps
+
+
+def evaluate(w: np.ndarray, h_true: np.ndarray, noise: float) -> np.ndarray:
+    """Per-user SNR |h_k^H w|^2 / noise of beamformer w (N, L) on channels h_true (K, N, L)."""
+    h_true = np.asarray(h_true, dtype=np.complex128)
+    w = np.asarray(w, dtype=np.complex128)
+    if h_true.ndim != 3 or h_true.shape[1:] != w.shape:
+        raise BeamformingError(f"h_true: shape {h_true.shape} does not match beamformer shape {w.shape}")
+    gains = h_true.reshape(h_true.shape[0], -1).conj() @ w.reshape(-1)
+    return np.abs(gains) ** 2 / float(noise)
+
+
+def worst_case_snr(w: np.ndarray, h: np.ndarray, noise: float, eps: float) -> np.ndarray:
+    """Per-user exact worst-case SNR over ||e_k|| <= eps ||h_k||: max(0, |h^H w| - eps||h|| ||w||)^2 / noise."""
+    h = np.asarray(h, dtype=np.complex128)
+    flat = h.reshape(h.shape[0], -1)
+    wf = np.asarray(w, dtype=np.complex128).reshape(-1)
+    gain = np.abs(flat.conj() @ wf)
+    margin = np.maximum(0.0, gain - eps * np.linalg.norm(flat, axis=1) * np.linalg.norm(wf))
+    return margin**2 / float(noise)
+
+
+def within_budget(w: np.ndarray, power: np.ndarray, rtol: float = BUDGET_RTOL) -> bool:
+    """True when every node's ||w_n||^2 <= P_n (1 + rtol)."""
+    used = np.sum(np.abs(np.asarray(w)) ** 2, axis=1)
+    return bool(np.all(used <= np.asarray(power) * (1.0 + rtol) + 1e-300))
+
+
+def scale_to_budgets(v: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """Largest uniform scaling of v (..., N, L) that keeps every node within its budget.
+
+    Uniform scaling keeps the beam direction, so the SNR ratios between users are unchanged and
+    the binding node transmits at full power (the SNR is increasing in the scale).
+    """
+    norms = np.sqrt(np.sum(np.abs(v) ** 2, axis=-1))  # (..., N)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(norms > 0, np.sqrt(power) / np.where(norms > 0, norms, 1.0), np.inf)
+    scale = np.min(ratio, axis=-1)
+    scale = np.where(np.isfinite(scale), scale, 0.0)
+    return v * scale[..., None, None]
+
+
+def per_node_full_power(v: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """Rescale each node's block of v (..., N, L) to exactly its budget (zero blocks stay zero)."""
+    norms = np.sqrt(np.sum(np.abs(v) ** 2, axis=-1, keepdims=True))
+    safe = np.where(norms > 0, norms, 1.0)
+    return np.where(norms > 0, v * (np.sqrt(power)[..., :, None] / safe), 0.0)
+
+
+def clip_to_budgets(w: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """Project each node's block onto its power ball (a no-op for feasible w; guards rounding)."""
+    norms2 = np.sum(np.abs(w) ** 2, axis=-1, keepdims=True)
+    factor = np.where(norms2 > power[:, None], np.sqrt(power[:, None] / np.where(norms2 > 0, norms2, 1.0)), 1.0)
+    return w * factor

@@ -1,0 +1,44 @@
+"""Per-slot small-scale fading and the CSI the edge nodes know about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SlotChannels:
+    """True and estimated channels of one slot, complex (K, N, L): h_true = h_est + error."""
+
+    h_est: np.ndarray
+    h_true: np.ndarray
+
+
+def draw_channels(
+    rng: np.random.Generator, gain_lin: np.ndarray, antennas: int, csi_error: float
+) -> SlotChannels:
+    """Rayleigh block fading h = sqrt(beta) g, g ~ CN(0, I_L), redrawn every slot.
+
+    The ENs know h_est; the true channel is h_est + e with e uniform in the ball
+    ||e_kn|| <= eps ||h_est_kn|| for every user k and EN n. A per-(k, n) bound implies the same
+    relative bound on the channel stacked over any serving set, which is the error set the
+    robust beamformer protects against.
+    """
+    k, n = gain_lin.shape
+    shape = (k, n, antennas)
+    g = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2.0)
+    h_est = np.sqrt(gain_lin)[:, :, None] * g
+    if csi_error <= 0:
+        return SlotChannels(h_est=h_est, h_true=h_est)
+    # uniform in the 2L-dimensional real ball: Gaussian direction, radius U^(1/2L)
+    direction = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    direction /= np.linalg.norm(direction, axis=2, keepdims=True)
+    radius = rng.uniform(size=(k, n, 1)) ** (1.0 / (2 * antennas))
+    error = csi_error * np.linalg.norm(h_est, axis=2, keepdims=True) * radius * direction
+    return SlotChannels(h_est=h_est, h_true=h_est + error)
+
+
+def snr(w: np.ndarray, h: np.ndarray, noise_w: float) -> np.ndarray:
+    """Per-user SNR |h_k^H w|^2 / sigma^2 for w (N, L) and h (K, N, L)."""
+    return np.abs(np.einsum("knl,nl->k", h.conj(), w)) ** 2 / noise_w

@@ -1,0 +1,160 @@
+"""Scenario settings: one frozen dataclass, loaded from YAML/TOML and validated on construction.
+
+Every default and its source is listed in docs/system-model.md ("Defaults").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from delivery.errors import ConfigError
+
+BEAMFORMERS = ("mrt", "fast", "sdr", "robust")
+MODES = ("fine", "coarse", "noncoop")
+CHANGE_COSTS = ("delay", "separate")
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    # topology and radio
+    n_nodes: int = 4
+    antennas: int = 4
+    isd_m: float = 250.0
+    power_dbm: float = 30.0
+    n_users: int = 20
+    bandwidth_hz: float = 100e6
+    noise_figure_db: float = 9.0
+    shadowing_db: float = 0.0  # 8.0 when enabled (3GPP TR 36.814 small-cell/macro value)
+    min_distance_m: float = 10.0  # users are dropped no closer than this to any EN
+    csi_error: float = 0.1
+    comp_margin_db: float = 10.0  # EN n may serve user k if beta_kn >= beta_k,home - margin
+    # caching
+    cache_fraction: float = 0.3  # C_n as a fraction of the library's unique bytes
+    cache_bytes: int | None = None  # explicit C_n in bytes; overrides cache_fraction
+    change_cost: str = "delay"  # "delay": loading new PBs delays the slot; "separate": only counted
+    # requests
+    zipf_gamma: float = 0.8
+    drift_period: int = 10
+    drift_swaps: int = 2
+    # links
+    backhaul_bps: float = 1e9
+    cloud_bps: float = 200e6
+    cloud_latency_s: float = 0.02
+    # delivery
+    beamformer: str = "fast"  # "mrt" | "fast" | "sdr" | "robust"
+    mode: str = "fine"  # "fine" | "coarse" | "noncoop"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "cache_bytes":
+                if value is not None:
+                    _check_int(f.name, value, minimum=1)
+                continue
+            if f.type == "int":
+                _check_int(f.name, value, minimum=0)
+            elif f.type == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ConfigError(f"{f.name} = {value!r} is not a number")
+                if not math.isfinite(value):
+                    raise ConfigError(f"{f.name} = {value!r} is not finite")
+                object.__setattr__(self, f.name, float(value))
+            elif f.type == "str" and not isinstance(value, str):
+                raise ConfigError(f"{f.name} = {value!r} is not a string")
+        positive = ("n_nodes", "antennas", "n_users", "drift_period", "isd_m", "bandwidth_hz",
+                    "backhaul_bps", "cloud_bps", "zipf_gamma", "cache_fraction")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} = {getattr(self, name)!r} must be positive")
+        for name in ("noise_figure_db", "shadowing_db", "min_distance_m", "cloud_latency_s",
+                     "comp_margin_db"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} = {getattr(self, name)!r} must not be negative")
+        if not -30.0 <= self.power_dbm <= 60.0:
+            raise ConfigError(f"power_dbm = {self.power_dbm} is outside the physical range [-30, 60] dBm")
+        if not 0.0 <= self.csi_error < 1.0:
+            raise ConfigError(f"csi_error = {self.csi_error} is not in [0, 1)")
+        if self.cache_fraction > 1.0:
+            raise ConfigError(f"cache_fraction = {self.cache_fraction} is above 1")
+        if self.min_distance_m >= self.isd_m / math.sqrt(3):
+            raise ConfigError(f"min_distance_m = {self.min_distance_m} leaves no room in a cell of ISD {self.isd_m} m")
+        for name, allowed in (("beamformer", BEAMFORMERS), ("mode", MODES),
+                              ("change_cost", CHANGE_COSTS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} = {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+
+    # ------------------------------------------------------------------ derived quantities
+    @property
+    def power_w(self) -> float:
+        return 10 ** ((self.power_dbm - 30.0) / 10.0)
+
+    @property
+    def noise_w(self) -> float:
+        """Thermal noise -174 dBm/Hz over the band plus the receiver noise figure."""
+        dbm = -174.0 + 10.0 * math.log10(self.bandwidth_hz) + self.noise_figure_db
+        return 10 ** ((dbm - 30.0) / 10.0)
+
+    # ------------------------------------------------------------------ construction
+    def replace(self, **overrides: Any) -> "ScenarioConfig":
+        known = {f.name for f in fields(self)}
+        for key in overrides:
+            if key not in known:
+                raise ConfigError(f"unknown scenario setting {key!r}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "config") -> "ScenarioConfig":
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: top level is not a mapping of settings")
+        try:
+            return cls().replace(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ScenarioConfig":
+        """Read a YAML (.yaml/.yml) or TOML (.toml) file of settings; unknown keys are errors."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            if path.suffix == ".toml":
+                data = tomllib.loads(text)
+            elif path.suffix in (".yaml", ".yml"):
+                data = yaml.safe_load(text)
+            else:
+                raise ConfigError(f"{path}: unknown config type {path.suffix!r} (use .yaml or .toml)")
+        except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{path}: cannot parse ({first})") from None
+        return cls.from_dict(data, where=str(path))
+
+
+def scenario_path(name: str) -> Path:
+    """Path of a bundled scenario ("default" or "small") shipped as package data."""
+    path = Path(__file__).parent / "scenarios" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no bundled scenario {name!r} (have: default, small)")
+    return path
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} = {value!r} is not an integer")
+    if value < minimum:
+        raise ConfigError(f"{name} = {value!r} is below {minimum}")

@@ -1,0 +1,316 @@
+"""The slot-by-slot simulator: the one object policies and the learner drive.
+
+A slot: the policy sees a `PolicyView` (no requests yet), returns a placement; `step` validates
+it, charges its change, draws the slot's requests and channels, delivers, and advances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from delivery.channels import SlotChannels, draw_channels
+from delivery.config import ScenarioConfig
+from delivery.delay import DeliveryOutcome, Designer, Links, Unit, deliver
+from delivery.errors import CapacityError, ConfigError
+from delivery.requests import RequestProcess
+from delivery.storage import complete_models, project_scores, storage_bytes
+from delivery.topology import Topology, build_topology
+from pbkit.library import PBLibrary
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """What a proactive caching policy may see BEFORE the slot's requests."""
+
+    slot: int
+    capacity_bytes: np.ndarray      # (N,)
+    pb_bytes: np.ndarray            # (J,)
+    membership: np.ndarray          # (I, J) bool, model i needs PB j
+    placement: np.ndarray           # (N, J) bool, the current placement (previous slot's)
+    request_counts: np.ndarray      # (N, I) cumulative requests seen at each EN (users by home EN)
+    last_requests: np.ndarray       # (N, I) requests in the last slot
+    users_per_node: np.ndarray      # (N,)
+    neighbours: np.ndarray          # (N, N) bool
+    mean_gain_db: np.ndarray        # (K, N) large-scale gain of each user to each EN
+    user_home: np.ndarray           # (K,)
+    mode: str = "fine"              # storage accounting the placement is checked against
+    config: ScenarioConfig | None = None  # link rates etc., for policies with a delay proxy
+
+
+@dataclass(frozen=True)
+class SlotResult:
+    slot: int
+    mean_delay_s: float
+    user_delay_s: np.ndarray        # (K,)
+    breakdown: dict[str, np.ndarray]  # "waiting", "preparation", "airtime", "retransmission": (K,)
+    requests: np.ndarray            # (K,) model index requested by each user
+    hit_ratio_local: float          # share of requested PB bytes cached at the user's home EN
+    hit_ratio_edge: float           # share available at some EN (cached or migratable)
+    backhaul_bytes: int             # all EN-EN traffic of the slot, placement change included
+    cloud_bytes: int                # all cloud-EN traffic of the slot, placement change included
+    placement_change_bytes: int     # bytes newly written into caches this slot
+    solver_calls: int
+    cache_hits: int
+    delay_lower_bound_s: float = 0.0  # placement-free bound on mean_delay_s (docs: "Limits")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "mean_delay_s": self.mean_delay_s,
+            "breakdown_s": {k: float(v.mean()) for k, v in self.breakdown.items()},
+            "hit_ratio_local": self.hit_ratio_local,
+            "hit_ratio_edge": self.hit_ratio_edge,
+            "backhaul_bytes": self.backhaul_bytes,
+            "cloud_bytes": self.cloud_bytes,
+            "placement_change_bytes": self.placement_change_bytes,
+            "solver_calls": self.solver_calls,
+            "cache_hits": self.cache_hits,
+            "delay_lower_bound_s": self.delay_lower_bound_s,
+        }
+
+
+def default_designer() -> Designer:
+    try:
+        from delivery.beamforming import design
+    except ImportError as exc:  # pragma: no cover - only while the module is missing
+        raise ConfigError(f"delivery.beamforming is not available ({exc})") from None
+    return design
+
+
+class Simulator:
+    def __init__(
+        self,
+        config: ScenarioConfig,
+        library: PBLibrary,
+        rng: np.random.Generator,
+        designer: Designer | None = None,
+    ) -> None:
+        library.validate()
+        self.config = config
+        self.library = library
+        self.designer = designer or default_designer()
+        # Separate streams so that placements (and solver randomisation) can never change
+        # the users, requests or channels another policy sees under the same seed.
+        topo_rng, req_rng, chan_rng, self._bf_rng = rng.spawn(4)
+        self._chan_rng = chan_rng
+        self.pb_bytes = library.pb_sizes()
+        self.membership = library.membership()
+        self.model_bytes = self.membership.astype(np.int64) @ self.pb_bytes
+        self.n_nodes = config.n_nodes
+        self.n_pbs = len(self.pb_bytes)
+        self.n_models = len(self.model_bytes)
+        unique = int(self.pb_bytes[self.membership.any(axis=0)].sum())
+        cap = config.cache_bytes if config.cache_bytes is not None else int(config.cache_fraction * unique)
+        largest = int(self.pb_bytes.max())
+        if cap < largest:
+            src = (f"cache_bytes {cap}" if config.cache_bytes is not None
+                   else f"cache_fraction {config.cache_fraction} of {unique} unique bytes = {cap}")
+            raise ConfigError(f"cache capacity ({src}) is below the largest PB ({largest} bytes)")
+        self.capacity_bytes = np.full(self.n_nodes, cap, dtype=np.int64)
+        self.topology: Topology = build_topology(
+            topo_rng, config.n_nodes, config.n_users, config.isd_m, config.shadowing_db,
+            config.min_distance_m,
+        )
+        home_gain = self.topology.gain_db[np.arange(config.n_users), self.topology.user_home]
+        # CoMP range: EN n may join the serving set of a group containing user k
+        self.in_range = self.topology.gain_db >= home_gain[:, None] - config.comp_margin_db
+        self.requests = RequestProcess(
+            n_models=self.n_models, n_regions=config.n_nodes, gamma=config.zipf_gamma,
+            drift_period=config.drift_period, drift_swaps=config.drift_swaps, rng=req_rng,
+        )
+        self.power_w = np.full(self.n_nodes, config.power_w)
+        self.links = Links(config.backhaul_bps, config.cloud_bps, config.cloud_latency_s)
+        self.placement = np.zeros((self.n_nodes, self.n_pbs), dtype=bool)
+        self.request_counts = np.zeros((self.n_nodes, self.n_models), dtype=np.int64)
+        self.last_requests = np.zeros((self.n_nodes, self.n_models), dtype=np.int64)
+        self.slot = 0
+
+    # ------------------------------------------------------------------ views and helpers
+    def policy_view(self) -> PolicyView:
+        t = self.topology
+        return PolicyView(
+            slot=self.slot,
+            capacity_bytes=self.capacity_bytes.copy(),
+            pb_bytes=self.pb_bytes.copy(),
+            membership=self.membership.copy(),
+            placement=self.placement.copy(),
+            request_counts=self.request_counts.copy(),
+            last_requests=self.last_requests.copy(),
+            users_per_node=t.users_per_node,
+            neighbours=t.neighbours.copy(),
+            mean_gain_db=t.gain_db.copy(),
+            user_home=t.user_home.copy(),
+            mode=self.config.mode,
+            config=self.config,
+        )
+
+    def project(self, placement_scores: np.ndarray) -> np.ndarray:
+        """Best feasible placement for per-(N, J) scores: greedy by score per byte, positives only."""
+        scores = np.asarray(placement_scores, dtype=float)
+        if scores.shape != (self.n_nodes, self.n_pbs):
+            raise CapacityError(f"scores shape {scores.shape} is not (N, J) = {(self.n_nodes, self.n_pbs)}")
+        return project_scores(scores, self.pb_bytes, self.capacity_bytes, self.membership, self.config.mode)
+
+    def check_placement(self, placement: np.ndarray) -> np.ndarray:
+        arr = np.asarray(placement)
+        if arr.shape != (self.n_nodes, self.n_pbs):
+            raise CapacityError(f"placement shape {arr.shape} is not (N, J) = {(self.n_nodes, self.n_pbs)}")
+        if arr.dtype != bool:
+            if not np.isin(arr, (0, 1)).all():
+                raise CapacityError("placement entries must be boolean (0/1)")
+            arr = arr.astype(bool)
+        used = storage_bytes(arr, self.membership, self.pb_bytes, self.config.mode)
+        over = np.nonzero(used > self.capacity_bytes)[0]
+        if len(over):
+            n = int(over[0])
+            raise CapacityError(
+                f"placement at EN {n} uses {int(used[n])} bytes ({self.config.mode} accounting), "
+                f"capacity is {int(self.capacity_bytes[n])}"
+            )
+        return arr
+
+    # ------------------------------------------------------------------ one slot
+    def step(self, placement: np.ndarray, channels: SlotChannels | None = None,
+             requests: np.ndarray | None = None) -> SlotResult:
+        """Validate the placement, draw the slot's requests and channels, deliver, advance.
+
+        `channels` and `requests` may be given to replay or hand-check a slot; the random
+        streams still advance as if drawn, so later slots do not depend on the injection.
+        """
+        cfg = self.config
+        new = self.check_placement(placement)
+        home = self.topology.user_home
+        drawn_requests = self.requests.draw(home)
+        drawn_channels = draw_channels(self._chan_rng, self.topology.gain_lin, cfg.antennas, cfg.csi_error)
+        requests = drawn_requests if requests is None else np.asarray(requests, dtype=int)
+        channels = drawn_channels if channels is None else channels
+
+        ready, bh_free, cloud_free, change_bytes, bh_bytes, cloud_bytes = self._charge_change(new)
+        holder_ready = np.where(new, ready, np.inf)
+        units = self._units(new, holder_ready, requests)
+        outcome: DeliveryOutcome = deliver(
+            units, cfg.n_users, channels.h_est, channels.h_true, self.power_w, cfg.noise_w,
+            cfg.bandwidth_hz, self.links, self.designer, cfg.beamformer, cfg.csi_error,
+            self._bf_rng, bh_free, cloud_free,
+        )
+        local, edge = self._hit_ratios(new, requests)
+        result = SlotResult(
+            slot=self.slot,
+            mean_delay_s=float(outcome.user_delay_s.mean()),
+            user_delay_s=outcome.user_delay_s,
+            breakdown=outcome.breakdown,
+            requests=requests,
+            hit_ratio_local=local,
+            hit_ratio_edge=edge,
+            backhaul_bytes=bh_bytes + outcome.backhaul_bytes,
+            cloud_bytes=cloud_bytes + outcome.cloud_bytes,
+            placement_change_bytes=change_bytes,
+            solver_calls=outcome.solver_calls,
+            cache_hits=outcome.cache_hits,
+            delay_lower_bound_s=self._lower_bound(channels.h_true, requests),
+        )
+        self.last_outcome = outcome
+        counts = np.zeros_like(self.last_requests)
+        np.add.at(counts, (home, requests), 1)
+        self.last_requests = counts
+        self.request_counts += counts
+        self.placement = new
+        self.slot += 1
+        return result
+
+    def _charge_change(self, new: np.ndarray):
+        """Load the PBs added to each cache; returns when each cached PB is ready and link state.
+
+        Slot 0 starts from caches filled off-line (free). Later additions are fetched at the
+        start of the slot, one after another on the EN's links, from an EN that held the PB in
+        the previous placement (backhaul) or else from the cloud. With change_cost "delay"
+        the PB is usable only once loaded and the links are busy until then; with "separate"
+        the change is only counted in bytes.
+        """
+        cfg = self.config
+        n_nodes = self.n_nodes
+        ready = np.zeros(new.shape)
+        bh_free = np.zeros(n_nodes)
+        cloud_free = np.zeros(n_nodes)
+        if self.slot == 0:
+            return ready, bh_free, cloud_free, 0, 0, 0
+        added = new & ~self.placement
+        held_before = self.placement.any(axis=0)
+        change = bh = cloud = 0
+        for n, j in zip(*np.nonzero(added)):
+            size = int(self.pb_bytes[j])
+            change += size
+            if held_before[j]:
+                bh += size
+                bh_free[n] += 8 * size / cfg.backhaul_bps
+                ready[n, j] = bh_free[n]
+            else:
+                cloud += size
+                cloud_free[n] += 8 * size / cfg.cloud_bps
+                ready[n, j] = cloud_free[n] + cfg.cloud_latency_s
+        if cfg.change_cost == "separate":
+            ready[:] = 0.0
+            bh_free[:] = 0.0
+            cloud_free[:] = 0.0
+        return ready, bh_free, cloud_free, change, bh, cloud
+
+    def _units(self, placement: np.ndarray, holder_ready: np.ndarray, requests: np.ndarray) -> list[Unit]:
+        mode = self.config.mode
+        need = self.membership[requests]  # (K, J)
+        units: list[Unit] = []
+        if mode == "fine":
+            for j in np.nonzero(need.any(axis=0))[0]:
+                users = np.nonzero(need[:, j])[0]
+                cand = np.nonzero(self.in_range[users].any(axis=0))[0]
+                units.append(Unit(int(self.pb_bytes[j]), users, cand, holder_ready[:, j], True))
+        elif mode == "coarse":
+            complete = complete_models(placement, self.membership)
+            for i in np.unique(requests):
+                users = np.nonzero(requests == i)[0]
+                cand = np.nonzero(self.in_range[users].any(axis=0))[0]
+                pbs = self.membership[i]
+                ready = np.where(complete[:, i], holder_ready[:, pbs].max(axis=1), np.inf)
+                units.append(Unit(int(self.model_bytes[i]), users, cand, ready, True))
+        else:  # noncoop: each EN serves its own users, PB by PB, no migration
+            home = self.topology.user_home
+            for n in np.unique(home):
+                mine = home == n
+                for j in np.nonzero(need[mine].any(axis=0))[0]:
+                    users = np.nonzero(mine & need[:, j])[0]
+                    ready = np.full(self.n_nodes, np.inf)
+                    ready[n] = holder_ready[n, j]
+                    units.append(Unit(int(self.pb_bytes[j]), users, np.array([n]), ready, False))
+        return units
+
+    def _hit_ratios(self, placement: np.ndarray, requests: np.ndarray) -> tuple[float, float]:
+        home = self.topology.user_home
+        total = float(self.model_bytes[requests].sum())
+        if total == 0:
+            return 1.0, 1.0
+        if self.config.mode == "coarse":
+            complete = complete_models(placement, self.membership)
+            local = float((complete[home, requests] * self.model_bytes[requests]).sum())
+            edge = float((complete[:, requests].any(axis=0) * self.model_bytes[requests]).sum())
+            return local / total, edge / total
+        need = self.membership[requests]
+        local = float(((need & placement[home]).astype(np.int64) @ self.pb_bytes).sum())
+        if self.config.mode == "noncoop":
+            return local / total, local / total
+        edge = float(((need & placement.any(axis=0)).astype(np.int64) @ self.pb_bytes).sum())
+        return local / total, edge / total
+
+    def _lower_bound(self, h_true: np.ndarray, requests: np.ndarray) -> float:
+        """Mean over users of 8 * model bytes / best single-user rate with every EN at full power.
+
+        No multicast beamformer gives user k more than the single-user optimum
+        (sum_n sqrt(P_n) ||h_kn||)^2 / sigma^2 under per-EN budgets, every byte of k's model
+        must reach k, and preparation and waiting are non-negative: a bound for any placement,
+        order, serving set, beamformer and mode.
+        """
+        cfg = self.config
+        amp = (np.sqrt(self.power_w)[None, :] * np.linalg.norm(h_true, axis=2)).sum(axis=1)
+        rate = cfg.bandwidth_hz * np.log2(1.0 + amp ** 2 / cfg.noise_w)
+        return float((8 * self.model_bytes[requests] / rate).mean())

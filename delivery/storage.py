@@ -1,0 +1,78 @@
+"""How many bytes a placement occupies at each EN, by delivery mode.
+
+fine / noncoop: every cached PB is stored once, whatever the number of models using it.
+coarse: caches hold whole models; a model counts as cached at EN n when all its PBs are in
+n's placement row, and each cached model is stored as its own copy, so a PB shared by two
+cached models is paid twice. PBs that complete no model still occupy their bytes (once) and
+serve nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def complete_models(placement: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    """(N, I) bool: model i has every one of its PBs in EN n's placement row."""
+    missing = (~placement).astype(np.int64) @ membership.T.astype(np.int64)
+    return missing == 0
+
+
+def storage_bytes(
+    placement: np.ndarray, membership: np.ndarray, pb_bytes: np.ndarray, mode: str
+) -> np.ndarray:
+    """(N,) bytes used at each EN under the mode's accounting."""
+    placement = np.asarray(placement, dtype=bool)
+    if mode != "coarse":
+        return placement.astype(np.int64) @ pb_bytes
+    complete = complete_models(placement, membership)
+    model_bytes = membership.astype(np.int64) @ pb_bytes
+    covered = (complete.astype(np.int64) @ membership.astype(np.int64)) > 0
+    stray = placement & ~covered
+    return complete.astype(np.int64) @ model_bytes + stray.astype(np.int64) @ pb_bytes
+
+
+def fill_in_order(order: np.ndarray, sizes: np.ndarray, capacity: int) -> np.ndarray:
+    """Take items in the given order, skipping any that no longer fit (first-fit greedy)."""
+    chosen = np.zeros(len(sizes), dtype=bool)
+    left = int(capacity)
+    for j in order:
+        s = int(sizes[j])
+        if s <= left:
+            chosen[j] = True
+            left -= s
+    return chosen
+
+
+def fill_models(order: np.ndarray, membership: np.ndarray, pb_bytes: np.ndarray,
+                capacity: int) -> np.ndarray:
+    """Whole models in the given order under coarse accounting; returns the (J,) PB row."""
+    row = np.zeros(membership.shape[1], dtype=bool)
+    for i in order:
+        trial = row | membership[i]
+        if storage_bytes(trial[None, :], membership, pb_bytes, "coarse")[0] <= capacity:
+            row = trial
+    return row
+
+
+def project_scores(scores: np.ndarray, pb_bytes: np.ndarray, capacity: np.ndarray,
+                   membership: np.ndarray, mode: str) -> np.ndarray:
+    """Feasible placement from (N, J) scores: only positive scores, greedy by score per byte.
+
+    In coarse mode the unit is a whole model, scored by the sum of its PBs' scores per
+    model byte.
+    """
+    n_nodes, n_pbs = scores.shape
+    out = np.zeros((n_nodes, n_pbs), dtype=bool)
+    per_byte = scores / np.maximum(pb_bytes, 1)
+    model_bytes = membership.astype(np.int64) @ pb_bytes
+    for n in range(n_nodes):
+        if mode == "coarse":
+            model_score = membership.astype(float) @ scores[n]
+            density = model_score / np.maximum(model_bytes, 1)
+            order = [i for i in np.argsort(-density, kind="stable") if model_score[i] > 0]
+            out[n] = fill_models(np.array(order, dtype=int), membership, pb_bytes, int(capacity[n]))
+        else:
+            order = [j for j in np.argsort(-per_byte[n], kind="stable") if scores[n, j] > 0]
+            out[n] = fill_in_order(np.array(order, dtype=int), pb_bytes, int(capacity[n]))
+    return out

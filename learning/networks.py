@@ -1,0 +1,95 @@
+"""Actors and per-agent critics. All weights are shared across agents and across PBs, so one
+network serves any number of ENs and any library size (the obs of agent n is a (J, F) table).
+
+ASNActor scores an agent's own actions (drop / cache PB j) from its own features, and each
+neighbour-directed action (ask neighbour m to hold PB j, i.e. pull it from m) by the inner
+product of an own embedding and an (own, m) pair embedding whose weights are shared across
+neighbours -- the Action Semantics Network construction. MLPActor is the ablation: one MLP
+reads the whole concatenated row and outputs every action's logit with no such structure.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from learning.features import NEIGHBOUR_FEATURES, OWN_FEATURES
+
+NEG = -1e9  # logit of a masked action
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class ASNActor(nn.Module):
+    def __init__(self, max_degree: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.max_degree = max_degree
+        self.own = mlp([OWN_FEATURES, hidden, hidden])
+        self.own_head = nn.Linear(hidden, 2)
+        self.query = nn.Linear(hidden, hidden, bias=False)
+        self.pair = mlp([OWN_FEATURES + NEIGHBOUR_FEATURES, hidden, hidden])  # shared over neighbours
+        self.scale = hidden ** -0.5
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """obs (..., J, F), mask (..., J, A) -> logits (..., J, A)."""
+        own_x = obs[..., :OWN_FEATURES]
+        h = self.own(own_x)
+        own_logits = self.own_head(F.relu(h))
+        nb = obs[..., OWN_FEATURES:].unflatten(-1, (self.max_degree, NEIGHBOUR_FEATURES))
+        pair_x = torch.cat([own_x.unsqueeze(-2).expand(*nb.shape[:-1], OWN_FEATURES), nb], -1)
+        e = self.pair(pair_x)                                            # (..., J, D, H)
+        pull_logits = (self.query(h).unsqueeze(-2) * e).sum(-1) * self.scale
+        logits = torch.cat([own_logits, pull_logits], -1)
+        return logits.masked_fill(mask <= 0, NEG)
+
+
+class MLPActor(nn.Module):
+    def __init__(self, max_degree: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = mlp([OWN_FEATURES + max_degree * NEIGHBOUR_FEATURES, hidden, hidden, 2 + max_degree])
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).masked_fill(mask <= 0, NEG)
+
+
+def make_actor(kind: str, max_degree: int, hidden: int) -> nn.Module:
+    if kind == "asn":
+        return ASNActor(max_degree, hidden)
+    if kind == "mlp":
+        return MLPActor(max_degree, hidden)
+    raise ValueError(f"actor {kind!r} is not 'asn' or 'mlp'")
+
+
+class AgentCritic(nn.Module):
+    """Q_n(o_n, a_n): each PB row with its (relaxed) one-hot action is embedded, pooled by mean
+    and max over PBs (so any J works), and read out to one number."""
+
+    def __init__(self, obs_width: int, n_actions: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.row = mlp([obs_width + n_actions, hidden, hidden])
+        self.out = mlp([2 * hidden, hidden, 1])
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """obs (B, N, J, F), action (B, N, J, A) -> (B, N)."""
+        z = F.relu(self.row(torch.cat([obs, action], -1)))
+        pooled = torch.cat([z.mean(-2), z.amax(-2)], -1)
+        return self.out(pooled).squeeze(-1)
+
+
+def gumbel_softmax_st(logits: torch.Tensor, generator: torch.Generator, tau: float = 1.0) -> torch.Tensor:
+    """Straight-through Gumbel-Softmax: one-hot sample forward, softmax gradient backward.
+
+    Written out (not torch's F.gumbel_softmax) so that the noise comes from a seeded generator.
+    """
+    u = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1.0 - 1e-10)
+    y = F.softmax((logits - torch.log(-torch.log(u))) / tau, -1)
+    hard = F.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
+    return hard - y.detach() + y

@@ -1,0 +1,73 @@
+"""`pbkit plan`: exact PB plans of large architectures as a PB library (docs/plans.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pbkit.grouping import GRANULARITIES
+from pbkit.plan import PlanError, plan_base, plan_from_hub, plan_spec, shipped_configs
+
+
+def _parse_size(text: str | None) -> int | None:
+    """`--max-bytes` as an integer or with a unit: 64MiB, 16MB, 1GiB."""
+    if text is None:
+        return None
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
+    low = text.strip().lower()
+    for unit, factor in units.items():
+        if low.endswith(unit) and low[: -len(unit)].strip().isdigit():
+            return int(low[: -len(unit)]) * factor
+    if low.isdigit():
+        return int(low)
+    raise PlanError(f"--max-bytes {text!r} is not a size (e.g. 67108864, 64MiB, 16MB)")
+
+
+def plan_command(
+    arch: str = typer.Option(None, "--arch", help="transformers config.json, or a shipped config name (see --list)."),
+    spec: Path = typer.Option(None, "--spec", help="Plan spec (YAML/JSON): families with fine-tunes and LoRA adapters."),
+    hub: str = typer.Option(None, "--hub", help="Hub repo id: plan from its safetensors headers (needs the network)."),
+    revision: str = typer.Option(None, "--revision", help="Hub revision for --hub."),
+    dtype: str = typer.Option(None, "--dtype", help="Float dtype of the base weights: float32, float16, bfloat16."),
+    architecture: str = typer.Option(None, "--architecture", help="Model class instead of the config's `architectures`."),
+    name: str = typer.Option(None, "--name", help="Model name for --arch (default: the config file's stem)."),
+    granularity: str = typer.Option("tensor", "--granularity", help=f"PB granularity: {', '.join(GRANULARITIES)}."),
+    max_bytes: str = typer.Option(None, "--max-bytes", help="Largest PB for --granularity fixed (e.g. 64MiB)."),
+    out: Path = typer.Option(None, "--out", help="Write the PB library JSON here."),
+    list_configs: bool = typer.Option(False, "--list", help="List the shipped configs and exit."),
+) -> None:
+    """Plan PBs of a model (or a spec's families) on the meta device and write a PB library."""
+    if list_configs:
+        for cfg in shipped_configs():
+            typer.echo(cfg)
+        return
+    chosen = [flag for flag, value in (("--arch", arch), ("--spec", spec), ("--hub", hub)) if value]
+    if len(chosen) != 1:
+        raise PlanError("give exactly one of --arch, --spec or --hub")
+    if out is None:
+        raise PlanError("--out is required (the PB library JSON to write)")
+    if arch:
+        plan = plan_base(arch, dtype=dtype, name=name, architecture=architecture)
+    elif spec:
+        if architecture or name:
+            raise PlanError("--architecture and --name apply to --arch; a spec names its own")
+        plan = plan_spec(spec, dtype=dtype)
+    else:
+        if dtype or architecture:
+            raise PlanError("--dtype and --architecture do not apply to --hub (headers fix them)")
+        plan = plan_from_hub(hub, revision)
+    library = plan.to_library(granularity, _parse_size(max_bytes))
+    library.save(out)
+    share = library.sharing()
+    typer.echo(
+        f"{out}: {share['models']} models, {share['pbs']} PBs ({granularity}), "
+        f"logical {share['logical_bytes']:,} B, unique {share['unique_bytes']:,} B, "
+        f"dedup x{share['dedup_ratio']:.2f}"
+    )
+    for m in plan.models:
+        typer.echo(f"  {m.name:40s} {m.kind:17s} {m.num_parameters:>15,} params {m.nbytes:>17,} B own")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan_command)

@@ -1,0 +1,292 @@
+"""Store commands: ingest, digest, assemble, verify, stats, ls, show, gc, rm, need.
+
+The store directory comes from the global `--store` option (`ctx.obj.store_dir`). Progress bars
+and warnings go to stderr; `--json` output goes to stdout alone so scripts can parse it.
+Errors are PbkitError, printed by pbkit.cli as one line `pbkit: error: ...`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from pbkit.assemble import AssemblyError
+from pbkit.ingest import digest_pass
+from pbkit.store import Store
+
+_PHASES = {"hash": "hashing", "write": "writing", "publish": "publishing", "assemble": "assembling", "verify": "verifying"}
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
+def _out() -> Console:
+    return Console()
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool = True) -> Iterator[Any]:
+    """A progress(phase, done, total) callback drawing one rich bar per phase on stderr."""
+    if not enabled:
+        yield None
+        return
+    console = _err()
+    with Progress(
+        TextColumn("{task.description:<11}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=not console.is_terminal,
+        disable=not console.is_terminal,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(_PHASES.get(phase, phase), total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def _store(ctx: typer.Context) -> Store:
+    return Store.open(ctx.obj.store_dir)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def ingest(
+        ctx: typer.Context,
+        path: str = typer.Argument(..., help="Model directory, or a hub id (org/name)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Name in the store (default: directory name or hub id)."),
+        base: Optional[str] = typer.Option(None, "--base", help="Stored model this one derives from."),
+        revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        """Cut a model (or adapter) into parameter blocks and store them."""
+        with _store(ctx) as store, _progress() as progress, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = store.ingest(path, name=name, base=base, revision=revision, progress=progress)
+        for w in caught:
+            print(f"pbkit: warning: {w.message}", file=sys.stderr)
+        if as_json:
+            _print_json(result.to_dict())
+            return
+        state = "already stored, unchanged" if result.unchanged else f"{result.new_objects} new objects, {_mb(result.new_bytes)} written"
+        base_s = f", base {result.base}" if result.base else ""
+        _out().print(
+            f"ingested [bold]{result.name}[/] ({result.kind}{base_s}): {result.files} files, "
+            f"{result.blocks} blocks, {_mb(result.logical_bytes)}; {state}; recipe {result.recipe_id[:16]}"
+        )
+
+    @app.command()
+    def digest(
+        path: str = typer.Argument(..., help="Model directory, or a hub id."),
+        revision: Optional[str] = typer.Option(None, "--revision"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Dry run: compute every PB id of a model, write nothing."""
+        with _progress() as progress:
+            report = digest_pass(path, revision=revision, progress=progress)
+        if as_json:
+            d = report.to_dict()
+            d["files"] = [
+                {
+                    "path": f.recipe.path,
+                    "size": f.recipe.size,
+                    "kind": f.recipe.kind,
+                    "blocks": [bid for bid, _ in f.sources],
+                }
+                for f in report.files
+            ]
+            _print_json(d)
+            return
+        _out().print(
+            f"{report.root}: {len(report.files)} files, {report.tensors} tensors, {report.blocks} distinct blocks "
+            f"({_mb(report.block_bytes)} of {_mb(report.file_bytes)}), {report.throughput / 1e9:.2f} GB/s"
+        )
+
+    @app.command()
+    def assemble(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., help="Stored model name."),
+        out: Path = typer.Option(..., "--out", help="Output directory (must not exist, or be empty)."),
+        from_blocks: Optional[Path] = typer.Option(
+            None, "--from-blocks", help="Directory of received blocks (<id> or <id>.pb files) instead of the store."
+        ),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Rebuild a model directory bit-exactly (verified before it is renamed into place)."""
+        with _store(ctx) as store, _progress() as progress:
+            try:
+                report = store.assemble(name, out, from_blocks=from_blocks, progress=progress)
+            except AssemblyError as exc:
+                if exc.unavailable:
+                    console = _err()
+                    table = Table(title="unavailable blocks", title_justify="left")
+                    for col in ("block id", "bytes", "reason", "tensors"):
+                        table.add_column(col)
+                    for b in exc.unavailable:
+                        table.add_row(b.id, str(b.nbytes), b.reason, ", ".join(b.tensors))
+                    console.print(table)
+                raise
+        if as_json:
+            _print_json(report.to_dict())
+            return
+        _out().print(
+            f"assembled [bold]{report.name}[/] into {report.out_dir}: {report.files} files, "
+            f"{_mb(report.bytes)}, every file's SHA-256 verified ({report.seconds:.2f} s)"
+        )
+
+    @app.command()
+    def verify(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+        """Re-hash every object; name each corrupt or missing one. Exit 1 if any."""
+        with _store(ctx) as store, _progress() as progress:
+            report = store.verify(progress=progress)
+        if as_json:
+            _print_json(report.to_dict())
+        else:
+            for p in report.problems:
+                print(p, file=sys.stderr)
+            _out().print(
+                f"verified {report.checked} objects ({_mb(report.bytes)}): "
+                + ("clean" if report.ok else f"{len(report.corrupt)} corrupt, {len(report.missing)} missing; "
+                   f"models hit: {', '.join(report.models_hit)}")
+                + (f"; {report.unreferenced_objects} unreferenced objects and {report.temp_files} temp files (gc removes them)"
+                   if report.unreferenced_objects or report.temp_files else "")
+            )
+        if not report.ok:
+            raise typer.Exit(1)
+
+    @app.command()
+    def stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+        """Store totals: models, blocks, logical and unique bytes."""
+        with _store(ctx) as store:
+            s = store.stats()
+        if as_json:
+            _print_json(s)
+            return
+        table = Table(show_header=False)
+        for k, v in s.items():
+            table.add_row(k, f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
+        _out().print(table)
+
+    @app.command("ls")
+    def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+        """List stored models."""
+        with _store(ctx) as store:
+            rows = store.index.models()
+        if as_json:
+            _print_json(
+                [
+                    {"name": r.name, "kind": r.kind, "base": r.base, "logical_bytes": r.logical_bytes,
+                     "recipe_id": r.recipe_id, "source": r.source, "created": r.created}
+                    for r in rows
+                ]
+            )
+            return
+        table = Table()
+        for col in ("name", "kind", "base", "size", "recipe"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r.name, r.kind, r.base or "", _mb(r.logical_bytes), r.recipe_id[:16])
+        _out().print(table)
+
+    @app.command()
+    def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+        """Show one model: kind, base, source, files and bytes shared with other models."""
+        with _store(ctx) as store:
+            info = store.model_info(name)
+        if as_json:
+            _print_json(info)
+            return
+        out = _out()
+        out.print(f"[bold]{info['name']}[/]  {info['kind']}  recipe {info['recipe_id']}")
+        if info["base"]:
+            out.print(f"base: {info['base']['name']} (recipe {info['base']['recipe_id'][:16]}, content {info['base']['content_digest'][:16]})")
+        out.print(f"source: {json.dumps(info['source'])}")
+        out.print(f"{len(info['files'])} files, {_mb(info['logical_bytes'])}, {info['blocks']} distinct blocks")
+        table = Table()
+        for col in ("file", "kind", "size", "tensors", "sha256"):
+            table.add_column(col)
+        for f in info["files"]:
+            table.add_row(f["path"], f["kind"], f"{f['size']:,}", str(f["tensors"]), f["sha256"][:16])
+        out.print(table)
+        for other, nbytes in info["shared_bytes_with"].items():
+            out.print(f"shares {_mb(nbytes)} with {other}")
+
+    @app.command()
+    def gc(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+        """Delete unreferenced objects and stale temporary files."""
+        with _store(ctx) as store:
+            report = store.gc()
+        if as_json:
+            _print_json(report.to_dict())
+            return
+        _out().print(
+            f"removed {report.removed_objects} objects ({_mb(report.removed_bytes)}) and {report.removed_temp_files} temp files"
+        )
+
+    @app.command("rm")
+    def rm(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+        """Remove a model from the index (its unshared blocks are deleted by gc)."""
+        with _store(ctx) as store:
+            freed = store.remove(name)
+        if as_json:
+            _print_json({"removed": name, "unreferenced_blocks": freed})
+            return
+        _out().print(f"removed {name}; {freed} blocks are now unreferenced (run gc to delete them)")
+
+    @app.command()
+    def need(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., help="Requested model."),
+        have: Optional[List[str]] = typer.Option(None, "--have", help="A stored model whose blocks the device holds (repeatable)."),
+        have_blocks: Optional[Path] = typer.Option(None, "--have-blocks", help="Directory of blocks the device holds."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Which blocks (and bytes) a device still needs for a model."""
+        with _store(ctx) as store:
+            held: set[str] = set()
+            for m in have or []:
+                held |= store.model_blocks(m)
+            if have_blocks is not None:
+                held |= store.held_blocks(have_blocks)
+            report = store.need(name, held)
+        if as_json:
+            _print_json(report.to_dict())
+            return
+        out = _out()
+        out.print(
+            f"[bold]{name}[/]: needs {len(report.needed)} of {report.total_blocks} blocks, "
+            f"{_mb(report.needed_bytes)} of {_mb(report.total_bytes)} (holds {_mb(report.have_bytes)})"
+        )
+        table = Table()
+        for col in ("block id", "bytes", "kind", "tensors"):
+            table.add_column(col)
+        for b in report.needed:
+            table.add_row(b.id[:16], f"{b.nbytes:,}", b.kind, ", ".join(b.tensors[:3]) + (" ..." if len(b.tensors) > 3 else ""))
+        out.print(table)
+
+
+__all__ = ["register"]

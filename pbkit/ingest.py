@@ -1,0 +1,338 @@
+"""Cut a model into PBs and store them, and the digest pass (every PB id, nothing written).
+
+Order, for crash safety: (1) resolve and validate every file (safetensors layouts, shard index,
+adapter config, pickles) - bad input writes nothing; (2) hash: PB ids with BLAKE3 straight from
+an mmap of each file, SHA-256 of each file in a second thread (or from the stat-keyed cache when
+the file is unchanged since a previous ingest); (3) decide kind and base and build the recipe;
+(4) write the objects not yet present (each atomic); (5) publish the model in one index
+transaction. A kill before (5) leaves only complete, unreferenced objects (and maybe temp files);
+rerunning the ingest skips what is already there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator
+
+from pbkit.digest import blob_id, file_sha256, pb_id
+from pbkit.errors import PbkitError
+from pbkit.index import Index, ModelExistsError, StatKey, UnknownModelError
+from pbkit.kinds import ModelLayout, classify, inspect_layout
+from pbkit.objects import FileRegion, ObjectDir
+from pbkit.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef
+from pbkit.safetensors_format import SafetensorsLayout, read_layout
+from pbkit.sources import ResolvedSource, resolve_source, safe_join
+
+# progress(phase, done, total): phase "hash" and "write" count bytes; "publish" is 0/1 then 1/1.
+ProgressFn = Callable[[str, int, int], None]
+
+
+class IngestError(PbkitError):
+    """An ingest request is invalid (bad model name, unknown base)."""
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """One file's recipe plus where each of its blocks' bytes come from."""
+
+    recipe: FileRecipe
+    sources: tuple[tuple[str, bytes | FileRegion], ...]  # (block id, bytes or file region)
+    realpath: str
+    stat_key: StatKey
+
+
+@dataclass
+class DigestReport:
+    """Result of the digest pass: every block id of a model, nothing written."""
+
+    root: Path
+    files: list[FileDigest]
+    seconds: float
+    file_bytes: int
+    tensors: int
+    blocks: int  # distinct blocks (tensor PBs, headers, whole-file blobs)
+    block_bytes: int  # bytes of distinct blocks
+
+    @property
+    def throughput(self) -> float:
+        return self.file_bytes / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "files": len(self.files),
+            "file_bytes": self.file_bytes,
+            "tensors": self.tensors,
+            "blocks": self.blocks,
+            "block_bytes": self.block_bytes,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
+class IngestResult:
+    name: str
+    recipe_id: str
+    kind: str
+    base: str | None
+    files: int
+    blocks: int
+    logical_bytes: int
+    new_objects: int
+    new_bytes: int
+    unchanged: bool  # the same recipe was already stored under this name
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _stat_key(path: Path) -> tuple[str, StatKey]:
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return real, StatKey(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[memoryview]:
+    """A read-only memoryview of the whole file (empty files cannot be mmapped)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            yield memoryview(b"")
+            return
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        mv = memoryview(m)
+        try:
+            yield mv
+        finally:
+            mv.release()
+            m.close()
+
+
+def _digest_files(
+    src: ResolvedSource,
+    layouts: dict[str, SafetensorsLayout],
+    sha: Callable[[str, StatKey, Path], "Future[str] | str"] | None,
+    progress: ProgressFn | None,
+) -> list[FileDigest]:
+    """PB/blob ids of every file; `sha` returns (or schedules) each file's SHA-256."""
+    total = 0
+    paths = {}
+    for rel in src.files:
+        paths[rel] = safe_join(src.root, rel)
+        total += os.path.getsize(paths[rel])
+    done = 0
+    out = []
+    pending: list[tuple[int, Future[str]]] = []
+    for rel in src.files:
+        path = paths[rel]
+        real, key = _stat_key(path)
+        sha_val: Future[str] | str = sha(real, key, path) if sha is not None else ""
+        layout = layouts.get(rel)
+        with _mapped(path) as mv:
+            if layout is not None:
+                if len(mv) != layout.file_size:
+                    raise PbkitError(f"{path}: file changed while being read")
+                header_pb = blob_id(layout.header)
+                tensors = []
+                sources: list[tuple[str, bytes | FileRegion]] = [(header_pb, layout.header)]
+                for t in layout.tensors:
+                    pid = pb_id(t.dtype, t.shape, mv[t.begin : t.end])
+                    tensors.append(TensorRef(t.name, t.dtype, t.shape, pid, t.nbytes))
+                    sources.append((pid, FileRegion(Path(real), t.begin, t.nbytes)))
+                recipe = FileRecipe(rel, key.size, "", "safetensors", header_pb=header_pb, tensors=tuple(tensors))
+            else:
+                bid = blob_id(mv)
+                sources = [(bid, FileRegion(Path(real), 0, key.size))]
+                recipe = FileRecipe(rel, key.size, "", "blob", blob_pb=bid)
+        if isinstance(sha_val, Future):
+            pending.append((len(out), sha_val))
+        else:
+            recipe = _with_sha(recipe, sha_val)
+        out.append(FileDigest(recipe, tuple(sources), real, key))
+        done += key.size
+        if progress is not None:
+            progress("hash", done, total)
+    for i, fut in pending:
+        fd = out[i]
+        out[i] = FileDigest(_with_sha(fd.recipe, fut.result()), fd.sources, fd.realpath, fd.stat_key)
+    return out
+
+
+def _with_sha(r: FileRecipe, sha: str) -> FileRecipe:
+    return FileRecipe(r.path, r.size, sha, r.kind, r.header_pb, r.tensors, r.blob_pb)
+
+
+def _validate(src: ResolvedSource) -> tuple[ModelLayout, dict[str, SafetensorsLayout]]:
+    layout = inspect_layout(src)
+    layouts = {rel: read_layout(safe_join(src.root, rel)) for rel in layout.safetensors}
+    return layout, layouts
+
+
+def digest_pass(
+    source: str | os.PathLike[str], revision: str | None = None, progress: ProgressFn | None = None
+) -> DigestReport:
+    """Compute every PB id of a model without writing anything (a dry run of ingest)."""
+    t0 = time.perf_counter()
+    src = resolve_source(source, revision=revision)
+    _, layouts = _validate(src)
+    files = _digest_files(src, layouts, sha=None, progress=progress)
+    return _report(src.root, files, time.perf_counter() - t0)
+
+
+def _report(root: Path, files: list[FileDigest], seconds: float) -> DigestReport:
+    distinct: dict[str, int] = {}
+    tensors = 0
+    for f in files:
+        tensors += len(f.recipe.tensors)
+        for bid, s in f.sources:
+            distinct[bid] = len(s) if isinstance(s, bytes) else s.length
+    return DigestReport(
+        root=root,
+        files=files,
+        seconds=seconds,
+        file_bytes=sum(f.recipe.size for f in files),
+        tensors=tensors,
+        blocks=len(distinct),
+        block_bytes=sum(distinct.values()),
+    )
+
+
+def default_name(src: ResolvedSource) -> str:
+    if src.origin.get("type") == "hub":
+        return str(src.origin["repo_id"])
+    return src.root.name
+
+
+def check_name(name: str) -> str:
+    if not name or name != name.strip() or any(ord(c) < 32 for c in name) or len(name) > 200:
+        raise IngestError(f"model name {name!r} is empty, padded with spaces, too long or has control characters")
+    return name
+
+
+def _resolve_base(index: Index, name: str, base: str | None, layout: ModelLayout) -> tuple[str | None, list[str]]:
+    """The stored base model's name, from --base or the model's config hints."""
+    warnings: list[str] = []
+    if base is not None:
+        if index.model(base) is None:
+            raise UnknownModelError(f"base model {base!r} is not in the store (ingest it first)")
+        return base, warnings
+    hints = layout.base_hints()
+    rows = index.models()
+    for hint in hints:
+        hint_path = os.path.abspath(os.path.expanduser(hint)) if os.path.isabs(os.path.expanduser(hint)) or os.path.exists(hint) else None
+        for row in rows:
+            if row.name == name:
+                continue
+            if row.name == hint or row.source.get("repo_id") == hint or (
+                hint_path is not None and row.source.get("path") == hint_path
+            ):
+                return row.name, warnings
+    if layout.adapter is not None:
+        hint = layout.adapter.base_model
+        warnings.append(
+            f"adapter {name!r}: its base ({hint!r} in adapter_config.json) is not in the store and no --base "
+            "was given; ingested without a base"
+            if hint
+            else f"adapter {name!r}: adapter_config.json names no base and no --base was given; ingested without a base"
+        )
+    return None, warnings
+
+
+def ingest(
+    index: Index,
+    objects: ObjectDir,
+    source: str | os.PathLike[str],
+    name: str | None = None,
+    base: str | None = None,
+    revision: str | None = None,
+    progress: ProgressFn | None = None,
+    write_lock: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> IngestResult:
+    """Ingest one model (see the module docstring for the crash-safe order)."""
+    t0 = time.perf_counter()
+    src = resolve_source(source, revision=revision, cache_dir=cache_dir)
+    name = check_name(name if name is not None else default_name(src))
+    layout, layouts = _validate(src)  # (1) nothing is written on bad input
+
+    existing = index.model(name)
+
+    # (2) PB ids here, SHA-256 in a helper thread (hashlib and blake3 release the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkit-sha") as pool:
+
+        def sha(real: str, key: StatKey, path: Path) -> Future[str] | str:
+            cached = index.cached_sha(real, key)
+            return cached if cached is not None else pool.submit(file_sha256, path)
+
+        files = _digest_files(src, layouts, sha=sha, progress=progress)
+
+    # (3) kind and base
+    base_name, warnings = _resolve_base(index, name, base, layout)
+    base_ref = None
+    shares = False
+    if base_name is not None:
+        if base_name == name:
+            raise IngestError(f"model {name!r} cannot be its own base")
+        brow = index.model(base_name)
+        assert brow is not None
+        base_ref = BaseRef(brow.name, brow.recipe_id, brow.content_digest)
+        base_pbs = index.model_blocks(base_name)
+        shares = any(t.pb in base_pbs for f in files for t in f.recipe.tensors)
+    kind = classify(layout, base_name is not None, shares)
+    recipe = Recipe.build(name, kind, base_ref, dict(src.origin), tuple(f.recipe for f in files))
+    recipe_json = recipe.canonical_json()
+    if existing is not None and existing.recipe_id != recipe.id:
+        raise ModelExistsError(
+            f"model {name!r} is already stored with different content (recipe {existing.recipe_id[:12]}); "
+            f"remove it first (pbkit rm {name}) or choose another --name"
+        )
+
+    # (4) objects, each atomic; (5) one transaction publishes the model.
+    items: dict[str, bytes | FileRegion] = {}
+    for f in files:
+        for bid, s in f.sources:
+            items.setdefault(bid, s)
+    items[recipe.id] = recipe_json
+    total = sum(len(s) if isinstance(s, bytes) else s.length for s in items.values())
+    done = 0
+
+    def on_written(_id: str, n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress("write", done, total)
+
+    with write_lock():
+        new_objects, new_bytes = objects.write_many(list(items.items()), on_written=on_written)
+        if progress is not None:
+            progress("write", total, total)
+            progress("publish", 0, 1)
+        blocks = list(recipe.blocks().values()) + [BlockInfo(recipe.id, len(recipe_json), "recipe")]
+        shas = {f.realpath: (f.stat_key, f.recipe.sha256) for f in files}
+        published = index.publish(recipe, recipe_json, blocks, shas)
+        if progress is not None:
+            progress("publish", 1, 1)
+
+    return IngestResult(
+        name=name,
+        recipe_id=recipe.id,
+        kind=kind,
+        base=base_name,
+        files=len(files),
+        blocks=len(blocks) - 1,
+        logical_bytes=recipe.logical_bytes,
+        new_objects=new_objects,
+        new_bytes=new_bytes,
+        unchanged=not published,
+        seconds=time.perf_counter() - t0,
+        warnings=warnings,
+    )

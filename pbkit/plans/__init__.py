@@ -1,0 +1,1 @@
+"""Shipped plan data: architecture configs (configs/) and plan specs (specs/)."""

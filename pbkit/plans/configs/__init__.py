@@ -1,0 +1,1 @@
+"""Published transformers configs of the planned architectures (package data)."""

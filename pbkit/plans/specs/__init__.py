@@ -1,0 +1,1 @@
+"""Shipped plan specs (package data); see docs/plans.md."""

@@ -1,0 +1,355 @@
+"""`Store`: the public facade over the object directory, the index, ingest and assembly.
+
+Layout of a store directory (docs/on-disk-format.md):
+
+    pbkit-store.json        {"format": "pbkit-store", "version": 1}
+    index.sqlite            SQLite in WAL mode (+ -wal, -shm)
+    objects/<2 hex>/<id>    content-addressed blocks and recipes, raw bytes
+    tmp/                    temporary files of in-flight writes
+    lock                    flock: ingests hold it shared while writing, gc exclusive
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from pbkit import assemble as _assemble
+from pbkit import ingest as _ingest
+from pbkit.errors import PbkitError
+from pbkit.index import Index, UnknownModelError
+from pbkit.objects import ObjectDir
+from pbkit.recipe import Recipe, RecipeError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - non-POSIX: no cross-process gc/ingest exclusion
+    fcntl = None  # type: ignore[assignment]
+
+STORE_FORMAT = "pbkit-store"
+STORE_VERSION = 1
+ProgressFn = Callable[[str, int, int], None]
+
+
+class StoreError(PbkitError):
+    """The store directory is unusable (not a store, newer format)."""
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    bytes: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    models_hit: list[str] = field(default_factory=list)
+    unreferenced_objects: int = 0  # on disk, in no model (e.g. from a killed ingest); gc removes them
+    temp_files: int = 0  # stray temporary files; ignored, gc removes them
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["ok"] = self.ok
+        return d
+
+
+@dataclass
+class GcReport:
+    removed_objects: int = 0
+    removed_bytes: int = 0
+    removed_temp_files: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Store:
+    def __init__(self, root: Path, index: Index, objects: ObjectDir) -> None:
+        self.root = root
+        self.index = index
+        self.objects = objects
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "Store":
+        """Open the store at `path`, creating its layout if the directory is absent or empty."""
+        root = Path(os.path.abspath(os.path.expanduser(path)))
+        marker = root / "pbkit-store.json"
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root}: exists and is not a directory")
+        if marker.is_file():
+            try:
+                meta = json.loads(marker.read_text())
+                version = meta["version"]
+                fmt = meta["format"]
+            except (ValueError, KeyError, TypeError, OSError):
+                raise StoreError(f"{marker}: unreadable store marker") from None
+            if fmt != STORE_FORMAT:
+                raise StoreError(f"{marker}: format {fmt!r} is not {STORE_FORMAT!r}")
+            if not isinstance(version, int) or version > STORE_VERSION:
+                raise StoreError(f"{root}: store version {version!r} is newer than this pbkit reads ({STORE_VERSION})")
+        else:
+            if root.is_dir() and any(p.name not in ("index.sqlite", "objects", "tmp", "lock") for p in root.iterdir()):
+                raise StoreError(f"{root}: not a pbkit store and not empty; refusing to create a store there")
+            root.mkdir(parents=True, exist_ok=True)
+            tmp_marker = root / f".pbkit-store.json.{os.getpid()}"
+            tmp_marker.write_text(json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}) + "\n")
+            os.replace(tmp_marker, marker)
+        objects = ObjectDir(root / "objects", root / "tmp")
+        objects.ensure()
+        (root / "lock").touch(exist_ok=True)
+        return cls(root, Index(root / "index.sqlite"), objects)
+
+    def close(self) -> None:
+        self.index.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        """Ingests hold the lock shared while their objects are unpublished; gc holds it exclusive."""
+        if fcntl is None:
+            yield
+            return
+        with open(self.root / "lock", "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------------ ingest / assemble
+    def ingest(
+        self,
+        source: str | os.PathLike[str],
+        name: str | None = None,
+        base: str | None = None,
+        revision: str | None = None,
+        progress: ProgressFn | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> _ingest.IngestResult:
+        """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.ingest."""
+        result = _ingest.ingest(
+            self.index,
+            self.objects,
+            source,
+            name=name,
+            base=base,
+            revision=revision,
+            progress=progress,
+            write_lock=lambda: self._lock(exclusive=False),
+            cache_dir=cache_dir,
+        )
+        for w in result.warnings:
+            warnings.warn(w, UserWarning, stacklevel=2)
+        return result
+
+    def recipe(self, name: str) -> Recipe:
+        text = self.index.recipe_json(name)
+        if text is None:
+            raise UnknownModelError(f"no model named {name!r} in the store")
+        return Recipe.from_json(text, where=f"{self.root}: recipe of {name!r}")
+
+    def list_models(self) -> list[str]:
+        return [m.name for m in self.index.models()]
+
+    def assemble(
+        self,
+        name: str,
+        out_dir: str | os.PathLike[str],
+        from_blocks: str | os.PathLike[str] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> _assemble.AssembleReport:
+        """Rebuild model `name` into `out_dir`, from the store or from a directory of received blocks."""
+        recipe = self.recipe(name)
+        source: _assemble.BlockSource = (
+            _assemble.DirBlocks(Path(from_blocks)) if from_blocks is not None else _assemble.StoreBlocks(self.objects)
+        )
+        return _assemble.assemble(recipe, out_dir, source, progress=progress)
+
+    def need(self, name: str, have: Iterable[str]) -> _assemble.NeedReport:
+        """Blocks and bytes of model `name` not among the block ids `have`."""
+        return _assemble.need(self.recipe(name), have)
+
+    def model_blocks(self, name: str) -> set[str]:
+        """Ids of every block a model references (its recipe object included)."""
+        if self.index.model(name) is None:
+            raise UnknownModelError(f"no model named {name!r} in the store")
+        return self.index.model_blocks(name)
+
+    def held_blocks(self, block_dir: str | os.PathLike[str]) -> set[str]:
+        """Ids of the blocks in a received-blocks directory that verify against the store's index."""
+        blocks = _assemble.DirBlocks(Path(block_dir))
+        held = set()
+        for bid in blocks.ids():
+            info = self.index.block(bid)
+            if info is None or info.kind == "recipe":
+                continue
+            data = blocks.read(bid)
+            buf = data.m if isinstance(data, _assemble._Mapped) else data
+            try:
+                if _assemble.block_ok(info, buf):
+                    held.add(bid)
+            finally:
+                if isinstance(data, _assemble._Mapped):
+                    data.close()
+        return held
+
+    def remove(self, name: str) -> int:
+        """Forget a model; returns how many blocks no model uses any more (deleted by gc)."""
+        return self.index.remove(name)
+
+    # ------------------------------------------------------------------ maintenance
+    def verify(self, progress: ProgressFn | None = None) -> VerifyReport:
+        """Re-hash every indexed object; name each corrupt or missing one and the models hit."""
+        t0 = time.perf_counter()
+        report = VerifyReport()
+        blocks = list(self.index.blocks())
+        total = sum(b.nbytes for b in blocks)
+        done = 0
+        bad: list[tuple[str, str]] = []
+        for info in blocks:
+            data = _assemble.StoreBlocks(self.objects).read(info.id)
+            if data is None:
+                report.missing.append(info.id)
+                bad.append((info.id, "missing"))
+            else:
+                buf = data.m if isinstance(data, _assemble._Mapped) else data
+                try:
+                    if not _assemble.block_ok(info, buf):
+                        report.corrupt.append(info.id)
+                        bad.append((info.id, "corrupt"))
+                finally:
+                    if isinstance(data, _assemble._Mapped):
+                        data.close()
+            report.checked += 1
+            done += info.nbytes
+            if progress is not None:
+                progress("verify", done, total)
+        report.bytes = done
+        hit: set[str] = set()
+        for bid, reason in bad:
+            models = self.index.models_using(bid)
+            hit.update(models)
+            info = self.index.block(bid)
+            what = info.kind if info else "block"
+            report.problems.append(
+                f"{self.objects.path(bid)}: {what} object {reason} (used by {', '.join(models) or 'no model'})"
+            )
+        for row in self.index.models():
+            try:
+                recipe = self.recipe(row.name)
+            except RecipeError as exc:
+                report.problems.append(str(exc))
+                hit.add(row.name)
+                continue
+            if recipe.id != row.recipe_id:
+                report.problems.append(f"{self.root}: index recipe of {row.name!r} does not hash to its id {row.recipe_id[:16]}")
+                hit.add(row.name)
+        report.models_hit = sorted(hit)
+        referenced = self.index.referenced_ids()
+        report.unreferenced_objects = sum(1 for i in self.objects.iter_ids() if i not in referenced)
+        report.temp_files = sum(1 for _ in self.objects.iter_temp())
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def gc(self) -> GcReport:
+        """Delete objects no model references and stale temporary files (waits for running ingests)."""
+        report = GcReport()
+        with self._lock(exclusive=True):
+            with self.index.transaction() as db:
+                db.execute("DELETE FROM pbs WHERE id NOT IN (SELECT pb FROM refs)")
+            referenced = self.index.referenced_ids()
+            for obj_id in list(self.objects.iter_ids()):
+                if obj_id not in referenced:
+                    report.removed_bytes += self.objects.remove(obj_id)
+                    report.removed_objects += 1
+            for tmp in list(self.objects.iter_temp()):
+                try:
+                    if tmp.is_dir():
+                        shutil.rmtree(tmp)
+                    else:
+                        tmp.unlink()
+                    report.removed_temp_files += 1
+                except FileNotFoundError:
+                    pass
+            self.index.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return report
+
+    def stats(self) -> dict[str, Any]:
+        """Totals: logical_bytes (sum of model files), unique_bytes (distinct blocks), models, blocks, ..."""
+        db = self.index.db
+        models = db.execute("SELECT COUNT(*), COALESCE(SUM(logical_bytes), 0) FROM models").fetchone()
+        blocks = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind != 'recipe'").fetchone()
+        tensors = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind = 'tensor'").fetchone()
+        shared = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind != 'recipe' AND id IN "
+            "(SELECT pb FROM refs GROUP BY pb HAVING COUNT(*) > 1)"
+        ).fetchone()
+        logical, unique = int(models[1]), int(blocks[1])
+        return {
+            "store": str(self.root),
+            "models": int(models[0]),
+            "blocks": int(blocks[0]),
+            "logical_bytes": logical,
+            "unique_bytes": unique,
+            "dedup_ratio": logical / unique if unique else 1.0,
+            "saved_bytes": logical - unique,
+            "tensor_blocks": int(tensors[0]),
+            "tensor_bytes": int(tensors[1]),
+            "shared_blocks": int(shared[0]),
+            "shared_block_bytes": int(shared[1]),
+        }
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        """What `pbkit show` prints: the index row, the recipe summary and sharing with other models."""
+        row = self.index.model(name)
+        if row is None:
+            raise UnknownModelError(f"no model named {name!r} in the store")
+        recipe = self.recipe(name)
+        blocks = recipe.blocks()
+        db = self.index.db
+        shared = {
+            r[0]: r[1]
+            for r in db.execute(
+                "SELECT other.model, SUM(p.bytes) FROM refs mine JOIN refs other ON other.pb = mine.pb "
+                "JOIN pbs p ON p.id = mine.pb WHERE mine.model = ? AND other.model != ? AND p.kind != 'recipe' "
+                "GROUP BY other.model ORDER BY other.model",
+                (name, name),
+            )
+        }
+        return {
+            "name": row.name,
+            "recipe_id": row.recipe_id,
+            "kind": row.kind,
+            "base": None
+            if recipe.base is None
+            else {"name": recipe.base.name, "recipe_id": recipe.base.recipe_id, "content_digest": recipe.base.content_digest},
+            "source": row.source,
+            "content_digest": row.content_digest,
+            "created": row.created,
+            "logical_bytes": row.logical_bytes,
+            "blocks": len(blocks),
+            "block_bytes": sum(b.nbytes for b in blocks.values()),
+            "shared_bytes_with": shared,
+            "files": [
+                {"path": f.path, "size": f.size, "sha256": f.sha256, "kind": f.kind, "tensors": len(f.tensors)}
+                for f in recipe.files
+            ],
+        }
+

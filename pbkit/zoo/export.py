@@ -1,0 +1,189 @@
+"""Export a store's models as a PB library (the format in pbkit.library, docs/library-format.md).
+
+Rules (documented in docs/library-format.md):
+- A model's weight PBs are its safetensors tensors grouped at the chosen granularity
+  (`pbkit.grouping.group_tensors`, in checkpoint order, shards in path order). Group ids depend
+  only on member content, so two models share a PB exactly when every member tensor is identical.
+- Non-tensor bytes (safetensors headers, config, tokenizer, README, adapter_config) form one small
+  "files" PB per model by default (`files="model"`); `files="each"` keeps every header and file as
+  its own PB (so identical tokenizer files are shared), `files="none"` leaves them out. A legacy
+  weight file (`pytorch_model.bin`, ...) stored as a whole-file block is always its own PB.
+- An adapter's PB list is its base's PB list followed by its own PBs: what a device must hold to
+  run the adapter is base + adapter, and caching must see that the base's PBs are shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import blake3
+
+from pbkit.errors import PbkitError
+from pbkit.grouping import group_tensors
+from pbkit.library import PBEntry, PBLibrary, ModelEntry
+from pbkit.recipe import FileRecipe, Recipe
+
+FILES_MODES = ("model", "each", "none")
+_FILES_DOMAIN = b"pbkit-files-v1\n"
+# Whole-file blocks that hold weights (pickled checkpoints), never folded into the files PB.
+_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".h5", ".msgpack", ".gguf")
+
+
+class ExportError(PbkitError, ValueError):
+    """A library cannot be exported (empty store, unknown model, bad option)."""
+
+
+@dataclass(frozen=True)
+class _PB:
+    id: str
+    bytes: int
+    label: str
+    tensors: tuple[str, ...]
+
+
+def _header_bytes(f: FileRecipe) -> int:
+    return f.size - sum(t.nbytes for t in f.tensors)
+
+
+def _files_pbs(recipe: Recipe, mode: str) -> list[_PB]:
+    """The PBs of a model's non-tensor bytes, per `mode`; weight blobs always stand alone."""
+    weights: list[_PB] = []
+    small: list[_PB] = []
+    for f in recipe.files:
+        if f.kind == "safetensors":
+            assert f.header_pb is not None
+            small.append(_PB(f.header_pb, _header_bytes(f), f"header:{f.path}", (f"{f.path}:<header>",)))
+        else:
+            assert f.blob_pb is not None
+            pb = _PB(f.blob_pb, f.size, f"file:{f.path}", (f.path,))
+            (weights if f.path.lower().endswith(_WEIGHT_SUFFIXES) else small).append(pb)
+    if mode == "none" or not small:
+        return weights
+    if mode == "each":
+        return weights + small
+    # One PB for all of them: id from the sorted member ids, so identical file sets share it.
+    h = blake3.blake3(_FILES_DOMAIN)
+    h.update("\n".join(sorted(pb.id for pb in small)).encode())
+    members = tuple(t for pb in small for t in pb.tensors)
+    return weights + [_PB(h.hexdigest(), sum(pb.bytes for pb in small), f"files:{recipe.name}", members)]
+
+
+def _own_pbs(recipe: Recipe, granularity: str, max_bytes: int | None, files: str) -> list[_PB]:
+    tensors = [t for f in sorted(recipe.files, key=lambda f: f.path) if f.kind == "safetensors" for t in f.tensors]
+    out = [_PB(g.id, g.bytes, g.label, g.tensors) for g in group_tensors(tensors, granularity, max_bytes)]
+    return out + _files_pbs(recipe, files)
+
+
+def _dedup(pbs: Iterable[_PB]) -> list[_PB]:
+    seen: set[str] = set()
+    out = []
+    for pb in pbs:
+        if pb.id not in seen:
+            seen.add(pb.id)
+            out.append(pb)
+    return out
+
+
+def _base_name(recipe: Recipe, by_name: dict[str, Recipe], by_id: dict[str, str]) -> str | None:
+    if recipe.base is None:
+        return None
+    if recipe.base.recipe_id in by_id:  # pinned by recipe id; the name may have been reused
+        return by_id[recipe.base.recipe_id]
+    return None
+
+
+def library_from_recipes(
+    recipes: Sequence[Recipe],
+    granularity: str = "tensor",
+    max_bytes: int | None = None,
+    files: str = "model",
+    source: dict[str, Any] | None = None,
+) -> PBLibrary:
+    """Build a PB library from recipes (models in the order given)."""
+    if files not in FILES_MODES:
+        raise ExportError(f"files mode {files!r} is not one of {', '.join(FILES_MODES)}")
+    if not recipes:
+        raise ExportError("no models to export (the store is empty)")
+    by_name = {r.name: r for r in recipes}
+    by_id = {r.id: r.name for r in recipes}
+    own = {r.name: _own_pbs(r, granularity, max_bytes, files) for r in recipes}
+    warnings: list[str] = []
+    bases: dict[str, str | None] = {}
+    for r in recipes:
+        bases[r.name] = _base_name(r, by_name, by_id)
+        if r.base is not None and bases[r.name] is None:
+            warnings.append(
+                f"{r.name}: base {r.base.name} (recipe {r.base.recipe_id[:12]}) is not in the store; "
+                "its PBs are not included"
+            )
+
+    full: dict[str, list[_PB]] = {}
+
+    def needed(name: str, chain: tuple[str, ...] = ()) -> list[_PB]:
+        if name in chain:
+            raise ExportError(f"model {name}: base chain loops ({' -> '.join(chain + (name,))})")
+        if name not in full:
+            r = by_name[name]
+            base = bases[name]
+            if r.kind == "adapter" and base is not None:
+                full[name] = _dedup(needed(base, chain + (name,)) + own[name])
+            else:
+                full[name] = _dedup(own[name])
+        return full[name]
+
+    pbs: dict[str, _PB] = {}
+    models: list[ModelEntry] = []
+    for r in recipes:
+        entries = needed(r.name)
+        for pb in entries:
+            prev = pbs.get(pb.id)
+            if prev is None:
+                pbs[pb.id] = pb
+            elif prev.bytes != pb.bytes:  # a content id with two sizes means a broken store
+                raise ExportError(f"PB {pb.id}: {prev.bytes} bytes in one model, {pb.bytes} in {r.name}")
+        models.append(ModelEntry(name=r.name, pbs=tuple(p.id for p in entries), id=r.id, kind=r.kind, base=bases[r.name]))
+    src = dict(source or {})
+    src.update({"kind": "store", "files": files, "max_bytes": max_bytes})
+    if warnings:
+        src["warnings"] = warnings
+    return PBLibrary(
+        pbs=[PBEntry(id=p.id, bytes=p.bytes, label=p.label, tensors=p.tensors) for p in pbs.values()],
+        models=models,
+        granularity=granularity,
+        source=src,
+        synthetic=False,
+    )
+
+
+def export_library(
+    store: Any,
+    granularity: str = "tensor",
+    max_bytes: int | None = None,
+    files: str = "model",
+    models: Sequence[str] | None = None,
+) -> PBLibrary:
+    """The PB library of a `pbkit.store.Store` (all models, or `models` and their bases)."""
+    names = list(store.list_models())
+    if models is not None:
+        missing = [m for m in models if m not in set(names)]
+        if missing:
+            raise ExportError(f"model {missing[0]} is not in the store")
+        wanted = list(models)
+        # Pull in bases so adapter entries can reference them.
+        i = 0
+        while i < len(wanted):
+            r = store.recipe(wanted[i])
+            if r.base is not None and r.base.name in names and r.base.name not in wanted:
+                wanted.append(r.base.name)
+            i += 1
+        names = [n for n in names if n in set(wanted)]
+    recipes = [store.recipe(n) for n in names]
+    root = getattr(store, "root", None)
+    return library_from_recipes(
+        recipes,
+        granularity=granularity,
+        max_bytes=max_bytes,
+        files=files,
+        source={"store": str(root) if root is not None else None},
+    )

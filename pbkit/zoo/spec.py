@@ -1,0 +1,376 @@
+"""Zoo specs: which families of real models to build (a base, fine-tunes, PEFT adapters).
+
+A spec is a YAML (or TOML) file; the schema is documented in docs/zoo.md. Parsing is strict: an
+unknown key, a wrong type or an out-of-range value is a `ZooSpecError` naming the file and the
+key path (e.g. `families[0].adapters[2].r`), so a typo never silently changes what is built.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import blake3
+import yaml
+
+from pbkit.errors import PbkitError
+
+try:  # Python >= 3.11; on 3.10 only YAML specs are read
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    tomllib = None  # type: ignore[assignment]
+
+# Bump when the builder changes what a spec entry produces, so stale zoo outputs are rebuilt.
+BUILDER_VERSION = 1
+
+BASE_SOURCES = ("bundled", "path", "hub", "tiny")
+TINY_ARCHS = ("gpt2", "llama", "bert")
+TASKS = ("classification", "regression", "lm")
+PEFT_TYPES = ("lora", "ia3")
+SAVE_DTYPES = ("float16", "bfloat16")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+# Training defaults when neither the entry nor its family's `defaults` sets them: a few real
+# optimiser steps on small batches keep the default zoo under two minutes on two cores.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "task": "classification",
+    "num_labels": 2,
+    "steps": 3,
+    "lr": 5e-4,
+    "batch_size": 8,
+    "seq_len": 32,
+}
+_DEFAULTABLE = tuple(TRAIN_DEFAULTS)
+
+
+class ZooSpecError(PbkitError, ValueError):
+    """A zoo spec file is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """Where a family's base comes from: the bundled MiniLM, a local HF dir, a hub id, or a
+    tiny model built locally from a transformers config (`tiny: gpt2|llama|bert`)."""
+
+    source: str
+    value: str = ""
+    revision: str | None = None
+    seed: int = 0
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the base's bytes (hashed into every child's spec hash)."""
+        if self.source == "bundled":
+            return {"source": "bundled"}
+        if self.source == "tiny":
+            return {"source": "tiny", "arch": self.value, "seed": self.seed}
+        if self.source == "hub":
+            return {"source": "hub", "id": self.value, "revision": self.revision}
+        return {"source": "path", "path": self.value}
+
+
+@dataclass(frozen=True)
+class TaskModelSpec:
+    """A fine-tune of the family base: bottom `frozen_layers` blocks frozen (0 = full fine-tune).
+    `dtype` casts the saved checkpoint's floating tensors (an fp16/bf16 release of the model)."""
+
+    name: str
+    task: str
+    num_labels: int
+    frozen_layers: int
+    steps: int
+    lr: float
+    batch_size: int
+    seq_len: int
+    seed: int
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class AdapterEntrySpec:
+    """A PEFT adapter on the family base (LoRA or IA3)."""
+
+    name: str
+    peft_type: str
+    r: int
+    alpha: int
+    target_modules: tuple[str, ...]
+    modules_to_save: tuple[str, ...]
+    task: str
+    num_labels: int
+    steps: int
+    lr: float
+    batch_size: int
+    seq_len: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    base: BaseSpec
+    task_models: tuple[TaskModelSpec, ...] = ()
+    adapters: tuple[AdapterEntrySpec, ...] = ()
+
+    @property
+    def base_name(self) -> str:
+        return f"{self.name}-base"
+
+    def model_name(self, entry: TaskModelSpec | AdapterEntrySpec) -> str:
+        return f"{self.name}-{entry.name}"
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    name: str
+    seed: int
+    families: tuple[FamilySpec, ...]
+    path: str = field(default="", compare=False)
+
+    def model_names(self) -> list[str]:
+        out: list[str] = []
+        for fam in self.families:
+            out.append(fam.base_name)
+            out.extend(fam.model_name(e) for e in fam.task_models)
+            out.extend(fam.model_name(e) for e in fam.adapters)
+        return out
+
+
+def spec_hash(payload: dict[str, Any]) -> str:
+    """Hex BLAKE3 of canonical JSON (equal specs give equal hashes on any machine)."""
+    text = json.dumps({"builder": BUILDER_VERSION, **payload}, sort_keys=True, separators=(",", ":"))
+    return blake3.blake3(text.encode()).hexdigest()[:32]
+
+
+def derive_seed(master: int, name: str) -> int:
+    """Per-model seed from the master seed and the model's full name, independent of the order
+    models appear in (so adding a model never changes another one's bytes)."""
+    digest = blake3.blake3(f"{master}\0{name}".encode()).digest(length=4)
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------- parsing helpers
+class _Ctx:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, key: str, problem: str) -> ZooSpecError:
+        return ZooSpecError(f"{self.where}: {key}: {problem}")
+
+    def mapping(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
+        for k in value:
+            if k not in allowed:
+                raise self.fail(f"{key}.{k}" if key else str(k), f"unknown key (allowed: {', '.join(allowed)})")
+        return value
+
+    def integer(self, value: Any, key: str, low: int = 0, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"expected an integer, got {value!r}")
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise self.fail(key, f"{value} is not {bound}")
+        return value
+
+    def number(self, value: Any, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise self.fail(key, f"expected a positive number, got {value!r}")
+        return float(value)
+
+    def choice(self, value: Any, key: str, options: tuple[str, ...]) -> str:
+        if value not in options:
+            raise self.fail(key, f"{value!r} is not one of {', '.join(options)}")
+        return value
+
+    def name(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not _NAME_RE.match(value):
+            raise self.fail(key, f"{value!r} is not a name of lower-case letters, digits, '.', '_' or '-'")
+        return value
+
+    def strings(self, value: Any, key: str, allow_empty: bool = True) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(key, f"expected a list of strings, got {value!r}")
+        if not value and not allow_empty:
+            raise self.fail(key, "must not be empty")
+        return tuple(value)
+
+
+def _parse_base(ctx: _Ctx, raw: Any, key: str, master_seed: int, family: str) -> BaseSpec:
+    if raw is None or raw == "bundled":
+        return BaseSpec("bundled")
+    if isinstance(raw, str):
+        raw = {"path": raw}
+    m = ctx.mapping(raw, key, ("bundled", "path", "hub", "revision", "tiny", "seed"))
+    sources = [s for s in BASE_SOURCES if s in m]
+    if len(sources) != 1:
+        raise ctx.fail(key, "give exactly one of bundled, path, hub, tiny")
+    src = sources[0]
+    if src != "hub" and "revision" in m:
+        raise ctx.fail(f"{key}.revision", "only a hub base has a revision")
+    if src != "tiny" and "seed" in m:
+        raise ctx.fail(f"{key}.seed", "only a tiny base has a seed")
+    if src == "bundled":
+        if m["bundled"] is not True:
+            raise ctx.fail(f"{key}.bundled", "must be true")
+        return BaseSpec("bundled")
+    if src == "tiny":
+        arch = ctx.choice(m["tiny"], f"{key}.tiny", TINY_ARCHS)
+        seed = ctx.integer(m["seed"], f"{key}.seed") if "seed" in m else derive_seed(master_seed, f"{family}-base")
+        return BaseSpec("tiny", arch, seed=seed)
+    value = m[src]
+    if not isinstance(value, str) or not value:
+        raise ctx.fail(f"{key}.{src}", f"expected a non-empty string, got {value!r}")
+    if src == "hub":
+        rev = m.get("revision")
+        if rev is not None and not isinstance(rev, str):
+            raise ctx.fail(f"{key}.revision", f"expected a string, got {rev!r}")
+        return BaseSpec("hub", value, revision=rev)
+    return BaseSpec("path", value)
+
+
+def _train_fields(ctx: _Ctx, m: dict[str, Any], defaults: dict[str, Any], key: str) -> dict[str, Any]:
+    merged = {**TRAIN_DEFAULTS, **defaults, **{k: m[k] for k in _DEFAULTABLE if k in m}}
+    task = ctx.choice(merged["task"], f"{key}.task", TASKS)
+    return {
+        "task": task,
+        # An LM head has no label count; keep the field fixed so it does not perturb the hash.
+        "num_labels": 0 if task == "lm" else (1 if task == "regression" else ctx.integer(merged["num_labels"], f"{key}.num_labels", 2, 1000)),
+        "steps": ctx.integer(merged["steps"], f"{key}.steps", 1, 10_000),
+        "lr": ctx.number(merged["lr"], f"{key}.lr"),
+        "batch_size": ctx.integer(merged["batch_size"], f"{key}.batch_size", 1, 4096),
+        "seq_len": ctx.integer(merged["seq_len"], f"{key}.seq_len", 2, 4096),
+    }
+
+
+_TASK_KEYS = ("name", "frozen_layers", "seed", "dtype") + _DEFAULTABLE
+_ADAPTER_KEYS = ("name", "peft_type", "r", "alpha", "target_modules", "modules_to_save", "seed") + _DEFAULTABLE
+
+
+def _parse_task(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str) -> TaskModelSpec:
+    m = ctx.mapping(raw, key, _TASK_KEYS)
+    if "name" not in m:
+        raise ctx.fail(f"{key}.name", "missing")
+    name = ctx.name(m["name"], f"{key}.name")
+    if "frozen_layers" not in m:
+        raise ctx.fail(f"{key}.frozen_layers", "missing (0 = full fine-tune)")
+    dtype = m.get("dtype")
+    if dtype is not None:
+        ctx.choice(dtype, f"{key}.dtype", SAVE_DTYPES)
+    return TaskModelSpec(
+        name=name,
+        frozen_layers=ctx.integer(m["frozen_layers"], f"{key}.frozen_layers", 0, 1000),
+        seed=ctx.integer(m["seed"], f"{key}.seed") if "seed" in m else derive_seed(master, f"{family}-{name}"),
+        dtype=dtype,
+        **_train_fields(ctx, m, defaults, key),
+    )
+
+
+def _parse_adapter(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str) -> AdapterEntrySpec:
+    m = ctx.mapping(raw, key, _ADAPTER_KEYS)
+    if "name" not in m:
+        raise ctx.fail(f"{key}.name", "missing")
+    name = ctx.name(m["name"], f"{key}.name")
+    peft_type = ctx.choice(m.get("peft_type", "lora"), f"{key}.peft_type", PEFT_TYPES)
+    if peft_type == "ia3" and ("r" in m or "alpha" in m):
+        raise ctx.fail(f"{key}.r" if "r" in m else f"{key}.alpha", "IA3 has no rank or alpha")
+    r = ctx.integer(m.get("r", 8), f"{key}.r", 1, 4096) if peft_type == "lora" else 0
+    alpha = ctx.integer(m.get("alpha", 2 * r), f"{key}.alpha", 1, 1 << 20) if peft_type == "lora" else 0
+    return AdapterEntrySpec(
+        name=name,
+        peft_type=peft_type,
+        r=r,
+        alpha=alpha,
+        # Absent: peft's default targets for the architecture.
+        target_modules=ctx.strings(m["target_modules"], f"{key}.target_modules", allow_empty=False)
+        if "target_modules" in m
+        else (),
+        modules_to_save=ctx.strings(m.get("modules_to_save", []), f"{key}.modules_to_save"),
+        seed=ctx.integer(m["seed"], f"{key}.seed") if "seed" in m else derive_seed(master, f"{family}-{name}"),
+        **_train_fields(ctx, m, defaults, key),
+    )
+
+
+def parse_spec(data: Any, where: str = "spec") -> ZooSpec:
+    """Validate a spec already loaded into Python objects (from YAML, TOML or code)."""
+    ctx = _Ctx(where)
+    top = ctx.mapping(data, "", ("name", "seed", "families"))
+    name = ctx.name(top.get("name", "zoo"), "name")
+    seed = ctx.integer(top.get("seed", 0), "seed")
+    fams_raw = top.get("families")
+    if not isinstance(fams_raw, list) or not fams_raw:
+        raise ctx.fail("families", "expected a non-empty list of families")
+    families: list[FamilySpec] = []
+    for f, raw in enumerate(fams_raw):
+        key = f"families[{f}]"
+        m = ctx.mapping(raw, key, ("name", "base", "defaults", "task_models", "adapters"))
+        if "name" not in m:
+            raise ctx.fail(f"{key}.name", "missing")
+        fam = ctx.name(m["name"], f"{key}.name")
+        defaults = ctx.mapping(m.get("defaults", {}) or {}, f"{key}.defaults", _DEFAULTABLE)
+        base = _parse_base(ctx, m.get("base"), f"{key}.base", seed, fam)
+        tasks_raw = m.get("task_models", []) or []
+        adapters_raw = m.get("adapters", []) or []
+        for k, v in (("task_models", tasks_raw), ("adapters", adapters_raw)):
+            if not isinstance(v, list):
+                raise ctx.fail(f"{key}.{k}", f"expected a list, got {type(v).__name__}")
+        tasks = tuple(
+            _parse_task(ctx, t, f"{key}.task_models[{i}]", defaults, seed, fam) for i, t in enumerate(tasks_raw)
+        )
+        adapters = tuple(
+            _parse_adapter(ctx, a, f"{key}.adapters[{i}]", defaults, seed, fam) for i, a in enumerate(adapters_raw)
+        )
+        families.append(FamilySpec(fam, base, tasks, adapters))
+    spec = ZooSpec(name=name, seed=seed, families=tuple(families), path=where)
+    seen: dict[str, str] = {}
+    for f, fam in enumerate(spec.families):
+        for model in [fam.base_name] + [fam.model_name(e) for e in fam.task_models + fam.adapters]:
+            if model in seen:
+                raise ctx.fail(f"families[{f}]", f"model name {model} is defined twice")
+            seen[model] = fam.name
+    return spec
+
+
+def packaged_specs() -> list[str]:
+    """Names of the spec files shipped in `pbkit/zoos/` (usable as `pbkit zoo build NAME`)."""
+    root = resources.files("pbkit") / "zoos"
+    return sorted(p.name.rsplit(".", 1)[0] for p in root.iterdir() if p.name.endswith((".yaml", ".yml", ".toml")))
+
+
+def resolve_spec_path(spec: str | Path) -> Path:
+    """A path to a spec file, or the name of a packaged spec (e.g. `default`)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if isinstance(spec, str) and "/" not in spec and not path.suffix:
+        packaged = Path(str(resources.files("pbkit") / "zoos" / f"{spec}.yaml"))
+        if packaged.is_file():
+            return packaged
+    raise ZooSpecError(f"{spec}: no such spec file (packaged specs: {', '.join(packaged_specs())})")
+
+
+def load_spec(spec: str | Path) -> ZooSpec:
+    """Load and validate a YAML or TOML spec file (or a packaged spec by name)."""
+    path = resolve_spec_path(spec)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ZooSpecError(f"{path}: cannot read ({exc.strerror})") from None
+    if path.suffix == ".toml" and tomllib is None:
+        raise ZooSpecError(f"{path}: TOML specs need Python >= 3.11; use YAML")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ZooSpecError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({first})") from None
+    return parse_spec(data, where=str(path))
+
+
+def entry_payload(entry: TaskModelSpec | AdapterEntrySpec) -> dict[str, Any]:
+    out = asdict(entry)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

@@ -1,0 +1,1 @@
+"""Packaged zoo specs (YAML), usable by name: `pbkit zoo build default`."""
