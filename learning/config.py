@@ -41,14 +41,14 @@ class TrainConfig:
     total_steps: int = 2000
     warmup_steps: int = 200
     updates_per_step: int = 1
-    batch_size: int = 64
+    batch_size: int = 32
     buffer_size: int = 20000
     # MAASN
     actor: str = "asn"           # "asn" (action semantics) | "mlp" (ablation)
     mixer: str = "qmix"          # "qmix" | "vdn" | "none" (independent learners)
-    hidden: int = 64
+    hidden: int = 32
     mixer_embed: int = 32
-    gamma: float = 0.9
+    gamma: float = 0.5
     tau: float = 0.05            # soft target update rate
     lr_actor: float = 3e-4
     lr_critic: float = 1e-3

@@ -30,31 +30,30 @@ WASHOUT = 2  # slots of each episode before the reservoir state is trusted
 
 def reward_features(layout: Layout, placement: np.ndarray, last: np.ndarray, prev: np.ndarray,
                     users: np.ndarray) -> np.ndarray:
-    """Pooled delivery features (..., K) of a slot; inputs may carry batch dimensions."""
+    """Pooled delivery features (..., K) of a slot, in units of an average model's bytes.
+
+    They mirror how the simulator spends time: PBs added to caches are loaded one after another
+    per EN (from a neighbour that held them, else the cloud); needed PBs held nowhere come
+    from the cloud; every needed PB is broadcast once (airtime grows with the union's bytes).
+    """
     member = layout.membership.astype(np.float64)
     sizes = layout.pb_bytes.astype(np.float64)
     model_mean = max(float((member @ sizes).mean()), 1.0)
     needed = (last @ member) > 0                                        # (..., N, J)
-    p = placement.astype(bool)
-    idx, valid = layout.neighbour_index()
-    at_nb = (p[..., idx, :] & valid[:, :, None]).any(axis=-2)           # (..., N, J)
-    anywhere = p.any(axis=-2)                                           # (..., J)
-    w = users / np.maximum(users.sum(axis=-1, keepdims=True), 1e-9)     # user weight per EN
-    need_bytes = np.maximum((needed * sizes).sum(-1), 1.0)
-    local = ((needed & p) * sizes).sum(-1) / need_bytes
-    nb = ((needed & ~p & at_nb) * sizes).sum(-1) / need_bytes
-    cloud_local = ((needed & ~anywhere[..., None, :]) * sizes).sum(-1) / need_bytes
+    p, prev = placement.astype(bool), prev.astype(bool)
+    anywhere, held_before = p.any(axis=-2), prev.any(axis=-2)           # (..., J)
+    added = p & ~prev
+    add_cloud = (added & ~held_before[..., None, :]) @ sizes / model_mean   # (..., N)
+    add_bh = (added & held_before[..., None, :]) @ sizes / model_mean
     union = needed.any(axis=-2)
-    union_rel = (union * sizes).sum(-1) / model_mean
-    cloud_rel = ((union & ~anywhere) * sizes).sum(-1) / model_mean
-    added_rel = ((p & ~prev.astype(bool)) * sizes).sum((-1, -2)) / model_mean
-    models = (last > 0).any(axis=-2).sum(-1) / layout.n_models
-    feats = [
-        (w * local).sum(-1), (w * nb).sum(-1), (w * cloud_local).sum(-1), cloud_local.max(-1),
-        union_rel, cloud_rel, added_rel, models,
-    ]
-    feats += [union_rel * cloud_rel, cloud_rel**2, union_rel**2]
-    return np.stack([np.broadcast_to(f, np.shape(feats[4])) for f in feats], -1)
+    union_rel = union @ sizes / model_mean
+    cloud_rel = (union & ~anywhere) @ sizes / model_mean
+    edge_rel = (union & anywhere) @ sizes / model_mean
+    local_rel = ((needed & p) @ sizes / model_mean).mean(-1)
+    need_rel = (needed @ sizes / model_mean).mean(-1)
+    feats = [add_cloud.max(-1), add_cloud.mean(-1), add_bh.max(-1), add_bh.mean(-1),
+             union_rel, cloud_rel, edge_rel, local_rel, need_rel]
+    return np.stack(feats, -1)
 
 
 @dataclass

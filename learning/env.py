@@ -32,6 +32,7 @@ from learning.features import (
     Layout,
     ema_update,
     observe,
+    effective_actions,
     project,
     request_share,
 )
@@ -148,7 +149,8 @@ class CacheEnv(ParallelEnv):
         done = self.slot >= self.episode_slots
         obs = self._observations()
         info = {"mean_delay_s": float(result.mean_delay_s), "hit_ratio_local": float(result.hit_ratio_local),
-                "placement": placement}
+                "placement": placement,
+                "effective_actions": effective_actions(self.layout, actions, placement)}
         rewards = {a: reward for a in self.possible_agents}
         terminated = {a: False for a in self.possible_agents}
         truncated = {a: done for a in self.possible_agents}

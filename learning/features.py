@@ -191,3 +191,15 @@ def ema_update(ema: np.ndarray, last: np.ndarray, alpha: float) -> np.ndarray:
     """Moving average of request shares; an EN that has seen nothing yet starts from `last`."""
     fresh = ema.sum(axis=-1, keepdims=True) <= 0.0
     return np.where(fresh, last, (1.0 - alpha) * ema + alpha * last)
+
+
+def effective_actions(layout: Layout, actions: np.ndarray, placement: np.ndarray) -> np.ndarray:
+    """The action codes that the projection actually carried out (..., N, J): a "cache" that did
+    not fit and a "pull" from a neighbour that does not hold the PB become "drop". The critic
+    learns from these, so its inputs describe the placement the reward came from."""
+    idx, valid = layout.neighbour_index()
+    out = np.where((actions == CACHE) & ~placement, DROP, actions)
+    for d in range(layout.max_degree):
+        holds = placement[..., idx[:, d], :] & valid[:, d : d + 1]
+        out = np.where((out == PULL0 + d) & ~holds, DROP, out)
+    return out.astype(np.int8)

@@ -96,8 +96,8 @@ class Maasn:
         self.opt_actor.step()
 
         self._soft_update()
-        return {"critic_loss": float(critic_loss), "actor_loss": float(actor_loss),
-                "q_mean": float(q.mean())}
+        return {"critic_loss": float(critic_loss.detach()), "actor_loss": float(actor_loss.detach()),
+                "q_mean": float(q.detach().mean())}
 
     @torch.no_grad()
     def _soft_update(self) -> None:

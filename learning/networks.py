@@ -35,7 +35,7 @@ class ASNActor(nn.Module):
         self.own = mlp([OWN_FEATURES, hidden, hidden])
         self.own_head = nn.Linear(hidden, 2)
         self.query = nn.Linear(hidden, hidden, bias=False)
-        self.pair = mlp([OWN_FEATURES + NEIGHBOUR_FEATURES, hidden, hidden])  # shared over neighbours
+        self.pair = mlp([OWN_FEATURES + NEIGHBOUR_FEATURES, hidden])  # shared over neighbours
         self.scale = hidden ** -0.5
 
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ class ASNActor(nn.Module):
         own_logits = self.own_head(F.relu(h))
         nb = obs[..., OWN_FEATURES:].unflatten(-1, (self.max_degree, NEIGHBOUR_FEATURES))
         pair_x = torch.cat([own_x.unsqueeze(-2).expand(*nb.shape[:-1], OWN_FEATURES), nb], -1)
-        e = self.pair(pair_x)                                            # (..., J, D, H)
+        e = F.relu(self.pair(pair_x))                                      # (..., J, D, H)
         pull_logits = (self.query(h).unsqueeze(-2) * e).sum(-1) * self.scale
         logits = torch.cat([own_logits, pull_logits], -1)
         return logits.masked_fill(mask <= 0, NEG)
@@ -69,19 +69,23 @@ def make_actor(kind: str, max_degree: int, hidden: int) -> nn.Module:
 
 
 class AgentCritic(nn.Module):
-    """Q_n(o_n, a_n): each PB row with its (relaxed) one-hot action is embedded, pooled by mean
-    and max over PBs (so any J works), and read out to one number."""
+    """Q_n(o_n, a_n) = mean_j u(o_nj, a_nj) + v(mean_j phi(o_nj)).
+
+    Additive over PBs with weights shared across PBs (any J works), so every PB row of every
+    sample trains the same utility u -- the credit for a PB's action goes to that PB's row --
+    plus an action-free baseline v of the agent's situation."""
 
     def __init__(self, obs_width: int, n_actions: int, hidden: int = 64) -> None:
         super().__init__()
-        self.row = mlp([obs_width + n_actions, hidden, hidden])
-        self.out = mlp([2 * hidden, hidden, 1])
+        self.utility = mlp([obs_width + n_actions, hidden, 1])
+        self.phi = mlp([obs_width, hidden])
+        self.value = mlp([hidden, hidden, 1])
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """obs (B, N, J, F), action (B, N, J, A) -> (B, N)."""
-        z = F.relu(self.row(torch.cat([obs, action], -1)))
-        pooled = torch.cat([z.mean(-2), z.amax(-2)], -1)
-        return self.out(pooled).squeeze(-1)
+        u = self.utility(torch.cat([obs, action], -1)).squeeze(-1).mean(-1)
+        v = self.value(F.relu(self.phi(obs)).mean(-2)).squeeze(-1)
+        return u + v
 
 
 def gumbel_softmax_st(logits: torch.Tensor, generator: torch.Generator, tau: float = 1.0) -> torch.Tensor:

@@ -25,7 +25,7 @@ from learning.dynamics import DynamicsModel
 from learning.env import CacheEnv
 from learning.errors import CheckpointError
 from learning.evaluate import evaluate
-from learning.features import observe, project
+from learning.features import effective_actions, observe, project
 from learning.maasn import Maasn
 from learning.policy import LearnedPolicy
 from learning.replay import Replay
@@ -84,6 +84,7 @@ class Trainer:
             _, rewards, _, _, info = env.step_joint(actions, priority)
             p2, e2, last2, _ = env.compact()
             reward = float(next(iter(rewards.values())))
+            actions = info[env.possible_agents[0]]["effective_actions"]
             x2 = da.observe_slot(x, last, last2, p, p2, users, reward)
             self.replay.add(placement=p[None], ema=e[None], last=last[None], users=users[None],
                             action=actions[None], reward=np.array([reward]), next_placement=p2[None],
@@ -114,6 +115,7 @@ class Trainer:
             p2 = np.stack([project(layout, actions[k], priority[k]) for k in range(len(actions))])
             last2 = self.da.sample_next(x, last, users, self.rng_da)
             reward = self.da.predict_reward(p2, last2, p, users)
+            actions = effective_actions(layout, actions, p2)
             x2, e2 = self.da.advance(x, e, last2, cfg.ema_alpha)
             self.synth.add(placement=p, ema=e, last=last, users=users, action=actions, reward=reward,
                            next_placement=p2, next_ema=e2, next_last=last2)

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from pbkit.assemble import AssemblyError
 from pbkit.ingest import digest_pass
-from pbkit.store import Store
+from pbkit.store import Store, StoreCorruptError
 
 _PHASES = {"hash": "hashing", "write": "writing", "publish": "publishing", "assemble": "assembling", "verify": "verifying"}
 
@@ -160,7 +160,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def verify(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
-        """Re-hash every object; name each corrupt or missing one. Exit 1 if any."""
+        """Re-hash every object; name each corrupt or missing one (non-zero exit if any)."""
         with _store(ctx) as store, _progress() as progress:
             report = store.verify(progress=progress)
         if as_json:
@@ -176,7 +176,11 @@ def register(app: typer.Typer) -> None:
                    if report.unreferenced_objects or report.temp_files else "")
             )
         if not report.ok:
-            raise typer.Exit(1)
+            # A PbkitError (not typer.Exit, whose code pbkit.cli.main drops) gives a non-zero exit.
+            raise StoreCorruptError(
+                f"{store.root}: {len(report.corrupt)} corrupt and {len(report.missing)} missing objects "
+                f"(models hit: {', '.join(report.models_hit) or 'none'})"
+            )
 
     @app.command()
     def stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:

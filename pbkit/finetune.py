@@ -144,11 +144,14 @@ def _check_task(task: str, num_labels: int) -> None:
         raise FinetuneError(f"num_labels {num_labels} must be >= 2 for classification")
 
 
-def _read_config(base_dir: Path) -> dict:
+def _read_json(path: Path) -> dict:
     try:
-        return json.loads((base_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FinetuneError(f"{base_dir / 'config.json'}: cannot read ({exc})") from None
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FinetuneError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(data, dict):
+        raise FinetuneError(f"{path}: not a JSON object")
+    return data
 
 
 def _token_pool(base_dir: Path, vocab_size: int) -> tuple[np.ndarray, int | None, int | None]:
@@ -483,7 +486,7 @@ def train_adapter(base_dir: Path, out_dir: Path, spec: AdapterSpec) -> Path:
 def _sort_set_fields(config_path: Path) -> None:
     """peft keeps target modules as Python sets and writes them in hash order, which varies
     between processes (PYTHONHASHSEED); sort them so the same seed gives the same bytes."""
-    cfg = json.loads(config_path.read_text())
+    cfg = _read_json(config_path)
     for key in ("target_modules", "feedforward_modules", "exclude_modules"):
         if isinstance(cfg.get(key), list):
             cfg[key] = sorted(cfg[key])
@@ -517,28 +520,28 @@ def load_for_inference(model_dir: Path, base_dir: Path | None = None) -> torch.n
         if adapter_cfg.is_file():
             import peft
 
-            cfg = json.loads(adapter_cfg.read_text())
+            cfg = _read_json(adapter_cfg)
             base = Path(base_dir) if base_dir is not None else Path(cfg.get("base_model_name_or_path") or "")
             _check_base(base)
             task_type = cfg.get("task_type")
             if task_type == "SEQ_CLS":
                 labels = _adapter_head_labels(model_dir) or 2
-                model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                    base, num_labels=labels
+                model = _from_pretrained(
+                    transformers.AutoModelForSequenceClassification, base, num_labels=labels
                 )
                 if getattr(model.config, "pad_token_id", None) is None:
                     model.config.pad_token_id = _TINY_PAD  # as at training time
             elif task_type == "CAUSAL_LM":
-                model = transformers.AutoModelForCausalLM.from_pretrained(base)
+                model = _from_pretrained(transformers.AutoModelForCausalLM, base)
             else:
-                model = transformers.AutoModel.from_pretrained(base)
+                model = _from_pretrained(transformers.AutoModel, base)
             model = peft.PeftModel.from_pretrained(model, model_dir)
         else:
-            config = _read_config(_check_base(model_dir))
+            config = _read_json(_check_base(model_dir) / "config.json")
             archs = config.get("architectures") or []
             cls = getattr(transformers, archs[0], None) if archs else None
             if cls is None:
                 cls = transformers.AutoModel
-            model = cls.from_pretrained(model_dir)
+            model = _from_pretrained(cls, model_dir)
     model.eval()
     return model

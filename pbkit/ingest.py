@@ -25,7 +25,7 @@ from pbkit.errors import PbkitError
 from pbkit.index import Index, ModelExistsError, StatKey, UnknownModelError
 from pbkit.kinds import ModelLayout, classify, inspect_layout
 from pbkit.objects import FileRegion, ObjectDir
-from pbkit.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef
+from pbkit.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef, content_digest
 from pbkit.safetensors_format import SafetensorsLayout, read_layout
 from pbkit.sources import ResolvedSource, resolve_source, safe_join
 
@@ -275,7 +275,15 @@ def ingest(
 
         files = _digest_files(src, layouts, sha=sha, progress=progress)
 
-    # (3) kind and base
+    # (3) kind and base; re-ingesting a stored model keeps the base it was stored with
+    if (
+        base is None
+        and existing is not None
+        and existing.base is not None
+        and existing.content_digest == content_digest(tuple(f.recipe for f in files))
+        and index.model(existing.base) is not None
+    ):
+        base = existing.base
     base_name, warnings = _resolve_base(index, name, base, layout)
     base_ref = None
     shares = False

@@ -215,7 +215,7 @@ def resolve_source(
     except hf_errors.LocalEntryNotFoundError:
         how = "HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached"
         raise SourceError(
-            f"{spec_s}: no cached snapshot for revision {revision or 'main'} and {how}"
+            f"{spec_s}: not a local directory, and no cached snapshot for revision {revision or 'main'} and {how}"
         ) from None
     except hf_errors.HFValidationError as exc:
         raise SourceError(f"{spec_s}: invalid hub id or revision ({exc})") from None

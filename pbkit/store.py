@@ -42,6 +42,10 @@ class StoreError(PbkitError):
     """The store directory is unusable (not a store, newer format)."""
 
 
+class StoreCorruptError(PbkitError):
+    """`verify` found corrupt or missing objects."""
+
+
 @dataclass
 class VerifyReport:
     checked: int = 0

@@ -9,7 +9,6 @@ import struct
 import pytest
 import safetensors
 import safetensors.torch
-import torch
 
 from pbkit.errors import PbkitError
 from pbkit.safetensors_format import MAX_HEADER_BYTES, SafetensorsFormatError, read_layout

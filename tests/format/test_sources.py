@@ -98,7 +98,7 @@ def test_hub_id_not_cached_offline_is_clear(hf_cache, offline):
     with pytest.raises(SourceError) as info:
         resolve_source("nobody/not-cached-model", cache_dir=cache)
     msg = str(info.value)
-    assert msg.startswith("nobody/not-cached-model: no cached snapshot") and "HF_HUB_OFFLINE" in msg
+    assert msg.startswith("nobody/not-cached-model: not a local directory, and no cached snapshot") and "HF_HUB_OFFLINE" in msg
     assert "\n" not in msg
     with pytest.raises(SourceError, match="revision v9"):
         resolve_source(REPO_ID, revision="v9", cache_dir=cache)

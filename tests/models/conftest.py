@@ -60,7 +60,14 @@ ADAPTERS = {
         AdapterSpec("llama-lora-emb", task="lm", r=4,
                     target_modules=["q_proj", "v_proj", "embed_tokens"], seed=6),
     ),
+    "minilm-lora-reg": (
+        "minilm",
+        AdapterSpec("minilm-lora-reg", task="regression", r=4,
+                    target_modules=["query", "key", "value"], steps=2, seed=7),
+    ),
 }
+# The name each base fixture is ingested under in the store tests.
+BASE_NAMES = {"tiny_gpt2": "tiny-gpt2", "tiny_llama": "tiny-llama", "minilm": "minilm"}
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from pbkit.finetune import build_tiny_model, load_for_inference
 from pbkit.store import Store
 
-from .conftest import ADAPTERS
+from .conftest import ADAPTERS, BASE_NAMES
 
 
 def sha_tree(root: Path) -> dict[str, str]:
@@ -56,8 +56,8 @@ def store(tmp_path_factory, minilm, tiny_gpt2, tiny_llama, adapters, minilm_part
     store.ingest(minilm, name="minilm")
     store.ingest(tiny_gpt2, name="tiny-gpt2")
     store.ingest(tiny_llama, name="tiny-llama")
-    for name, (base, path) in adapters.items():
-        store.ingest(path, name=name, base="tiny-gpt2" if base == tiny_gpt2 else "tiny-llama")
+    for name, (_, path) in adapters.items():
+        store.ingest(path, name=name, base=BASE_NAMES[ADAPTERS[name][0]])
     store.ingest(minilm_partial, name="minilm-k3", base="minilm")
     yield store
     store.close()
@@ -85,7 +85,7 @@ def test_bundled_minilm_roundtrip(store, minilm, out_root):
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_adapter_roundtrip_on_assembled_base(store, adapters, out_root, name):
     base, adapter = adapters[name]
-    base_name = "tiny-gpt2" if name.startswith("gpt2") else "tiny-llama"
+    base_name = BASE_NAMES[ADAPTERS[name][0]]
     base_out, adapter_out = out_root / f"{name}-base", out_root / name
     store.assemble(base_name, base_out)
     store.assemble(name, adapter_out)
@@ -106,7 +106,7 @@ def test_adapter_roundtrip_on_assembled_base(store, adapters, out_root, name):
 def test_adapter_needs_only_what_the_base_lacks(store, adapters, name):
     """A device holding the base's PBs needs exactly the adapter tensors not already in it."""
     base, adapter = adapters[name]
-    base_name = "tiny-gpt2" if name.startswith("gpt2") else "tiny-llama"
+    base_name = BASE_NAMES[ADAPTERS[name][0]]
     have = set(store.recipe(base_name).blocks())
     report = store.need(name, have)
     needed = [b for b in report.needed if b.kind == "tensor"]

@@ -3,9 +3,9 @@ construction, and a small zoo built for real (tiny GPT-2 and Llama families, a f
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,50 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pbkit.store import Store  # noqa: E402
 from pbkit.zoo.builder import build_zoo  # noqa: E402
-from pbkit.zoo.spec import parse_spec  # noqa: E402
 
-SMALL_SPEC = {
-    "name": "small",
-    "seed": 7,
-    "families": [
-        {
-            "name": "gpt",
-            "base": {"tiny": "gpt2"},
-            "defaults": {"steps": 2, "batch_size": 2, "seq_len": 16, "task": "lm"},
-            "task_models": [
-                {"name": "full", "frozen_layers": 0},
-                {"name": "k2", "frozen_layers": 2},
-                {"name": "cls-k3", "frozen_layers": 3, "task": "classification", "num_labels": 3},
-            ],
-            "adapters": [
-                {"name": "lora-r4", "peft_type": "lora", "r": 4, "alpha": 8, "target_modules": ["c_attn"]},
-                {"name": "ia3", "peft_type": "ia3", "target_modules": ["c_attn", "mlp.c_proj"]},
-            ],
-        },
-        {
-            "name": "llama",
-            "base": {"tiny": "llama"},
-            "defaults": {"steps": 2, "batch_size": 2, "seq_len": 16, "task": "lm"},
-            "task_models": [{"name": "k1-fp16", "frozen_layers": 1, "dtype": "float16"}],
-            "adapters": [
-                {
-                    "name": "lora-save",
-                    "peft_type": "lora",
-                    "r": 2,
-                    "target_modules": ["q_proj", "v_proj"],
-                    "modules_to_save": ["lm_head"],
-                }
-            ],
-        },
-    ],
-}
-
-
-def small_spec(**overrides):
-    data = json.loads(json.dumps(SMALL_SPEC))
-    data.update(overrides)
-    return parse_spec(data, where="small.yaml")
-
+sys.path.insert(0, str(Path(__file__).parent))  # `import zoo_helpers` under --import-mode=importlib
+from zoo_helpers import small_spec  # noqa: E402
 
 @pytest.fixture(scope="session")
 def built_zoo(tmp_path_factory):
