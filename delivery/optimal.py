@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_matrix, vstack, hstack, identity
+from scipy.sparse import coo_matrix, hstack, identity, vstack
 
 from delivery.errors import ConfigError
 from delivery.proxy import ProxyInstance, proxy_cost
@@ -27,12 +27,12 @@ class ProxySolution:
     status: str
 
 
-def solve_milp(inst: ProxyInstance, time_limit_s: float = 60.0) -> ProxySolution:
-    """min D(X): x binary (N*J), u,v in [0,1] (backhaul / cloud service), z_j (held anywhere).
+def solve_milp(inst: ProxyInstance, time_limit_s: float = 60.0, rel_gap: float = 1e-4) -> ProxySolution:
+    """min D(X) over x binary (N*J), u, v in [0, 1] (served by migration / by the cloud).
 
-    x_nj + u_nj + v_nj >= 1 where w_nj > 0;  u_nj <= z_j;  z_j <= sum_n x_nj;
-    sum_j s_j x_nj <= C_n. With x integral the LP optimum of u, v, z is integral, so only x is
-    declared integer.
+    x_nj + u_nj + v_nj >= 1 where w_nj > 0;  u_nj <= sum_{m != n} x_mj  (another EN holds j);
+    sum_j s_j x_nj <= C_n. With x integral the LP optimum of u and v is integral, so only x is
+    declared integer. HiGHS stops when the gap to its proven bound is below rel_gap.
     """
     n, j = inst.weight.shape
     nj = n * j
@@ -41,37 +41,37 @@ def solve_milp(inst: ProxyInstance, time_limit_s: float = 60.0) -> ProxySolution
         np.zeros(nj),
         (inst.weight * inst.t_backhaul[None, :]).reshape(-1),
         (inst.weight * inst.t_cloud[None, :]).reshape(-1),
-        np.zeros(j),
     ])
     eye = identity(nj, format="csr")
-    zero_nj = coo_matrix((nj, nj))
-    # coverage: x + u + v >= 1 (rows with w > 0 only)
     rows = np.nonzero(w > 0)[0]
-    cover = hstack([eye, eye, eye, coo_matrix((nj, j))]).tocsr()[rows]
-    # u_nj - z_j <= 0
-    col_of = np.tile(np.arange(j), n)
-    z_sel = coo_matrix((np.ones(nj), (np.arange(nj), col_of)), shape=(nj, j))
-    link = hstack([zero_nj, eye, zero_nj, -z_sel])
-    # z_j - sum_n x_nj <= 0
-    x_sum = coo_matrix((np.ones(nj), (col_of, np.arange(nj))), shape=(j, nj))
-    held = hstack([-x_sum, coo_matrix((j, 2 * nj)), identity(j)])
-    # capacity, scaled by C_n so every row is O(1)
+    cover = hstack([eye, eye, eye]).tocsr()[rows]
+    # u_nj - sum_{m != n} x_mj <= 0: row (n, j) has -1 on x_mj for every m != n
     node_of = np.repeat(np.arange(n), j)
+    col_of = np.tile(np.arange(j), n)
+    r_idx, c_idx = [], []
+    for m in range(n):
+        others = np.nonzero(node_of != m)[0]  # cells (n', j') with n' != m
+        r_idx.append(others)                  # row (n', j') ...
+        c_idx.append(m * j + col_of[others])  # ... gets x_{m, j'}
+    others_x = coo_matrix((-np.ones(sum(len(r) for r in r_idx)),
+                           (np.concatenate(r_idx), np.concatenate(c_idx))), shape=(nj, nj))
+    link = hstack([others_x, eye, coo_matrix((nj, nj))])
+    # capacity, scaled by C_n so every row is O(1)
     cap_rows = coo_matrix(
         (np.tile(inst.pb_bytes, n) / inst.capacity[node_of], (node_of, np.arange(nj))), shape=(n, nj)
     )
-    cap = hstack([cap_rows, coo_matrix((n, 2 * nj + j))])
-    a = vstack([cover, link, held, cap]).tocsr()
-    lo = np.concatenate([np.ones(len(rows)), np.full(nj, -np.inf), np.full(j, -np.inf), np.full(n, -np.inf)])
-    hi = np.concatenate([np.full(len(rows), np.inf), np.zeros(nj), np.zeros(j), np.ones(n)])
-    upper = np.ones(3 * nj + j)
+    cap = hstack([cap_rows, coo_matrix((n, 2 * nj))])
+    a = vstack([cover, link, cap]).tocsr()
+    lo = np.concatenate([np.ones(len(rows)), np.full(nj, -np.inf), np.full(n, -np.inf)])
+    hi = np.concatenate([np.full(len(rows), np.inf), np.zeros(nj), np.ones(n)])
+    upper = np.ones(3 * nj)
     if not inst.migrate:
         upper[nj:2 * nj] = 0.0
-    integrality = np.concatenate([np.ones(nj), np.zeros(2 * nj + j)])
+    integrality = np.concatenate([np.ones(nj), np.zeros(2 * nj)])
     res = milp(
         c, constraints=LinearConstraint(a, lo, hi), integrality=integrality,
-        bounds=Bounds(np.zeros(3 * nj + j), upper),
-        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-9},
+        bounds=Bounds(np.zeros(3 * nj), upper),
+        options={"time_limit": time_limit_s, "mip_rel_gap": rel_gap},
     )
     if res.x is None:
         raise ConfigError(f"optimal placement: the MILP solver found no solution ({res.message})")
@@ -79,9 +79,10 @@ def solve_milp(inst: ProxyInstance, time_limit_s: float = 60.0) -> ProxySolution
     # re-check capacity in integer bytes (the scaled rows could round a hair over)
     x = _repair(x, inst)
     cost = proxy_cost(inst, x)
-    bound = float(getattr(res, "mip_dual_bound", cost) or cost)
+    bound = getattr(res, "mip_dual_bound", None)
+    bound = cost if bound is None or not np.isfinite(bound) else min(float(bound), cost)
     status = "optimal" if res.status == 0 else f"time limit (gap to bound {cost - bound:.3g})"
-    return ProxySolution(placement=x, cost=cost, bound=min(bound, cost), status=status)
+    return ProxySolution(placement=x, cost=cost, bound=bound, status=status)
 
 
 def _repair(x: np.ndarray, inst: ProxyInstance) -> np.ndarray:

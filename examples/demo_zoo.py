@@ -18,7 +18,7 @@ from rich.console import Console
 from pbkit.store import Store
 from pbkit.zoo.builder import ZooEvent, build_zoo
 from pbkit.zoo.export import export_library
-from pbkit.zoo.report import dedup_report, render_models_table, render_table, write_report
+from pbkit.zoo.report import dedup_report, render_notes, render_table, write_report
 from pbkit.zoo.scan import scan_zoo
 from pbkit.zoo.spec import load_spec
 
@@ -49,6 +49,7 @@ def main(workdir: Path) -> None:
     report = dedup_report(models, source, origin=f"zoo {workdir / 'zoo'}")
     written = write_report(report, workdir / "report")
     console.print(render_table(report))
+    console.print(render_notes(report))
     console.print("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -36,7 +36,7 @@ class TrainConfig:
     scenario: dict[str, Any] = field(default_factory=dict)  # ScenarioConfig overrides
     # environment
     episode_slots: int = 20
-    ema_alpha: float = 0.3
+    ema_alpha: float = 0.1
     # run length and schedule (all counts are real environment steps = slots)
     total_steps: int = 2000
     warmup_steps: int = 200
@@ -50,9 +50,10 @@ class TrainConfig:
     mixer_embed: int = 32
     gamma: float = 0.5
     tau: float = 0.05            # soft target update rate
-    lr_actor: float = 3e-4
+    lr_actor: float = 1e-3
     lr_critic: float = 1e-3
     gumbel_tau: float = 1.0
+    explore_eps: float = 0.1     # share of PB decisions sampled from the policy while acting
     pi_reg: float = 1e-3         # FACMAC's logit regulariser
     grad_clip: float = 10.0
     # data augmentation (echo state network)

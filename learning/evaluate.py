@@ -28,8 +28,16 @@ def run_episode(policy, library: PBLibrary, scenario: ScenarioConfig, seed: int,
 
 def evaluate(make: Callable[[], object], library: PBLibrary, scenario: ScenarioConfig,
              seeds: tuple[int, ...] | list[int], slots: int) -> np.ndarray:
-    """Per-seed mean delay (seconds) of a fresh policy from `make()` on each seed."""
-    return np.array([run_episode(make(), library, scenario, s, slots)["mean_delay_s"] for s in seeds])
+    """Per-seed mean delay (seconds) of a fresh policy from `make()` on each seed.
+
+    A policy with a `mode` attribute (coarse, noncoop baselines) runs in that delivery mode."""
+    out = []
+    for s in seeds:
+        policy = make()
+        mode = getattr(policy, "mode", None)
+        sc = scenario.replace(mode=mode) if mode and mode != scenario.mode else scenario
+        out.append(run_episode(policy, library, sc, s, slots)["mean_delay_s"])
+    return np.array(out)
 
 
 def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, resamples: int = 10000,

@@ -48,10 +48,11 @@ class Maasn:
         """obs (N, J, F) -> action codes (N, J) and each EN's cache confidence (N, J)."""
         logits = self.actor(torch.as_tensor(obs), self.mask)
         probs = F.softmax(logits, -1)
-        if explore:
-            actions = gumbel_softmax_st(logits, self.gen, self.cfg.gumbel_tau).argmax(-1)
-        else:
-            actions = logits.argmax(-1)
+        actions = logits.argmax(-1)
+        if explore:  # epsilon share of PB decisions sampled, so caches are not thrashed every slot
+            sampled = gumbel_softmax_st(logits, self.gen, self.cfg.gumbel_tau).argmax(-1)
+            pick = torch.rand(actions.shape, generator=self.gen) < self.cfg.explore_eps
+            actions = torch.where(pick, sampled, actions)
         return actions.numpy(), probs[..., CACHE].numpy()
 
     # ------------------------------------------------------------------ learning

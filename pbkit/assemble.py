@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -177,9 +177,18 @@ def assemble(
     source: BlockSource,
     progress: ProgressFn | None = None,
     durable: bool = True,
+    verify_blocks: bool | None = None,
 ) -> AssembleReport:
-    """Write the model's files into `out_dir` (must not exist or be empty), bit-exact and verified."""
+    """Write the model's files into `out_dir` (must not exist or be empty), bit-exact and verified.
+
+    Every file's size and SHA-256 are checked against the recipe: that alone proves the output
+    is the original, so blocks from the store are not re-hashed one by one unless a file fails
+    (then its blocks are, to name the corrupt ones). Blocks from a received-blocks directory are
+    each re-hashed as they are read (`verify_blocks`, default: True except for the store).
+    """
     t0 = time.perf_counter()
+    if verify_blocks is None:
+        verify_blocks = not isinstance(source, StoreBlocks)
     out_dir = Path(os.path.abspath(out_dir))
     _check_out_dir(out_dir)
     blocks = recipe.blocks()
@@ -191,77 +200,92 @@ def assemble(
     verified: set[str] = set()
     total = recipe.logical_bytes
     done = 0
+    written: list[Path] = []
+
+    def check_block(bid: str, buf: Any) -> bool:
+        """Re-hash a block once; record it as corrupt if it does not match its id."""
+        if bid in verified:
+            return True
+        info = blocks[bid]
+        if block_ok(info, buf):
+            verified.add(bid)
+            return True
+        bad[bid] = UnavailableBlock(bid, info.nbytes, "corrupt", info.tensors)
+        return False
+
+    def each_block(ids: list[str]):
+        """(id, buffer) of each available block; missing ones are recorded in `bad`."""
+        for bid in ids:
+            if bid in bad:
+                yield bid, None
+                continue
+            data = source.read(bid)
+            if data is None:
+                info = blocks[bid]
+                bad[bid] = UnavailableBlock(bid, info.nbytes, "missing", info.tensors)
+                yield bid, None
+                continue
+            try:
+                yield bid, (data.m if isinstance(data, _Mapped) else data)
+            finally:
+                if isinstance(data, _Mapped):
+                    data.close()
+
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkit-sha") as pool:
             for f in recipe.files:
-                # Once anything is unavailable we only keep checking blocks, to list them all.
-                writing = not bad
+                if bad:
+                    # Something is unavailable: write nothing more, only check the remaining
+                    # blocks so that the error lists every missing and corrupt one.
+                    for bid, buf in each_block(f.block_ids()):
+                        if buf is not None:
+                            check_block(bid, buf)
+                    continue
                 target = tmp.joinpath(*f.path.split("/"))
-                fd = -1
-                if writing:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 h = hashlib.sha256()
-                prev: Future[None] | None = None
                 size = 0
+                ok = True
                 try:
-                    for bid in f.block_ids():
-                        info = blocks[bid]
-                        if bid in bad:
-                            writing = False
+                    for bid, buf in each_block(f.block_ids()):
+                        if buf is None or (verify_blocks and not check_block(bid, buf)):
+                            ok = False
                             continue
-                        data = source.read(bid)
-                        if data is None:
-                            bad[bid] = UnavailableBlock(bid, info.nbytes, "missing", info.tensors)
-                            writing = False
-                            continue
-                        buf = data.m if isinstance(data, _Mapped) else data
-                        try:
-                            if bid not in verified:
-                                if not block_ok(info, buf):
-                                    bad[bid] = UnavailableBlock(bid, info.nbytes, "corrupt", info.tensors)
-                                    writing = False
-                                    continue
-                                verified.add(bid)
-                            if writing:
-                                if prev is not None:
-                                    prev.result()
-                                    prev = None
-                                # SHA-256 of a block runs in the helper thread while it is written
-                                # (and, for small blocks, while the next one is read and hashed).
-                                prev = pool.submit(h.update, buf)
-                                _write_all(fd, memoryview(buf))
-                                size += len(buf)
-                                if isinstance(data, _Mapped):
-                                    prev.result()  # the mmap is closed below
-                                    prev = None
-                        finally:
-                            if isinstance(data, _Mapped):
-                                data.close()
-                        done += info.nbytes
+                        if ok:
+                            # SHA-256 runs in the helper thread while the block is written.
+                            fut = pool.submit(h.update, buf)
+                            _write_all(fd, memoryview(buf))
+                            fut.result()  # before the block's mmap is closed
+                            size += len(buf)
+                        done += blocks[bid].nbytes
                         if progress is not None:
                             progress("assemble", min(done, total), total)
-                    if prev is not None:
-                        prev.result()
-                    if writing and durable:
-                        os.fsync(fd)
                 finally:
-                    if fd >= 0:
-                        os.close(fd)
-                if writing and not bad:
-                    if size != f.size or h.hexdigest() != f.sha256:
+                    os.close(fd)
+                if ok and (size != f.size or h.hexdigest() != f.sha256):
+                    # Find the culprit blocks; if every block is sound the recipe itself is wrong.
+                    for bid, buf in each_block(f.block_ids()):
+                        if buf is not None:
+                            check_block(bid, buf)
+                    if not bad:
                         raise AssemblyError(
                             f"cannot assemble {recipe.name!r}: rebuilt {f.path} does not match the recipe "
-                            f"(size {size} vs {f.size}, or SHA-256 differs)"
+                            f"(size {size} vs {f.size}, or SHA-256 differs) although every block verifies"
                         )
+                written.append(target)
         if bad:
             raise _unavailable_error(recipe, list(bad.values()), source.describe())
-        if durable:
-            for d in sorted({p.parent for p in tmp.rglob("*")} | {tmp}):
-                fsync_dir(d)
-        if out_dir.is_dir():
-            out_dir.rmdir()  # empty (checked above); rename needs it gone on some systems
-        os.rename(tmp, out_dir)
+        if durable:  # parallel fsyncs let the file system group its journal commits
+            with ThreadPoolExecutor(max_workers=16) as sync_pool:
+                list(sync_pool.map(_fsync_file, written))
+                list(sync_pool.map(fsync_dir, sorted({p.parent for p in written} | {tmp})))
+        try:
+            if out_dir.is_dir():
+                out_dir.rmdir()  # empty (checked above); rename needs it gone on some systems
+            os.rename(tmp, out_dir)
+        except OSError as exc:  # something appeared at out_dir meanwhile
+            raise AssemblyError(f"{out_dir}: cannot put the assembled model in place ({exc.strerror})") from None
         if durable:
             fsync_dir(out_dir.parent)
     except BaseException:
@@ -275,6 +299,14 @@ def assemble(
         blocks=len(blocks),
         seconds=time.perf_counter() - t0,
     )
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, mv: memoryview) -> None:

@@ -47,6 +47,9 @@ def plan_command(
         raise PlanError("give exactly one of --arch, --spec or --hub")
     if out is None:
         raise PlanError("--out is required (the PB library JSON to write)")
+    size_limit = _parse_size(max_bytes)  # checked before the (slower) planning
+    if granularity not in GRANULARITIES:
+        raise PlanError(f"--granularity {granularity!r} is not one of {', '.join(GRANULARITIES)}")
     if arch:
         plan = plan_base(arch, dtype=dtype, name=name, architecture=architecture)
     elif spec:
@@ -57,7 +60,7 @@ def plan_command(
         if dtype or architecture:
             raise PlanError("--dtype and --architecture do not apply to --hub (headers fix them)")
         plan = plan_from_hub(hub, revision)
-    library = plan.to_library(granularity, _parse_size(max_bytes))
+    library = plan.to_library(granularity, size_limit)
     library.save(out)
     share = library.sharing()
     typer.echo(

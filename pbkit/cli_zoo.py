@@ -161,7 +161,7 @@ def register(app: typer.Typer) -> None:
         plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG plots."),
     ) -> None:
         """Dedup report: logical, whole-file, tensor-PB, 64 KiB CDC and dtype-canonical bytes."""
-        from pbkit.zoo.report import dedup_report, render_models_table, render_table, write_report
+        from pbkit.zoo.report import dedup_report, render_models_table, render_notes, render_table, write_report
         from pbkit.zoo.scan import scan_store, scan_zoo
 
         if (zoo is None) == (not from_store):
@@ -179,6 +179,7 @@ def register(app: typer.Typer) -> None:
             return
         console = Console()
         console.print(render_table(rep))
+        console.print(render_notes(rep))
         console.print(render_models_table(rep))
         console.print("wrote " + ", ".join(str(p) for p in written))
 

@@ -208,6 +208,10 @@ class Index:
             self._cache_shas(db, shas)
         return True
 
+    def cache_shas(self, shas: dict[str, tuple[StatKey, str]]) -> None:
+        with self.transaction() as db:
+            self._cache_shas(db, shas)
+
     @staticmethod
     def _cache_shas(db: sqlite3.Connection, shas: dict[str, tuple[StatKey, str]]) -> None:
         db.executemany(

@@ -6,7 +6,9 @@ an mmap of each file, SHA-256 of each file in a second thread (or from the stat-
 the file is unchanged since a previous ingest); (3) decide kind and base and build the recipe;
 (4) write the objects not yet present (each atomic); (5) publish the model in one index
 transaction. A kill before (5) leaves only complete, unreferenced objects (and maybe temp files);
-rerunning the ingest skips what is already there.
+rerunning the ingest skips what is already there. Steps (2) and (4) run as one pass: a block's
+bytes are copied into a temporary file right after they are hashed, and the temporary files are
+made durable and linked into place together after (3).
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ ProgressFn = Callable[[str, int, int], None]
 
 class IngestError(PbkitError):
     """An ingest request is invalid (bad model name, unknown base)."""
+
+
+class SourceChangedError(PbkitError):
+    """A source file was modified while it was being hashed and copied."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +128,10 @@ def _digest_files(
     layouts: dict[str, SafetensorsLayout],
     sha: Callable[[str, StatKey, Path], "Future[str] | str"] | None,
     progress: ProgressFn | None,
+    stage: Callable[[str, "bytes | FileRegion"], Any] | None = None,
 ) -> list[FileDigest]:
-    """PB/blob ids of every file; `sha` returns (or schedules) each file's SHA-256."""
+    """PB/blob ids of every file; `sha` returns (or schedules) each file's SHA-256; `stage` is
+    given each block right after it is hashed (while its bytes are hot in the page cache)."""
     total = 0
     paths = {}
     for rel in src.files:
@@ -135,23 +143,32 @@ def _digest_files(
     for rel in src.files:
         path = paths[rel]
         real, key = _stat_key(path)
+        real_path = Path(real)
         sha_val: Future[str] | str = sha(real, key, path) if sha is not None else ""
         layout = layouts.get(rel)
         with _mapped(path) as mv:
             if layout is not None:
                 if len(mv) != layout.file_size:
-                    raise PbkitError(f"{path}: file changed while being read")
+                    raise SourceChangedError(f"{path}: file changed since its header was read; run again")
                 header_pb = blob_id(layout.header)
                 tensors = []
                 sources: list[tuple[str, bytes | FileRegion]] = [(header_pb, layout.header)]
+                if stage is not None:
+                    stage(header_pb, layout.header)
                 for t in layout.tensors:
                     pid = pb_id(t.dtype, t.shape, mv[t.begin : t.end])
                     tensors.append(TensorRef(t.name, t.dtype, t.shape, pid, t.nbytes))
-                    sources.append((pid, FileRegion(Path(real), t.begin, t.nbytes)))
+                    region = FileRegion(real_path, t.begin, t.nbytes)
+                    sources.append((pid, region))
+                    if stage is not None:
+                        stage(pid, region)
                 recipe = FileRecipe(rel, key.size, "", "safetensors", header_pb=header_pb, tensors=tuple(tensors))
             else:
                 bid = blob_id(mv)
-                sources = [(bid, FileRegion(Path(real), 0, key.size))]
+                region = FileRegion(real_path, 0, key.size)
+                sources = [(bid, region)]
+                if stage is not None:
+                    stage(bid, region)
                 recipe = FileRecipe(rel, key.size, "", "blob", blob_pb=bid)
         if isinstance(sha_val, Future):
             pending.append((len(out), sha_val))
@@ -164,6 +181,9 @@ def _digest_files(
     for i, fut in pending:
         fd = out[i]
         out[i] = FileDigest(_with_sha(fd.recipe, fut.result()), fd.sources, fd.realpath, fd.stat_key)
+    for fd in out:  # ids, SHA-256 and copies must all come from the same bytes
+        if _stat_key(Path(fd.realpath))[1] != fd.stat_key:
+            raise SourceChangedError(f"{paths[fd.recipe.path]}: file changed while it was being read; run again")
     return out
 
 
@@ -266,67 +286,75 @@ def ingest(
 
     existing = index.model(name)
 
-    # (2) PB ids here, SHA-256 in a helper thread (hashlib and blake3 release the GIL).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkit-sha") as pool:
+    # (2)+(4) in one pass: each block is hashed straight from an mmap of its file, then (if not
+    # yet in the store) copied into a temporary file of a write batch; SHA-256 of each file runs
+    # in a helper thread meanwhile (hashlib and blake3 release the GIL). Nothing is visible in
+    # the store until the batch commits. The shared lock keeps gc from removing the temp files.
+    with write_lock(), objects.batch() as batch:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkit-sha") as pool:
+            fresh: set[str] = set()  # files whose SHA-256 was computed, not taken from the cache
 
-        def sha(real: str, key: StatKey, path: Path) -> Future[str] | str:
-            cached = index.cached_sha(real, key)
-            return cached if cached is not None else pool.submit(file_sha256, path)
+            def sha(real: str, key: StatKey, path: Path) -> Future[str] | str:
+                cached = index.cached_sha(real, key)
+                if cached is not None:
+                    return cached
+                fresh.add(real)
+                return pool.submit(file_sha256, path)
 
-        files = _digest_files(src, layouts, sha=sha, progress=progress)
+            files = _digest_files(src, layouts, sha=sha, progress=progress, stage=batch.add)
 
-    # (3) kind and base; re-ingesting a stored model keeps the base it was stored with
-    if (
-        base is None
-        and existing is not None
-        and existing.base is not None
-        and existing.content_digest == content_digest(tuple(f.recipe for f in files))
-        and index.model(existing.base) is not None
-    ):
-        base = existing.base
-    base_name, warnings = _resolve_base(index, name, base, layout)
-    base_ref = None
-    shares = False
-    if base_name is not None:
-        if base_name == name:
-            raise IngestError(f"model {name!r} cannot be its own base")
-        brow = index.model(base_name)
-        assert brow is not None
-        base_ref = BaseRef(brow.name, brow.recipe_id, brow.content_digest)
-        base_pbs = index.model_blocks(base_name)
-        shares = any(t.pb in base_pbs for f in files for t in f.recipe.tensors)
-    kind = classify(layout, base_name is not None, shares)
-    recipe = Recipe.build(name, kind, base_ref, dict(src.origin), tuple(f.recipe for f in files))
-    recipe_json = recipe.canonical_json()
-    if existing is not None and existing.recipe_id != recipe.id:
-        raise ModelExistsError(
-            f"model {name!r} is already stored with different content (recipe {existing.recipe_id[:12]}); "
-            f"remove it first (pbkit rm {name}) or choose another --name"
-        )
+        # (3) kind and base; re-ingesting a stored model keeps the base it was stored with
+        if (
+            base is None
+            and existing is not None
+            and existing.base is not None
+            and existing.content_digest == content_digest(tuple(f.recipe for f in files))
+            and index.model(existing.base) is not None
+        ):
+            base = existing.base
+        base_name, warnings = _resolve_base(index, name, base, layout)
+        base_ref = None
+        shares = False
+        if base_name is not None:
+            if base_name == name:
+                raise IngestError(f"model {name!r} cannot be its own base")
+            brow = index.model(base_name)
+            assert brow is not None
+            base_ref = BaseRef(brow.name, brow.recipe_id, brow.content_digest)
+            base_pbs = index.model_blocks(base_name)
+            shares = any(t.pb in base_pbs for f in files for t in f.recipe.tensors)
+        kind = classify(layout, base_name is not None, shares)
+        recipe = Recipe.build(name, kind, base_ref, dict(src.origin), tuple(f.recipe for f in files))
+        recipe_json = recipe.canonical_json()
+        if existing is not None and existing.recipe_id != recipe.id:
+            raise ModelExistsError(
+                f"model {name!r} is already stored with different content (recipe {existing.recipe_id[:12]}); "
+                f"remove it first (pbkit rm {name}) or choose another --name"
+            )
+        batch.add(recipe.id, recipe_json)
 
-    # (4) objects, each atomic; (5) one transaction publishes the model.
-    items: dict[str, bytes | FileRegion] = {}
-    for f in files:
-        for bid, s in f.sources:
-            items.setdefault(bid, s)
-    items[recipe.id] = recipe_json
-    total = sum(len(s) if isinstance(s, bytes) else s.length for s in items.values())
-    done = 0
+        # (4) make the staged objects durable and visible; (5) one transaction publishes the model
+        total = sum(n for _, _, n in batch.staged)
+        done = 0
 
-    def on_written(_id: str, n: int) -> None:
-        nonlocal done
-        done += n
+        def on_written(_id: str, n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress("write", done, total)
+
+        new_objects, new_bytes = batch.commit(on_written)
         if progress is not None:
-            progress("write", done, total)
-
-    with write_lock():
-        new_objects, new_bytes = objects.write_many(list(items.items()), on_written=on_written)
-        if progress is not None:
-            progress("write", total, total)
             progress("publish", 0, 1)
         blocks = list(recipe.blocks().values()) + [BlockInfo(recipe.id, len(recipe_json), "recipe")]
-        shas = {f.realpath: (f.stat_key, f.recipe.sha256) for f in files}
-        published = index.publish(recipe, recipe_json, blocks, shas)
+        shas = {f.realpath: (f.stat_key, f.recipe.sha256) for f in files if f.realpath in fresh}
+        if existing is not None and existing.recipe_id == recipe.id:
+            # already published: no index write at all unless the SHA-256 cache learned something
+            if shas:
+                index.cache_shas(shas)
+            published = False
+        else:
+            published = index.publish(recipe, recipe_json, blocks, shas)
         if progress is not None:
             progress("publish", 1, 1)
 

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import blake3
 
 from pbkit.errors import PbkitError
-from pbkit.grouping import group_tensors, layer_key
+from pbkit.grouping import group_tensors, layer_key, parse_member
 from pbkit.library import ModelEntry, PBEntry, PBLibrary
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
@@ -123,26 +123,31 @@ class Plan:
         raise PlanError(f"plan has no model {name!r}")
 
     def to_library(self, granularity: str = "tensor", max_bytes: int | None = None) -> PBLibrary:
-        """The PB library of this plan. Each model lists every PB it needs (an adapter: its
-        base's PBs, then its own); base and adapter tensors are grouped separately so a layer
-        group never mixes base and adapter weights."""
+        """The PB library of this plan. Each model lists every PB it needs. An adapter needs
+        the PBs of its base (as grouped in the base's own checkpoint, those holding any tensor
+        it uses) and then its own; base and adapter weights never share a group."""
         pbs: dict[str, PBEntry] = {}
         models: list[ModelEntry] = []
+        own_groups = {m.name: group_tensors(m.tensors, granularity, max_bytes) for m in self.models}
         for m in self.models:
-            ids: list[str] = []
-            for part in (m.base_tensors, m.tensors):
-                if not part:
-                    continue
-                for g in group_tensors(part, granularity, max_bytes):
-                    if g.id not in pbs:
-                        pbs[g.id] = PBEntry(id=g.id, bytes=g.bytes, label=g.label, tensors=g.tensors)
-                    elif pbs[g.id].bytes != g.bytes:  # would mean an id collision
-                        raise PlanError(f"PB {g.id} has two sizes ({pbs[g.id].bytes}, {g.bytes})")
-                    ids.append(g.id)
+            groups = []
+            if m.base_tensors:
+                if m.base not in own_groups:
+                    raise PlanError(f"adapter {m.name}: base {m.base!r} is not in this plan")
+                used = {t.pb for t in m.base_tensors}
+                groups += [
+                    g for g in own_groups[m.base] if any(parse_member(x)[0] in used for x in g.members)
+                ]
+            groups += own_groups[m.name]
+            for g in groups:
+                if g.id not in pbs:
+                    pbs[g.id] = PBEntry(id=g.id, bytes=g.bytes, label=g.label, tensors=g.tensors)
+                elif pbs[g.id].bytes != g.bytes:  # would mean an id collision
+                    raise PlanError(f"PB {g.id} has two sizes ({pbs[g.id].bytes}, {g.bytes})")
             models.append(
                 ModelEntry(
                     name=m.name,
-                    pbs=tuple(dict.fromkeys(ids)),  # a model needs each PB once
+                    pbs=tuple(dict.fromkeys(g.id for g in groups)),  # a model needs each PB once
                     id=_digest("model", m.name),
                     kind=m.kind,
                     base=m.base,
@@ -255,7 +260,7 @@ def build_meta_model(config, architecture: str | None = None, dtype: str | None 
     cls = _architecture_class(config, architecture, where)
     wanted = _torch_dtype(dtype, where)
     if wanted is None:
-        own = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        own = getattr(config, "dtype", None)  # transformers 5 reads a config's torch_dtype into dtype
         wanted = _torch_dtype(str(own), where) if own not in (None, "auto") else torch.float32
     try:
         with torch.device("meta"):
@@ -662,6 +667,12 @@ def plan_from_hub(repo_id: str, revision: str | None = None) -> Plan:
         raise PlanError(f"{repo_id}: cannot plan from hub headers ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # httpx/OS-level network failures have no common hub base class
         raise PlanError(f"{repo_id}: cannot reach the hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return plan_from_metadata(meta, repo_id, revision)
+
+
+def plan_from_metadata(meta, repo_id: str, revision: str | None = None) -> Plan:
+    """Plan from a `huggingface_hub.SafetensorsRepoMetadata` (all shards' headers): the files
+    exactly as published, in file and data order."""
     family = f"{repo_id}@{revision or 'main'}"
     tensors: list[PlannedTensor] = []
     for filename in sorted(meta.files_metadata):

@@ -82,6 +82,18 @@ def safe_join(root: Path, rel: str) -> Path:
     root = Path(root)
     p = _check_lexical(rel, str(root))
     joined = root.joinpath(*p.parts)
+    # Fast path (ingest calls this per file): with no ".." and no symlink among the components
+    # below root, the path cannot leave root, so root itself need not be resolved.
+    cur = root
+    for part in p.parts:
+        cur = cur / part
+        try:
+            if stat.S_ISLNK(os.lstat(cur).st_mode):
+                break
+        except (FileNotFoundError, NotADirectoryError):
+            return joined  # nothing below exists yet (e.g. an output path), so no link either
+    else:
+        return joined
     real_root = root.resolve()
     real = joined.resolve()
     if _within(real, real_root):

@@ -78,6 +78,13 @@ class GcReport:
         return dict(self.__dict__)
 
 
+def _store_entry(name: str) -> bool:
+    """Whether a file name may appear in a store that another process is still creating."""
+    return name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "objects", "tmp", "lock") or (
+        name.startswith(".pbkit-store.json.")
+    )
+
+
 class Store:
     def __init__(self, root: Path, index: Index, objects: ObjectDir) -> None:
         self.root = root
@@ -104,7 +111,7 @@ class Store:
             if not isinstance(version, int) or version > STORE_VERSION:
                 raise StoreError(f"{root}: store version {version!r} is newer than this pbkit reads ({STORE_VERSION})")
         else:
-            if root.is_dir() and any(p.name not in ("index.sqlite", "objects", "tmp", "lock") for p in root.iterdir()):
+            if root.is_dir() and any(not _store_entry(p.name) for p in root.iterdir()):
                 raise StoreError(f"{root}: not a pbkit store and not empty; refusing to create a store there")
             root.mkdir(parents=True, exist_ok=True)
             tmp_marker = root / f".pbkit-store.json.{os.getpid()}"
@@ -319,6 +326,29 @@ class Store:
             "shared_blocks": int(shared[0]),
             "shared_block_bytes": int(shared[1]),
         }
+
+    def dedup_table(self) -> list[dict[str, Any]]:
+        """Per model: logical bytes, block bytes, bytes in blocks no other model uses ("own")."""
+        db = self.index.db
+        rows = db.execute(
+            "SELECT m.name, m.kind, m.base, m.logical_bytes, COUNT(p.id), COALESCE(SUM(p.bytes), 0), "
+            "COALESCE(SUM(CASE WHEN (SELECT COUNT(*) FROM refs o WHERE o.pb = r.pb) = 1 THEN p.bytes ELSE 0 END), 0) "
+            "FROM models m JOIN refs r ON r.model = m.name JOIN pbs p ON p.id = r.pb AND p.kind != 'recipe' "
+            "GROUP BY m.name ORDER BY m.created, m.name"
+        ).fetchall()
+        return [
+            {
+                "name": r[0],
+                "kind": r[1],
+                "base": r[2],
+                "logical_bytes": r[3],
+                "blocks": r[4],
+                "block_bytes": r[5],
+                "own_bytes": r[6],
+                "shared_bytes": r[5] - r[6],
+            }
+            for r in rows
+        ]
 
     def model_info(self, name: str) -> dict[str, Any]:
         """What `pbkit show` prints: the index row, the recipe summary and sharing with other models."""

@@ -9,7 +9,7 @@ import numpy as np
 from . import closed_form
 from .cache import BeamformerCache
 from .fast import FastSettings, design_fast
-from .result import METHODS, BeamformingError, BeamformingResult, clip_to_budgets, evaluate, validate, worst_case_snr
+from .result import METHODS, ROBUST_METHODS, BeamformingError, BeamformingResult, clip_to_budgets, evaluate, validate, worst_case_snr
 from .scaling import scale_problem
 from .sdp import ProblemStore, design_robust, design_sdr
 
@@ -33,7 +33,8 @@ def design(
 
     method: "mrt" (closed form), "sdr" (relaxation + Gaussian randomisation), "robust"
     (S-procedure LMIs + DC rank-one steps; guarantees min_snr for every ||e_k|| <= eps ||h_k||),
-    "fast" (numpy soft-min power method). eps only changes the design for "robust"; for every
+    "fast" (numpy SCA, no solver), "robust-fast" (the same SCA on worst-case margins with every
+    node at full power; guarantees min_snr within eps). eps only changes the robust designs; for every
     method `worst_snr` reports the exact worst case within eps. rng drives the Gaussian
     randomisation and the fast path's random starts (None: a fixed seed, so results are
     deterministic). For K == 1 every method returns the closed-form optimum unless
@@ -63,13 +64,13 @@ def design(
 def _design(h, power, noise, method, eps, rng, problems, n_random, fast, single_user_closed_form, start) -> BeamformingResult:
     k = h.shape[0]
     if k == 1 and single_user_closed_form:
-        w, _ = closed_form.single_user(h[0], power, noise, eps if method == "robust" else 0.0)
+        w, _ = closed_form.single_user(h[0], power, noise, eps if method in ROBUST_METHODS else 0.0)
         return _finish(w, h, power, noise, eps, method, "closed-form", None, 0, None, start)
     if method == "mrt":
         return _finish(closed_form.mrt(h, power), h, power, noise, eps, method, "closed-form", None, 0, None, start)
     sp = scale_problem(h, power, noise)
-    if method == "fast":
-        v, _, iters = design_fast(sp, rng, fast)
+    if method in ("fast", "robust-fast"):
+        v, _, iters = design_fast(sp, rng, fast, eps if method == "robust-fast" else 0.0)
         return _finish(sp.to_watts(v), h, power, noise, eps, method, "heuristic", None, iters, None, start)
     if method == "sdr":
         out = design_sdr(sp, problems.get("sdr", h.shape), n_random, rng)
@@ -77,7 +78,7 @@ def _design(h, power, noise, method, eps, rng, problems, n_random, fast, single_
         out = design_robust(sp, eps, problems.get("robust", h.shape), n_random, rng)
     if out is None:
         # Both conic solvers failed: fall back to the fast path and say so in the status.
-        v, _, iters = design_fast(sp, rng, fast)
+        v, _, iters = design_fast(sp, rng, fast, eps if method == "robust" else 0.0)
         return _finish(sp.to_watts(v), h, power, noise, eps, method, "fallback-fast: solvers failed", None, iters, None, start)
     return _finish(
         sp.to_watts(out.v), h, power, noise, eps, method, out.status, out.solver, out.iterations,
@@ -89,7 +90,7 @@ def _finish(w, h, power, noise, eps, method, status, solver, iterations, upper_b
     w = clip_to_budgets(np.asarray(w, dtype=np.complex128), power)
     snr = evaluate(w, h, noise)
     worst = worst_case_snr(w, h, noise, eps) if eps > 0 else snr
-    guaranteed = worst if method == "robust" else snr
+    guaranteed = worst if method in ROBUST_METHODS else snr
     return BeamformingResult(
         w=w,
         min_snr=float(np.min(guaranteed)),

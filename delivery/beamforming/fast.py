@@ -11,6 +11,15 @@ k-th linearised SNR at that x. A few exponentiated-gradient (mirror-descent) ste
 give the next iterate. Starts: MRT and the dominant eigenvector of sum_k g_k g_k^H / ||g_k||^2
 (plus optional random ones from the caller's rng); the best true min SNR over all iterates is kept.
 Measured distance from sdr: docs/beamforming.md.
+
+Robust variant ("robust-fast"): every iterate has each node at full power, so ||v|| = R =
+sqrt(sum_n p_n) is fixed and the worst-case amplitude of user k within ||e_k|| <= eps_k is
+|g_k^H v| - eps_k R. The same SCA runs on these margins with the amplitude linearisation
+|g_k^H x| >= Re(conj(phi_k) g_k^H x), phi_k = a_k / |a_k|: dual
+    min_pi  sum_n sqrt(p_n) ||sum_k pi_k phi_k g_k,n|| - sum_k pi_k eps_k R,
+gradient = linearised margins. Full power is a restriction here (with a large eps a weak node
+may do better below its budget, as the single-user optimum shows), which is why "robust"
+(the S-procedure SDP) stays the reference.
 """
 
 from __future__ import annotations
@@ -32,8 +41,27 @@ class FastSettings:
     random_starts: int = 0  # extra random starts drawn from the rng
 
 
-def design_fast(sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings = FastSettings()) -> tuple[np.ndarray, float, int]:
-    """Return (normalised stacked beamformer, normalised min SNR, SCA steps)."""
+def _starts(sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings) -> list[np.ndarray]:
+    g = sp.g
+    k, n = g.shape
+    norms = np.linalg.norm(g, axis=1)
+    starts = [mrt(g.reshape(k, sp.n_nodes, sp.n_antennas), sp.p).reshape(-1)]
+    if k > 1 and np.any(norms > 0):
+        gn = g[norms > 0] / norms[norms > 0, None]
+        starts.append(np.linalg.eigh(gn.T @ gn.conj())[1][:, -1])  # dominant direction of sum g g^H
+    if settings.random_starts > 0:
+        shape_r = (settings.random_starts, n)
+        starts.extend(rng.standard_normal(shape_r) + 1j * rng.standard_normal(shape_r))
+    return starts
+
+
+def design_fast(
+    sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings = FastSettings(), eps: float = 0.0
+) -> tuple[np.ndarray, float, int]:
+    """Return (normalised stacked beamformer, normalised min SNR, SCA steps); with eps > 0 the
+    robust variant, whose value is the worst-case min SNR within the error bound."""
+    if eps > 0:
+        return _design_fast_robust(sp, rng, settings, eps)
     g = sp.g
     k, n = g.shape
     shape = (sp.n_nodes, sp.n_antennas)
@@ -41,15 +69,7 @@ def design_fast(sp: ScaledProblem, rng: np.random.Generator, settings: FastSetti
     def project(d: np.ndarray) -> np.ndarray:  # argmax of a linear function over the node balls
         return per_node_full_power(d.reshape(-1, *shape), sp.p).reshape(-1, n)
 
-    norms = np.linalg.norm(g, axis=1)
-    starts = [mrt(g.reshape(k, *shape), sp.p).reshape(-1)]
-    if k > 1 and np.any(norms > 0):
-        gn = g[norms > 0] / norms[norms > 0, None]
-        starts.append(np.linalg.eigh(gn.T @ gn.conj())[1][:, -1])  # dominant direction of sum g g^H
-    if settings.random_starts > 0:
-        shape_r = (settings.random_starts, n)
-        starts.extend(rng.standard_normal(shape_r) + 1j * rng.standard_normal(shape_r))
-    V = project(np.asarray(starts))
+    V = project(np.asarray(_starts(sp, rng, settings)))
     a = V @ g.conj().T  # (S, K): g_k^H v
     s = np.abs(a) ** 2
     best_val = s.min(axis=1)
@@ -73,3 +93,41 @@ def design_fast(sp: ScaledProblem, rng: np.random.Generator, settings: FastSetti
         best_v[better] = V[better]
     i = int(np.argmax(best_val))
     return best_v[i], float(best_val[i]), settings.outer
+
+
+def _design_fast_robust(sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings, eps: float) -> tuple[np.ndarray, float, int]:
+    g = sp.g
+    k, n = g.shape
+    shape = (sp.n_nodes, sp.n_antennas)
+    offset = sp.eps_abs(eps) * np.sqrt(np.sum(sp.p))  # eps_k R: worst-case loss at full power
+
+    def project(d: np.ndarray) -> np.ndarray:
+        return per_node_full_power(d.reshape(-1, *shape), sp.p).reshape(-1, n)
+
+    def margins(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = V @ g.conj().T
+        return a, np.abs(a) - np.linalg.norm(V, axis=1, keepdims=True) * sp.eps_abs(eps)[None, :]
+
+    V = project(np.asarray(_starts(sp, rng, settings)))
+    a, m = margins(V)
+    best_val = m.min(axis=1)
+    best_v = V.copy()
+    pi = np.full((V.shape[0], k), 1.0 / k)
+    for _ in range(settings.outer):
+        phi = a / np.maximum(np.abs(a), 1e-300)
+        scale = np.maximum(np.abs(a).mean(axis=1, keepdims=True), 1e-300)
+        avg = np.zeros_like(pi)
+        for _ in range(settings.inner):
+            x = project((pi * phi) @ g)
+            lin = np.real(np.conj(phi) * (x @ g.conj().T)) - offset[None, :]
+            pi = pi * np.exp(-settings.step * (lin - lin.min(axis=1, keepdims=True)) / scale)
+            pi /= pi.sum(axis=1, keepdims=True)
+            avg += pi
+        V = project((avg / settings.inner * phi) @ g)
+        a, m = margins(V)
+        val = m.min(axis=1)
+        better = val > best_val
+        best_val = np.where(better, val, best_val)
+        best_v[better] = V[better]
+    i = int(np.argmax(best_val))
+    return best_v[i], float(max(best_val[i], 0.0) ** 2), settings.outer

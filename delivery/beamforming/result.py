@@ -14,7 +14,8 @@ import numpy as np
 
 from pbkit.errors import PbkitError
 
-METHODS = ("mrt", "sdr", "robust", "fast")
+METHODS = ("mrt", "sdr", "robust", "fast", "robust-fast")
+ROBUST_METHODS = ("robust", "robust-fast")  # min_snr is the worst case within eps
 
 # Budgets hold to this relative slack (rounding of the final per-node rescale).
 BUDGET_RTOL = 1e-9

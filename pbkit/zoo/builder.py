@@ -14,6 +14,7 @@ rebuilds its whole family and nothing else.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -266,7 +267,22 @@ def build_zoo(
     bases are built too, since children train on them).
     """
     zoo_dir = Path(zoo_dir).resolve()
-    zoo_dir.mkdir(parents=True, exist_ok=True)
+    (zoo_dir / MARKER_DIR).mkdir(parents=True, exist_ok=True)
+    with open(zoo_dir / MARKER_DIR / "lock", "a+") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ZooBuildError(f"{zoo_dir}: another `pbkit zoo build` is running on this zoo") from None
+        return _build_locked(spec, zoo_dir, store, progress, only)
+
+
+def _build_locked(
+    spec: ZooSpec,
+    zoo_dir: Path,
+    store: Any,
+    progress: Callable[[ZooEvent], None] | None,
+    only: set[str] | None,
+) -> ZooBuildResult:
     # Leftovers of an interrupted build are never reused.
     for stale in zoo_dir.glob(f"{_TMP_PREFIX}*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -279,6 +295,7 @@ def build_zoo(
         plan = [p for p in plan if p.name in wanted]
     families = {f.name: f for f in spec.families}
     result = ZooBuildResult(spec_name=spec.name, zoo_dir=str(zoo_dir))
+    recipe_ids: dict[str, str] = {}
     t_all = time.perf_counter()
     for i, planned in enumerate(plan):
         if progress:
@@ -302,13 +319,19 @@ def build_zoo(
             marker = None
             status = "built"
         recipe_id = _store_recipe_id(store, planned.name)
-        if marker is None or recipe_id is None or marker.get("recipe_id") != recipe_id:
+        stale_base = False
+        if recipe_id is not None and planned.base_name is not None:
+            # A child pins its base's recipe id; a re-ingested base means re-ingesting the child.
+            pinned = store.recipe(planned.name).base
+            stale_base = pinned is None or pinned.recipe_id != recipe_ids.get(planned.base_name)
+        if marker is None or recipe_id is None or marker.get("recipe_id") != recipe_id or stale_base:
             if recipe_id is not None:
                 store.remove(planned.name)  # a different build under this name
             store.ingest(out, name=planned.name, base=planned.base_name)
             recipe_id = store.recipe(planned.name).id
             if status == "reused":
                 status = "ingested"
+        recipe_ids[planned.name] = recipe_id
         dtype = getattr(planned.entry, "dtype", None)
         _write_json_atomic(
             zoo_dir / MARKER_DIR / f"{planned.name}.json",

@@ -85,12 +85,11 @@ def _dedup(pbs: Iterable[_PB]) -> list[_PB]:
     return out
 
 
-def _base_name(recipe: Recipe, by_name: dict[str, Recipe], by_id: dict[str, str]) -> str | None:
+def _base_name(recipe: Recipe, by_id: dict[str, str]) -> str | None:
+    """The exported name of the recipe's pinned base (by recipe id: a name may be reused)."""
     if recipe.base is None:
         return None
-    if recipe.base.recipe_id in by_id:  # pinned by recipe id; the name may have been reused
-        return by_id[recipe.base.recipe_id]
-    return None
+    return by_id.get(recipe.base.recipe_id)
 
 
 def library_from_recipes(
@@ -111,12 +110,14 @@ def library_from_recipes(
     warnings: list[str] = []
     bases: dict[str, str | None] = {}
     for r in recipes:
-        bases[r.name] = _base_name(r, by_name, by_id)
-        if r.base is not None and bases[r.name] is None:
+        bases[r.name] = _base_name(r, by_id)
+        if r.kind == "adapter" and r.base is not None and bases[r.name] is None:
             warnings.append(
                 f"{r.name}: base {r.base.name} (recipe {r.base.recipe_id[:12]}) is not in the store; "
                 "its PBs are not included"
             )
+        elif r.kind == "adapter" and r.base is None:
+            warnings.append(f"{r.name}: adapter stored without a base; only its own PBs are listed")
 
     full: dict[str, list[_PB]] = {}
 

@@ -299,14 +299,30 @@ def render_table(report: DedupReport) -> Any:
     return table
 
 
+def render_notes(report: DedupReport) -> str:
+    """Two lines under the table: what canonicalisation recovered, how CDC cut."""
+    c, k = report.canonical, report.cdc
+    casts = ", ".join(f"{pair} {_mb(b)}" for pair, b in c["by_cast"].items()) or "none"
+    return (
+        f"dtype canonicalisation: {c['recoverable_tensors']} tensors recoverable by a cast ({casts}), "
+        f"{100 * c['share_of_tensor_unique']:.1f} % of the tensor PB bytes\n"
+        f"CDC: {k['chunks']:,} chunks cut, {k['unique_chunks']:,} distinct, mean distinct chunk "
+        f"{k['mean_unique_chunk_bytes'] / 1024:.1f} KiB (avg {k['avg_size'] // 1024} / min {k['min_size'] // 1024} / max {k['max_size'] // 1024} KiB)"
+    )
+
+
 def render_models_table(report: DedupReport) -> Any:
     from rich.table import Table
 
-    table = Table(title="Per model (tensor PBs)")
-    for col, just in (("model", "left"), ("role", "left"), ("bytes", "right"), ("shared", "right"), ("own", "right"), ("shared tensors", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    table = Table(title="Per model (tensor PBs; MB, shared = in PBs another model also uses)")
+    table.add_column("model", no_wrap=True, min_width=22)
+    table.add_column("role", no_wrap=True)
+    for col in ("MB", "shared", "own", "tensors shared"):
+        table.add_column(col, justify="right")
     for m in report.models:
-        table.add_row(m.name, m.role, _mb(m.block_bytes), _mb(m.shared_bytes), _mb(m.own_bytes), f"{m.shared_tensors}/{m.tensors}")
+        mb = [f"{b / 1e6:,.2f}" for b in (m.block_bytes, m.shared_bytes, m.own_bytes)]
+        role = {"partial-finetune": "partial-ft", "full-finetune": "full-ft"}.get(m.role, m.role)
+        table.add_row(m.name, role, *mb, f"{m.shared_tensors}/{m.tensors}")
     return table
 
 

@@ -4,6 +4,7 @@ file too (so the reader is neither looser nor accidentally stricter than the for
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -16,6 +17,11 @@ from pbkit.safetensors_format import MAX_HEADER_BYTES, SafetensorsFormatError, r
 
 def t(dtype, shape, begin, end):
     return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+
+
+def raw_header(header: dict) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text
 
 
 GOOD = {"a": t("F32", [2], 0, 8), "b": t("I8", [3], 8, 11)}
@@ -113,3 +119,20 @@ def test_header_exactly_at_limit_is_not_rejected_for_size(tmp_path):
     path.write_bytes(struct.pack("<Q", MAX_HEADER_BYTES) + b"{}")
     with pytest.raises(SafetensorsFormatError, match="runs past the end"):
         read_layout(path)
+
+
+def test_huge_file_reads_only_the_header(tmp_path):
+    """A (sparse) 8 GiB checkpoint is laid out from its header alone, without touching the data."""
+    import time
+
+    n = 2**31  # F32 elements -> 8 GiB
+    path = tmp_path / "big.safetensors"
+    with open(path, "wb") as f:
+        head = raw_header({"w": t("F32", [n], 0, 4 * n)})
+        f.write(head)
+        f.truncate(len(head) + 4 * n)  # sparse: no data blocks are allocated
+    t0 = time.perf_counter()
+    layout = read_layout(path)
+    assert time.perf_counter() - t0 < 0.5
+    (e,) = layout.tensors
+    assert e.nbytes == 4 * n and layout.file_size == len(head) + 4 * n

@@ -20,6 +20,7 @@ from pbkit.plan import (
     load_config,
     plan_base,
     plan_from_hub,
+    plan_from_metadata,
     plan_spec,
     shipped_configs,
 )
@@ -238,6 +239,10 @@ def test_adapter_needs_its_base(tmp_path):
     assert "lm_head.weight" not in {t.name for t in cls.base_tensors}
     assert "base_model.model.score.weight" in {t.name for t in cls.tensors}
     assert all(t.dtype == "F32" for t in cls.tensors if "lora_" in t.name)
+    # at layer granularity an adapter receives its base's very layer PBs, minus unused heads
+    layer = {m.name: m for m in plan.to_library("layer").models}
+    assert set(layer["base"].pbs) < set(layer["lora-0"].pbs)
+    assert len(set(layer["base"].pbs) - set(layer["cls"].pbs)) == 1  # lm_head's group
 
 
 def test_spec_errors_are_one_line(tmp_path):
@@ -288,6 +293,27 @@ def test_plan_from_hub_offline_is_a_clear_error(monkeypatch):
     with pytest.raises(PlanError, match="offline mode is enabled") as info:
         plan_from_hub("openai-community/gpt2")
     assert "\n" not in str(info.value)
+
+
+def test_plan_from_real_safetensors_headers():
+    """The headers path on the bundled file's real header, in the hub's own metadata types."""
+    from huggingface_hub.utils._safetensors import SafetensorsFileMetadata, SafetensorsRepoMetadata, TensorInfo
+
+    from pbkit.bundled import bundled_model_dir
+
+    path = bundled_model_dir() / "model.safetensors"
+    rows = header(path)
+    raw = path.read_bytes()
+    h = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])
+    h.pop("__metadata__", None)
+    infos = {k: TensorInfo(dtype=v["dtype"], shape=v["shape"], data_offsets=tuple(v["data_offsets"])) for k, v in h.items()}
+    meta = SafetensorsRepoMetadata(
+        metadata=None, sharded=False, weight_map={k: "model.safetensors" for k in h},
+        files_metadata={"model.safetensors": SafetensorsFileMetadata(metadata={}, tensors=infos)},
+    )
+    model = plan_from_metadata(meta, "sentence-transformers/all-MiniLM-L6-v2").models[0]
+    assert [(t.name, t.dtype, t.shape, t.nbytes) for t in model.tensors] == rows
+    assert model.nbytes == path.stat().st_size - 8 - struct.unpack("<Q", raw[:8])[0]
 
 
 def test_cli_writes_valid_libraries(tmp_path, capsys):

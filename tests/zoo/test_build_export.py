@@ -45,6 +45,9 @@ def test_rebuild_reuses_and_rebuilds_only_what_changed(built_copy):
         again = build_zoo(small_spec(), zoo, store)
         assert {m.status for m in again.models} == {"reused"}
         store.remove("gpt-ia3")  # store entry gone, directory still there: ingest only
+        # The copied zoo lives elsewhere, so re-ingesting the base gives a new recipe (its
+        # source path changed) and its children are re-ingested to pin the new base.
+        store.remove("llama-base")
         spec = small_spec()
         spec_data = json.loads(json.dumps(SMALL_SPEC))
         spec_data["families"][0]["task_models"][1]["steps"] = 3  # gpt-k2 changes
@@ -52,8 +55,10 @@ def test_rebuild_reuses_and_rebuilds_only_what_changed(built_copy):
 
         changed = build_zoo(parse_spec(spec_data), zoo, store)
         status = {m.name: m.status for m in changed.models}
+        assert store.recipe("llama-lora-save").base.recipe_id == store.recipe("llama-base").id
     assert status.pop("gpt-k2") == "built"
     assert status.pop("gpt-ia3") == "ingested"
+    assert [status.pop(n) for n in ("llama-base", "llama-k1-fp16", "llama-lora-save")] == ["ingested"] * 3
     assert set(status.values()) == {"reused"}
     assert spec.model_names() == [m.name for m in changed.models]
 
@@ -153,3 +158,68 @@ def test_export_subset_pulls_in_bases(built_zoo, tmp_path):
             export_library(store, files="all")
     with Store.open(tmp_path / "empty") as empty, pytest.raises(ExportError, match="store is empty"):
         export_library(empty)
+
+
+def test_path_and_hub_bases(tmp_path, monkeypatch):
+    from pbkit.errors import PbkitError
+    from pbkit.finetune import build_tiny_model
+    from pbkit.zoo.spec import parse_spec
+
+    base = build_tiny_model("llama", tmp_path / "mybase", seed=3)
+    data = {
+        "families": [
+            {
+                "name": "own",
+                "base": {"path": str(base)},
+                "adapters": [{"name": "a", "r": 2, "target_modules": ["q_proj"], "task": "lm", "steps": 1, "batch_size": 2, "seq_len": 8}],
+            }
+        ]
+    }
+    with Store.open(tmp_path / "store") as store:
+        first = build_zoo(parse_spec(data), tmp_path / "zoo", store)
+        assert [m.status for m in first.models] == ["built", "built"]
+        assert file_sha256(tmp_path / "zoo" / "own-base" / "model.safetensors") == file_sha256(base / "model.safetensors")
+        # the base's content changed: the family is rebuilt
+        (base / "generation_config.json").write_text("{}")
+        second = build_zoo(parse_spec(data), tmp_path / "zoo", store)
+        assert [m.status for m in second.models] == ["built", "built"]
+        assert store.recipe("own-a").base.recipe_id == store.recipe("own-base").id
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        hub = {"families": [{"name": "hub", "base": {"hub": "nobody/not-cached-model", "revision": "main"}}]}
+        with pytest.raises(PbkitError, match="nobody/not-cached-model: .*no cached snapshot"):
+            build_zoo(parse_spec(hub), tmp_path / "zoo", store)
+    assert not (tmp_path / "zoo" / "hub-base").exists()
+
+
+def test_cli_build_json_and_adapter_without_base(built_zoo, tmp_path, capsys):
+    spec = tmp_path / "one.yaml"
+    spec.write_text(
+        "name: one\nfamilies:\n  - name: g\n    base: {tiny: gpt2, seed: 1}\n"
+        "    adapters:\n      - {name: ia3, peft_type: ia3, task: lm, steps: 1, batch_size: 2, seq_len: 8}\n"
+    )
+    argv = ["--store", str(tmp_path / "store"), "zoo", "build", str(spec), "--out", str(tmp_path / "zoo"), "--json"]
+    assert cli_main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert [(m["name"], m["status"]) for m in first["models"]] == [("g-base", "built"), ("g-ia3", "built")]
+    assert cli_main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"reused": 2}
+
+    # An adapter stored without its base keeps only its own PBs, and the library says so.
+    zoo, _, _ = built_zoo
+    with Store.open(tmp_path / "alone") as store, pytest.warns(UserWarning):
+        store.ingest(zoo / "gpt-lora-r4", name="lonely")
+        lib = export_library(store)
+    assert lib.models[0].base is None
+    assert any("lonely" in w for w in lib.source["warnings"])
+
+
+def test_one_build_per_zoo_at_a_time(tmp_path):
+    import fcntl
+
+    from pbkit.zoo.builder import ZooBuildError
+
+    (tmp_path / "zoo" / ".zoo").mkdir(parents=True)
+    with open(tmp_path / "zoo" / ".zoo" / "lock", "a+") as held, Store.open(tmp_path / "store") as store:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(ZooBuildError, match="another `pbkit zoo build` is running"):
+            build_zoo(small_spec(), tmp_path / "zoo", store)

@@ -137,3 +137,32 @@ def test_outputs_and_cli(hand_zoo, tmp_path, capsys):
     assert "exactly one of --zoo DIR or --store" in capsys.readouterr().err
     assert cli_main(["report", "--zoo", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert "zoo directory does not exist" in capsys.readouterr().err
+
+
+def test_cdc_wins_on_appended_rows_tensor_wins_on_small_tensors(tmp_path):
+    """Appending rows to a matrix (a vocabulary extension) makes a new tensor PB, but its old
+    bytes are still a byte run that content-defined chunks find; small changed tensors next to
+    shared ones cost CDC whole chunks, tensor PBs only the changed tensors."""
+    g = torch.Generator().manual_seed(1)
+    emb = torch.randn(512, 64, generator=g)  # 128 KiB
+    small = [torch.randn(256, generator=g) for _ in range(32)]  # 1 KiB each, below the min chunk
+    (tmp_path / "base").mkdir()
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "tuned").mkdir()
+    save_file({"emb": emb}, str(tmp_path / "base" / "model.safetensors"))
+    save_file({"emb": torch.cat([emb, torch.randn(4, 64, generator=g)])}, str(tmp_path / "ext" / "model.safetensors"))
+    base_small = {f"t{i:02d}": t for i, t in enumerate(small)}
+    tuned = {k: (v + 1 if i % 4 == 0 else v) for i, (k, v) in enumerate(base_small.items())}
+    save_file(base_small, str(tmp_path / "base" / "small.safetensors"))
+    save_file(tuned, str(tmp_path / "tuned" / "small.safetensors"))
+    params = dict(cdc_avg=2048, cdc_min=512, cdc_max=8192)
+
+    models, src = scan_dirs({"base": tmp_path / "base", "ext": tmp_path / "ext"})
+    rep = dedup_report(models, src, **params)
+    ext_bytes = rep.models[1].logical_bytes
+    assert rep.schemes["tensor"].unique_bytes == rep.schemes["file"].unique_bytes  # nothing shared
+    assert rep.schemes["cdc"].unique_bytes < rep.schemes["tensor"].unique_bytes - ext_bytes // 2
+
+    models, src = scan_dirs({"base": tmp_path / "base", "tuned": tmp_path / "tuned"})
+    rep = dedup_report(models, src, **params)
+    assert rep.schemes["tensor"].unique_bytes < rep.schemes["cdc"].unique_bytes
