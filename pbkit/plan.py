@@ -554,7 +554,6 @@ def _target_matches(module_name: str, targets: Any) -> bool:
 
 
 def _plan_adapter(fam, family, base: _Built, base_model: PlannedModel, ad: dict, fam_dtype, path, where, cache) -> PlannedModel:
-    import torch
     from torch import nn
     from transformers.pytorch_utils import Conv1D
 

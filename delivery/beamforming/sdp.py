@@ -196,9 +196,9 @@ def design_robust(
     problem: RobustProblem,
     n_random: int,
     rng: np.random.Generator,
-    max_dc_iters: int = 20,
+    max_dc_iters: int = 15,
     gap_tol: float = 1e-6,
-    t_tol: float = 1e-6,
+    t_tol: float = 1e-5,
 ) -> SdpDesign | None:
     """Relaxation, then DC rank-one steps; keep the best exact worst case among the DC beamformer
     and Gaussian randomisation of the relaxation."""

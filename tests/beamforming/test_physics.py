@@ -90,7 +90,7 @@ def test_sdr_beats_mrt_on_multiuser_groups_and_stays_below_its_bound():
         power = np.array([1.0, 0.5])
         sdr = design(h, power, NOISE, "sdr", rng=np.random.default_rng(seed), cache=cache)
         mrt = design(h, power, NOISE, "mrt")
-        assert sdr.min_snr <= sdr.upper_bound * (1 + 1e-6)
+        assert sdr.min_snr <= sdr.upper_bound * (1 + 1e-5)
         assert sdr.status in ("optimal", "optimal_inaccurate")
         gains.append(sdr.min_snr / mrt.min_snr)
     assert np.mean(gains) > 1.05
@@ -106,7 +106,7 @@ def test_fast_path_close_to_sdr():
         power = np.ones(2)
         sdr = design(h, power, NOISE, "sdr", rng=np.random.default_rng(seed), cache=cache)
         fast = design(h, power, NOISE, "fast")
-        assert fast.min_snr <= sdr.upper_bound * (1 + 1e-6)
+        assert fast.min_snr <= sdr.upper_bound * (1 + 1e-5)
         ratios.append(fast.min_snr / sdr.min_snr)
     assert np.mean(ratios) > 0.95
 

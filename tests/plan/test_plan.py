@@ -15,8 +15,6 @@ from pbkit.cli import main as cli_main
 from pbkit.library import load_library
 from pbkit.plan import (
     PlanError,
-    build_meta_model,
-    checkpoint_tensors,
     load_config,
     plan_base,
     plan_from_hub,
