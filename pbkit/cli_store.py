@@ -265,15 +265,16 @@ def register(app: typer.Typer) -> None:
     def need(
         ctx: typer.Context,
         name: str = typer.Argument(..., help="Requested model."),
-        have: Optional[List[str]] = typer.Option(None, "--have", help="A stored model whose blocks the device holds (repeatable)."),
+        have: Optional[List[str]] = typer.Option(None, "--have", help="Stored model(s) whose blocks the device holds (repeatable, or comma-separated)."),
         have_blocks: Optional[Path] = typer.Option(None, "--have-blocks", help="Directory of blocks the device holds."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Which blocks (and bytes) a device still needs for a model."""
         with _store(ctx) as store:
             held: set[str] = set()
-            for m in have or []:
-                held |= store.model_blocks(m)
+            for value in have or []:
+                for m in filter(None, (x.strip() for x in value.split(","))):
+                    held |= store.model_blocks(m)
             if have_blocks is not None:
                 held |= store.held_blocks(have_blocks)
             report = store.need(name, held)
