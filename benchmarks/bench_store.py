@@ -12,7 +12,7 @@ best of N runs each:
 Ratios are throughput(ours) / throughput(baseline), except re-ingest, which is time(ours) /
 time(digest). Usage:
 
-    .venv/bin/python benchmarks/bench_store.py --out bench-store.json
+    .venv/bin/python benchmarks/bench_store.py --out bench-store.json --markdown bench-store.md
     .venv/bin/python benchmarks/bench_store.py --large none          # bundled model only
     .venv/bin/python benchmarks/bench_store.py --profile ingest       # cProfile one run
 
@@ -207,6 +207,14 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
     def reingest() -> None:
         new_objects.append(store.ingest(root, name="m").new_objects)
 
+    def warm_then(f: Callable[[], None]) -> Callable[[], None]:
+        # the store's objects were last read a round ago; make sure assembly reads a warm cache
+        def g() -> None:
+            f()
+            warm(model_files(re_dir / "objects"))
+
+        return g
+
     # name -> (run, setup, teardown); setup/teardown (untimed) remove outputs and sync the disk
     ops: dict[str, tuple[Callable[[], object], Callable[[], None] | None, Callable[[], None] | None]] = {
         "digest": (lambda: digest_pass(root), None, None),
@@ -215,12 +223,12 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
         "copy_fsync": (lambda: copy_and_fsync(root, files, copy_dest), clean(copy_dest), clean(copy_dest)),
         "ingest": (first_ingest, clean(first_dir), clean(first_dir)),
         "reingest": (reingest, None, None),
-        "assemble": (lambda: store.assemble("m", out), clean(out), clean(out)),
+        "assemble": (lambda: store.assemble("m", out), warm_then(clean(out)), clean(out)),
         "cp": (lambda: subprocess.run(["cp", "-r", str(root), str(cp_dest)], check=True), clean(cp_dest), clean(cp_dest)),
         "cp_fsync": (lambda: cp_then_fsync(root, cp_dest), clean(cp_dest), clean(cp_dest)),
         "assemble_nosync": (
             lambda: assemble_mod.assemble(store.recipe("m"), out, assemble_mod.StoreBlocks(store.objects), durable=False),
-            clean(out),
+            warm_then(clean(out)),
             clean(out),
         ),
     }
@@ -313,6 +321,36 @@ def print_table(result: dict) -> None:
         print(f"  {r['metric']:<38} {r['ratio']:7.2f}   (info)")
 
 
+def _exe() -> str:
+    exe = Path(sys.executable)
+    return os.path.relpath(exe, REPO) if exe.is_relative_to(REPO) else str(exe)
+
+
+def to_markdown(report: dict) -> str:
+    """The result tables as Markdown (pasted into docs/store-benchmarks.md)."""
+    out = [
+        f"Run: `{report['command']}` at {report['date_utc']}, {report['machine']['cpus']} CPUs, load average "
+        f"at end {', '.join('%.1f' % x for x in report['load_average_at_end'])}; best of {report['repeats']} "
+        "interleaved rounds.\n"
+    ]
+    for r in report["results"]:
+        out.append(f"**{r['model']}**: {r['bytes'] / 1e6:.1f} MB in {r['files']} files\n")
+        out.append("| operation | best s | MB/s | all runs (s) |\n|---|---:|---:|---|")
+        for k, v in r["timings"].items():
+            runs = " ".join("%.3f" % x for x in v["runs"])
+            out.append(f"| {k} | {v['best']:.3f} | {r['throughput_MBps'][k]:.0f} | {runs} |")
+        out.append("\n| ratio | best of runs | median of rounds | target | |\n|---|---:|---:|---|---|")
+        for x in r["ratios"]:
+            verdict = "PASS" if x["pass"] else "**MISS**"
+            out.append(
+                f"| {x['metric']} | {x['ratio']:.2f} | {x['median_round_ratio']:.2f} | {x['target']} | {verdict} |"
+            )
+        for x in r["info"]:
+            out.append(f"| {x['metric']} (info) | {x['ratio']:.2f} | | | |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -320,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="cache of the built large checkpoint and scratch space (same filesystem as the runs)")
     ap.add_argument("--large", choices=[*LARGE_CONFIGS, "none"], default="gpt2-medium")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each operation (best is kept)")
+    ap.add_argument("--markdown", type=Path, help="also write the result tables as Markdown here")
     ap.add_argument("--profile", choices=["digest", "ingest", "reingest", "assemble"],
                     help="also cProfile one run of this operation per model")
     args = ap.parse_args(argv)
@@ -341,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version
 
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([_exe(), *sys.argv]),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average_at_end": os.getloadavg(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -352,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.out}")
+    if args.markdown:
+        args.markdown.write_text(to_markdown(report))
+        print(f"wrote {args.markdown}")
     return 0 if all(r["pass"] for res in results for r in res["ratios"]) else 1
 
 

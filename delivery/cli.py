@@ -133,6 +133,8 @@ def register(app: typer.Typer) -> None:
                           *(f"{b[k]:.3f}" for k in BREAKDOWN_KEYS),
                           f"{row['hit_ratio_local']['mean']:.2f}", f"{row['hit_ratio_edge']['mean']:.2f}")
         console = Console()
+        if console.width < 132:  # keep the table on one line per policy in pipes and logs
+            console = Console(width=132)
         console.print(table)
         lb = next(iter(result["policies"].values()))["delay_lower_bound_s"]["mean"]
         console.print(f"placement-free lower bound on mean delay: {lb:.3f} s; wrote {out}/compare.json, compare.png")

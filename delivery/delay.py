@@ -199,7 +199,7 @@ def _account(units, schedule, n_users, bh_bytes, cloud_bytes, calls, hits) -> De
     retx = np.zeros(n_units)
     free = 0.0
     for s, item in enumerate(schedule):
-        idle[s] = item.start_s - free
+        idle[s] = max(item.start_s - free, 0.0)  # >= 0 by construction; drop rounding
         air[s], retx[s] = item.airtime_s, item.retx_s
         busy[s] = item.airtime_s + item.retx_s
         member[s, units[item.unit].users] = True

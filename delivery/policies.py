@@ -170,14 +170,17 @@ class OptimalPolicy:
     name = "optimal"
     mode: str | None = None
 
-    def __init__(self, prior: float = 1.0, time_limit_s: float = 60.0) -> None:
+    def __init__(self, prior: float = 1.0, time_limit_s: float = 5.0, rel_gap: float = 1e-4) -> None:
         self.prior = prior
         self.time_limit_s = time_limit_s
+        self.rel_gap = rel_gap
         self.last_status = ""
+        self.last_gap = 0.0  # proven: proxy(placement) - optimum <= last_gap
 
     def place(self, view, rng: np.random.Generator) -> np.ndarray:
-        sol = solve_milp(proxy_instance(view, self.prior), self.time_limit_s)
+        sol = solve_milp(proxy_instance(view, self.prior), self.time_limit_s, self.rel_gap)
         self.last_status = sol.status
+        self.last_gap = sol.cost - sol.bound
         return _as_mode(view, sol.placement)
 
 

@@ -6,6 +6,7 @@ it, charges its change, draws the slot's requests and channels, delivers, and ad
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +74,11 @@ class SlotResult:
 
 
 def default_designer() -> Designer:
-    try:
-        from delivery.beamforming import design
-    except ImportError as exc:  # pragma: no cover - only while the module is missing
-        raise ConfigError(f"delivery.beamforming is not available ({exc})") from None
-    return design
+    """delivery.beamforming.design with one BeamformerCache per simulator: its compiled cvxpy
+    problems are reused across slots (what makes sdr/robust affordable)."""
+    from delivery.beamforming import BeamformerCache, design
+
+    return functools.partial(design, cache=BeamformerCache())
 
 
 class Simulator:
@@ -87,7 +88,9 @@ class Simulator:
         library: PBLibrary,
         rng: np.random.Generator,
         designer: Designer | None = None,
+        topology: Topology | None = None,
     ) -> None:
+        """`designer` and `topology` replace the beamformer and the random drop (tests, replays)."""
         library.validate()
         self.config = config
         self.library = library
@@ -110,10 +113,13 @@ class Simulator:
                    else f"cache_fraction {config.cache_fraction} of {unique} unique bytes = {cap}")
             raise ConfigError(f"cache capacity ({src}) is below the largest PB ({largest} bytes)")
         self.capacity_bytes = np.full(self.n_nodes, cap, dtype=np.int64)
-        self.topology: Topology = build_topology(
+        self.topology: Topology = topology or build_topology(
             topo_rng, config.n_nodes, config.n_users, config.isd_m, config.shadowing_db,
             config.min_distance_m,
         )
+        if self.topology.gain_db.shape != (config.n_users, config.n_nodes):
+            raise ConfigError(f"topology gains {self.topology.gain_db.shape} do not match "
+                              f"(n_users, n_nodes) = {(config.n_users, config.n_nodes)}")
         home_gain = self.topology.gain_db[np.arange(config.n_users), self.topology.user_home]
         # CoMP range: EN n may join the serving set of a group containing user k
         self.in_range = self.topology.gain_db >= home_gain[:, None] - config.comp_margin_db
@@ -226,7 +232,7 @@ class Simulator:
 
         Slot 0 starts from caches filled off-line (free). Later additions are fetched at the
         start of the slot, one after another on the EN's links, from an EN that held the PB in
-        the previous placement (backhaul) or else from the cloud. With change_cost "delay"
+        the previous placement (backhaul; not in noncoop) or else from the cloud. With change_cost "delay"
         the PB is usable only once loaded and the links are busy until then; with "separate"
         the change is only counted in bytes.
         """
@@ -238,7 +244,8 @@ class Simulator:
         if self.slot == 0:
             return ready, bh_free, cloud_free, 0, 0, 0
         added = new & ~self.placement
-        held_before = self.placement.any(axis=0)
+        # noncoop has no EN-to-EN links in use: its caches fill from the cloud only
+        held_before = self.placement.any(axis=0) & (cfg.mode != "noncoop")
         change = bh = cloud = 0
         for n, j in zip(*np.nonzero(added)):
             size = int(self.pb_bytes[j])

@@ -40,7 +40,7 @@ class TrainConfig:
     # run length and schedule (all counts are real environment steps = slots)
     total_steps: int = 2000
     warmup_steps: int = 200
-    updates_per_step: int = 1
+    updates_per_step: int = 2
     batch_size: int = 32
     buffer_size: int = 20000
     # MAASN
@@ -67,7 +67,7 @@ class TrainConfig:
     da_branches: int = 32
     da_rollout_max: int = 3      # rollout length grows linearly from 1 to this over the run
     da_share_max: float = 0.5
-    da_tolerance: float = 1.0
+    da_tolerance: float = 2.0
     da_buffer_size: int = 10000
     # evaluation and logging
     eval_every: int = 200        # must be a multiple of episode_slots (checkpoints at episode ends)

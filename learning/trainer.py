@@ -68,6 +68,7 @@ class Trainer:
         self.da = DynamicsModel(layout, cfg.esn_reservoir, cfg.esn_spectral_radius, cfg.esn_leak, cfg.esn_ridge,
                                 tolerance=cfg.da_tolerance, share_max=cfg.da_share_max).init(self.rng_da)
         self.step = 0
+        self.stats: dict = {"delay": [], "losses": [], "da": {}}
         self.synthetic_steps = 0
         self.wall = 0.0
         self.out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,7 @@ class Trainer:
         cfg = self.cfg
         writer = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
         limit = cfg.total_steps if stop_after is None else min(cfg.total_steps, stop_after)
-        stats: dict = {"delay": [], "losses": [], "da": {}}
+        stats = self.stats  # the open logging window (restored on resume)
         with Progress(TextColumn("[bold]learn[/] {task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(),
                       disable=not self.progress, transient=True) as bar:
@@ -160,11 +161,10 @@ class Trainer:
                 if self.step % cfg.eval_every == 0 or self.step >= cfg.total_steps:
                     row = self._log(stats, writer)
                     bar.update(task, description=f"seed {cfg.seed} eval delay {row['eval_delay_s']:.3f} s")
-                    stats = {"delay": [], "losses": [], "da": stats["da"]}
+                    stats = self.stats = {"delay": [], "losses": [], "da": stats["da"]}
                     self.save()
         writer.close()
-        if self.step < limit:
-            self.save()
+        self.save()  # also when stopped between evaluations (--stop-after)
         return self.history
 
     def _log(self, stats: dict, writer) -> dict:
@@ -213,7 +213,7 @@ class Trainer:
                 "torch": torch.get_rng_state(), "env_np": self.env._np_random.bit_generator.state,
             },
             "step": self.step, "synthetic_steps": self.synthetic_steps, "wall": self.wall,
-            "history": self.history,
+            "history": self.history, "stats": self.stats,
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -250,5 +250,5 @@ class Trainer:
         trainer.gen.set_state(rng["gen"])
         torch.set_rng_state(rng["torch"])
         trainer.step, trainer.synthetic_steps = state["step"], state["synthetic_steps"]
-        trainer.wall, trainer.history = state["wall"], state["history"]
+        trainer.wall, trainer.history, trainer.stats = state["wall"], state["history"], state["stats"]
         return trainer

@@ -138,6 +138,18 @@ def block_ok(info: BlockInfo, data: Any) -> bool:
     return len(data) == info.nbytes and block_digest(info, data) == info.id
 
 
+def check_block(source: "BlockSource", info: BlockInfo) -> bool | None:
+    """Re-hash one block of a source: True if sound, False if corrupt, None if absent."""
+    data = source.read(info.id)
+    if data is None:
+        return None
+    try:
+        return block_ok(info, data.m if isinstance(data, _Mapped) else data)
+    finally:
+        if isinstance(data, _Mapped):
+            data.close()
+
+
 @dataclass
 class AssembleReport:
     name: str
@@ -202,7 +214,7 @@ def assemble(
     done = 0
     written: list[Path] = []
 
-    def check_block(bid: str, buf: Any) -> bool:
+    def verify_once(bid: str, buf: Any) -> bool:
         """Re-hash a block once; record it as corrupt if it does not match its id."""
         if bid in verified:
             return True
@@ -239,7 +251,7 @@ def assemble(
                     # blocks so that the error lists every missing and corrupt one.
                     for bid, buf in each_block(f.block_ids()):
                         if buf is not None:
-                            check_block(bid, buf)
+                            verify_once(bid, buf)
                     continue
                 target = tmp.joinpath(*f.path.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +261,7 @@ def assemble(
                 ok = True
                 try:
                     for bid, buf in each_block(f.block_ids()):
-                        if buf is None or (verify_blocks and not check_block(bid, buf)):
+                        if buf is None or (verify_blocks and not verify_once(bid, buf)):
                             ok = False
                             continue
                         if ok:
@@ -267,7 +279,7 @@ def assemble(
                     # Find the culprit blocks; if every block is sound the recipe itself is wrong.
                     for bid, buf in each_block(f.block_ids()):
                         if buf is not None:
-                            check_block(bid, buf)
+                            verify_once(bid, buf)
                     if not bad:
                         raise AssemblyError(
                             f"cannot assemble {recipe.name!r}: rebuilt {f.path} does not match the recipe "

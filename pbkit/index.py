@@ -108,20 +108,29 @@ class Index:
         try:
             self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")  # a published model survives power loss
             self.db.execute("PRAGMA foreign_keys = ON")
-            with self.transaction():
-                for stmt in _SCHEMA.strip().split(";"):
-                    if stmt.strip():
-                        self.db.execute(stmt)
-                row = self.db.execute("SELECT value FROM meta WHERE key='index_version'").fetchone()
-                if row is None:
-                    self.db.execute("INSERT INTO meta VALUES ('index_version', ?)", (str(INDEX_VERSION),))
-                elif int(row[0]) > INDEX_VERSION:
-                    raise StoreIndexError(f"{path}: index version {row[0]} is newer than this pbkit reads ({INDEX_VERSION})")
+            version = self._version()
+            if version is None:  # a new store: create the schema (WAL mode persists in the file)
+                self.db.execute("PRAGMA journal_mode = WAL")
+                with self.transaction():
+                    for stmt in _SCHEMA.strip().split(";"):
+                        if stmt.strip():
+                            self.db.execute(stmt)
+                    if self._version() is None:  # not created meanwhile by another process
+                        self.db.execute("INSERT INTO meta VALUES ('index_version', ?)", (str(INDEX_VERSION),))
+                version = self._version()
+            if version is None or version > INDEX_VERSION:
+                raise StoreIndexError(f"{path}: index version {version} is newer than this pbkit reads ({INDEX_VERSION})")
         except sqlite3.DatabaseError as exc:
             raise StoreIndexError(f"{path}: cannot open the store index ({exc})") from None
+
+    def _version(self) -> int | None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key='index_version'").fetchone()
+        except sqlite3.OperationalError:  # no meta table yet
+            return None
+        return None if row is None else int(row[0])
 
     def close(self) -> None:
         self.db.close()

@@ -135,7 +135,7 @@ def _digest_files(
     total = 0
     paths = {}
     for rel in src.files:
-        paths[rel] = safe_join(src.root, rel)
+        paths[rel] = src.root / rel  # every path was checked with safe_join by _validate
         total += os.path.getsize(paths[rel])
     done = 0
     out = []
@@ -148,7 +148,7 @@ def _digest_files(
         layout = layouts.get(rel)
         with _mapped(path) as mv:
             if layout is not None:
-                if len(mv) != layout.file_size:
+                if len(mv) != layout.file_size or mv[: layout.data_start] != layout.header:
                     raise SourceChangedError(f"{path}: file changed since its header was read; run again")
                 header_pb = blob_id(layout.header)
                 tensors = []

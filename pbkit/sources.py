@@ -105,7 +105,7 @@ def safe_join(root: Path, rel: str) -> Path:
 
 
 def list_model_files(root: Path) -> tuple[str, ...]:
-    """Relative POSIX paths of the regular files under `root`, sorted, each checked by safe_join."""
+    """Relative POSIX paths of the regular files under `root`, sorted; refuses escaping symlinks."""
     root = Path(root)
     if not root.is_dir():
         raise SourceError(f"{root}: not a directory")

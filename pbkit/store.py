@@ -42,6 +42,10 @@ class StoreError(PbkitError):
     """The store directory is unusable (not a store, newer format)."""
 
 
+class StoreIOError(PbkitError):
+    """An operating-system error (disk full, permission denied) during ingest or assembly."""
+
+
 class StoreCorruptError(PbkitError):
     """`verify` found corrupt or missing objects."""
 
@@ -155,17 +159,20 @@ class Store:
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> _ingest.IngestResult:
         """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.ingest."""
-        result = _ingest.ingest(
-            self.index,
-            self.objects,
-            source,
-            name=name,
-            base=base,
-            revision=revision,
-            progress=progress,
-            write_lock=lambda: self._lock(exclusive=False),
-            cache_dir=cache_dir,
-        )
+        try:
+            result = _ingest.ingest(
+                self.index,
+                self.objects,
+                source,
+                name=name,
+                base=base,
+                revision=revision,
+                progress=progress,
+                write_lock=lambda: self._lock(exclusive=False),
+                cache_dir=cache_dir,
+            )
+        except OSError as exc:  # disk full, permissions, a file vanishing under us
+            raise StoreIOError(f"{exc.filename or self.root}: ingest failed ({exc.strerror or exc})") from None
         for w in result.warnings:
             warnings.warn(w, UserWarning, stacklevel=2)
         return result
@@ -191,7 +198,10 @@ class Store:
         source: _assemble.BlockSource = (
             _assemble.DirBlocks(Path(from_blocks)) if from_blocks is not None else _assemble.StoreBlocks(self.objects)
         )
-        return _assemble.assemble(recipe, out_dir, source, progress=progress)
+        try:
+            return _assemble.assemble(recipe, out_dir, source, progress=progress)
+        except OSError as exc:
+            raise StoreIOError(f"{exc.filename or out_dir}: assembly failed ({exc.strerror or exc})") from None
 
     def need(self, name: str, have: Iterable[str]) -> _assemble.NeedReport:
         """Blocks and bytes of model `name` not among the block ids `have`."""
@@ -209,16 +219,8 @@ class Store:
         held = set()
         for bid in blocks.ids():
             info = self.index.block(bid)
-            if info is None or info.kind == "recipe":
-                continue
-            data = blocks.read(bid)
-            buf = data.m if isinstance(data, _assemble._Mapped) else data
-            try:
-                if _assemble.block_ok(info, buf):
-                    held.add(bid)
-            finally:
-                if isinstance(data, _assemble._Mapped):
-                    data.close()
+            if info is not None and info.kind != "recipe" and _assemble.check_block(blocks, info):
+                held.add(bid)
         return held
 
     def remove(self, name: str) -> int:
@@ -234,20 +236,15 @@ class Store:
         total = sum(b.nbytes for b in blocks)
         done = 0
         bad: list[tuple[str, str]] = []
+        source = _assemble.StoreBlocks(self.objects)
         for info in blocks:
-            data = _assemble.StoreBlocks(self.objects).read(info.id)
-            if data is None:
+            ok = _assemble.check_block(source, info)
+            if ok is None:
                 report.missing.append(info.id)
                 bad.append((info.id, "missing"))
-            else:
-                buf = data.m if isinstance(data, _assemble._Mapped) else data
-                try:
-                    if not _assemble.block_ok(info, buf):
-                        report.corrupt.append(info.id)
-                        bad.append((info.id, "corrupt"))
-                finally:
-                    if isinstance(data, _assemble._Mapped):
-                        data.close()
+            elif not ok:
+                report.corrupt.append(info.id)
+                bad.append((info.id, "corrupt"))
             report.checked += 1
             done += info.nbytes
             if progress is not None:

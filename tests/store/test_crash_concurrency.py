@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
@@ -106,8 +105,7 @@ def test_sigkill_cli_ingest_at_random_times(bundled_dir, tmp_path):
 
 def test_two_processes_ingest_models_sharing_pbs(bundled_dir, tmp_path):
     ft = finetune_of(bundled_dir, tmp_path / "ft", ["pooler.dense.weight"])
-    store_dir = tmp_path / "store"
-    Store.open(store_dir).close()
+    store_dir = tmp_path / "store"  # created by whichever process gets there first
     procs = [
         subprocess.Popen(
             [PYTHON, "-m", "pbkit.cli", "--store", str(store_dir), "ingest", str(src), "--name", name, "--json"],
@@ -128,3 +126,47 @@ def test_two_processes_ingest_models_sharing_pbs(bundled_dir, tmp_path):
         for name, src in (("minilm", bundled_dir), ("minilm-ft", ft)):
             s.assemble(name, tmp_path / f"out-{name}")
             assert sha256_tree(tmp_path / f"out-{name}") == sha256_tree(src)
+
+
+# Ingest that announces it is mid-way (objects staged, nothing published) and then dawdles.
+SLOW = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from pbkit.store import Store
+    store_dir, src, name, marker = sys.argv[1:5]
+    seen = 0
+    def progress(p, done, total):
+        global seen
+        if p == "hash":
+            seen += 1
+            if seen == 2:
+                Path(marker).write_text("mid-ingest")
+                time.sleep(2.0)
+    with Store.open(store_dir) as s:
+        s.ingest(src, name=name, progress=progress)
+    """
+)
+
+
+def test_gc_waits_for_a_running_ingest(bundled_dir, tmp_path):
+    store_dir = tmp_path / "store"
+    marker = tmp_path / "marker"
+    with Store.open(store_dir) as s:
+        proc = subprocess.Popen(
+            [PYTHON, "-c", SLOW, str(store_dir), str(bundled_dir), "minilm", str(marker)],
+            env=_env(), stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.time() + 60
+        while not marker.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.stderr.read() if proc.stderr else ""
+        assert s.verify().temp_files > 0  # the ingest has staged objects that gc must not touch
+        report = s.gc()  # blocks until the ingest has published
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+        assert report.removed_objects == 0 and report.removed_temp_files == 0
+        assert s.list_models() == ["minilm"]
+        v = s.verify()
+        assert v.ok and v.unreferenced_objects == 0
+        s.assemble("minilm", tmp_path / "out")
+    assert sha256_tree(tmp_path / "out") == sha256_tree(bundled_dir)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 
 import pytest
 import torch
 
 from pbkit.recipe import Recipe
-from store_helpers import object_files, run_cli, save_st, sha256_tree, small_model, toy_tensors
+from store_helpers import object_files, run_cli, sha256_tree, small_model, toy_tensors
 
 
 def test_tied_and_renamed_tensors_dedup(store, tmp_path):

@@ -127,6 +127,12 @@ def test_cli_round_trip_and_json(capsys, store_dir, bundled_dir, tmp_path):
     code, out, err = run_cli(capsys, "--store", store_dir, "verify", "--json")
     assert code == 0 and json.loads(out)["ok"] is True
 
+    before = object_files(store_dir)
+    code, out, err = run_cli(capsys, "digest", bundled_dir, "--json")
+    assert code == 0, err
+    digest = json.loads(out)
+    assert digest["blocks"] == ingested["blocks"] and object_files(store_dir) == before
+
     code, out, err = run_cli(capsys, "--store", store_dir, "show", "nope")
     assert code != 0 and "no model named 'nope'" in err
 
