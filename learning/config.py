@@ -85,6 +85,9 @@ class TrainConfig:
                      "da_rollout_every", "da_branches", "da_rollout_max", "updates_per_step"):
             if getattr(self, name) < 1:
                 raise LearnConfigError(f"{name} = {getattr(self, name)!r} must be at least 1")
+        if self.total_steps % self.episode_slots:
+            raise LearnConfigError(
+                f"total_steps = {self.total_steps} is not a multiple of episode_slots = {self.episode_slots}")
         if self.eval_every % self.episode_slots:
             raise LearnConfigError(
                 f"eval_every = {self.eval_every} is not a multiple of episode_slots = {self.episode_slots}")

@@ -71,6 +71,7 @@ class CacheEnv(ParallelEnv):
         self.layout = layout_of(self.sim, library)
         self.d_ref = reference_delay(scenario, library)
         self.possible_agents = [f"en_{n}" for n in range(self.layout.n_nodes)]
+        self.state_space = spaces.Box(-np.inf, np.inf, (self.layout.n_pbs * STATE_FEATURES,), np.float32)
         self.agents: list[str] = []
         self._mask = self.layout.action_mask()
         self._np_random = np.random.default_rng(seed)
@@ -87,9 +88,6 @@ class CacheEnv(ParallelEnv):
     @functools.lru_cache(maxsize=None)
     def action_space(self, agent: str) -> spaces.Space:
         return spaces.MultiDiscrete(np.full(self.layout.n_pbs, self.layout.n_actions))
-
-    def state_space(self) -> spaces.Space:
-        return spaces.Box(-np.inf, np.inf, (self.layout.n_pbs * STATE_FEATURES,), np.float32)
 
     # ------------------------------------------------------------------ compact state
     def _read_view(self) -> None:
@@ -124,7 +122,7 @@ class CacheEnv(ParallelEnv):
         self.sim = Simulator(self.scenario, self.library, np.random.default_rng(sim_seed))
         layout = layout_of(self.sim, self.library)
         if not layout.same_as(self.layout):  # spaces are fixed per env; the layout must be too
-            raise RuntimeError("the scenario's topology or capacities changed between resets")
+            raise ValueError("the scenario's topology or capacities changed between resets")
         self._read_view()
         self.ema = self.last.copy()
         self.slot = 0

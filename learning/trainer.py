@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from delivery.config import ScenarioConfig
-from learning.config import TrainConfig
+from learning.config import LearnConfigError, TrainConfig
 from learning.dynamics import DynamicsModel
 from learning.env import CacheEnv
 from learning.errors import CheckpointError
@@ -35,7 +35,10 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def scenario_of(cfg: TrainConfig) -> ScenarioConfig:
-    return ScenarioConfig().replace(**cfg.scenario) if cfg.scenario else ScenarioConfig()
+    scenario = ScenarioConfig().replace(**cfg.scenario) if cfg.scenario else ScenarioConfig()
+    if scenario.mode != "fine":
+        raise LearnConfigError(f"scenario.mode = {scenario.mode!r}: the learner places PBs, it needs 'fine'")
+    return scenario
 
 
 @dataclass
@@ -48,8 +51,6 @@ class Trainer:
 
     def __post_init__(self) -> None:
         cfg = self.cfg
-        if cfg.total_steps % cfg.episode_slots:
-            raise CheckpointError(f"total_steps = {cfg.total_steps} is not a multiple of episode_slots")
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         env_ss, replay_ss, da_ss, torch_ss = np.random.SeedSequence(cfg.seed).spawn(4)
@@ -58,8 +59,6 @@ class Trainer:
         self.rng_da = np.random.default_rng(da_ss)
         self.gen = torch.Generator().manual_seed(int(torch_ss.generate_state(1)[0]))
         self.scenario = scenario_of(cfg)
-        if self.scenario.mode != "fine":
-            raise CheckpointError(f"scenario.mode = {self.scenario.mode!r}: the learner places PBs ('fine' only)")
         self.env = CacheEnv(self.library, self.scenario, cfg.episode_slots, cfg.ema_alpha, seed=cfg.seed)
         layout = self.layout = self.env.layout
         self.learner = Maasn(cfg, layout, self.gen)

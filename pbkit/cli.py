@@ -74,7 +74,10 @@ def build_app() -> typer.Typer:
 def main(argv: list[str] | None = None) -> int:
     app = build_app()
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns a typer.Exit code instead of raising it.
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int):
+            return rv
     except PbkitError as exc:
         print(f"pbkit: error: {exc}", file=sys.stderr)
         return 2

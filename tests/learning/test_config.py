@@ -26,3 +26,15 @@ def test_bad_file(tmp_path):
     path.write_text("gamma: 0.9\nbogus: 1\n")
     with pytest.raises(LearnConfigError, match="unknown key 'bogus'"):
         load_config(path)
+
+
+def test_scenario_overrides_are_checked():
+    from learning.trainer import scenario_of
+
+    assert scenario_of(TrainConfig().with_overrides(["scenario.n_users=6"])).n_users == 6
+    with pytest.raises(LearnConfigError, match="mode"):
+        scenario_of(TrainConfig().with_overrides(["scenario.mode=coarse"]))
+    from delivery.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nonsense"):
+        scenario_of(TrainConfig().with_overrides(["scenario.nonsense=1"]))

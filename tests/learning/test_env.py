@@ -24,7 +24,7 @@ def test_shapes_masks_and_state(tiny_library, tiny_scenario):
         # pulls are allowed exactly toward real neighbours
         degree = int(lay.neighbours[n].sum())
         assert mask[:, PULL0:PULL0 + degree].all() and not mask[:, PULL0 + degree:].any()
-    assert env.state().shape == env.state_space().shape
+    assert env.state().shape == env.state_space.shape
     # the observation carries the placement: cache everything that fits, see it next slot
     obs, rew, term, trunc, info = env.step({a: np.full(lay.n_pbs, CACHE) for a in env.agents})
     placement = info["en_0"]["placement"]

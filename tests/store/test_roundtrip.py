@@ -152,3 +152,23 @@ def test_empty_out_dir_is_filled_and_missing_parent_created(store, tmp_path):
     os.chmod(tmp_path, 0o755)
     with pytest.raises(AssemblyError, match="not an empty directory"):
         store.assemble("toy", empty)
+
+
+def test_sha_cache_never_serves_an_edited_file(store, tmp_path):
+    """A file rewritten in place with the same size and mtime still gets a fresh SHA-256
+    (its ctime moved), so the recipe and the assembled copy match the new bytes."""
+    from store_helpers import small_model, toy_tensors
+
+    src = small_model(tmp_path / "toy", toy_tensors(0))
+    store.ingest(src, name="v1")
+    cfg = src / "config.json"
+    st = cfg.stat()
+    text = cfg.read_text()
+    cfg.write_text(text.replace("toy", "tox"))  # same length
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cfg.stat().st_size == st.st_size and cfg.stat().st_mtime_ns == st.st_mtime_ns
+    store.ingest(src, name="v2")
+    shas = {f.path: f.sha256 for f in store.recipe("v2").files}
+    assert shas != {f.path: f.sha256 for f in store.recipe("v1").files}
+    store.assemble("v2", tmp_path / "out")
+    assert sha256_tree(tmp_path / "out") == sha256_tree(src)
