@@ -54,7 +54,7 @@ class Replay:
         return {name: arr[idx] for name, arr in self.data.items()}
 
     def state_dict(self) -> dict:
-        return {"data": {k: v[: self.size].copy() for k, v in self.data.items()} | {}, "ptr": self.ptr,
+        return {"data": {k: v[: self.size].copy() for k, v in self.data.items()}, "ptr": self.ptr,
                 "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-from typing import Union
+from concurrent.futures import Executor, wait
+from typing import Protocol, Sequence, Union
 
 import blake3
 
@@ -61,6 +62,40 @@ def blob_id(data: Buffer) -> str:
     h.update(_BLOB_DOMAIN)
     h.update(data)
     return h.hexdigest()
+
+
+class _Span(Protocol):
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+def pb_ids(view: Buffer, tensors: Sequence[_Span], executor: Executor | None = None) -> list[str]:
+    """PB ids of many tensors of one file (`view` is the whole file, e.g. an mmap's memoryview).
+
+    Tensors of at least PARALLEL_MIN_BYTES use BLAKE3's own threads one at a time; smaller ones
+    are spread over `executor` (threads suffice: blake3 releases the GIL), which on 2 cores hides
+    the per-tensor overhead that a single thread pays for models made of many small tensors.
+    Same result as `[pb_id(t.dtype, t.shape, view[t.begin:t.end]) for t in tensors]`.
+    """
+    with memoryview(view) as mv:  # released on return, so the caller can close its mmap
+
+        def one(t: _Span) -> str:
+            with mv[t.begin : t.end] as part:
+                return pb_id(t.dtype, t.shape, part)
+
+        if executor is None:
+            return [one(t) for t in tensors]
+        small = [i for i, t in enumerate(tensors) if t.end - t.begin < PARALLEL_MIN_BYTES]
+        futures = {i: executor.submit(one, tensors[i]) for i in small}
+        try:
+            out = ["" if i in futures else one(t) for i, t in enumerate(tensors)]
+            for i, fut in futures.items():
+                out[i] = fut.result()
+            return out
+        finally:
+            wait(futures.values())  # no thread may still hold a slice when mv is released
 
 
 class StreamingPB:

@@ -41,7 +41,7 @@ class FastSettings:
     random_starts: int = 0  # extra random starts drawn from the rng
 
 
-def _starts(sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings) -> list[np.ndarray]:
+def _starts(sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings, extra: list | None = None) -> list[np.ndarray]:
     g = sp.g
     k, n = g.shape
     norms = np.linalg.norm(g, axis=1)
@@ -52,16 +52,22 @@ def _starts(sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings)
     if settings.random_starts > 0:
         shape_r = (settings.random_starts, n)
         starts.extend(rng.standard_normal(shape_r) + 1j * rng.standard_normal(shape_r))
+    starts.extend(extra or [])
     return starts
 
 
 def design_fast(
-    sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings = FastSettings(), eps: float = 0.0
+    sp: ScaledProblem,
+    rng: np.random.Generator,
+    settings: FastSettings = FastSettings(),
+    eps: float = 0.0,
+    extra_starts: list | None = None,
 ) -> tuple[np.ndarray, float, int]:
     """Return (normalised stacked beamformer, normalised min SNR, SCA steps); with eps > 0 the
-    robust variant, whose value is the worst-case min SNR within the error bound."""
+    robust variant, whose value is the worst-case min SNR within the error bound. extra_starts
+    (normalised stacked vectors) join the default starts."""
     if eps > 0:
-        return _design_fast_robust(sp, rng, settings, eps)
+        return _design_fast_robust(sp, rng, settings, eps, extra_starts)
     g = sp.g
     k, n = g.shape
     shape = (sp.n_nodes, sp.n_antennas)
@@ -69,7 +75,7 @@ def design_fast(
     def project(d: np.ndarray) -> np.ndarray:  # argmax of a linear function over the node balls
         return per_node_full_power(d.reshape(-1, *shape), sp.p).reshape(-1, n)
 
-    V = project(np.asarray(_starts(sp, rng, settings)))
+    V = project(np.asarray(_starts(sp, rng, settings, extra_starts)))
     a = V @ g.conj().T  # (S, K): g_k^H v
     s = np.abs(a) ** 2
     best_val = s.min(axis=1)
@@ -95,7 +101,9 @@ def design_fast(
     return best_v[i], float(best_val[i]), settings.outer
 
 
-def _design_fast_robust(sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings, eps: float) -> tuple[np.ndarray, float, int]:
+def _design_fast_robust(
+    sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings, eps: float, extra_starts: list | None = None
+) -> tuple[np.ndarray, float, int]:
     g = sp.g
     k, n = g.shape
     shape = (sp.n_nodes, sp.n_antennas)
@@ -108,7 +116,7 @@ def _design_fast_robust(sp: ScaledProblem, rng: np.random.Generator, settings: F
         a = V @ g.conj().T
         return a, np.abs(a) - np.linalg.norm(V, axis=1, keepdims=True) * sp.eps_abs(eps)[None, :]
 
-    V = project(np.asarray(_starts(sp, rng, settings)))
+    V = project(np.asarray(_starts(sp, rng, settings, extra_starts)))
     a, m = margins(V)
     best_val = m.min(axis=1)
     best_v = V.copy()

@@ -11,6 +11,10 @@ Robust:  max t - rho (tr W - u^H W u)  s.t.  for every user k, with lambda_k >= 
          rho = 0 gives the relaxation (an upper bound); rho > 0 with u the previous principal
          eigenvector is one step of the DC (difference-of-convex) rank-one programme, since
          tr W - lambda_max(W) >= 0 with equality iff rank W <= 1 and lambda_max(W) >= u^H W u.
+         The relaxation is solved once at full size; the DC steps run on W = Q X Q^H, Q spanning
+         the relaxation's dominant eigenvectors plus the robust-fast beamformer, where the same
+         LMIs are exact and only r + 1 wide (SubspaceRobustProblem), so each step costs
+         milliseconds instead of seconds.
 """
 
 from __future__ import annotations
@@ -31,14 +35,11 @@ SOLVER_OPTIONS: dict[str, dict] = {
     "CLARABEL": {"max_threads": 1, "tol_gap_rel": 1e-7, "tol_gap_abs": 1e-7, "tol_feas": 1e-7},
     "SCS": {"eps": 1e-5, "max_iters": 10000},
 }
-# SDR: one dense PSD cone, where the interior-point Clarabel is fast and exact. Robust: K dense
-# (N L + 1)-dimensional LMI cones coupled through W; Clarabel's KKT factorisation grows so fast
-# with them (K=8, N=3, L=4: 5-7 s per solve here) that first-order SCS, warm-started across the
-# DC steps, is 20-50x faster at the same 1e-5 relative optimum; Clarabel is the fallback.
-# Up to N L = 8 stacked antennas Clarabel is still fast and gives an exact relaxation bound.
+# Clarabel (interior point) first everywhere. SCS was tried first for the robust LMIs (K dense
+# (N L + 1)-dimensional cones): on K=8, N=3, L=4 it ran into its iteration cap at 30-40 s per solve
+# and returned bounds below the rank-one value it later found, so it is only the fallback.
 SDR_SOLVERS = ("CLARABEL", "SCS")
-ROBUST_SOLVERS = ("SCS", "CLARABEL")
-ROBUST_CLARABEL_MAX_DIM = 8
+ROBUST_SOLVERS = ("CLARABEL", "SCS")
 GOOD_STATUS = ("optimal", "optimal_inaccurate")
 
 
@@ -127,8 +128,51 @@ class RobustProblem:
         self.e2.value = sp.eps_abs(eps) ** 2
         self.p.value = sp.p
         self.R.value = np.zeros((n, n), dtype=np.complex128) if u is None else rho * (np.eye(n) - np.outer(u, u.conj()))
-        solvers = ROBUST_SOLVERS[::-1] if n <= ROBUST_CLARABEL_MAX_DIM else ROBUST_SOLVERS
-        return _solve(self.problem, self.W, self.t, solvers)
+        return _solve(self.problem, self.W, self.t, ROBUST_SOLVERS)
+
+
+class SubspaceRobustProblem:
+    """The robust LMIs for W = Q X Q^H with Q (n, r) orthonormal: exact, and r + 1 wide.
+
+    With W = Q X Q^H, a unitary change of basis [Q, Q_perp] splits the (n+1) LMI into lambda I
+    on Q_perp (PSD as lambda >= 0) and [[X + lambda I, X q], [q^H X, q^H X q - t - lambda eps^2]]
+    with q = Q^H g: the same S-procedure, in r dimensions, with the same radius eps.
+    """
+
+    def __init__(self, k: int, n_nodes: int, r: int):
+        self.shape = (k, n_nodes, r)
+        self.X = cp.Variable((r, r), hermitian=True)
+        self.t = cp.Variable()
+        self.lam = cp.Variable(k, nonneg=True)
+        self.q = [cp.Parameter(r, complex=True) for _ in range(k)]
+        self.Gq = [cp.Parameter((r, r), hermitian=True) for _ in range(k)]
+        self.e2 = cp.Parameter(k, nonneg=True)
+        self.D = [cp.Parameter((r, r), hermitian=True) for _ in range(n_nodes)]  # Q_n^H Q_n
+        self.p = cp.Parameter(n_nodes, nonneg=True)
+        self.R = cp.Parameter((r, r), hermitian=True)  # rho (I - u u^H)
+        eye = np.eye(r)
+        constraints = [self.X >> 0]
+        for i in range(k):
+            xq = cp.reshape(self.X @ self.q[i], (r, 1), order="F")
+            corner = cp.reshape(cp.real(cp.trace(self.Gq[i] @ self.X)) - self.t - self.lam[i] * self.e2[i], (1, 1), order="F")
+            constraints.append(cp.bmat([[self.X + self.lam[i] * eye, xq], [xq.H, corner]]) >> 0)
+        constraints += [cp.real(cp.trace(D @ self.X)) <= self.p[i] for i, D in enumerate(self.D)]
+        self.problem = cp.Problem(cp.Maximize(self.t - cp.real(cp.trace(self.R @ self.X))), constraints)
+
+    def solve(self, sp: ScaledProblem, eps: float, Q: np.ndarray, rho: float, u: np.ndarray) -> SdpSolution:
+        r = Q.shape[1]
+        qs = sp.g @ Q.conj()  # rows q_k = Q^H g_k
+        for qp, G, q in zip(self.q, self.Gq, qs):
+            qp.value = q
+            G.value = np.outer(q, q.conj())
+        blocks = Q.reshape(sp.n_nodes, sp.n_antennas, r)
+        for D, B in zip(self.D, blocks):
+            M = B.conj().T @ B
+            D.value = 0.5 * (M + M.conj().T)
+        self.e2.value = sp.eps_abs(eps) ** 2
+        self.p.value = sp.p
+        self.R.value = rho * (np.eye(r) - np.outer(u, u.conj()))
+        return _solve(self.problem, self.X, self.t, ROBUST_SOLVERS)
 
 
 @dataclass
@@ -141,7 +185,7 @@ class ProblemStore:
     def get(self, kind: str, shape: tuple[int, int, int]):
         key = (kind, *shape)
         if key not in self.problems:
-            self.problems[key] = (SdrProblem if kind == "sdr" else RobustProblem)(*shape)
+            self.problems[key] = {"sdr": SdrProblem, "robust": RobustProblem, "robust-sub": SubspaceRobustProblem}[kind](*shape)
             self.builds += 1
         return self.problems[key]
 
@@ -193,47 +237,61 @@ def design_sdr(sp: ScaledProblem, problem: SdrProblem, n_random: int, rng: np.ra
 def design_robust(
     sp: ScaledProblem,
     eps: float,
-    problem: RobustProblem,
+    problems: ProblemStore,
     n_random: int,
     rng: np.random.Generator,
+    extra: np.ndarray | None = None,
     max_dc_iters: int = 15,
     gap_tol: float = 1e-6,
     t_tol: float = 1e-5,
+    max_subspace: int = 6,
+    eig_rtol: float = 1e-3,
 ) -> SdpDesign | None:
-    """Relaxation, then DC rank-one steps; keep the best exact worst case among the DC beamformer
-    and Gaussian randomisation of the relaxation."""
+    """Full S-procedure relaxation (upper bound, Gaussian randomisation), then DC rank-one steps
+    in the subspace spanned by the relaxation's dominant eigenvectors and the `extra` directions
+    (the robust-fast beamformer); keep the best exact worst case among all candidates."""
+    k = sp.g.shape[0]
     e_abs = sp.eps_abs(eps)
-    first = problem.solve(sp, eps)
+    first = problems.get("robust", (k, sp.n_nodes, sp.n_antennas)).solve(sp, eps)
     if first.W is None:
         return None
     cands = [rank_one_candidates(first.W, sp, n_random, rng)]
-    W, t, status, solver = first.W, first.value, first.status, first.solver
+    lam, V = np.linalg.eigh(first.W)
+    keep = V[:, lam >= eig_rtol * max(lam[-1], 1e-300)][:, ::-1][:, :max_subspace]
+    span = keep if extra is None else np.hstack([keep, np.atleast_2d(extra).T])
+    Q, rr = np.linalg.qr(span)
+    Q = Q[:, np.abs(np.diag(rr)) > 1e-9 * np.abs(rr).max()]  # drop dependent directions
+    sub = problems.get("robust-sub", (k, sp.n_nodes, Q.shape[1]))
+    X = Q.conj().T @ first.W @ Q
+    t, status, solver = first.value, first.status, first.solver
     iterations = 1
     # Penalty weight in objective units: t per unit of transmitted trace, doubled while the rank
-    # gap persists. Once W is rank one the steps continue until t settles, since the first
+    # gap persists. Once X is rank one the steps continue until t settles, since the first
     # rank-one point is pulled toward the previous eigenvector and need not be the best one.
-    rho = 0.5 * max(first.value, 1e-6) / max(float(np.real(np.trace(first.W))), 1e-12)
+    rho = 0.5 * max(first.value, 1e-6) / max(float(np.real(np.trace(X))), 1e-12)
     t_prev = -np.inf
+    gap = 1.0
     for _ in range(max_dc_iters):
-        lam, V = np.linalg.eigh(W)
-        gap = float((lam.sum() - lam[-1]) / max(lam.sum(), 1e-300))
+        lx, VX = np.linalg.eigh(X)
+        gap = float((lx.sum() - lx[-1]) / max(lx.sum(), 1e-300))
         if gap <= gap_tol and abs(t - t_prev) <= t_tol * max(abs(t), 1e-12):
             break
-        sol = problem.solve(sp, eps, rho=rho, u=V[:, -1])
+        sol = sub.solve(sp, eps, Q, rho, VX[:, -1])
         iterations += 1
         if sol.W is None:
             break
         t_prev = t if gap <= gap_tol else -np.inf
-        W, t, status, solver = sol.W, sol.value, sol.status, sol.solver
+        X, t, status, solver = sol.W, sol.value, sol.status, sol.solver
         if gap > gap_tol:
             rho *= 2.0
-    lam, V = np.linalg.eigh(W)
-    gap = float((lam.sum() - lam[-1]) / max(lam.sum(), 1e-300))
-    principal = (np.sqrt(max(lam[-1], 0.0)) * V[:, -1]).reshape(1, sp.n_nodes, sp.n_antennas)
+    lx, VX = np.linalg.eigh(X)
+    gap = float((lx.sum() - lx[-1]) / max(lx.sum(), 1e-300))
+    principal = (np.sqrt(max(lx[-1], 0.0)) * (Q @ VX[:, -1])).reshape(1, sp.n_nodes, sp.n_antennas)
     dc = np.concatenate([scale_to_budgets(principal, sp.p), per_node_full_power(principal, sp.p)])
     cands.append(dc.reshape(2, -1))
+    if extra is not None:
+        cands.append(np.atleast_2d(extra))
     allc = np.vstack(cands)
     vals = min_objective(allc, sp.g, e_abs)
     best = int(np.argmax(vals))
     return SdpDesign(allc[best], float(vals[best]), first.value, status, solver, iterations, gap)
-

@@ -40,7 +40,7 @@ def test_robust_guarantee_holds_under_errors_within_the_bound(group):
     rng = np.random.default_rng(1)
     res = design(h, power, NOISE, "robust", eps=eps, rng=rng)
     assert res.min_snr > 0
-    assert res.min_snr <= res.upper_bound * (1 + 1e-5)
+    assert res.min_snr <= res.upper_bound * (1 + 1e-4)  # robust bound: solver tolerance
     errors = sphere_errors(rng, h, eps, 3000)
     for e in errors:
         assert np.all(evaluate(res.w, h + e, NOISE) >= res.min_snr * (1 - 1e-9))

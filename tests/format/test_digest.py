@@ -75,3 +75,22 @@ def test_file_digests_from_mmap(tmp_path, bundled_dir):
     empty.write_bytes(b"")
     assert file_sha256(empty) == hashlib.sha256(b"").hexdigest()
     assert blob_id_file(empty) == blob_id(b"")
+
+
+def test_pb_ids_batch_equals_single(bundled_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pbkit.digest import pb_ids
+    from pbkit.safetensors_format import read_layout
+
+    path = bundled_dir / "model.safetensors"
+    layout = read_layout(path)
+    data = path.read_bytes()
+    expected = [pb_id(t.dtype, t.shape, data[t.begin : t.end]) for t in layout.tensors]
+    assert pb_ids(data, layout.tensors) == expected
+    with ThreadPoolExecutor(2) as pool:
+        assert pb_ids(data, layout.tensors, pool) == expected
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        with ThreadPoolExecutor(2) as pool:
+            assert pb_ids(m, layout.tensors, pool) == expected
+    # leaving the with-block closed the mmap: pb_ids kept no view of it alive
