@@ -10,7 +10,10 @@ best of N runs each:
     assembly, verification included             vs  cp -r of the same files    target >= 0.5x
 
 Ratios are throughput(ours) / throughput(baseline), except re-ingest, which is time(ours) /
-time(digest). Usage:
+time(digest). All operations run round-robin (each round runs every operation once) so ours and
+its baseline see the same load; CPU seconds of every run are recorded too. Information-only
+rows split the assembly gap: cp + fsync, assembly without fsync, and a streaming BLAKE3-only
+assembly prototype. Usage:
 
     .venv/bin/python benchmarks/bench_store.py --out bench-store.json --markdown bench-store.md
     .venv/bin/python benchmarks/bench_store.py --large none          # bundled model only
