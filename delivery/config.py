@@ -17,7 +17,7 @@ import yaml
 
 from delivery.errors import ConfigError
 
-BEAMFORMERS = ("mrt", "fast", "sdr", "robust")
+BEAMFORMERS = ("mrt", "fast", "sdr", "robust", "robust-fast")
 MODES = ("fine", "coarse", "noncoop")
 CHANGE_COSTS = ("delay", "separate")
 
@@ -49,7 +49,7 @@ class ScenarioConfig:
     cloud_bps: float = 200e6
     cloud_latency_s: float = 0.02
     # delivery
-    beamformer: str = "fast"  # "mrt" | "fast" | "sdr" | "robust"
+    beamformer: str = "fast"  # "mrt" | "fast" | "sdr" | "robust" | "robust-fast"
     mode: str = "fine"  # "fine" | "coarse" | "noncoop"
 
     def __post_init__(self) -> None:

@@ -85,15 +85,14 @@ def test_sigkill_cli_ingest_at_random_times(bundled_dir, tmp_path):
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        if proc.returncode == 0:  # it finished first: start over on a fresh store
-            with Store.open(store_dir) as s:
-                s.remove("minilm")
-                s.gc()
-            continue
         with Store.open(store_dir) as s:
             v = s.verify()
             assert v.ok, v.problems
-            assert "minilm" not in s.list_models()
+            if "minilm" in s.list_models():
+                # The kill came after the publishing transaction (or the run finished first):
+                # the model is complete. Start over so the next kill lands mid-ingest again.
+                s.remove("minilm")
+                s.gc()
     with Store.open(store_dir) as s:
         s.ingest(bundled_dir, name="minilm")
         s.gc()  # removes stray temp files of killed writers
