@@ -12,8 +12,8 @@ best of N runs each:
 Ratios are throughput(ours) / throughput(baseline), except re-ingest, which is time(ours) /
 time(digest). All operations run round-robin (each round runs every operation once) so ours and
 its baseline see the same load; CPU seconds of every run are recorded too. Information-only
-rows split the assembly gap: cp + fsync, assembly without fsync, and a streaming BLAKE3-only
-assembly prototype. Usage:
+rows: assembly vs cp + fsync, assembly without fsync, the deep assembly (per-file SHA-256
+re-computed too) and assembly from a directory of received blocks. Usage:
 
     .venv/bin/python benchmarks/bench_store.py --out bench-store.json --markdown bench-store.md
     .venv/bin/python benchmarks/bench_store.py --large none          # bundled model only
@@ -58,11 +58,12 @@ TARGETS = [
     ("re-ingest time / digest pass time", "reingest", "digest", 1.2, "<="),
     ("assembly vs cp", "assemble", "cp", 0.5, ">="),
 ]
-# Not targets of the issue: they split the assembly gap into durability (fsync) and the rest.
+# Not targets of the issue: durability (fsync), the deep SHA-256 check, received blocks.
 INFO = [
     ("assembly vs cp + fsync of the copies", "assemble", "cp_fsync"),
     ("assembly without fsync vs cp", "assemble_nosync", "cp"),
-    ("streaming BLAKE3-only assembly prototype vs cp", "assemble_stream", "cp"),
+    ("assembly --deep (+ SHA-256 of every file) vs cp", "assemble_deep", "cp"),
+    ("assembly from a received-blocks dir vs cp", "assemble_blocks", "cp"),
 ]
 
 LARGE_CONFIGS = {
@@ -169,48 +170,13 @@ def cp_then_fsync(root: Path, dest: Path) -> None:
     subprocess.run(["sync", *copies, str(dest)], check=True)
 
 
-def stream_assemble_prototype(store, name: str, out: Path, chunk: int = 4 << 20) -> None:
-    """Prototype of a faster assembly (NOT the store's): each object is streamed through one
-    reused buffer (readv -> BLAKE3 of its id -> write), every block verified against its id,
-    no per-file SHA-256 re-computation, files fsynced. Measures the suggestion in
-    docs/store-benchmarks.md; it writes into `out` directly (no temporary dir + rename)."""
-    from pbkit.digest import StreamingBlob, StreamingPB
-
-    recipe = store.recipe(name)
-    blocks = recipe.blocks()
-    buf = memoryview(bytearray(chunk))
-    out.mkdir(parents=True)
-    fds = []
-    try:
-        for f in recipe.files:
-            target = out.joinpath(*f.path.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            fds.append(fd)
-            for bid in f.block_ids():
-                info = blocks[bid]
-                h = StreamingPB(info.dtype, info.shape, info.nbytes) if info.kind == "tensor" else StreamingBlob(info.nbytes)
-                src = os.open(store.objects.path(bid), os.O_RDONLY)
-                try:
-                    while n := os.readv(src, [buf]):
-                        with buf[:n] as part:
-                            h.update(part)
-                            done = 0
-                            while done < n:
-                                with part[done:] as rest:
-                                    done += os.write(fd, rest)
-                finally:
-                    os.close(src)
-                if h.hexdigest() != bid or h.nbytes != info.nbytes:
-                    raise RuntimeError(f"block {bid} is corrupt")
-        for fd in fds:
-            os.fsync(fd)
-        for d in sorted({p.parent for p in out.rglob("*")} | {out}):
-            fsync_dir(d)
-    finally:
-        for fd in fds:
-            os.close(fd)
-        buf.release()
+def link_blocks(store, name: str, dest: Path) -> Path:
+    """A received-blocks directory (`<id>` files) holding every block of a model: hard links to
+    the store's objects, so no bytes are copied (untimed setup of `assemble_blocks`)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for bid in store.recipe(name).blocks():
+        os.link(store.objects.path(bid), dest / bid)
+    return dest
 
 
 def blake3_files(files: list[Path]) -> list[str]:
@@ -256,6 +222,8 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
     store = Store.open(re_dir)
     new_objects: list[int] = []
 
+    blocks_dir = link_blocks(store, "m", scratch / "received")
+
     def reingest() -> None:
         new_objects.append(store.ingest(root, name="m").new_objects)
 
@@ -283,7 +251,12 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
             warm_then(clean(out)),
             clean(out),
         ),
-        "assemble_stream": (lambda: stream_assemble_prototype(store, "m", out), warm_then(clean(out)), clean(out)),
+        "assemble_deep": (
+            lambda: assemble_mod.assemble(store.recipe("m"), out, assemble_mod.StoreBlocks(store.objects), deep=True),
+            warm_then(clean(out)),
+            clean(out),
+        ),
+        "assemble_blocks": (lambda: store.assemble("m", out, from_blocks=blocks_dir), warm_then(clean(out)), clean(out)),
     }
     try:
         for name, (fn, setup, teardown) in ops.items():  # warm-up round, untimed

@@ -129,9 +129,11 @@ def _digest_files(
     sha: Callable[[str, StatKey, Path], "Future[str] | str"] | None,
     progress: ProgressFn | None,
     stage: Callable[[str, "bytes | FileRegion"], Any] | None = None,
+    settle: Callable[[], None] | None = None,
 ) -> list[FileDigest]:
     """PB/blob ids of every file; `sha` returns (or schedules) each file's SHA-256; `stage` is
-    given each block right after it is hashed (while its bytes are hot in the page cache)."""
+    given each block right after it is hashed (while its bytes are hot in the page cache) and
+    may copy it in the background; `settle` waits for those copies."""
     total = 0
     paths = {}
     for rel in src.files:
@@ -181,6 +183,8 @@ def _digest_files(
     for i, fut in pending:
         fd = out[i]
         out[i] = FileDigest(_with_sha(fd.recipe, fut.result()), fd.sources, fd.realpath, fd.stat_key)
+    if settle is not None:
+        settle()  # every staged copy has read its source before the files are re-checked
     for fd in out:  # ids, SHA-256 and copies must all come from the same bytes
         if _stat_key(Path(fd.realpath))[1] != fd.stat_key:
             raise SourceChangedError(f"{paths[fd.recipe.path]}: file changed while it was being read; run again")
@@ -304,7 +308,9 @@ def ingest(
                 fresh.add(real)
                 return pool.submit(file_sha256, path)
 
-            files = _digest_files(src, layouts, sha=sha, progress=progress, stage=batch.add)
+            files = _digest_files(
+                src, layouts, sha=sha, progress=progress, stage=batch.add, settle=batch.wait_copies
+            )
 
         # (3) kind and base; re-ingesting a stored model keeps the base it was stored with
         if (

@@ -110,25 +110,6 @@ class ObjectDir:
                 batch.add(obj_id, src)
             return batch.commit(on_written)
 
-    def _stage(self, src: bytes | FileRegion, src_fds: dict[Path, int]) -> tuple[int, str, int]:
-        """Write an object's bytes to a new temporary file; returns (open fd, path, bytes)."""
-        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.tmp)
-        try:
-            if isinstance(src, FileRegion):
-                in_fd = src_fds.get(src.path)
-                if in_fd is None:
-                    in_fd = src_fds[src.path] = os.open(src.path, os.O_RDONLY)
-                _copy_region(in_fd, src.offset, src.length, fd)
-                n = src.length
-            else:
-                _write_all(fd, memoryview(src))
-                n = len(src)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp_name)
-            raise
-        return fd, tmp_name, n
-
     @staticmethod
     def _link(tmp_name: str, final: Path) -> bool:
         """Put a staged file in place unless the object exists; True if this call placed it."""
@@ -163,10 +144,13 @@ class ObjectDir:
 class WriteBatch:
     """Objects staged into temporary files, then committed together.
 
-    `add` writes an object's bytes to a temporary file and hands it to a pool of threads that
-    fsync it in the background (overlapping the disk with hashing the next blocks; many fsyncs
-    in flight also let the file system group its journal commits). Nothing is visible yet; an
-    object that exists or is already staged is skipped. `commit` waits for those fsyncs, links
+    `add` creates an object's temporary file and hands it to background threads: one copies
+    the bytes in (in-kernel `copy_file_range` for a file region; in order, so the source is read
+    sequentially), then a pool fsyncs it (many fsyncs in flight let the file system group its
+    journal commits). The caller meanwhile hashes the next blocks: copying, hashing and the
+    disk overlap. `wait_copies()` returns once every byte added so far has been copied (ingest
+    calls it before re-checking that its source files did not change). Nothing is visible yet;
+    an object that exists or is already staged is skipped. `commit` waits for those fsyncs, links
     each file into place (calling `on_written(id, nbytes)`) and fsyncs every touched directory:
     an object becomes visible only once its bytes are durable, and all are durable when
     `commit` returns. Leaving the `with` block removes whatever temporary files remain (after an
@@ -179,7 +163,10 @@ class WriteBatch:
         self.ids: set[str] = set()
         self.src_fds: dict[Path, int] = {}
         self._pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="pbkit-fsync")
+        self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkit-copy")
+        self._copies: list[Future[None]] = []
         self._syncs: list[Future[None]] = []
+        self._sync_lock = threading.Lock()
         self._open_fds = threading.BoundedSemaphore(_MAX_OPEN_STAGED)  # bounds fds awaiting fsync
 
     def __enter__(self) -> "WriteBatch":
@@ -190,30 +177,59 @@ class WriteBatch:
             return False
         self._open_fds.acquire()
         try:
-            fd, tmp, n = self.objects._stage(src, self.src_fds)
+            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.objects.tmp)
         except BaseException:
             self._open_fds.release()
             raise
+        try:
+            in_fd = _source_fd(src, self.src_fds)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            self._open_fds.release()
+            raise
+        n = src.length if isinstance(src, FileRegion) else len(src)
         self.staged.append((obj_id, tmp, n))
         self.ids.add(obj_id)
-        self._syncs.append(self._pool.submit(self._fsync_close, fd))
+        self._copies.append(self._copier.submit(self._copy_then_sync, fd, src, in_fd))
         return True
+
+    def _copy_then_sync(self, fd: int, src: bytes | FileRegion, in_fd: int | None) -> None:
+        try:
+            _fill(fd, src, in_fd)
+        except BaseException:
+            self._close_fd(fd)
+            raise
+        fut = self._pool.submit(self._fsync_close, fd)
+        with self._sync_lock:
+            self._syncs.append(fut)
 
     def _fsync_close(self, fd: int) -> None:
         try:
             os.fsync(fd)
         finally:
-            os.close(fd)
-            self._open_fds.release()
+            self._close_fd(fd)
+
+    def _close_fd(self, fd: int) -> None:
+        os.close(fd)
+        self._open_fds.release()
+
+    def wait_copies(self) -> None:
+        """Every object added so far has been copied into its temporary file (errors raised)."""
+        for fut in self._copies:
+            fut.result()
+        self._copies.clear()
 
     def _wait_syncs(self) -> None:
-        for fut in self._syncs:
+        self.wait_copies()
+        with self._sync_lock:
+            syncs, self._syncs = self._syncs, []
+        for fut in syncs:
             fut.result()
-        self._syncs.clear()
 
     def commit(self, on_written=None) -> tuple[int, int]:
-        self._close_sources()
         self._wait_syncs()
+        self._close_sources()
         written = 0
         nbytes = 0
         dirs: set[Path] = set()
@@ -245,13 +261,17 @@ class WriteBatch:
         self.staged.clear()
 
     def __exit__(self, *exc) -> None:
-        self._close_sources()
         try:
-            for fut in self._syncs:  # let in-flight fsyncs close their fds
+            for fut in self._copies:  # let in-flight copies and fsyncs close their fds
+                fut.exception()
+            self._copier.shutdown(wait=True)
+            for fut in self._syncs:
                 fut.exception()
         finally:
+            self._copies.clear()
             self._syncs.clear()
             self._pool.shutdown(wait=True)
+            self._close_sources()
             self._cleanup()
 
 
@@ -259,6 +279,26 @@ def _write_all(fd: int, mv: memoryview) -> None:
     while mv:
         n = os.write(fd, mv)
         mv = mv[n:]
+
+
+def _source_fd(src: bytes | FileRegion, src_fds: dict[Path, int]) -> int | None:
+    """An open fd of a file region's source file (one per file, kept in `src_fds`)."""
+    if not isinstance(src, FileRegion):
+        return None
+    in_fd = src_fds.get(src.path)
+    if in_fd is None:
+        in_fd = src_fds[src.path] = os.open(src.path, os.O_RDONLY)
+    return in_fd
+
+
+def _fill(fd: int, src: bytes | FileRegion, in_fd: int | None) -> int:
+    """Write an object's bytes into `fd`; returns how many."""
+    if isinstance(src, FileRegion):
+        assert in_fd is not None
+        _copy_region(in_fd, src.offset, src.length, fd)
+        return src.length
+    _write_all(fd, memoryview(src))
+    return len(src)
 
 
 def _copy_region(in_fd: int, offset: int, length: int, out_fd: int) -> None:
