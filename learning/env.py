@@ -39,19 +39,6 @@ from learning.features import (
 from pbkit.library import PBLibrary
 
 
-def layout_of(sim: Simulator, library: PBLibrary) -> Layout:
-    view = sim.policy_view()
-    neighbours = np.asarray(view.neighbours, dtype=bool).copy()
-    np.fill_diagonal(neighbours, False)
-    return Layout(
-        pb_bytes=np.asarray(view.pb_bytes, dtype=np.int64),
-        membership=np.asarray(view.membership, dtype=bool),
-        capacity=np.asarray(view.capacity_bytes, dtype=np.int64),
-        neighbours=neighbours,
-        max_degree=max(1, int(neighbours.sum(axis=1).max())),
-    )
-
-
 def reference_delay(scenario: ScenarioConfig, library: PBLibrary) -> float:
     """d_ref: time to fetch an average model from the cloud (the reward's unit)."""
     mean_bytes = float(library.model_bytes().mean())
@@ -68,7 +55,7 @@ class CacheEnv(ParallelEnv):
         self.episode_slots = int(episode_slots)
         self.ema_alpha = float(ema_alpha)
         self.sim = Simulator(scenario, library, np.random.default_rng(seed))
-        self.layout = layout_of(self.sim, library)
+        self.layout = Layout.from_view(self.sim.policy_view())
         self.d_ref = reference_delay(scenario, library)
         self.possible_agents = [f"en_{n}" for n in range(self.layout.n_nodes)]
         self.state_space = spaces.Box(-np.inf, np.inf, (self.layout.n_pbs * STATE_FEATURES,), np.float32)
@@ -120,7 +107,7 @@ class CacheEnv(ParallelEnv):
             self._np_random = np.random.default_rng(seed)
         sim_seed = int(self._np_random.integers(2**63 - 1))
         self.sim = Simulator(self.scenario, self.library, np.random.default_rng(sim_seed))
-        layout = layout_of(self.sim, self.library)
+        layout = Layout.from_view(self.sim.policy_view())
         if not layout.same_as(self.layout):  # spaces are fixed per env; the layout must be too
             raise ValueError("the scenario's topology or capacities changed between resets")
         self._read_view()

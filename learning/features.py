@@ -32,6 +32,19 @@ class Layout:
     neighbours: np.ndarray     # (N, N) bool, no self loops
     max_degree: int            # D, padded neighbour count (action space size is 2 + D)
 
+    @classmethod
+    def from_view(cls, view) -> "Layout":
+        """The layout of a scenario, from a `delivery.simulator.PolicyView`."""
+        neighbours = np.asarray(view.neighbours, dtype=bool).copy()
+        np.fill_diagonal(neighbours, False)
+        return cls(
+            pb_bytes=np.asarray(view.pb_bytes, dtype=np.int64),
+            membership=np.asarray(view.membership, dtype=bool),
+            capacity=np.asarray(view.capacity_bytes, dtype=np.int64),
+            neighbours=neighbours,
+            max_degree=max(1, int(neighbours.sum(axis=1).max())),
+        )
+
     @property
     def n_nodes(self) -> int:
         return len(self.capacity)

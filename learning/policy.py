@@ -12,18 +12,6 @@ from learning.features import Layout, ema_update, observe, project, request_shar
 from learning.networks import make_actor
 
 
-def layout_from_view(view) -> Layout:
-    neighbours = np.asarray(view.neighbours, dtype=bool).copy()
-    np.fill_diagonal(neighbours, False)
-    return Layout(
-        pb_bytes=np.asarray(view.pb_bytes, dtype=np.int64),
-        membership=np.asarray(view.membership, dtype=bool),
-        capacity=np.asarray(view.capacity_bytes, dtype=np.int64),
-        neighbours=neighbours,
-        max_degree=max(1, int(neighbours.sum(axis=1).max())),
-    )
-
-
 class LearnedPolicy:
     """Decentralised greedy execution: each EN's actor row reads only its own observation."""
 
@@ -35,7 +23,7 @@ class LearnedPolicy:
 
     def place(self, view, rng: np.random.Generator | None = None) -> np.ndarray:
         if self._layout is None or view.slot <= self._last_slot or view.slot == 0:
-            self._layout = layout_from_view(view)
+            self._layout = Layout.from_view(view)
             if self._layout.max_degree > self.max_degree:
                 raise ValueError(f"{self.name}: scenario has ENs with {self._layout.max_degree} neighbours, "
                                  f"the actor was trained for {self.max_degree}")

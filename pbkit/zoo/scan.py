@@ -17,21 +17,13 @@ from typing import Any, Protocol
 
 from pbkit.digest import blob_id, blob_id_file, file_sha256, pb_id
 from pbkit.errors import PbkitError
+from pbkit.recipe import TensorRef
 from pbkit.safetensors_format import is_safetensors, read_layout
 from pbkit.sources import list_model_files
 
 
 class ScanError(PbkitError, ValueError):
     """A zoo directory or store cannot be scanned (missing, empty, unreadable)."""
-
-
-@dataclass(frozen=True)
-class ScannedTensor:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    pb: str
-    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -43,7 +35,7 @@ class ScannedFile:
     sha256: str
     header_id: str | None = None
     header_bytes: int = 0
-    tensors: tuple[ScannedTensor, ...] = ()
+    tensors: tuple[TensorRef, ...] = ()
     blob_id: str | None = None
 
 
@@ -92,14 +84,14 @@ def _scan_file(root: Path, rel: str, source: DirSource) -> ScannedFile:
     if not is_safetensors(rel):
         return ScannedFile(rel, size, sha, blob_id=blob_id_file(full))
     layout = read_layout(full)
-    tensors: list[ScannedTensor] = []
+    tensors: list[TensorRef] = []
     with open(full, "rb") as fh:
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         try:
             view = memoryview(mm) if mm is not None else memoryview(b"")
             for t in layout.tensors:
                 pid = pb_id(t.dtype, t.shape, view[t.begin : t.end])
-                tensors.append(ScannedTensor(t.name, t.dtype, t.shape, pid, t.nbytes))
+                tensors.append(TensorRef(t.name, t.dtype, t.shape, pid, t.nbytes))
                 source._tensors.setdefault(pid, (full, t.begin, t.end))
             view.release()
         finally:
@@ -213,7 +205,7 @@ def scan_store(store: Any, names: list[str] | None = None) -> tuple[list[Scanned
         files = []
         for f in r.files:
             if f.kind == "safetensors":
-                tensors = tuple(ScannedTensor(t.name, t.dtype, tuple(t.shape), t.pb, t.nbytes) for t in f.tensors)
+                tensors = tuple(TensorRef(t.name, t.dtype, tuple(t.shape), t.pb, t.nbytes) for t in f.tensors)
                 files.append(
                     ScannedFile(
                         f.path,
