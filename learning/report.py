@@ -18,6 +18,7 @@ import numpy as np
 
 from delivery.policies import make_policy
 from learning.config import VARIANTS, TrainConfig, load_config
+from learning.errors import CheckpointError
 from learning.evaluate import bootstrap_ci, evaluate
 from learning.policy import load_policy
 from learning.trainer import Trainer, scenario_of
@@ -75,6 +76,33 @@ def steps_to_fraction(curve: list[dict], fraction: float = 0.9) -> int | None:
     return int(steps[-1])
 
 
+def feasible_capacities(fractions: tuple[float, ...], library: PBLibrary) -> tuple[list[float], str]:
+    """The sweep's cache fractions, each raised to the smallest that holds the largest PB.
+
+    A real library can have one PB (say a layer-grouped embedding) larger than 10 % of the unique
+    bytes; the simulator rightly refuses such a capacity, so the sweep moves that point up and
+    says so instead of failing after the training runs."""
+    unique = library.sharing()["unique_bytes"]
+    smallest = float(np.ceil(100.0 * library.pb_sizes().max() / unique) / 100.0)
+    chosen = sorted({max(float(f), smallest) for f in fractions})
+    raised = [f for f in fractions if f < smallest]
+    note = (f"capacity fractions {raised} are below the largest PB "
+            f"({int(library.pb_sizes().max())} bytes); swept from {smallest} instead") if raised else ""
+    return chosen, note
+
+
+def _trainer_for(cfg: TrainConfig, library: PBLibrary, run_dir: Path, progress: bool) -> Trainer:
+    """Continue (or reuse) a run of the same config in `run_dir`, else start a new one, so that a
+    report interrupted after its training phase does not retrain."""
+    try:
+        trainer = Trainer.resume(run_dir, library, progress=progress)
+    except CheckpointError:
+        return Trainer(cfg, library, run_dir, progress=progress)
+    if trainer.cfg.to_dict() != cfg.to_dict():
+        return Trainer(cfg, library, run_dir, progress=progress)
+    return trainer
+
+
 def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[str], None] = print,
                progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
@@ -93,9 +121,9 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
         for seed in plan.train_seeds:
             cfg = TrainConfig.from_dict(base_cfg.to_dict() | VARIANTS[name] | {"seed": seed})
             run_dir = out / "runs" / f"{name}-seed{seed}"
-            t0 = time.perf_counter()
-            history = Trainer(cfg, library, run_dir, progress=progress).run()
-            train_time.setdefault(name, []).append(time.perf_counter() - t0)
+            trainer = _trainer_for(cfg, library, run_dir, progress)
+            history = trainer.run()
+            train_time.setdefault(name, []).append(trainer.wall)  # training only, kept across resumes
             checkpoints.setdefault(name, []).append(run_dir)
             curves.setdefault(name, []).append(history)
             log(f"trained {name} seed {seed}: eval delay {history[-1]['eval_delay_s']:.3f} s "
@@ -122,7 +150,11 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
 
     # 3. mean delay against cache capacity (learners trained at the default capacity)
     sweep: dict[str, dict[str, dict]] = {}
-    for frac in plan.capacities:
+    capacities, note = feasible_capacities(plan.capacities, library)
+    if note:
+        results["capacity_sweep_note"] = note
+        log(note)
+    for frac in capacities:
         sc = scenario.replace(cache_fraction=frac)
         row = {name: _summary(heuristic(name, library, sc), rng) for name in HEURISTICS}
         row["maasn-da"] = _summary(learned("maasn-da", library, sc), rng)
