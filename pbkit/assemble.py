@@ -39,6 +39,8 @@ _SMALL = 1 << 20  # below this a block is read into memory; above, mmapped (chec
 # medium: 1 MiB 0.56 CPU-s, 256 KiB 0.62, 4 MiB 1.08; benchmarks/bench_store.py).
 _CHUNK = 1 << 20
 _KICK = 16 << 20  # ask for writeback of an output file every this many bytes (durable assembly)
+_KICK_MIN = 1 << 20  # and of a block's last range if at least this big
+_SYNC_THREADS = 16  # fsyncs in flight at once (lets the file system group its journal commits)
 _MAX_OPEN = 256  # output files opened per group (a model with more files is assembled in groups)
 
 
@@ -63,6 +65,10 @@ class UnavailableBlock:
 
 
 class BlockSource(Protocol):
+    """Where blocks come from. A source may also offer `block_path(block_id) -> str | None`
+    (a file holding exactly the block's bytes): assembly then streams the file instead of
+    calling `read` (StoreBlocks and DirBlocks do)."""
+
     def has(self, block_id: str) -> bool: ...
 
     def read(self, block_id: str) -> "Any":  # a buffer (bytes or mmap) or None if absent
@@ -430,7 +436,7 @@ class _BlockWriter:
             self.flush()
 
     def flush(self) -> None:
-        if self.pos > self.start:
+        if self.pos - self.start >= _KICK_MIN:  # smaller ranges are left to the fsync
             self.sync.kick(self.fd, self.start, self.pos - self.start)
             self.start = self.pos
 
@@ -451,7 +457,7 @@ class _Syncer:
         self.kicker = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkit-wb") if durable and _SYNC_FILE_RANGE else None
         )
-        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pbkit-fsync") if durable else None
+        self.pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="pbkit-fsync") if durable else None
         self.kicks: dict[int, list[Future[None]]] = {}  # fd -> its writeback requests
         self.lock = threading.Lock()
         self.futures: list[Future[None]] = []

@@ -181,7 +181,15 @@ class Store:
         text = self.index.recipe_json(name)
         if text is None:
             raise UnknownModelError(f"no model named {name!r} in the store")
-        return Recipe.from_json(text, where=f"{self.root}: recipe of {name!r}")
+        recipe = Recipe.from_json(text, where=f"{self.root}: recipe of {name!r}")
+        # The recipe id is the digest of its body: a recipe altered in the index is caught here,
+        # before assembly trusts its block list (assembly checks blocks, not file SHA-256s, by default).
+        row = self.index.model(name)
+        if row is not None and row.recipe_id != recipe.id:
+            raise RecipeError(
+                f"{self.root}: recipe of {name!r} does not match its id {row.recipe_id[:16]} (index corrupt)"
+            )
+        return recipe
 
     def list_models(self) -> list[str]:
         return [m.name for m in self.index.models()]
@@ -192,14 +200,17 @@ class Store:
         out_dir: str | os.PathLike[str],
         from_blocks: str | os.PathLike[str] | None = None,
         progress: ProgressFn | None = None,
+        deep: bool = False,
     ) -> _assemble.AssembleReport:
-        """Rebuild model `name` into `out_dir`, from the store or from a directory of received blocks."""
+        """Rebuild model `name` into `out_dir`, from the store or from a directory of received blocks.
+
+        Every block is verified against its id; `deep=True` also re-computes every file's SHA-256."""
         recipe = self.recipe(name)
         source: _assemble.BlockSource = (
             _assemble.DirBlocks(Path(from_blocks)) if from_blocks is not None else _assemble.StoreBlocks(self.objects)
         )
         try:
-            return _assemble.assemble(recipe, out_dir, source, progress=progress)
+            return _assemble.assemble(recipe, out_dir, source, progress=progress, deep=deep)
         except OSError as exc:
             raise StoreIOError(f"{exc.filename or out_dir}: assembly failed ({exc.strerror or exc})") from None
 
