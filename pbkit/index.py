@@ -112,6 +112,19 @@ class Index:
             self.db.execute("PRAGMA foreign_keys = ON")
             version = self._version()
             if version is None:  # a new store: create the schema (WAL mode persists in the file)
+                self._create_schema()
+                version = self._version()
+            if version is None or version > INDEX_VERSION:
+                raise StoreIndexError(f"{path}: index version {version} is newer than this pbkit reads ({INDEX_VERSION})")
+        except sqlite3.DatabaseError as exc:
+            raise StoreIndexError(f"{path}: cannot open the store index ({exc})") from None
+
+    def _create_schema(self) -> None:
+        # Switching to WAL needs an exclusive lock and SQLite does not wait on busy_timeout for
+        # it: two processes creating one store at once retry here instead of failing.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 with self.transaction():
                     for stmt in _SCHEMA.strip().split(";"):
@@ -119,11 +132,11 @@ class Index:
                             self.db.execute(stmt)
                     if self._version() is None:  # not created meanwhile by another process
                         self.db.execute("INSERT INTO meta VALUES ('index_version', ?)", (str(INDEX_VERSION),))
-                version = self._version()
-            if version is None or version > INDEX_VERSION:
-                raise StoreIndexError(f"{path}: index version {version} is newer than this pbkit reads ({INDEX_VERSION})")
-        except sqlite3.DatabaseError as exc:
-            raise StoreIndexError(f"{path}: cannot open the store index ({exc})") from None
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _version(self) -> int | None:
         try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
-from pbkit.digest import blob_id, file_sha256, pb_id
+from pbkit.digest import blob_id, file_sha256, pb_ids
 from pbkit.errors import PbkitError
 from pbkit.index import Index, ModelExistsError, StatKey, UnknownModelError
 from pbkit.kinds import ModelLayout, classify, inspect_layout
@@ -123,25 +123,20 @@ def _mapped(path: Path) -> Iterator[memoryview]:
             m.close()
 
 
-def _digest_files(
+def _digest_each(
     src: ResolvedSource,
+    paths: dict[str, Path],
+    total: int,
     layouts: dict[str, SafetensorsLayout],
     sha: Callable[[str, StatKey, Path], "Future[str] | str"] | None,
     progress: ProgressFn | None,
-    stage: Callable[[str, "bytes | FileRegion"], Any] | None = None,
-    settle: Callable[[], None] | None = None,
+    stage: Callable[[str, "bytes | FileRegion"], Any] | None,
+    hash_pool: ThreadPoolExecutor,
+    pending: list[tuple[int, Future[str]]],
 ) -> list[FileDigest]:
-    """PB/blob ids of every file; `sha` returns (or schedules) each file's SHA-256; `stage` is
-    given each block right after it is hashed (while its bytes are hot in the page cache) and
-    may copy it in the background; `settle` waits for those copies."""
-    total = 0
-    paths = {}
-    for rel in src.files:
-        paths[rel] = src.root / rel  # every path was checked with safe_join by _validate
-        total += os.path.getsize(paths[rel])
+    """One pass over the files in order: ids of every block, staging each for copying."""
     done = 0
-    out = []
-    pending: list[tuple[int, Future[str]]] = []
+    out: list[FileDigest] = []
     for rel in src.files:
         path = paths[rel]
         real, key = _stat_key(path)
@@ -157,8 +152,10 @@ def _digest_files(
                 sources: list[tuple[str, bytes | FileRegion]] = [(header_pb, layout.header)]
                 if stage is not None:
                     stage(header_pb, layout.header)
-                for t in layout.tensors:
-                    pid = pb_id(t.dtype, t.shape, mv[t.begin : t.end])
+                # Small tensors are hashed two at a time: a model of many small tensors would
+                # otherwise pay BLAKE3's per-call overhead on one core.
+                ids = pb_ids(mv, layout.tensors, hash_pool)
+                for t, pid in zip(layout.tensors, ids):
                     tensors.append(TensorRef(t.name, t.dtype, t.shape, pid, t.nbytes))
                     region = FileRegion(real_path, t.begin, t.nbytes)
                     sources.append((pid, region))
@@ -180,6 +177,28 @@ def _digest_files(
         done += key.size
         if progress is not None:
             progress("hash", done, total)
+    return out
+
+
+def _digest_files(
+    src: ResolvedSource,
+    layouts: dict[str, SafetensorsLayout],
+    sha: Callable[[str, StatKey, Path], "Future[str] | str"] | None,
+    progress: ProgressFn | None,
+    stage: Callable[[str, "bytes | FileRegion"], Any] | None = None,
+    settle: Callable[[], None] | None = None,
+) -> list[FileDigest]:
+    """PB/blob ids of every file; `sha` returns (or schedules) each file's SHA-256; `stage` is
+    given each block right after it is hashed (while its bytes are hot in the page cache) and
+    may copy it in the background; `settle` waits for those copies."""
+    total = 0
+    paths = {}
+    for rel in src.files:
+        paths[rel] = src.root / rel  # every path was checked with safe_join by _validate
+        total += os.path.getsize(paths[rel])
+    pending: list[tuple[int, Future[str]]] = []
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pbkit-hash") as hash_pool:
+        out = _digest_each(src, paths, total, layouts, sha, progress, stage, hash_pool, pending)
     for i, fut in pending:
         fd = out[i]
         out[i] = FileDigest(_with_sha(fd.recipe, fut.result()), fd.sources, fd.realpath, fd.stat_key)
