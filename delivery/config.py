@@ -8,14 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from delivery.errors import ConfigError
+from pbkit.settings_file import read_settings
 
 BEAMFORMERS = ("mrt", "fast", "sdr", "robust", "robust-fast")
 MODES = ("fine", "coarse", "noncoop")
@@ -128,20 +126,7 @@ class ScenarioConfig:
     def load(cls, path: str | os.PathLike[str]) -> "ScenarioConfig":
         """Read a YAML (.yaml/.yml) or TOML (.toml) file of settings; unknown keys are errors."""
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-        try:
-            if path.suffix == ".toml":
-                data = tomllib.loads(text)
-            elif path.suffix in (".yaml", ".yml"):
-                data = yaml.safe_load(text)
-            else:
-                raise ConfigError(f"{path}: unknown config type {path.suffix!r} (use .yaml or .toml)")
-        except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{path}: cannot parse ({first})") from None
+        data = read_settings(path, ConfigError)
         return cls.from_dict(data, where=str(path))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from pbkit.errors import PbkitError
+from pbkit.settings_file import parse_settings
 
 # Learner variants evaluated in the report: MAASN-DA and its ablations (overrides of TrainConfig).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -168,10 +169,5 @@ def load_config(path: str | Path | None) -> TrainConfig:
         except OSError as exc:
             raise LearnConfigError(f"{p}: cannot read ({exc.strerror})") from None
         where = str(p)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise LearnConfigError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise LearnConfigError(f"{where}: top level is not a mapping")
+    data = parse_settings(text, where, Path(where).suffix, LearnConfigError)
     return TrainConfig.from_dict(data, where=where)

@@ -23,6 +23,7 @@ import blake3
 from pbkit.errors import PbkitError
 from pbkit.grouping import group_tensors, layer_key, parse_member
 from pbkit.library import ModelEntry, PBEntry, PBLibrary
+from pbkit.settings_file import read_settings
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 CONFIGS_DIR = PLANS_DIR / "configs"
@@ -453,20 +454,8 @@ _ADAPTER_KEYS = {"name", "type", "r", "target_modules", "modules_to_save", "dtyp
 
 
 def load_spec(path: str | Path) -> dict:
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise PlanError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    data = read_settings(path, PlanError)
     if not isinstance(data, dict) or not isinstance(data.get("families"), list) or not data["families"]:
         raise PlanError(f"{path}: a plan spec needs a non-empty list `families`")
     return data

@@ -15,14 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-import yaml
-
 from pbkit.errors import PbkitError
-
-try:  # Python >= 3.11; on 3.10 only YAML specs are read
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    tomllib = None  # type: ignore[assignment]
+from pbkit.settings_file import read_settings
 
 # Bump when the builder changes what a spec entry produces, so stale zoo outputs are rebuilt.
 BUILDER_VERSION = 1
@@ -357,17 +351,7 @@ def resolve_spec_path(spec: str | Path) -> Path:
 def load_spec(spec: str | Path) -> ZooSpec:
     """Load and validate a YAML or TOML spec file (or a packaged spec by name)."""
     path = resolve_spec_path(spec)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ZooSpecError(f"{path}: cannot read ({exc.strerror})") from None
-    if path.suffix == ".toml" and tomllib is None:
-        raise ZooSpecError(f"{path}: TOML specs need Python >= 3.11; use YAML")
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ZooSpecError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({first})") from None
+    data = read_settings(path, ZooSpecError)
     return parse_spec(data, where=str(path))
 
 
