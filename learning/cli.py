@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from learning.config import LearnConfigError
 from pbkit.library import PBLibrary, load_library, synthetic_library
 
 
@@ -100,6 +101,9 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Short training and sweeps (minutes)."),
         config: str = typer.Option(None, "--config", help="Training config instead of quick/full."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
+        train_seeds: str = typer.Option(
+            None, "--train-seeds", help="Comma-separated training seeds per learner (default: 0)."
+        ),
     ) -> None:
         """The evaluation protocol: writes OUT/results.json and plots."""
         import dataclasses
@@ -109,6 +113,12 @@ def register(app: typer.Typer) -> None:
         plan = QUICK if quick else FULL
         if config:
             plan = dataclasses.replace(plan, config=config)
+        if train_seeds:
+            try:
+                seeds = tuple(int(s) for s in train_seeds.split(","))
+            except ValueError:
+                raise LearnConfigError(f"--train-seeds {train_seeds!r}: not a comma-separated list of integers") from None
+            plan = dataclasses.replace(plan, train_seeds=seeds)
         results = run_report(library_arg(library), out, plan, log=typer.echo, progress=progress)
         policy_table(results["policies"], f"mean delay, {len(plan.eval_seeds)} seeds")
         typer.echo(f"wrote {out / 'results.json'}")

@@ -25,3 +25,11 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["learn", "train", "--library", "synthetic", "--out", str(tmp_path), "--set", "gama=1"]) == 2
     assert "gama" in capsys.readouterr().err
     assert main(["learn", "train", "--library", "synthetic", "--out", str(tmp_path / "x"), "--resume"]) == 2
+
+
+def test_report_rejects_bad_train_seeds(tmp_path):
+    from pbkit.cli import main
+
+    assert main(["learn", "report", "--library", "synthetic", "--out", str(tmp_path / "r"),
+                 "--train-seeds", "1,a"]) == 2
+    assert not (tmp_path / "r").exists()
