@@ -98,7 +98,23 @@ def pb_ids(view: Buffer, tensors: Sequence[_Span], executor: Executor | None = N
             wait(futures.values())  # no thread may still hold a slice when mv is released
 
 
-class StreamingPB:
+class _StreamingId:
+    """A BLAKE3 id fed in pieces: a domain preamble, then the block's bytes."""
+
+    def __init__(self, preamble: bytes, size_hint: int) -> None:
+        self._h = _hasher(size_hint)
+        self._h.update(preamble)
+        self.nbytes = 0
+
+    def update(self, chunk: Buffer) -> None:
+        self._h.update(chunk)
+        self.nbytes += len(chunk)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+class StreamingPB(_StreamingId):
     """Incremental PB id: `StreamingPB(dtype, shape)`, then `update(chunk)`s, then `hexdigest()`.
 
     Gives the same id as `pb_id(dtype, shape, b"".join(chunks))` (for data arriving in pieces,
@@ -106,32 +122,14 @@ class StreamingPB:
     """
 
     def __init__(self, dtype: str, shape: tuple[int, ...], size_hint: int = 0) -> None:
-        self._h = _hasher(size_hint)
-        self._h.update(pb_preamble(dtype, shape))
-        self.nbytes = 0
-
-    def update(self, chunk: Buffer) -> None:
-        self._h.update(chunk)
-        self.nbytes += len(chunk)
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
+        super().__init__(pb_preamble(dtype, shape), size_hint)
 
 
-class StreamingBlob:
+class StreamingBlob(_StreamingId):
     """Incremental form of `blob_id`."""
 
     def __init__(self, size_hint: int = 0) -> None:
-        self._h = _hasher(size_hint)
-        self._h.update(_BLOB_DOMAIN)
-        self.nbytes = 0
-
-    def update(self, chunk: Buffer) -> None:
-        self._h.update(chunk)
-        self.nbytes += len(chunk)
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
+        super().__init__(_BLOB_DOMAIN, size_hint)
 
 
 def blob_id_file(path: str | os.PathLike[str]) -> str:
