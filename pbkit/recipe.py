@@ -198,7 +198,16 @@ def _file_to_json(f: FileRecipe) -> dict[str, Any]:
     return out
 
 
+def _check_relative_path(path: Any) -> str:
+    """A recipe's file path must stay inside the model directory it is assembled into."""
+    parts = path.split("/") if isinstance(path, str) else None
+    if not parts or path.startswith("/") or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise ValueError(f"file path {path!r} is not a plain relative path inside the model directory")
+    return path
+
+
 def _file_from_json(d: dict[str, Any]) -> FileRecipe:
+    _check_relative_path(d["path"])
     if d["kind"] == "safetensors":
         return FileRecipe(
             path=d["path"],

@@ -93,3 +93,16 @@ def test_recipe_altered_in_the_index_is_refused(store, store_dir, toy, tmp_path)
     with pytest.raises(RecipeError, match="does not match its id"):
         store.assemble("toy", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad_path", ["../escaped.json", "/etc/passwd", "a/../../b", "a//b"])
+def test_recipe_with_a_path_outside_the_model_dir_is_refused(store, toy, bad_path):
+    import json
+
+    from pbkit.recipe import Recipe
+
+    body = json.loads(store.recipe("toy").canonical_json())
+    blob = next(f for f in body["files"] if f["kind"] == "blob")
+    blob["path"] = bad_path
+    with pytest.raises(RecipeError, match="not a plain relative path"):
+        Recipe.from_json(json.dumps(body))
