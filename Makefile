@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (override with e.g. `make test TORCH_SPEC='torch>=2.2'`).
 TORCH_SPEC ?= $(if $(wildcard /opt/wheels/torch-2.13.0*),torch==2.13.0,torch>=2.2)
 
-.PHONY: setup demo test bench clean-demo
+.PHONY: setup demo test bench clean-demo libraries figures
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# The shipped PB libraries (pbkit/libraries/*.json) from their plan specs; deterministic.
+libraries: setup
+	$(BIN)/python -m pbkit.libraries.build
 
 clean-demo:
 	rm -rf .pbkit-demo

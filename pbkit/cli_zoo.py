@@ -16,10 +16,26 @@ import typer
 from rich.console import Console
 
 from pbkit.errors import PbkitError
+from pbkit.sizes import size_option
 
 
 class CliUsageError(PbkitError, ValueError):
     """A zoo/library/report command was called with conflicting or missing options."""
+
+
+def check_granularity(granularity: str, max_bytes: int | None) -> None:
+    """`--granularity` and `--max-bytes` agree (checked before any work, worded in option names).
+
+    Raises CliUsageError.
+    """
+    from pbkit.grouping import GRANULARITIES
+
+    if granularity not in GRANULARITIES:
+        raise CliUsageError(f"--granularity {granularity!r}: not one of {', '.join(GRANULARITIES)}")
+    if granularity == "fixed" and max_bytes is None:
+        raise CliUsageError("--granularity fixed needs --max-bytes SIZE (the largest PB, e.g. 64MiB)")
+    if granularity != "fixed" and max_bytes is not None:
+        raise CliUsageError(f"--max-bytes applies only to --granularity fixed, not {granularity!r}")
 
 
 def _print_json(obj: Any) -> None:
@@ -96,7 +112,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         out: Path = typer.Option(..., "--out", help="Library JSON file to write."),
         granularity: str = typer.Option("tensor", "--granularity", help="tensor | layer | fixed"),
-        max_bytes: Optional[int] = typer.Option(None, "--max-bytes", help="PB size limit for --granularity fixed."),
+        max_bytes: Optional[int] = size_option(None, "--max-bytes", help="PB size limit, needed by --granularity fixed"),
         files: str = typer.Option("model", "--files", help="Non-tensor bytes: model (one PB per model) | each | none"),
         model: Optional[List[str]] = typer.Option(None, "--model", help="Export only these models (and their bases)."),
         as_json: bool = typer.Option(False, "--json", help="Print the sharing figures as JSON."),
@@ -104,6 +120,7 @@ def register(app: typer.Typer) -> None:
         """Export the store's models as a PB library (docs/library-format.md)."""
         from pbkit.zoo.export import export_library
 
+        check_granularity(granularity, max_bytes)
         with _open_store(ctx) as store:
             lib = export_library(store, granularity=granularity, max_bytes=max_bytes, files=files, models=model)
         lib.save(out)
@@ -119,6 +136,17 @@ def register(app: typer.Typer) -> None:
 
         _report_library(load_library(path), path, as_json)
 
+    @lib_app.command("describe")
+    def library_describe(
+        spec: str = typer.Argument(..., help="Library JSON, 'synthetic' or a shipped name (llama-2-lora, ...)."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Models, unique and logical bytes, sharing-degree histogram, largest PB."""
+        from pbkit.library import describe, describe_text, resolve_library
+
+        desc = describe(resolve_library(spec))
+        _print_json(desc) if as_json else typer.echo(describe_text(desc))
+
     @lib_app.command("synthetic")
     def library_synthetic(
         out: Path = typer.Option(..., "--out"),
@@ -128,7 +156,7 @@ def register(app: typer.Typer) -> None:
         base_pbs: int = typer.Option(12, "--base-pbs"),
         own_pbs: int = typer.Option(4, "--own-pbs"),
         shared_fraction: float = typer.Option(0.7, "--shared-fraction"),
-        mean_pb_bytes: float = typer.Option(8e6, "--mean-pb-bytes"),
+        mean_pb_bytes: int = size_option("8MB", "--mean-pb-bytes", help="Mean PB size"),
         sigma: float = typer.Option(0.5, "--sigma", help="Log-normal sigma of PB sizes."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:

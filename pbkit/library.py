@@ -343,3 +343,91 @@ def synthetic_library(
         },
         synthetic=True,
     )
+
+
+# ---------------------------------------------------------------------------- names and description
+def shipped_library_names() -> list[str]:
+    """Names of the libraries shipped as package data (pbkit/libraries/<name>.json)."""
+    from pbkit.libraries import LIBRARIES_DIR
+
+    return sorted(p.stem for p in LIBRARIES_DIR.glob("*.json"))
+
+
+def resolve_library(spec: str | os.PathLike[str]) -> PBLibrary:
+    """What a `--library` option accepts: a library JSON path, `synthetic` (the default synthetic
+    library, generator seed 0) or the name of a shipped library (`shipped_library_names()`).
+
+    A path that exists wins over a shipped name. Raises LibraryError when `spec` is none of
+    these or the file is malformed.
+    """
+    text = str(spec)
+    if text == "synthetic":
+        return synthetic_library(np.random.default_rng(0))
+    if Path(text).exists():
+        return load_library(text)
+    if text in shipped_library_names():
+        from pbkit.libraries import LIBRARIES_DIR
+
+        return load_library(LIBRARIES_DIR / f"{text}.json")
+    raise LibraryError(
+        f"{text}: no such file, and not 'synthetic' or a shipped library "
+        f"({', '.join(shipped_library_names())})"
+    )
+
+
+def describe(library: PBLibrary) -> dict[str, Any]:
+    """Models, unique and logical bytes, the sharing-degree histogram and the largest PB.
+
+    `sharing_histogram` maps a degree d (how many models need a PB) to the number of PBs and
+    their bytes with that degree; `models` lists each model's kind, base, PB count and bytes.
+    """
+    member = library.membership()
+    sizes = library.pb_sizes()
+    degree = member.sum(axis=0)
+    histogram = {
+        int(d): {"pbs": int((degree == d).sum()), "bytes": int(sizes[degree == d].sum())}
+        for d in np.unique(degree)
+    }
+    largest = int(np.argmax(sizes))
+    model_bytes = library.model_bytes()
+    return {
+        **library.sharing(),
+        "granularity": library.granularity,
+        "synthetic": library.synthetic,
+        "source": library.source,
+        "sharing_histogram": histogram,
+        "largest_pb": {
+            "id": library.pbs[largest].id,
+            "bytes": int(sizes[largest]),
+            "label": library.pbs[largest].label,
+            "models": int(degree[largest]),
+        },
+        "model_list": [
+            {"name": m.name, "kind": m.kind, "base": m.base, "pbs": len(m.pbs), "bytes": int(b)}
+            for m, b in zip(library.models, model_bytes)
+        ],
+    }
+
+
+def describe_text(desc: dict[str, Any]) -> str:
+    """`describe()` as plain-text tables: totals, sharing-degree histogram, models."""
+
+    def gb(n: int) -> str:
+        return f"{n / 1e9:,.3f} GB"
+
+    lines = [
+        f"{desc['models']} models, {desc['pbs']} PBs ({desc['granularity']}"
+        f"{', synthetic' if desc['synthetic'] else ''}); logical {gb(desc['logical_bytes'])}, "
+        f"unique {gb(desc['unique_bytes'])}, dedup x{desc['dedup_ratio']:.2f}",
+        f"largest PB: {desc['largest_pb']['label'] or desc['largest_pb']['id'][:16]} "
+        f"({gb(desc['largest_pb']['bytes'])}, needed by {desc['largest_pb']['models']} models)",
+        "",
+        f"{'models sharing a PB':>20} {'PBs':>7} {'bytes':>16}",
+    ]
+    for d, row in desc["sharing_histogram"].items():
+        lines.append(f"{d:>20} {row['pbs']:>7} {gb(row['bytes']):>16}")
+    width = max(len(m["name"]) for m in desc["model_list"])
+    lines += ["", f"{'model':<{width}} {'kind':<17} {'PBs':>5} {'bytes':>16}  base"]
+    for m in desc["model_list"]:
+        lines.append(f"{m['name']:<{width}} {m['kind']:<17} {m['pbs']:>5} {gb(m['bytes']):>16}  {m['base'] or ''}")
+    return "\n".join(lines)
