@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import typer
-import yaml
 
 from delivery.config import ScenarioConfig, scenario_path
 from delivery.errors import ConfigError
 from delivery.experiment import BREAKDOWN_KEYS, compare, plot_compare, run_policy
 from pbkit.library import PBLibrary, load_library, synthetic_library
+from pbkit.settings_file import parse_set_overrides
 
 
 def load_library_arg(spec: str) -> PBLibrary:
-    """A library file, or `synthetic` (the default synthetic library, generator seed 0)."""
-    if spec == "synthetic":
-        return synthetic_library(np.random.default_rng(0))
-    return load_library(spec)
+    """A library file, `synthetic`, or a shipped library name (pbkit.library.resolve_library)."""
+    from pbkit.library import resolve_library
+
+    return resolve_library(spec)
 
 
 def build_config(config: Optional[str], overrides: list[str]) -> ScenarioConfig:
@@ -31,16 +31,8 @@ def build_config(config: Optional[str], overrides: list[str]) -> ScenarioConfig:
         cfg = ScenarioConfig.load(config)
     else:
         cfg = ScenarioConfig.load(scenario_path(config))
-    values: dict[str, Any] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r} is not key=value")
-        key, raw = item.split("=", 1)
-        try:
-            values[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: cannot parse the value") from None
-    return cfg.replace(**values) if values else cfg
+    values = parse_set_overrides(overrides, ConfigError)
+    return ScenarioConfig.from_dict(cfg.to_dict() | values, where="--set") if values else cfg
 
 
 def register(app: typer.Typer) -> None:

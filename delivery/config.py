@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from delivery.errors import ConfigError
-from pbkit.settings_file import read_settings
+from pbkit.settings_file import load_typed, read_settings
 
 BEAMFORMERS = ("mrt", "fast", "sdr", "robust", "robust-fast")
 MODES = ("fine", "coarse", "noncoop")
@@ -113,14 +113,7 @@ class ScenarioConfig:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "config") -> "ScenarioConfig":
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: top level is not a mapping of settings")
-        try:
-            return cls().replace(**data)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        return load_typed(cls, data, where, ConfigError)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ScenarioConfig":

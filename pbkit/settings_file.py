@@ -2,19 +2,23 @@
 
 One reader so that every such file gets the same formats and the same one-line errors:
 YAML (.yaml, .yml, and any other name), TOML (.toml) and JSON (.json); the top level must be a
-mapping (an empty file is an empty mapping).
+mapping (an empty file is an empty mapping). `load_typed` turns such a mapping into a settings
+dataclass with every field type-checked; `parse_set_overrides` reads `--set key=value` items.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from pbkit.errors import PbkitError
+
+T = TypeVar("T")
 
 try:  # Python >= 3.11
     import tomllib
@@ -52,3 +56,93 @@ def read_settings(path: str | os.PathLike[str], error: type[PbkitError]) -> dict
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
     return parse_settings(text, str(path), path.suffix, error)
+
+
+def _type_error(error: type[PbkitError], where: str, name: str, value: Any, expected: str) -> PbkitError:
+    return error(f"{where}: {name} = {value!r} is not {expected}")
+
+
+def _coerce(name: str, kind: str, value: Any, where: str, error: type[PbkitError]) -> Any:
+    """`value` checked against the annotation string `kind` (dataclass fields under
+    `from __future__ import annotations` carry their types as strings)."""
+    kind = kind.replace(" ", "")
+    if kind.endswith("|None") or kind.startswith("Optional["):
+        if value is None:
+            return None
+        kind = kind[:-5] if kind.endswith("|None") else kind[len("Optional["):-1]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _type_error(error, where, name, value, "true or false")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(error, where, name, value, "an integer")
+        return value
+    if kind == "float":
+        # PyYAML reads `1e-3` (no dot) as a string: accept any string Python reads as a number.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise _type_error(error, where, name, value, "a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(error, where, name, value, "a number")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _type_error(error, where, name, value, "a string")
+        return value
+    if kind.startswith("tuple[") or kind.startswith("list["):
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(error, where, name, value, "a list like [1, 2]")
+        inner = kind[kind.index("[") + 1:-1].split(",")[0]
+        items = [_coerce(name, inner, v, where, error) for v in value]
+        return tuple(items) if kind.startswith("tuple[") else items
+    if kind.startswith("dict"):
+        if not isinstance(value, dict):
+            raise _type_error(error, where, name, value, "a mapping")
+        return dict(value)
+    return value  # any other annotation (Any): passed through unchecked
+
+
+def load_typed(cls: type[T], data: Any, where: str, error: type[PbkitError]) -> T:
+    """An instance of the dataclass `cls` from a mapping of settings, every field type-checked.
+
+    Unknown keys and ill-typed values raise `error` naming `where` and the key; numbers written
+    as strings (`1e-3` in YAML) are accepted for float fields. The class's own validation
+    (`__post_init__`) runs as usual. Raises `error`.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise error(f"{where}: top level is not a mapping of settings")
+    kinds = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+             for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in kinds:
+            raise error(f"{where}: unknown key {key!r}")
+        values[key] = _coerce(key, kinds[key], value, where, error)
+    try:
+        return cls(**values)
+    except error as exc:
+        message = str(exc)
+        raise error(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def parse_set_overrides(items: list[str] | tuple[str, ...], error: type[PbkitError]) -> dict[str, Any]:
+    """`--set key=value` strings as {key: value}, values read as YAML scalars (`a.b=1` keeps the
+    dotted key for the caller to route). Raises `error` for an item without `=` or a bad value."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise error(f"--set {item!r} is not key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise error(f"--set {item!r} has no key")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise error(f"--set {item!r}: cannot parse the value") from None
+    return out
