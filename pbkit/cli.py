@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "pbkit.cli_plan",    # plan
     "delivery.cli",      # sim run, sim compare
     "learning.cli",      # learn train, learn eval, learn report
+    "delivery.cli_sweep",   # sweep (on Ray)
+    "learning.cli_figures",  # figures
 )
 
 
@@ -37,6 +39,14 @@ class CliContext:
 
 def default_store_dir() -> Path:
     return Path(platformdirs.user_cache_dir("pbkit")) / "store"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from pbkit import __version__
+
+        print(f"pbkit {__version__}")
+        raise typer.Exit(0)
 
 
 def build_app() -> typer.Typer:
@@ -57,6 +67,9 @@ def build_app() -> typer.Typer:
             envvar="PBKIT_STORE",
             help="Store directory (default: $PBKIT_STORE, else the user cache directory).",
         ),
+        version: bool = typer.Option(
+            False, "--version", is_eager=True, callback=_print_version, help="Print pbkit's version and exit."
+        ),
     ) -> None:
         ctx.obj = CliContext(store_dir=Path(store) if store else default_store_dir())
 
@@ -71,28 +84,55 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _one_line(text: str) -> str:
+    """Collapse a message onto one line (click words some of its errors over several lines)."""
+    return " ".join(str(text).split())
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return _one_line(f"{where}{exc.format_message()}{hint}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    app = build_app()
+    """Run the `pbkit` command line; return its exit code.
+
+    Exit codes (docs/cli.md): 0 success; 2 a usage or input error (unknown command or option, a
+    missing or malformed value, a PbkitError: bad file, not a store, unknown model); 1 a runtime
+    failure (an OSError such as a full disk, a corrupt store found by `verify`, a PbkitError whose
+    class sets `exit_code = 1`); 130 interrupted. Every error is one line on stderr,
+    `pbkit: error: <file or value>: <problem>`; a traceback means a bug in pbkit.
+    """
     try:
+        app = build_app()
         # With standalone_mode=False click returns a typer.Exit code instead of raising it.
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=argv, prog_name="pbkit", standalone_mode=False)
         if isinstance(rv, int):
             return rv
     except PbkitError as exc:
-        print(f"pbkit: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"pbkit: error: {_one_line(str(exc))}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         print("pbkit: aborted", file=sys.stderr)
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except typer.TyperException as exc:  # click's own errors (typer vendors click as typer._click)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `pbkit` or `pbkit sim` alone: the help text
+            text = exc.format_message()  # empty when typer's rich help has printed it already
+            if text.strip():
+                print(text, file=sys.stderr)
+            return 2
+        print(f"pbkit: error: {_usage_message(exc)}", file=sys.stderr)
+        # Usage errors carry exit code 2; click's other errors (a file it could not open) are
+        # input errors too.
+        return 2
+    except OSError as exc:  # an expected failure of the machine (disk full, permission denied)
+        where = exc.filename if exc.filename is not None else "pbkit"
+        print(f"pbkit: error: {where}: {_one_line(exc.strerror or str(exc))}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,22 +6,10 @@ from pathlib import Path
 
 import typer
 
+from pbkit.cli_zoo import check_granularity
 from pbkit.grouping import GRANULARITIES
+from pbkit.sizes import size_option
 from pbkit.plan import PlanError, plan_base, plan_from_hub, plan_spec, shipped_configs
-
-
-def _parse_size(text: str | None) -> int | None:
-    """`--max-bytes` as an integer or with a unit: 64MiB, 16MB, 1GiB."""
-    if text is None:
-        return None
-    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
-    low = text.strip().lower()
-    for unit, factor in units.items():
-        if low.endswith(unit) and low[: -len(unit)].strip().isdigit():
-            return int(low[: -len(unit)]) * factor
-    if low.isdigit():
-        return int(low)
-    raise PlanError(f"--max-bytes {text!r} is not a size (e.g. 67108864, 64MiB, 16MB)")
 
 
 def plan_command(
@@ -33,7 +21,7 @@ def plan_command(
     architecture: str = typer.Option(None, "--architecture", help="Model class instead of the config's `architectures`."),
     name: str = typer.Option(None, "--name", help="Model name for --arch (default: the config file's stem)."),
     granularity: str = typer.Option("tensor", "--granularity", help=f"PB granularity: {', '.join(GRANULARITIES)}."),
-    max_bytes: str = typer.Option(None, "--max-bytes", help="Largest PB for --granularity fixed (e.g. 64MiB)."),
+    max_bytes: str = size_option(None, "--max-bytes", help="Largest PB, needed by --granularity fixed"),
     out: Path = typer.Option(None, "--out", help="Write the PB library JSON here."),
     list_configs: bool = typer.Option(False, "--list", help="List the shipped configs and exit."),
 ) -> None:
@@ -47,9 +35,7 @@ def plan_command(
         raise PlanError("give exactly one of --arch, --spec or --hub")
     if out is None:
         raise PlanError("--out is required (the PB library JSON to write)")
-    size_limit = _parse_size(max_bytes)  # checked before the (slower) planning
-    if granularity not in GRANULARITIES:
-        raise PlanError(f"--granularity {granularity!r} is not one of {', '.join(GRANULARITIES)}")
+    check_granularity(granularity, max_bytes)  # before the (slower) planning
     if arch:
         plan = plan_base(arch, dtype=dtype, name=name, architecture=architecture)
     elif spec:
@@ -60,7 +46,7 @@ def plan_command(
         if dtype or architecture:
             raise PlanError("--dtype and --architecture do not apply to --hub (headers fix them)")
         plan = plan_from_hub(hub, revision)
-    library = plan.to_library(granularity, size_limit)
+    library = plan.to_library(granularity, max_bytes)
     library.save(out)
     share = library.sharing()
     typer.echo(

@@ -112,7 +112,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         out: Path = typer.Option(..., "--out", help="Library JSON file to write."),
         granularity: str = typer.Option("tensor", "--granularity", help="tensor | layer | fixed"),
-        max_bytes: Optional[int] = size_option(None, "--max-bytes", help="PB size limit, needed by --granularity fixed"),
+        # SIZE options arrive as int bytes (pbkit.sizes.size_option parses them)
+        max_bytes: Optional[str] = size_option(None, "--max-bytes", help="PB size limit, needed by --granularity fixed"),
         files: str = typer.Option("model", "--files", help="Non-tensor bytes: model (one PB per model) | each | none"),
         model: Optional[List[str]] = typer.Option(None, "--model", help="Export only these models (and their bases)."),
         as_json: bool = typer.Option(False, "--json", help="Print the sharing figures as JSON."),
@@ -156,7 +157,7 @@ def register(app: typer.Typer) -> None:
         base_pbs: int = typer.Option(12, "--base-pbs"),
         own_pbs: int = typer.Option(4, "--own-pbs"),
         shared_fraction: float = typer.Option(0.7, "--shared-fraction"),
-        mean_pb_bytes: int = size_option("8MB", "--mean-pb-bytes", help="Mean PB size"),
+        mean_pb_bytes: str = size_option("8MB", "--mean-pb-bytes", help="Mean PB size"),
         sigma: float = typer.Option(0.5, "--sigma", help="Log-normal sigma of PB sizes."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:

@@ -45,9 +45,13 @@ class StoreError(PbkitError):
 class StoreIOError(PbkitError):
     """An operating-system error (disk full, permission denied) during ingest or assembly."""
 
+    exit_code = 1  # a runtime failure, not bad input (pbkit.cli.main)
+
 
 class StoreCorruptError(PbkitError):
     """`verify` found corrupt or missing objects."""
+
+    exit_code = 1  # a runtime finding, not bad input (pbkit.cli.main)
 
 
 @dataclass

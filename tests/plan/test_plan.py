@@ -339,5 +339,5 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("pbkit: error:") and "broken.json" in err and "\n" not in err
     assert cli_main(["plan", "--arch", "gpt2", "--granularity", "fixed", "--out", str(tmp_path / "x.json")]) == 2
-    assert "needs max_bytes" in capsys.readouterr().err
+    assert "needs --max-bytes" in capsys.readouterr().err
     assert cli_main(["plan", "--out", str(tmp_path / "x.json")]) == 2
