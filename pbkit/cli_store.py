@@ -61,8 +61,9 @@ def _progress(enabled: bool = True) -> Iterator[Any]:
         yield update
 
 
-def _store(ctx: typer.Context) -> Store:
-    return Store.open(ctx.obj.store_dir)
+def _store(ctx: typer.Context, create: bool = False) -> Store:
+    """The global --store; only writing commands (ingest) may create it."""
+    return Store.open(ctx.obj.store_dir, create=create)
 
 
 def _print_json(obj: Any) -> None:
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Cut a model (or adapter) into parameter blocks and store them."""
-        with _store(ctx) as store, _progress() as progress, warnings.catch_warnings(record=True) as caught:
+        with _store(ctx, create=True) as store, _progress() as progress, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = store.ingest(path, name=name, base=base, revision=revision, progress=progress)
         for w in caught:

@@ -42,10 +42,11 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
 
 
-def _open_store(ctx: typer.Context) -> Any:
+def _open_store(ctx: typer.Context, create: bool = False) -> Any:
+    """The global --store; only `zoo build` (which writes) may create it."""
     from pbkit.store import Store
 
-    return Store.open(ctx.obj.store_dir)
+    return Store.open(ctx.obj.store_dir, create=create)
 
 
 def _default_zoo_dir(spec_name: str) -> Path:
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
         zspec = load_spec(spec)
         zoo_dir = out if out is not None else _default_zoo_dir(zspec.name)
         console = Console(stderr=True)
-        with _open_store(ctx) as store, Progress(
+        with _open_store(ctx, create=True) as store, Progress(
             TextColumn("{task.description:<34}"),
             BarColumn(),
             MofNCompleteColumn(),

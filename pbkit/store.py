@@ -42,6 +42,10 @@ class StoreError(PbkitError):
     """The store directory is unusable (not a store, newer format)."""
 
 
+class StoreNotFoundError(StoreError):
+    """A command that only reads was pointed at a directory that holds no store."""
+
+
 class StoreIOError(PbkitError):
     """An operating-system error (disk full, permission denied) during ingest or assembly."""
 
@@ -101,12 +105,23 @@ class Store:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "Store":
-        """Open the store at `path`, creating its layout if the directory is absent or empty."""
+    def open(cls, path: str | os.PathLike[str], create: bool = True) -> "Store":
+        """Open the store at `path`. With `create` (what writing commands use), a directory that is
+        absent or empty becomes a new store; without it (read commands), nothing is created.
+
+        Raises StoreNotFoundError (no store there and `create` is false), StoreError (not a
+        directory, not empty and not a store, unreadable marker, newer format).
+        """
         root = Path(os.path.abspath(os.path.expanduser(path)))
         marker = root / "pbkit-store.json"
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root}: exists and is not a directory")
+        if not create and not marker.is_file():
+            # A mistyped --store must not become an empty store that `verify` calls clean.
+            raise StoreNotFoundError(
+                f"{root}: not a pbkit store (no pbkit-store.json); check --store or $PBKIT_STORE "
+                "(only ingest and zoo build create a store)"
+            )
         if marker.is_file():
             try:
                 meta = json.loads(marker.read_text())

@@ -1,0 +1,38 @@
+"""Read commands never create a store; a path that is not a store is refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from pbkit.cli import main
+from pbkit.store import Store, StoreNotFoundError
+
+READ_COMMANDS = [
+    ["ls"], ["show", "m"], ["verify"], ["stats"], ["need", "m", "--have", "b"], ["assemble", "m", "--out", "OUT"],
+    ["gc"], ["rm", "m"], ["library", "export", "--out", "OUT"], ["report", "--store", "--out", "OUT"],
+]
+
+
+@pytest.mark.parametrize("argv", READ_COMMANDS, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("where", ["missing", "empty-dir"])
+def test_read_command_on_a_non_store_refuses(argv, where, tmp_path, capsys):
+    store = tmp_path / "typo-store"
+    if where == "empty-dir":
+        store.mkdir()
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    code = main(["--store", str(store), *argv])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith(f"pbkit: error: {store}: not a pbkit store"), err
+    assert out == ""
+    assert (not store.exists()) if where == "missing" else list(store.iterdir()) == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_api_open_without_create(tmp_path):
+    with pytest.raises(StoreNotFoundError, match="not a pbkit store"):
+        Store.open(tmp_path / "nope", create=False)
+    assert not (tmp_path / "nope").exists()
+    Store.open(tmp_path / "s").close()  # the default (the API's writers) creates it
+    with Store.open(tmp_path / "s", create=False) as s:
+        assert s.list_models() == []
