@@ -119,9 +119,18 @@ def inspect_layout(src: ResolvedSource) -> ModelLayout:
             load_state_dict_safely(path)  # refuses arbitrary objects (LegacyPickleError)
             pickles.append(rel)
 
+    safetensors = tuple(f for f in files if is_safetensors(f))
+    if not safetensors and not pickles:
+        # Without weights there is nothing to cut into PBs; storing the files as a "base" model of
+        # blobs would hide a wrong path (say, a docs folder) behind a successful ingest.
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        raise ModelLayoutError(
+            f"{root}: no model weights (no *.safetensors file or PyTorch checkpoint such as pytorch_model.bin); found {shown}"
+        )
+
     return ModelLayout(
         files=files,
-        safetensors=tuple(f for f in files if is_safetensors(f)),
+        safetensors=safetensors,
         shard_indexes=indexes,
         shards=tuple(sorted(shards)),
         pickles=tuple(pickles),

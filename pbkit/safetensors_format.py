@@ -133,12 +133,14 @@ def read_layout(path: str | os.PathLike[str]) -> SafetensorsLayout:
             file_size = os.fstat(f.fileno()).st_size
             prefix = f.read(_LEN_BYTES)
             if len(prefix) < _LEN_BYTES:
-                raise fail(f"truncated safetensors file ({file_size} bytes, shorter than the 8-byte header length)")
+                raise fail(f"not a safetensors file, or a truncated one: {file_size} bytes, shorter than the 8-byte header length")
             (n,) = struct.unpack("<Q", prefix)
             if n > MAX_HEADER_BYTES:
-                raise fail(f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
+                raise fail(f"not a safetensors file: header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
             if _LEN_BYTES + n > file_size:
-                raise fail(f"header length {n} runs past the end of the file ({file_size} bytes)")
+                raise fail(
+                    f"not a safetensors file, or a truncated one: header length {n} runs past the end of the file ({file_size} bytes)"
+                )
             text = f.read(n)
     except OSError as exc:
         raise fail(f"cannot read: {exc.strerror or exc}") from exc
