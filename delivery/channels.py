@@ -37,8 +37,3 @@ def draw_channels(
     radius = rng.uniform(size=(k, n, 1)) ** (1.0 / (2 * antennas))
     error = csi_error * np.linalg.norm(h_est, axis=2, keepdims=True) * radius * direction
     return SlotChannels(h_est=h_est, h_true=h_est + error)
-
-
-def snr(w: np.ndarray, h: np.ndarray, noise_w: float) -> np.ndarray:
-    """Per-user SNR |h_k^H w|^2 / sigma^2 for w (N, L) and h (K, N, L)."""
-    return np.abs(np.einsum("knl,nl->k", h.conj(), w)) ** 2 / noise_w

@@ -1,8 +1,15 @@
-"""One slot of delivery: multicast units, CoMP serving sets, preparation, sequential airtime.
+"""One slot of delivery: multicast units, CoMP serving sets, preparation and the transmission order.
 
 A *unit* is one multicast transmission: a PB (fine), a whole model (coarse) or a PB sent by one
-home EN (noncoop). Units are sent one after another over the full band. The rules (serving set,
-order, retransmission, link queues) are documented in docs/system-model.md, "Delivery".
+home EN (noncoop). Units of one *channel* are sent one after another over that channel's band:
+the cooperative modes have one channel (the full band); noncoop gives every EN its own channel on
+an orthogonal 1/N of the band, so the cells transmit at the same time without interfering.
+
+The order is chosen over users (`plan_order`): a readiness-aware Smith's rule over waiting users
+(serve next the set of units that finishes the most users per second of channel time, counting
+the idle time until their content is ready), improved by insertion local search on the estimated
+total completion time. Every rule (serving set, order,
+retransmission, link queues) is documented in docs/system-model.md, "Delivery".
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from delivery.channels import snr
+from delivery.beamforming.retransmission import airtime, plan_delivery
 
 # designer(h (K,S,L), power (S,), noise, method, eps, rng) -> object with .w (S, L) and .min_snr
 Designer = Callable[..., Any]
@@ -37,6 +44,9 @@ class Unit:
     candidates: np.ndarray     # ENs that may serve (CoMP range of the group, or the home EN)
     holder_ready: np.ndarray   # (N,) time each EN holds the content at; inf where it does not
     can_migrate: bool          # False in noncoop: only the cloud can fill a missing PB
+    pbs: tuple[int, ...] = ()  # library PB indices the unit carries (arrival records)
+    channel: int = 0           # units of one channel are sequential; channels run concurrently
+    source_ready: float = math.inf  # an EN outside holder_ready can send it over the backhaul from then
 
 
 @dataclass
@@ -50,6 +60,7 @@ class ScheduledUnit:
     retx_s: float
     failed: np.ndarray         # users (subset of the unit's) that needed the retransmission
     est_min_snr: float
+    channel: int = 0
 
 
 @dataclass
@@ -61,6 +72,285 @@ class DeliveryOutcome:
     solver_calls: int
     cache_hits: int
     schedule: list[ScheduledUnit] = field(default_factory=list)
+    # for user k: (PB index, arrival time s) of every block it received, in arrival order
+    arrivals: list[list[tuple[int, float]]] = field(default_factory=list)
+    fetched: set[tuple[int, int]] = field(default_factory=set)  # (EN, PB) filled on demand
+
+
+class DesignMemo:
+    """The slot's beamformer designs: one per (method, channels, budgets), counted.
+
+    Units with the same users and serving set share one design within a slot; the memo also
+    serves `plan_delivery`'s calls, so the serving-set choice and the transmission use one design.
+    """
+
+    def __init__(self, designer: Designer) -> None:
+        self._designer = designer
+        self._memo: dict[tuple[str, bytes, bytes, float], Any] = {}
+        self.calls = 0
+        self.hits = 0
+
+    def __call__(self, h, power, noise, method, eps=0.0, rng=None, cache=None):
+        h = np.ascontiguousarray(h)
+        power = np.ascontiguousarray(power, dtype=float)
+        key = (method, h.tobytes() + repr(h.shape).encode(), power.tobytes(), float(eps))
+        if key in self._memo:
+            self.hits += 1
+            return self._memo[key]
+        self.calls += 1
+        result = self._designer(h, power, noise, method, eps=eps, rng=rng)
+        self._memo[key] = result
+        return result
+
+
+@dataclass(frozen=True)
+class SlotRadio:
+    """What every transmission of the slot shares: channels, budgets, band and beamformer."""
+
+    h_est: np.ndarray          # (K, N, L)
+    h_true: np.ndarray         # (K, N, L)
+    power_w: np.ndarray        # (N,)
+    noise_w: float
+    bandwidth_hz: float        # of one channel
+    links: Links
+    method: str
+    eps: float
+    rng: np.random.Generator
+    design: DesignMemo
+
+
+def _snr_floor(snr: float) -> float:
+    return max(float(snr), _SNR_FLOOR)
+
+
+class Timeline:
+    """One channel's clock and the EN links it draws on; `send` times one unit and advances.
+
+    The link queues (`backhaul_free`, `cloud_free`, per receiving EN) are shared between the
+    channels of a slot; the channel clock `free` is this channel's own.
+    """
+
+    def __init__(self, radio: SlotRadio, units: list[Unit], backhaul_free: np.ndarray,
+                 cloud_free: np.ndarray) -> None:
+        self.radio = radio
+        self.units = units
+        self.backhaul_free = backhaul_free
+        self.cloud_free = cloud_free
+        self.free = 0.0
+        self.backhaul_bytes = 0
+        self.cloud_bytes = 0
+        self.fetched: set[tuple[int, int]] = set()
+
+    # ------------------------------------------------------------------ estimates
+    def _source_ready(self, u: Unit) -> float:
+        return min(float(u.holder_ready.min()), u.source_ready)
+
+    def estimated_ready(self, ui: int) -> float:
+        """Earliest time some candidate EN could hold unit ui's content, given the link queues."""
+        u = self.units[ui]
+        held = u.holder_ready[u.candidates]
+        if np.isfinite(held).any():
+            return float(held.min())
+        return min(self._fetch_options(u, int(n))[0] for n in u.candidates)
+
+    def estimated_airtime(self, ui: int) -> float:
+        """Airtime on the serving set `choose_serving` would pick now, at its guaranteed rate."""
+        u = self.units[ui]
+        if u.size == 0:
+            return 0.0
+        prep = self.preparation(u)
+        serving = tuple(sorted(p[2] for p in prep[: self.choose_serving(u, prep)]))
+        return airtime(8 * u.size, _snr_floor(self._design(u.users, serving).min_snr), self.radio.bandwidth_hz)
+
+    # ------------------------------------------------------------------ one unit
+    def _design(self, users: np.ndarray, serving: tuple[int, ...]):
+        r = self.radio
+        idx = list(serving)
+        return r.design(r.h_est[users][:, idx, :], r.power_w[idx], r.noise_w, r.method, r.eps, r.rng)
+
+    def _fetch_options(self, u: Unit, n: int) -> tuple[float, str]:
+        """(ready time, route) for EN n to obtain unit u's content, on its own link queues."""
+        links = self.radio.links
+        via_cloud = self.cloud_free[n] + 8 * u.size / links.cloud_bps + links.cloud_latency_s
+        src = self._source_ready(u)
+        if u.can_migrate and np.isfinite(src):
+            via_bh = max(self.backhaul_free[n], src) + 8 * u.size / links.backhaul_bps
+            if via_bh <= via_cloud:
+                return via_bh, "backhaul"
+        return via_cloud, "cloud"
+
+    def preparation(self, u: Unit) -> list[tuple[float, float, int, str]]:
+        """Per candidate EN: (ready time, -weakest channel gain, EN, how), sorted."""
+        gain = np.linalg.norm(self.radio.h_est[u.users][:, u.candidates, :], axis=2).min(axis=0)
+        out = []
+        for n, g in zip(u.candidates, gain):
+            n = int(n)
+            if np.isfinite(u.holder_ready[n]):
+                out.append((float(u.holder_ready[n]), -float(g), n, "cached"))
+            else:
+                ready, how = self._fetch_options(u, n)
+                out.append((ready, -float(g), n, how))
+        out.sort()
+        return out
+
+    def choose_serving(self, u: Unit, prep: list[tuple[float, float, int, str]]) -> int:
+        """How many of the ENs in `prep` order serve: the prefix with the earliest estimated end.
+
+        Every prefix is designed with the configured beamformer and judged by the rate that design
+        guarantees (a robust design may lose by adding an EN: the error ball grows with the
+        stacked channel). Ties go to the smaller set (less link traffic).
+        """
+        best_end, best_r = math.inf, 1
+        for r in range(1, len(prep) + 1):
+            serving = tuple(sorted(p[2] for p in prep[:r]))
+            snr = _snr_floor(self._design(u.users, serving).min_snr)
+            end = max(self.free, prep[r - 1][0]) + airtime(8 * u.size, snr, self.radio.bandwidth_hz)
+            if end < best_end * (1 - 1e-12):
+                best_end, best_r = end, r
+        return best_r
+
+    def send(self, ui: int) -> ScheduledUnit:
+        u = self.units[ui]
+        if u.size == 0:
+            return ScheduledUnit(ui, (), {}, self.free, self.free, 0.0, 0.0, np.empty(0, int), math.inf, u.channel)
+        prep = self.preparation(u)
+        chosen = prep[: self.choose_serving(u, prep)]
+        serving = tuple(sorted(p[2] for p in chosen))
+        prep_s = max(p[0] for p in chosen)
+        fetch: dict[int, str] = {}
+        for ready, _, n, how in chosen:
+            if how == "backhaul":
+                self.backhaul_free[n] = ready
+                self.backhaul_bytes += u.size
+            elif how == "cloud":
+                self.cloud_free[n] = ready - self.radio.links.cloud_latency_s
+                self.cloud_bytes += u.size
+            else:
+                continue
+            fetch[n] = how
+            self.fetched.update((n, j) for j in u.pbs)
+        r = self.radio
+        idx = list(serving)
+        plan = plan_delivery(r.h_est[u.users][:, idx, :], r.h_true[u.users][:, idx, :], r.power_w[idx],
+                             r.noise_w, r.method, r.eps, r.rng, designer=r.design)
+        bits = 8 * u.size
+        tau = airtime(bits, _snr_floor(plan.rate_snr), r.bandwidth_hz)
+        retx = airtime(bits, _snr_floor(plan.retry_snr), r.bandwidth_hz) if plan.retry is not None else 0.0
+        start = max(self.free, prep_s)
+        self.free = start + tau + retx
+        return ScheduledUnit(ui, serving, fetch, prep_s, start, tau, retx, u.users[plan.failed],
+                             float(plan.rate_snr), u.channel)
+
+
+class OrderEstimate:
+    """Estimated total completion time of the waiting users for a given order of users.
+
+    Sending in user order pi means: for each user in turn, send the units it still needs, in
+    order of estimated readiness (then larger group first). Without preparation some optimal
+    schedule has this form (exchange argument: a unit nobody completing earlier needs can move
+    behind their completion without delaying anyone), so the search is over users, not units.
+    A unit i ends at f_i = max(free, max_{j <= i} (r_j - S_{j-1})) + S_i, S the running sum of
+    estimated airtimes c, r the estimated ready times; a user ends with its last unit.
+    """
+
+    def __init__(self, need: np.ndarray, ready: np.ndarray, cost: np.ndarray, group: np.ndarray,
+                 free: float, weight: np.ndarray | None = None) -> None:
+        self.need = need                    # (K', U) bool: class of waiting users x pending unit
+        # users with the same needs form one class (they finish together in some optimal
+        # schedule); weight = class size, and moves act on whole classes
+        self.weight = np.ones(need.shape[0]) if weight is None else np.asarray(weight, dtype=float)
+        self.ready = ready
+        self.cost = cost
+        self.group = group
+        self.free = free
+        self._big = need.shape[0] + 1
+
+    def sequence(self, perm: np.ndarray) -> np.ndarray:
+        """Unit positions (into the pending list) in sending order for user order `perm`."""
+        pos = np.empty(len(perm), dtype=int)
+        pos[perm] = np.arange(len(perm))
+        batch = np.where(self.need, pos[:, None], self._big).min(axis=0)
+        return np.lexsort((np.arange(len(batch)), -self.group, self.ready, batch))
+
+    def finish(self, seq: np.ndarray) -> np.ndarray:
+        """Estimated end time of each unit (indexed like the pending list) when sent in `seq`."""
+        c = self.cost[seq]
+        s = np.cumsum(c)
+        start_floor = np.maximum.accumulate(np.maximum(self.free, self.ready[seq] - (s - c)))
+        out = np.empty(len(seq))
+        out[seq] = start_floor + s
+        return out
+
+    def total(self, perm: np.ndarray) -> float:
+        f = self.finish(self.sequence(perm))
+        return float(self.weight @ np.where(self.need, f[None, :], 0.0).max(axis=1))
+
+    def greedy(self) -> np.ndarray:
+        """Smith's rule on batches: repeatedly serve the waiting user whose remaining units
+        complete the most users per second of (readiness-aware) channel time."""
+        n_users = self.need.shape[0]
+        left = self.need.copy()
+        waiting = np.ones(n_users, dtype=bool)
+        perm: list[int] = []
+        free = self.free
+        order_key = np.lexsort((np.arange(self.need.shape[1]), -self.group, self.ready))
+        while waiting.any():
+            best = None
+            for k in np.nonzero(waiting)[0]:
+                sel = order_key[left[k, order_key]]
+                c, r = self.cost[sel], self.ready[sel]
+                suffix = np.cumsum(c[::-1])[::-1]
+                end = max(free + float(c.sum()), float((r + suffix).max())) if len(sel) else free
+                done = waiting & ~(left & ~left[k]).any(axis=1)
+                count = float(self.weight[done].sum())
+                key = ((end - free) / count, -count, end - free, int(k))
+                if best is None or key < best[0]:
+                    best = (key, done, end, k)
+            _, done, end, k = best
+            perm.append(int(k))
+            perm.extend(int(x) for x in np.nonzero(done)[0] if x != k)
+            waiting &= ~done
+            left[:, left[k].copy()] = False
+            free = end
+        return np.array(perm, dtype=int)
+
+    def improve(self, perm: np.ndarray, max_passes: int = 4) -> np.ndarray:
+        """Insertion local search on the user order (first improvement, a few passes)."""
+        best = self.total(perm)
+        perm = list(perm)
+        n = len(perm)
+        for _ in range(max_passes):
+            improved = False
+            for i in range(n):
+                for j in range(n):
+                    if i == j:
+                        continue
+                    cand = perm[:i] + perm[i + 1:]
+                    cand.insert(j, perm[i])
+                    value = self.total(np.array(cand))
+                    if value < best * (1 - 1e-9):
+                        best, perm, improved = value, cand, True
+            if not improved:
+                break
+        return np.array(perm, dtype=int)
+
+
+def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
+               cost: dict[int, float]) -> list[int]:
+    """The order to send `pending` in: the batch greedy's user order improved by local search,
+    then each user's remaining units by readiness (see OrderEstimate)."""
+    if not pending:
+        return []
+    users = sorted({int(k) for ui in pending for k in units[ui].users})
+    row = {k: i for i, k in enumerate(users)}
+    need = np.zeros((len(users), len(pending)), dtype=bool)
+    for col, ui in enumerate(pending):
+        need[[row[int(k)] for k in units[ui].users], col] = True
+    classes, weight = np.unique(need, axis=0, return_counts=True)
+    est = OrderEstimate(classes, np.array([ready[ui] for ui in pending]), np.array([cost[ui] for ui in pending]),
+                        np.array([len(units[ui].users) for ui in pending]), free, weight)
+    perm = est.improve(est.greedy())
+    return [pending[i] for i in est.sequence(perm)]
 
 
 def deliver(
@@ -78,117 +368,92 @@ def deliver(
     rng: np.random.Generator,
     backhaul_free: np.ndarray,
     cloud_free: np.ndarray,
+    order: Callable[[list[int], Timeline], list[ScheduledUnit]] | None = None,
 ) -> DeliveryOutcome:
-    """Schedule and time every unit; returns per-user delays with their exact breakdown."""
+    """Schedule and time every unit; returns per-user delays with their exact breakdown.
+
+    `bandwidth_hz` is one channel's band. `order(unit_ids, timeline)` replaces the scheduler
+    (tests compare it with every order of a small instance); it must `timeline.send` each unit
+    once and return the ScheduledUnits in sending order.
+    """
+    memo = DesignMemo(designer)
+    radio = SlotRadio(h_est, h_true, np.asarray(power_w, dtype=float), noise_w, bandwidth_hz,
+                      links, method, eps, rng, memo)
     backhaul_free = backhaul_free.astype(float).copy()
     cloud_free = cloud_free.astype(float).copy()
-    memo: dict[tuple[str, bytes, tuple[int, ...]], tuple[float, np.ndarray]] = {}
-    calls = hits = 0
-    bh_bytes = cloud_bytes = 0
-
-    def design(users: np.ndarray, serving: tuple[int, ...], how: str = method) -> tuple[float, np.ndarray]:
-        # Units with the same users and serving set share one beamformer within a slot.
-        nonlocal calls, hits
-        key = (how, users.tobytes(), serving)
-        if key in memo:
-            hits += 1
-            return memo[key]
-        calls += 1
-        idx = list(serving)
-        h = h_est[users][:, idx, :]
-        result = designer(h, power_w[idx], noise_w, how, eps=eps, rng=rng)
-        true = snr(np.asarray(result.w), h_true[users][:, idx, :], noise_w)
-        memo[key] = (max(float(result.min_snr), _SNR_FLOOR), true)
-        return memo[key]
-
-    def serving_of(prefix: list[tuple[float, int, str]]) -> tuple[int, ...]:
-        return tuple(sorted(p[1] for p in prefix))
-
-    def standalone_ready(u: Unit) -> float:
-        held = u.holder_ready[u.candidates]
-        if np.isfinite(held).any():
-            return float(held.min())
-        src = u.holder_ready.min()
-        cloud = links.cloud_latency_s + 8 * u.size / links.cloud_bps
-        if u.can_migrate and np.isfinite(src):
-            return min(float(src) + 8 * u.size / links.backhaul_bps, cloud)
-        return cloud
-
-    order = sorted(range(len(units)), key=lambda i: (standalone_ready(units[i]), -len(units[i].users), i))
-    free = 0.0
     schedule: list[ScheduledUnit] = []
-    for ui in order:
-        u = units[ui]
-        if u.size == 0:
-            schedule.append(ScheduledUnit(ui, (), {}, free, free, 0.0, 0.0, np.empty(0, int), math.inf))
-            continue
-        src_ready = float(u.holder_ready.min())
-        prep: list[tuple[float, int, str]] = []
-        for n in u.candidates:
-            n = int(n)
-            if np.isfinite(u.holder_ready[n]):
-                prep.append((float(u.holder_ready[n]), n, "cached"))
-                continue
-            via_cloud = cloud_free[n] + 8 * u.size / links.cloud_bps + links.cloud_latency_s
-            if u.can_migrate and np.isfinite(src_ready):
-                via_bh = max(backhaul_free[n], src_ready) + 8 * u.size / links.backhaul_bps
-                if via_bh <= via_cloud:
-                    prep.append((via_bh, n, "backhaul"))
-                    continue
-            prep.append((via_cloud, n, "cloud"))
-        prep.sort()
-        # Serving-set options: prefixes of the ENs sorted by preparation time, always
-        # including every EN that is ready by the time the channel frees (it costs no wait).
-        first = max(1, sum(1 for p in prep if p[0] <= free))
-        r = first
-        if first < len(prep):
-            # Several options: pick by estimated end time with the closed-form MRT (cheap),
-            # then design only the chosen set with the configured method.
-            best_end = math.inf
-            for option in range(first, len(prep) + 1):
-                est_mrt, _ = design(u.users, serving_of(prep[:option]), "mrt")
-                end = max(free, prep[option - 1][0]) + 8 * u.size / (bandwidth_hz * math.log2(1.0 + est_mrt))
-                if end <= best_end:
-                    best_end, r = end, option
-        est, true = design(u.users, serving_of(prep[:r]))
-        chosen = prep[:r]
-        prep_s = chosen[-1][0]
-        fetch = {}
-        for p, n, kind in chosen:
-            if kind == "backhaul":
-                backhaul_free[n] = p
-                bh_bytes += u.size
-                fetch[n] = kind
-            elif kind == "cloud":
-                cloud_free[n] = p - links.cloud_latency_s
-                cloud_bytes += u.size
-                fetch[n] = kind
-        tau = 8 * u.size / (bandwidth_hz * math.log2(1.0 + est))
-        # Retransmission rule (the one of delivery.beamforming.plan_delivery): users whose true
-        # SNR is below the rate's SNR fail; right after the unit the serving set resends it with
-        # a beamformer designed on the failed users' estimates, at the rate their true min SNR
-        # under it supports (fed back with the NACK), so the second attempt decodes.
-        failed_mask = true < est * (1.0 - 1e-9)
-        retx = 0.0
-        if failed_mask.any():
-            _, true2 = design(u.users[failed_mask], serving_of(chosen))
-            worst = max(float(true2.min()), _SNR_FLOOR)
-            retx = 8 * u.size / (bandwidth_hz * math.log2(1.0 + worst))
-        start = max(free, prep_s)
-        schedule.append(ScheduledUnit(ui, serving_of(chosen), fetch, prep_s,
-                                      start, tau, retx, u.users[failed_mask], est))
-        free = start + tau + retx
-    return _account(units, schedule, n_users, bh_bytes, cloud_bytes, calls, hits)
+    bh_bytes = cloud_bytes = 0
+    fetched: set[tuple[int, int]] = set()
+    by_channel: dict[int, list[int]] = {}
+    for i, u in enumerate(units):
+        by_channel.setdefault(u.channel, []).append(i)
+    delay = np.zeros(n_users)
+    parts = {key: np.zeros(n_users) for key in ("waiting", "preparation", "airtime", "retransmission")}
+    seen = np.zeros(n_users, dtype=bool)
+    for channel in sorted(by_channel):
+        timeline = Timeline(radio, units, backhaul_free, cloud_free)
+        ids = by_channel[channel]
+        sent = (order or smith_order)(ids, timeline)
+        if sorted(s.unit for s in sent) != sorted(ids):
+            raise ValueError(f"channel {channel}: the order did not send every unit exactly once")
+        users_here = np.zeros(n_users, dtype=bool)
+        for ui in ids:
+            users_here[units[ui].users] = True
+        if (users_here & seen).any():
+            raise ValueError(f"channel {channel}: a user has units on two channels")
+        seen |= users_here
+        d, b = _account(units, sent, n_users)
+        delay += d
+        for key in parts:
+            parts[key] += b[key]
+        schedule.extend(sent)
+        bh_bytes += timeline.backhaul_bytes
+        cloud_bytes += timeline.cloud_bytes
+        fetched |= timeline.fetched
+    return DeliveryOutcome(
+        user_delay_s=delay, breakdown=parts, backhaul_bytes=int(bh_bytes), cloud_bytes=int(cloud_bytes),
+        solver_calls=memo.calls, cache_hits=memo.hits, schedule=schedule,
+        arrivals=_arrivals(units, schedule, n_users), fetched=fetched,
+    )
 
 
-def _account(units, schedule, n_users, bh_bytes, cloud_bytes, calls, hits) -> DeliveryOutcome:
-    """Split every user's delay into waiting + preparation + airtime + retransmission.
+def smith_order(ids: list[int], timeline: Timeline) -> list[ScheduledUnit]:
+    """The scheduler: `plan_order` on the slot-start estimates, then each unit sent in turn."""
+    ready = {ui: timeline.estimated_ready(ui) for ui in ids}
+    cost = {ui: timeline.estimated_airtime(ui) for ui in ids}
+    return [timeline.send(ui) for ui in plan_order(list(ids), timeline.units, timeline.free, ready, cost)]
+
+
+def fixed_order(sequence: list[int]) -> Callable[[list[int], Timeline], list[ScheduledUnit]]:
+    """An order that sends the units of `sequence` as listed (for checks against the optimum)."""
+    def order(ids: list[int], timeline: Timeline) -> list[ScheduledUnit]:
+        wanted = set(ids)
+        return [timeline.send(ui) for ui in sequence if ui in wanted]
+    return order
+
+
+def _arrivals(units: list[Unit], schedule: list[ScheduledUnit], n_users: int) -> list[list[tuple[int, float]]]:
+    out: list[list[tuple[int, float]]] = [[] for _ in range(n_users)]
+    for item in schedule:
+        u = units[item.unit]
+        first = item.start_s + item.airtime_s
+        failed = set(int(k) for k in item.failed)
+        for k in u.users:
+            t = first + item.retx_s if int(k) in failed else first
+            out[int(k)].extend((j, t) for j in u.pbs)
+    for row in out:
+        row.sort(key=lambda a: (a[1], a[0]))
+    return out
+
+
+def _account(units, schedule, n_users) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Split every user's delay on one channel into waiting + preparation + airtime + retransmission.
 
     The channel timeline up to the end of user k's last unit is a sequence of idle gaps
     (waiting for preparation) and busy periods (airtime, retransmissions). Idle gaps count as
     k's preparation, k's own units' airtime and retransmissions as its airtime and
     retransmission, everything else (other users' units, or a retransmission k did not need)
-    as waiting. The four parts sum to the delay exactly.
+    as waiting. The four parts sum to the delay exactly. Users without units here get zeros.
     """
     n_units = len(schedule)
     idle = np.zeros(n_units)
@@ -215,16 +480,8 @@ def _account(units, schedule, n_users, bh_bytes, cloud_bytes, calls, hits) -> De
     # a user that decoded its last unit first time leaves before that unit's retransmission
     delay[has] = cum_idle[li] + cum_busy[li] - np.where(failed[li, np.nonzero(has)[0]], 0.0, retx[li])
     prep[has] = cum_idle[li]
-    airtime = member.T.astype(float) @ air
+    airtime_s = member.T.astype(float) @ air
     retrans = failed.T.astype(float) @ retx
-    waiting = delay - prep - airtime - retrans
-    return DeliveryOutcome(
-        user_delay_s=delay,
-        breakdown={"waiting": np.maximum(waiting, 0.0), "preparation": prep,
-                   "airtime": airtime, "retransmission": retrans},
-        backhaul_bytes=int(bh_bytes),
-        cloud_bytes=int(cloud_bytes),
-        solver_calls=calls,
-        cache_hits=hits,
-        schedule=schedule,
-    )
+    waiting = delay - prep - airtime_s - retrans
+    return delay, {"waiting": np.maximum(waiting, 0.0), "preparation": prep,
+                   "airtime": airtime_s, "retransmission": retrans}

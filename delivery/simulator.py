@@ -56,6 +56,8 @@ class SlotResult:
     solver_calls: int
     cache_hits: int
     delay_lower_bound_s: float = 0.0  # placement-free bound on mean_delay_s (docs: "Limits")
+    # for user k: (PB index, arrival time s) of every block it received, in arrival order
+    arrivals: list[list[tuple[int, float]]] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -194,14 +196,17 @@ class Simulator:
         requests = drawn_requests if requests is None else np.asarray(requests, dtype=int)
         channels = drawn_channels if channels is None else channels
 
-        ready, bh_free, cloud_free, change_bytes, bh_bytes, cloud_bytes = self._charge_change(new)
-        holder_ready = np.where(new, ready, np.inf)
-        units = self._units(new, holder_ready, requests)
+        holder_ready, source_ready = self._holders(new)
+        units = self._units(new, holder_ready, requests, source_ready)
+        noncoop = cfg.mode == "noncoop"
         outcome: DeliveryOutcome = deliver(
             units, cfg.n_users, channels.h_est, channels.h_true, self.power_w, cfg.noise_w,
-            cfg.bandwidth_hz, self.links, self.designer, cfg.beamformer, cfg.csi_error,
-            self._bf_rng, bh_free, cloud_free,
+            # noncoop: every EN on its own orthogonal 1/N of the band (docs: "Delivery")
+            cfg.bandwidth_hz / self.n_nodes if noncoop else cfg.bandwidth_hz,
+            self.links, self.designer, cfg.beamformer, cfg.csi_error,
+            self._bf_rng, np.zeros(self.n_nodes), np.zeros(self.n_nodes),
         )
+        change_bytes, bh_bytes, cloud_bytes = self._background_loads(new, outcome.fetched)
         local, edge = self._hit_ratios(new, requests)
         result = SlotResult(
             slot=self.slot,
@@ -217,6 +222,7 @@ class Simulator:
             solver_calls=outcome.solver_calls,
             cache_hits=outcome.cache_hits,
             delay_lower_bound_s=self._lower_bound(channels.h_true, requests),
+            arrivals=outcome.arrivals,
         )
         self.last_outcome = outcome
         counts = np.zeros_like(self.last_requests)
@@ -227,52 +233,64 @@ class Simulator:
         self.slot += 1
         return result
 
-    def _charge_change(self, new: np.ndarray):
-        """Load the PBs added to each cache; returns when each cached PB is ready and link state.
+    def _holders(self, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """When each EN can send each PB from its cache, and when a migration source has it.
 
-        Slot 0 starts from caches filled off-line (free). Later additions are fetched at the
-        start of the slot, one after another on the EN's links, from an EN that held the PB in
-        the previous placement (backhaul; not in noncoop) or else from the cloud. With change_cost "delay"
-        the PB is usable only once loaded and the links are busy until then; with "separate"
-        the change is only counted in bytes.
+        holder_ready[n, j] is 0 where EN n holds PB j from the start of the slot and inf
+        elsewhere. Slot 0 starts from caches filled off-line. Later, with change_cost "delay", a
+        PB newly placed at n is not there yet: it is loaded by need. If this slot's delivery
+        needs it at n, the on-demand fetch that the schedule makes is its load (usable once it
+        arrives); otherwise it is loaded in the background after the slot's transfers and
+        serves from the next slot on (`_background_loads`). So a cache load never queues ahead
+        of a block a user is waiting for. With change_cost "separate" the new placement is
+        usable at once and its loads are only counted in bytes.
+
+        source_ready[j] is 0 when some EN held PB j at the slot start (the previous placement,
+        read out before the slot's evictions take effect), so it can migrate over the backhaul;
+        noncoop uses no EN-to-EN links.
         """
-        cfg = self.config
-        n_nodes = self.n_nodes
-        ready = np.zeros(new.shape)
-        bh_free = np.zeros(n_nodes)
-        cloud_free = np.zeros(n_nodes)
+        usable = new if (self.slot == 0 or self.config.change_cost == "separate") else new & self.placement
+        holder_ready = np.where(usable, 0.0, np.inf)
+        held = self.placement.any(axis=0) | usable.any(axis=0)
+        source_ready = np.where(held & (self.config.mode != "noncoop"), 0.0, np.inf)
+        return holder_ready, source_ready
+
+    def _background_loads(self, new: np.ndarray, fetched: set[tuple[int, int]]) -> tuple[int, int, int]:
+        """Bytes of this slot's placement change: (all added, via backhaul, via cloud).
+
+        The added PBs that the delivery did not already fetch on demand are loaded after the
+        slot's transfers: over the backhaul from an EN that held them (not in noncoop), else from
+        the cloud. They cost no delay this slot.
+        """
         if self.slot == 0:
-            return ready, bh_free, cloud_free, 0, 0, 0
+            return 0, 0, 0
         added = new & ~self.placement
-        # noncoop has no EN-to-EN links in use: its caches fill from the cloud only
-        held_before = self.placement.any(axis=0) & (cfg.mode != "noncoop")
+        held_before = self.placement.any(axis=0) & (self.config.mode != "noncoop")
         change = bh = cloud = 0
         for n, j in zip(*np.nonzero(added)):
             size = int(self.pb_bytes[j])
             change += size
+            if (int(n), int(j)) in fetched:
+                continue  # its on-demand fetch is already counted in the delivery's traffic
             if held_before[j]:
                 bh += size
-                bh_free[n] += 8 * size / cfg.backhaul_bps
-                ready[n, j] = bh_free[n]
             else:
                 cloud += size
-                cloud_free[n] += 8 * size / cfg.cloud_bps
-                ready[n, j] = cloud_free[n] + cfg.cloud_latency_s
-        if cfg.change_cost == "separate":
-            ready[:] = 0.0
-            bh_free[:] = 0.0
-            cloud_free[:] = 0.0
-        return ready, bh_free, cloud_free, change, bh, cloud
+        return change, bh, cloud
 
-    def _units(self, placement: np.ndarray, holder_ready: np.ndarray, requests: np.ndarray) -> list[Unit]:
+    def _units(self, placement: np.ndarray, holder_ready: np.ndarray, requests: np.ndarray,
+               source_ready: np.ndarray | None = None) -> list[Unit]:
         mode = self.config.mode
+        if source_ready is None:
+            source_ready = np.full(self.n_pbs, np.inf)
         need = self.membership[requests]  # (K, J)
         units: list[Unit] = []
         if mode == "fine":
             for j in np.nonzero(need.any(axis=0))[0]:
                 users = np.nonzero(need[:, j])[0]
                 cand = np.nonzero(self.in_range[users].any(axis=0))[0]
-                units.append(Unit(int(self.pb_bytes[j]), users, cand, holder_ready[:, j], True))
+                units.append(Unit(int(self.pb_bytes[j]), users, cand, holder_ready[:, j], True,
+                                  pbs=(int(j),), source_ready=float(source_ready[j])))
         elif mode == "coarse":
             complete = complete_models(placement, self.membership)
             for i in np.unique(requests):
@@ -280,8 +298,10 @@ class Simulator:
                 cand = np.nonzero(self.in_range[users].any(axis=0))[0]
                 pbs = self.membership[i]
                 ready = np.where(complete[:, i], holder_ready[:, pbs].max(axis=1), np.inf)
-                units.append(Unit(int(self.model_bytes[i]), users, cand, ready, True))
-        else:  # noncoop: each EN serves its own users, PB by PB, no migration
+                source = float(source_ready[pbs].max())
+                units.append(Unit(int(self.model_bytes[i]), users, cand, ready, True,
+                                  pbs=tuple(int(j) for j in np.nonzero(pbs)[0]), source_ready=source))
+        else:  # noncoop: each EN serves its own users on its own channel, PB by PB, no migration
             home = self.topology.user_home
             for n in np.unique(home):
                 mine = home == n
@@ -289,7 +309,8 @@ class Simulator:
                     users = np.nonzero(mine & need[:, j])[0]
                     ready = np.full(self.n_nodes, np.inf)
                     ready[n] = holder_ready[n, j]
-                    units.append(Unit(int(self.pb_bytes[j]), users, np.array([n]), ready, False))
+                    units.append(Unit(int(self.pb_bytes[j]), users, np.array([n]), ready, False,
+                                      pbs=(int(j),), channel=int(n)))
         return units
 
     def _hit_ratios(self, placement: np.ndarray, requests: np.ndarray) -> tuple[float, float]:

@@ -15,6 +15,7 @@ Rule (one retransmission round, documented in docs/beamforming.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -69,18 +70,23 @@ def plan_delivery(
     eps: float = 0.0,
     rng: np.random.Generator | None = None,
     cache: BeamformerCache | None = None,
+    designer: Callable[..., Any] = design,
 ) -> DeliveryPlan:
-    """Apply the retransmission rule above to one group (h_est, h_true: (K, N, L))."""
+    """Apply the retransmission rule above to one group (h_est, h_true: (K, N, L)).
+
+    `designer` replaces `design` (same signature; the simulator passes its per-slot memo of
+    designs). Raises BeamformingError for inconsistent shapes or an unknown method.
+    """
     h_est = np.asarray(h_est)
     h_true = np.asarray(h_true)
     if h_true.shape != h_est.shape:
         raise BeamformingError(f"h_true: shape {h_true.shape} differs from the estimate's {h_est.shape}")
     rng = np.random.default_rng(0) if rng is None else rng
-    first = design(h_est, power, noise, method, eps, rng, cache=cache)
+    first = designer(h_est, power, noise, method, eps, rng, cache=cache)
     true_snr = evaluate(first.w, h_true, noise)
     failed = true_snr < first.min_snr * (1.0 - DECODE_RTOL)
     if not np.any(failed):
         return DeliveryPlan(first, true_snr, failed, None, float("nan"))
-    retry = design(h_est[failed], power, noise, method, eps, rng, cache=cache)
+    retry = designer(h_est[failed], power, noise, method, eps, rng, cache=cache)
     retry_snr = float(np.min(evaluate(retry.w, h_true[failed], noise)))
     return DeliveryPlan(first, true_snr, failed, retry, retry_snr)

@@ -42,11 +42,17 @@ def test_coarse_mode_hand_computed(tiny_library, tiny_sim):
 
 
 def test_noncoop_hand_computed(tiny_library, tiny_sim):
-    # home ENs only: A@EN0 0.8 s, B@EN0 1.6 s, A@EN1 (cloud) 1.6 s, C@EN1 (cloud) 4.8 s
+    # Home ENs only, each cell on its own half of the band, both at the same time (rates halve):
+    # EN 0: A 1.6 s, B 3.2 s from t = 0 -> user 0 done at 4.8 s.
+    # EN 1: A from the cloud (ready 0.02 + 8/200 = 0.06 s) 3.2 s, then C (cloud queue: ready
+    # 0.02 + 32/200 = 0.18 s) 9.6 s -> user 1 done at 0.06 + 3.2 + 9.6 = 12.86 s.
     sim, ch = tiny_sim(tiny_library, mode="noncoop")
     r = sim.step(PLACEMENT, channels=ch, requests=REQ)
-    assert r.user_delay_s == pytest.approx([2.4, 8.8])
-    assert r.breakdown["airtime"] == pytest.approx([2.4, 6.4])
+    assert r.user_delay_s == pytest.approx([4.8, 12.86])
+    assert r.breakdown["airtime"] == pytest.approx([4.8, 12.8])
+    assert r.breakdown["preparation"] == pytest.approx([0.0, 0.06])
+    starts = sorted((item.channel, item.start_s) for item in sim.last_outcome.schedule)
+    assert starts[0] == (0, 0.0) and starts[2] == (1, pytest.approx(0.06))  # concurrent cells
     assert r.backhaul_bytes == 0 and r.cloud_bytes == 4_000_000
     units = sim._units(PLACEMENT, np.where(PLACEMENT, 0.0, np.inf), REQ)
     for item in sim.last_outcome.schedule:
