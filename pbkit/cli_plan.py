@@ -8,7 +8,7 @@ import typer
 
 from pbkit.cli_zoo import check_granularity
 from pbkit.grouping import GRANULARITIES
-from pbkit.sizes import size_option
+from pbkit.sizes import format_size, size_option
 from pbkit.plan import PlanError, plan_base, plan_from_hub, plan_spec, shipped_configs
 
 
@@ -19,7 +19,7 @@ def plan_command(
     revision: str = typer.Option(None, "--revision", help="Hub revision for --hub."),
     dtype: str = typer.Option(None, "--dtype", help="Float dtype of the base weights: float32, float16, bfloat16."),
     architecture: str = typer.Option(None, "--architecture", help="Model class instead of the config's `architectures`."),
-    name: str = typer.Option(None, "--name", help="Model name for --arch (default: the config file's stem)."),
+    name: str = typer.Option(None, "--name", help="Model name for --arch (default: the file's stem; for config.json, the architecture)."),
     granularity: str = typer.Option("tensor", "--granularity", help=f"PB granularity: {', '.join(GRANULARITIES)}."),
     max_bytes: str = size_option(None, "--max-bytes", help="Largest PB, needed by --granularity fixed"),
     out: Path = typer.Option(None, "--out", help="Write the PB library JSON here."),
@@ -51,11 +51,11 @@ def plan_command(
     share = library.sharing()
     typer.echo(
         f"{out}: {share['models']} models, {share['pbs']} PBs ({granularity}), "
-        f"logical {share['logical_bytes']:,} B, unique {share['unique_bytes']:,} B, "
-        f"dedup x{share['dedup_ratio']:.2f}"
+        f"logical {format_size(share['logical_bytes'])}, unique {format_size(share['unique_bytes'])}, "
+        f"dedup {share['dedup_ratio']:.2f}x"
     )
     for m in plan.models:
-        typer.echo(f"  {m.name:40s} {m.kind:17s} {m.num_parameters:>15,} params {m.nbytes:>17,} B own")
+        typer.echo(f"  {m.name:40s} {m.kind:17s} {m.num_parameters / 1e6:>12,.1f} M params {format_size(m.nbytes):>12} own")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,41 +16,32 @@ from typing import Any, Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from pbkit.assemble import AssemblyError
 from pbkit.ingest import digest_pass
+from pbkit.progress import Progress, console
+from pbkit.sizes import format_size
 from pbkit.store import Store, StoreCorruptError
 
 _PHASES = {"hash": "hashing", "write": "writing", "publish": "publishing", "assemble": "assembling", "verify": "verifying"}
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    return console(stderr=True)
 
 
 def _out() -> Console:
-    return Console()
+    return console()
 
 
 @contextlib.contextmanager
 def _progress(enabled: bool = True) -> Iterator[Any]:
-    """A progress(phase, done, total) callback drawing one rich bar per phase on stderr."""
+    """A progress(phase, done, total) callback: one bar per phase on a terminal, plain lines otherwise."""
     if not enabled:
         yield None
         return
-    console = _err()
-    with Progress(
-        TextColumn("{task.description:<11}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=not console.is_terminal,
-        disable=not console.is_terminal,
-    ) as bar:
+    with Progress(unit="B") as bar:
         tasks: dict[str, Any] = {}
 
         def update(phase: str, done: int, total: int) -> None:
@@ -68,10 +59,6 @@ def _store(ctx: typer.Context, create: bool = False) -> Store:
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n")
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
 
 
 def register(app: typer.Typer) -> None:
@@ -93,11 +80,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(result.to_dict())
             return
-        state = "already stored, unchanged" if result.unchanged else f"{result.new_objects} new objects, {_mb(result.new_bytes)} written"
+        state = "already stored, unchanged" if result.unchanged else f"{result.new_objects} new objects, {format_size(result.new_bytes)} written"
         base_s = f", base {result.base}" if result.base else ""
         _out().print(
             f"ingested [bold]{result.name}[/] ({result.kind}{base_s}): {result.files} files, "
-            f"{result.blocks} blocks, {_mb(result.logical_bytes)}; {state}; recipe {result.recipe_id[:16]}"
+            f"{result.blocks} blocks, {format_size(result.logical_bytes)}; {state}; recipe {result.recipe_id[:16]}"
         )
 
     @app.command()
@@ -124,7 +111,7 @@ def register(app: typer.Typer) -> None:
             return
         _out().print(
             f"{report.root}: {len(report.files)} files, {report.tensors} tensors, {report.blocks} distinct blocks "
-            f"({_mb(report.block_bytes)} of {_mb(report.file_bytes)}), {report.throughput / 1e9:.2f} GB/s"
+            f"({format_size(report.block_bytes)} of {format_size(report.file_bytes)}), {report.throughput / 1e9:.2f} GB/s"
         )
 
     @app.command()
@@ -160,7 +147,7 @@ def register(app: typer.Typer) -> None:
         checked = "every block and every file's SHA-256 verified" if deep else "every block verified against its id"
         _out().print(
             f"assembled [bold]{report.name}[/] into {report.out_dir}: {report.files} files, "
-            f"{_mb(report.bytes)}, {checked} ({report.seconds:.2f} s)"
+            f"{format_size(report.bytes)}, {checked} ({report.seconds:.2f} s)"
         )
 
     @app.command()
@@ -174,7 +161,7 @@ def register(app: typer.Typer) -> None:
             for p in report.problems:
                 print(p, file=sys.stderr)
             _out().print(
-                f"verified {report.checked} objects ({_mb(report.bytes)}): "
+                f"verified {report.checked} objects ({format_size(report.bytes)}): "
                 + ("clean" if report.ok else f"{len(report.corrupt)} corrupt, {len(report.missing)} missing; "
                    f"models hit: {', '.join(report.models_hit)}")
                 + (f"; {report.unreferenced_objects} unreferenced objects and {report.temp_files} temp files (gc removes them)"
@@ -218,7 +205,7 @@ def register(app: typer.Typer) -> None:
         for col in ("name", "kind", "base", "size", "recipe"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r.name, r.kind, r.base or "", _mb(r.logical_bytes), r.recipe_id[:16])
+            table.add_row(r.name, r.kind, r.base or "", format_size(r.logical_bytes), r.recipe_id[:16])
         _out().print(table)
 
     @app.command()
@@ -234,7 +221,7 @@ def register(app: typer.Typer) -> None:
         if info["base"]:
             out.print(f"base: {info['base']['name']} (recipe {info['base']['recipe_id'][:16]}, content {info['base']['content_digest'][:16]})")
         out.print(f"source: {json.dumps(info['source'])}")
-        out.print(f"{len(info['files'])} files, {_mb(info['logical_bytes'])}, {info['blocks']} distinct blocks")
+        out.print(f"{len(info['files'])} files, {format_size(info['logical_bytes'])}, {info['blocks']} distinct blocks")
         table = Table()
         for col in ("file", "kind", "size", "tensors", "sha256"):
             table.add_column(col)
@@ -242,7 +229,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(f["path"], f["kind"], f"{f['size']:,}", str(f["tensors"]), f["sha256"][:16])
         out.print(table)
         for other, nbytes in info["shared_bytes_with"].items():
-            out.print(f"shares {_mb(nbytes)} with {other}")
+            out.print(f"shares {format_size(nbytes)} with {other}")
 
     @app.command()
     def gc(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
@@ -253,7 +240,7 @@ def register(app: typer.Typer) -> None:
             _print_json(report.to_dict())
             return
         _out().print(
-            f"removed {report.removed_objects} objects ({_mb(report.removed_bytes)}) and {report.removed_temp_files} temp files"
+            f"removed {report.removed_objects} objects ({format_size(report.removed_bytes)}) and {report.removed_temp_files} temp files"
         )
 
     @app.command("rm")
@@ -272,9 +259,10 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="Requested model."),
         have: Optional[List[str]] = typer.Option(None, "--have", help="Stored model(s) whose blocks the device holds (repeatable, or comma-separated)."),
         have_blocks: Optional[Path] = typer.Option(None, "--have-blocks", help="Directory of blocks the device holds."),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every needed block."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Which blocks (and bytes) a device still needs for a model."""
+        """Which blocks (and bytes) a device still needs for a model (the block table with --verbose)."""
         with _store(ctx) as store:
             held: set[str] = set()
             for value in have or []:
@@ -289,8 +277,10 @@ def register(app: typer.Typer) -> None:
         out = _out()
         out.print(
             f"[bold]{name}[/]: needs {len(report.needed)} of {report.total_blocks} blocks, "
-            f"{_mb(report.needed_bytes)} of {_mb(report.total_bytes)} (holds {_mb(report.have_bytes)})"
+            f"{format_size(report.needed_bytes)} of {format_size(report.total_bytes)} (holds {format_size(report.have_bytes)})"
         )
+        if not verbose:
+            return
         table = Table()
         for col in ("block id", "bytes", "kind", "tensors"):
             table.add_column(col)

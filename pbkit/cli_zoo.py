@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
-
 from pbkit.errors import PbkitError
+from pbkit.progress import console as make_console
 from pbkit.sizes import size_option
 
 
@@ -71,22 +70,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train every model of SPEC for real, save it under the zoo dir, ingest it into the store.
         Models whose directory and store entry match the spec are reused."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+        from pbkit.progress import Progress
         from pbkit.zoo.builder import ZooEvent, build_zoo
         from pbkit.zoo.spec import load_spec
 
         zspec = load_spec(spec)
         zoo_dir = out if out is not None else _default_zoo_dir(zspec.name)
-        console = Console(stderr=True)
-        with _open_store(ctx, create=True) as store, Progress(
-            TextColumn("{task.description:<34}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not console.is_terminal,
-        ) as bar, warnings.catch_warnings(record=True) as caught:
+        console = make_console(stderr=True)
+        # On a terminal a bar; otherwise plain "model: i/n (x %), elapsed" lines every few seconds
+        # while a model trains, and one line per finished model below.
+        with _open_store(ctx, create=True) as store, Progress(console=console) as bar, \
+                warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             task = bar.add_task(f"zoo {zspec.name}", total=len(zspec.model_names()) if not only else None)
 
@@ -106,7 +100,7 @@ def register(app: typer.Typer) -> None:
             _print_json(result.to_dict())
             return
         counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts().items()))
-        Console().print(f"zoo {zspec.name}: {len(result.models)} models in {result.zoo_dir} ({counts}) in {result.seconds:.1f} s")
+        make_console().print(f"zoo {zspec.name}: {len(result.models)} models in {result.zoo_dir} ({counts}) in {result.seconds:.1f} s")
 
     @lib_app.command("export")
     def library_export(
@@ -207,7 +201,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(rep.to_dict())
             return
-        console = Console()
+        console = make_console()
         console.print(render_table(rep))
         console.print(render_notes(rep))
         console.print(render_models_table(rep))
@@ -219,7 +213,7 @@ def _report_library(lib: Any, path: Path, as_json: bool) -> None:
     if as_json:
         _print_json({"path": str(path), "granularity": lib.granularity, "synthetic": lib.synthetic, **sharing})
         return
-    Console().print(
+    make_console().print(
         f"{path}: {sharing['models']} models, {sharing['pbs']} PBs ({lib.granularity}{', synthetic' if lib.synthetic else ''}); "
         f"logical {sharing['logical_bytes'] / 1e6:,.1f} MB, unique {sharing['unique_bytes'] / 1e6:,.1f} MB, "
         f"dedup {sharing['dedup_ratio']:.2f}x, {sharing['pbs_shared_by_2_or_more']} PBs shared by >= 2 models"

@@ -397,10 +397,12 @@ def plan_base(
     architecture: str | None = None,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
 ) -> Plan:
-    """Plan one base model from a config file (or shipped config name) alone."""
+    """Plan one base model from a config file (or shipped config name) alone; it is named `name`,
+    else after its architecture class for a file named `config.json`, else the file's stem."""
     config, path = load_config(arch)
-    family = name or path.stem
     built = _build(config, architecture, dtype, str(path), max_shard_size)
+    # A file named config.json (transformers' name for every model) says nothing: use the class.
+    family = name or (built.architecture if path.stem == "config" else path.stem)
     model = PlannedModel(
         name=family,
         kind="base",
