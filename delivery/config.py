@@ -15,7 +15,7 @@ from typing import Any
 from delivery.errors import ConfigError
 from pbkit.settings_file import load_typed, read_settings
 
-BEAMFORMERS = ("mrt", "fast", "sdr", "robust", "robust-fast")
+from delivery.beamforming.result import METHODS as BEAMFORMERS  # one list of beamforming methods
 MODES = ("fine", "coarse", "noncoop")
 CHANGE_COSTS = ("delay", "separate")
 

@@ -9,8 +9,19 @@ import numpy as np
 from . import closed_form
 from .cache import BeamformerCache
 from .fast import FastSettings, design_fast
-from .result import METHODS, ROBUST_METHODS, BeamformingError, BeamformingResult, clip_to_budgets, evaluate, validate, worst_case_snr
-from .scaling import scale_problem
+from .result import (
+    METHODS,
+    ROBUST_DESIGNS,
+    ROBUST_METHODS,
+    BeamformingError,
+    BeamformingResult,
+    clip_to_budgets,
+    evaluate,
+    validate,
+    worst_case_snr,
+)
+from .robust_sca import RobustScaSettings, design_robust_sca
+from .scaling import ScaledProblem, scale_problem
 from .sdp import ProblemStore, design_robust, design_sdr
 
 DEFAULT_RANDOMISATIONS = 100  # Gaussian draws per relaxation (each scaled two ways)
@@ -27,18 +38,22 @@ def design(
     cache: BeamformerCache | None = None,
     n_random: int = DEFAULT_RANDOMISATIONS,
     fast: FastSettings = FastSettings(),
+    robust: RobustScaSettings = RobustScaSettings(),
     single_user_closed_form: bool = True,
 ) -> BeamformingResult:
     """Max-min SNR multicast beamformer for channels h (K, N, L), per-node budgets power (N,) in W.
 
-    method: "mrt" (closed form), "sdr" (relaxation + Gaussian randomisation), "robust"
-    (S-procedure LMIs + DC rank-one steps; guarantees min_snr for every ||e_k|| <= eps ||h_k||),
-    "fast" (numpy SCA, no solver), "robust-fast" (the same SCA on worst-case margins with every
-    node at full power; guarantees min_snr within eps). eps only changes the robust designs; for every
-    method `worst_snr` reports the exact worst case within eps. rng drives the Gaussian
-    randomisation and the fast path's random starts (None: a fixed seed, so results are
-    deterministic). For K == 1 every method returns the closed-form optimum unless
-    single_user_closed_form=False (used by tests to check the solvers reach it).
+    method: "mrt" (closed form), "sdr" (relaxation + Gaussian randomisation), "fast" (numpy SCA,
+    no solver), "fast-backoff" (fast's beamformer, min_snr = its exact worst case within eps),
+    "robust" (numpy SCA on the exact worst-case gain; robust_sca.py), "robust-fast" (SCA on
+    worst-case margins with every node at full power), "robust-sdp" (S-procedure LMIs + DC
+    rank-one steps; an offline reference, minutes for 20 users). For the methods in
+    ROBUST_METHODS min_snr is guaranteed for every ||e_k|| <= eps ||h_k||; eps changes only the
+    beamformers of ROBUST_DESIGNS, and for every method `worst_snr` reports the exact worst case
+    within eps. rng drives the Gaussian randomisation and the fast path's random starts (None: a
+    fixed seed, so results are deterministic). For K == 1 every method returns the closed-form
+    optimum unless single_user_closed_form=False (used by tests to check the solvers reach it).
+    Raises BeamformingError for an unknown method or invalid h, power, noise or eps.
     """
     if method not in METHODS:
         raise BeamformingError(f"method: unknown beamforming method {method!r} (choose from {', '.join(METHODS)})")
@@ -55,34 +70,38 @@ def design(
                 hit.upper_bound, start, cached=True,
             )
     problems = cache.problems if cache is not None else ProblemStore()
-    result = _design(h, power, noise, method, eps, rng, problems, n_random, fast, single_user_closed_form, start)
+    result = _design(h, power, noise, method, eps, rng, problems, n_random, fast, robust, single_user_closed_form, start)
     if cache is not None:
         cache.put(key, result)
     return result
 
 
-def _design(h, power, noise, method, eps, rng, problems, n_random, fast, single_user_closed_form, start) -> BeamformingResult:
+def _design(h, power, noise, method, eps, rng, problems, n_random, fast, robust, single_user_closed_form, start) -> BeamformingResult:
     k = h.shape[0]
+    design_eps = eps if method in ROBUST_DESIGNS else 0.0
     if k == 1 and single_user_closed_form:
-        w, _ = closed_form.single_user(h[0], power, noise, eps if method in ROBUST_METHODS else 0.0)
+        w, _ = closed_form.single_user(h[0], power, noise, design_eps)
         return _finish(w, h, power, noise, eps, method, "closed-form", None, 0, None, start)
     if method == "mrt":
         return _finish(closed_form.mrt(h, power), h, power, noise, eps, method, "closed-form", None, 0, None, start)
     sp = scale_problem(h, power, noise)
-    if method in ("fast", "robust-fast"):
-        v, _, iters = design_fast(sp, rng, fast, eps if method == "robust-fast" else 0.0)
+    if method in ("fast", "fast-backoff", "robust-fast"):
+        v, _, iters = design_fast(sp, rng, fast, design_eps)
+        return _finish(sp.to_watts(v), h, power, noise, eps, method, "heuristic", None, iters, None, start)
+    if method == "robust":
+        v, iters = robust_sca(sp, eps, rng, fast, robust)
         return _finish(sp.to_watts(v), h, power, noise, eps, method, "heuristic", None, iters, None, start)
     if method == "sdr":
         out = design_sdr(sp, problems.get("sdr", h.shape), n_random, rng)
         if out is not None:
             # SCA polish from the randomisation winner (plus the fast path's own starts): Gaussian
-            # randomisation weakens as K grows (K=20: below the fast path alone), and robust keeps
-            # robust-fast among its candidates, so both sides of a robust/non-robust comparison
-            # get the same local refinement.
+            # randomisation weakens as K grows (K=20: below the fast path alone), and the robust
+            # designs keep robust-fast among their candidates, so both sides of a robust/non-robust
+            # comparison get the same local refinement.
             v_pol, val_pol, _ = design_fast(sp, rng, fast, 0.0, extra_starts=[out.v])
             if val_pol > out.value:
                 out.v, out.value = v_pol, val_pol
-    else:
+    else:  # robust-sdp
         # The robust-fast beamformer (milliseconds) joins the DC subspace and the candidates.
         v_fast, _, _ = design_fast(sp, rng, fast, eps)
         out = design_robust(sp, eps, problems, n_random, rng, extra=v_fast)
@@ -91,13 +110,32 @@ def _design(h, power, noise, method, eps, rng, problems, n_random, fast, single_
             if val_pol > out.value:
                 out.v, out.value = v_pol, val_pol
     if out is None:
-        # Both conic solvers failed: fall back to the fast path and say so in the status.
-        v, _, iters = design_fast(sp, rng, fast, eps if method == "robust" else 0.0)
+        # Both conic solvers failed: fall back to the numpy designs and say so in the status.
+        if method == "robust-sdp":
+            v, iters = robust_sca(sp, eps, rng, fast, robust)
+        else:
+            v, _, iters = design_fast(sp, rng, fast, 0.0)
         return _finish(sp.to_watts(v), h, power, noise, eps, method, "fallback-fast: solvers failed", None, iters, None, start)
     return _finish(
         sp.to_watts(out.v), h, power, noise, eps, method, out.status, out.solver, out.iterations,
         out.upper_bound * sp.snr_unit, start,
     )
+
+
+def robust_sca(
+    sp: ScaledProblem, eps: float, rng: np.random.Generator, fast: FastSettings, settings: RobustScaSettings,
+    extra_starts: list | None = None,
+) -> tuple[np.ndarray, int]:
+    """The "robust" design in normalised units: the SCA of robust_sca.py started from MRT, the
+    dominant direction, robust-fast's and the nominal (fast) design's beamformers and any
+    extra_starts; returns (stacked beamformer, SCA steps). Never worse than robust-fast, which
+    is one of the starts and is kept when nothing beats it."""
+    v_rfast, _, _ = design_fast(sp, rng, fast, eps)
+    v_nom, _, _ = design_fast(sp, rng, fast, 0.0)
+    v_mrt = closed_form.mrt(sp.g.reshape(-1, sp.n_nodes, sp.n_antennas), sp.p).reshape(-1)
+    starts = np.asarray([v_mrt, v_rfast, v_nom, *(extra_starts or [])])
+    v, _, steps = design_robust_sca(sp, eps, starts, settings)
+    return v, steps
 
 
 def _finish(w, h, power, noise, eps, method, status, solver, iterations, upper_bound, start, cached=False) -> BeamformingResult:

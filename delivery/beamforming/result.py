@@ -14,8 +14,12 @@ import numpy as np
 
 from pbkit.errors import PbkitError
 
-METHODS = ("mrt", "sdr", "robust", "fast", "robust-fast")
-ROBUST_METHODS = ("robust", "robust-fast")  # min_snr is the worst case within eps
+METHODS = ("mrt", "sdr", "fast", "fast-backoff", "robust", "robust-fast", "robust-sdp")
+# Designed for the worst case within eps (eps changes the beamformer).
+ROBUST_DESIGNS = ("robust", "robust-fast", "robust-sdp")
+# min_snr (so the rate) is the exact worst case within eps: the robust designs, and the nominal
+# design with its rate backed off to that worst case.
+ROBUST_METHODS = (*ROBUST_DESIGNS, "fast-backoff")
 
 # Budgets hold to this relative slack (rounding of the final per-node rescale).
 BUDGET_RTOL = 1e-9
@@ -30,7 +34,8 @@ class BeamformingResult:
     """One multicast beamformer and what it guarantees.
 
     `min_snr` is linear and guaranteed for every user of the group: on the given (estimated)
-    channels for mrt/sdr/fast, and for every channel within the error bound for robust.
+    channels for mrt/sdr/fast, and for every channel within the error bound for the methods in
+    ROBUST_METHODS (robust, robust-fast, robust-sdp, fast-backoff).
     """
 
     w: np.ndarray  # complex (N, L): ||w[n]||^2 <= power[n]
@@ -42,7 +47,7 @@ class BeamformingResult:
     status: str  # "closed-form", "optimal", "optimal_inaccurate", "heuristic", "fallback-fast: ..."
     solver: str | None  # conic solver that produced the relaxation, if any
     solve_time: float  # wall seconds of the whole design
-    iterations: int  # conic solves (sdr 1, robust 1 + DC steps) or ascent steps (fast)
+    iterations: int  # conic solves (sdr 1, robust-sdp 1 + DC steps) or SCA steps (fast, robust)
     upper_bound: float | None  # SNR bound from the convex relaxation (None without one)
     cached: bool = False  # served from a BeamformerCache
 

@@ -19,14 +19,24 @@ Robust:  max t - rho (tr W - u^H W u)  s.t.  for every user k, with lambda_k >= 
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import cvxpy as cp
 import numpy as np
 
 from .result import per_node_full_power, scale_to_budgets
 from .scaling import ScaledProblem
+
+if TYPE_CHECKING:
+    import cvxpy as cp
+
+
+def _cvxpy():
+    # Deferred: importing cvxpy takes ~1 s and only sdr/robust-sdp need it, while the package's
+    # METHODS tuple is imported by delivery.config.
+    return importlib.import_module("cvxpy")
 
 # Tolerances 1e-7 for Clarabel: the complex-to-real embedding of a Hermitian cone is degenerate
 # and Clarabel stalls just above its 1e-8 defaults; 1e-7 relative is far below anything the
@@ -52,10 +62,12 @@ class SdpSolution:
 
 
 def _node_power(W: cp.Variable, n_nodes: int, n_ant: int) -> list:
+    cp = _cvxpy()
     return [cp.real(cp.trace(W[i * n_ant : (i + 1) * n_ant, i * n_ant : (i + 1) * n_ant])) for i in range(n_nodes)]
 
 
 def _solve(problem: cp.Problem, W: cp.Variable, t: cp.Variable, solvers: tuple[str, ...]) -> SdpSolution:
+    cp = _cvxpy()
     status = "not-solved"
     for solver in solvers:
         try:
@@ -76,6 +88,7 @@ class SdrProblem:
     """The SDR of single-group max-min multicast, parametrised by the channels and budgets."""
 
     def __init__(self, k: int, n_nodes: int, n_ant: int):
+        cp = _cvxpy()
         n = n_nodes * n_ant
         self.shape = (k, n_nodes, n_ant)
         self.W = cp.Variable((n, n), hermitian=True)
@@ -98,6 +111,7 @@ class RobustProblem:
     """S-procedure robust max-min multicast with a DC rank-one penalty, parametrised."""
 
     def __init__(self, k: int, n_nodes: int, n_ant: int):
+        cp = _cvxpy()
         n = n_nodes * n_ant
         self.shape = (k, n_nodes, n_ant)
         self.W = cp.Variable((n, n), hermitian=True)
@@ -140,6 +154,7 @@ class SubspaceRobustProblem:
     """
 
     def __init__(self, k: int, n_nodes: int, r: int):
+        cp = _cvxpy()
         self.shape = (k, n_nodes, r)
         self.X = cp.Variable((r, r), hermitian=True)
         self.t = cp.Variable()

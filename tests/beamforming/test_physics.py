@@ -9,7 +9,7 @@ from delivery.beamforming import BeamformerCache, design, single_user, within_bu
 
 from .conftest import NOISE, rayleigh
 
-ALL = ("mrt", "sdr", "fast", "robust", "robust-fast")
+ALL = ("mrt", "sdr", "fast", "fast-backoff", "robust", "robust-fast", "robust-sdp")
 
 
 def test_single_user_every_method_reaches_closed_form_optimum():
@@ -45,10 +45,14 @@ def test_single_user_robust_optimum_beats_every_feasible_beamformer():
     cand *= (np.sqrt(rng.uniform(0, 1, (4000, 2, 1)) * power[None, :, None])) / np.linalg.norm(cand, axis=2, keepdims=True)
     for v in cand[:: 40]:
         assert worst_case_snr(v, h, NOISE, eps)[0] <= snr * (1 + 1e-12)
-    # The S-procedure + DC solver reaches the closed form.
-    general = design(h, power, NOISE, "robust", eps=eps, single_user_closed_form=False)
+    # The S-procedure + DC solver and the numpy SCA both reach the closed form (every start of
+    # the SCA has node 1 at full power, so it must find the lower power itself).
+    general = design(h, power, NOISE, "robust-sdp", eps=eps, single_user_closed_form=False)
     assert general.min_snr == pytest.approx(snr, rel=1e-4)
     assert general.upper_bound == pytest.approx(snr, rel=1e-4)
+    sca = design(h, power, NOISE, "robust", eps=eps, single_user_closed_form=False)
+    assert sca.min_snr == pytest.approx(snr, rel=1e-4)
+    assert sca.min_snr <= snr * (1 + 1e-12)
 
 
 def test_per_node_budgets_hold_for_every_method():
@@ -115,7 +119,7 @@ def test_same_seed_same_design():
     rng = np.random.default_rng(4)
     h = rayleigh(rng, 3, 2, 2)
     power = np.ones(2)
-    for method in ("sdr", "fast", "robust"):
+    for method in ("sdr", "fast", "robust", "robust-sdp"):
         a = design(h, power, NOISE, method, eps=0.1, rng=np.random.default_rng(123))
         b = design(h, power, NOISE, method, eps=0.1, rng=np.random.default_rng(123))
         np.testing.assert_array_equal(a.w, b.w)

@@ -1,4 +1,5 @@
-"""Robust design: its guarantee holds for every error in the bound; the non-robust one misses."""
+"""Robust designs (the S-procedure reference `robust-sdp`, robust-fast, the retransmission rule):
+the guarantee holds for every error in the bound; the non-robust one misses."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def test_robust_guarantee_holds_under_errors_within_the_bound(group):
     h, power = group
     eps = 0.2
     rng = np.random.default_rng(1)
-    res = design(h, power, NOISE, "robust", eps=eps, rng=rng)
+    res = design(h, power, NOISE, "robust-sdp", eps=eps, rng=rng)
     assert res.min_snr > 0
     assert res.min_snr <= res.upper_bound * (1 + 1e-4)  # robust bound: solver tolerance
     errors = sphere_errors(rng, h, eps, 3000)
@@ -59,7 +60,7 @@ def test_non_robust_sdr_misses_its_prediction_and_robust_beats_its_worst_case(gr
     eps = 0.2
     rng = np.random.default_rng(2)
     sdr = design(h, power, NOISE, "sdr", eps=eps, rng=rng)
-    robust = design(h, power, NOISE, "robust", eps=eps, rng=rng)
+    robust = design(h, power, NOISE, "robust-sdp", eps=eps, rng=rng)
     errors = sphere_errors(rng, h, eps, 400)
     misses = sum(np.min(evaluate(sdr.w, h + e, NOISE)) < sdr.min_snr for e in errors)
     assert misses > 0
@@ -75,7 +76,7 @@ def test_robust_fast_guarantee_holds(group):
     res = design(h, power, NOISE, "robust-fast", eps=eps)
     for e in sphere_errors(rng, h, eps, 1000):
         assert np.all(evaluate(res.w, h + e, NOISE) >= res.min_snr * (1 - 1e-9))
-    robust = design(h, power, NOISE, "robust", eps=eps, rng=rng)
+    robust = design(h, power, NOISE, "robust-sdp", eps=eps, rng=rng)
     assert res.min_snr >= 0.8 * robust.min_snr
 
 

@@ -1,0 +1,153 @@
+"""Robust max-min multicast beamformer on the exact worst-case gain, in numpy only ("robust").
+
+Objective (normalised units of `scaling.py`, stacked beamformer v, per-node balls ||v_n||^2 <= p_n):
+    maximise  F(v) = min_k f_k(v),   f_k(v) = |g_k^H v| - e_k ||v||,   e_k = eps ||g_k||,
+the exact worst-case amplitude of user k over its error ball (result.worst_case_snr is max(0, F)^2).
+
+Successive convex approximation. At the iterate v, with phi_k = g_k^H v / |g_k^H v|,
+    f_k(x) >= l_k(x) = Re(conj(phi_k) g_k^H x) - e_k ||x||      (equality at x = v),
+because |z| >= Re(conj(phi) z) for |phi| = 1. Each l_k is concave (linear minus a norm), so
+max_x min_k l_k(x) over the balls is convex, and its optimum x is at least as good as v for F.
+The -e_k ||x|| term is kept exact (not linearised), so a node may transmit below its budget.
+
+The convex step is solved through its Lagrange dual over user weights pi in the simplex:
+    D(pi) = max_x Re(d^H x) - E ||x||,   d = sum_k pi_k phi_k g_k,   E = sum_k pi_k e_k.
+For fixed pi the inner maximiser aligns every block x_n with d_n; its amplitudes a_n solve
+max_a sum_n a_n ||d_n|| - E ||a|| over 0 <= a_n <= sqrt(p_n), the single-user worst-case power
+problem of closed_form.py, solved exactly by water-filling (`_amplitudes`). The balls are
+strictly convex, so the maximiser is unique (when every d_n != 0) and D is differentiable with
+gradient l_k(x(pi)) in pi_k: projected gradient steps on the simplex with Barzilai-Borwein step
+lengths minimise it; x(pi) at the last pi is the step's candidate, and D(pi) >= the step's
+optimum >= F(v) gives a certificate: once D(pi) - F(v) <= gap F(v) for the best start, no SCA
+step from it can gain more than that fraction, and the design stops (a certified approximate
+SCA fixed point; at most `outer` steps). pi is warm-started across SCA steps. A candidate
+replaces its start's iterate only if its exact F is higher, so every start's F never falls and
+the result is never worse than any start (MRT, robust-fast, the nominal design).
+
+The guarantee does not depend on any of this: the caller (api._finish) recomputes the worst-case
+SNR of the returned beamformer exactly (result.worst_case_snr).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .scaling import ScaledProblem
+
+
+@dataclass(frozen=True)
+class RobustScaSettings:
+    outer: int = 60  # at most this many SCA steps (blocks of dual iterations)
+    inner: int = 10  # Barzilai-Borwein dual iterations per SCA step (pi is warm-started)
+    gap: float = 2e-4  # stop once the best start's SCA step can gain at most this (relative dual gap)
+    warm: float = 0.05  # softmin temperature of the initial dual weights, in units of the mean gain
+
+
+def worst_gain(V: np.ndarray, g: np.ndarray, e_abs: np.ndarray) -> np.ndarray:
+    """F(v) = min_k |g_k^H v| - e_k ||v|| for every row of V (S, n); may be negative."""
+    return np.min(np.abs(V @ g.conj().T) - np.linalg.norm(V, axis=1, keepdims=True) * e_abs[None, :], axis=1)
+
+
+def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """argmax_a sum_n a_n c_n - E ||a|| over 0 <= a_n <= s_n, row-wise: c (S, N) >= 0, s (N,), E (S,).
+
+    The KKT point of closed_form.single_user_amplitudes: a_n = min(s_n, c_n r) with
+    ||a(r)|| = E r, or 0 when E >= ||c|| (no direction beats the error term). If the nodes in
+    the set Sat are saturated, ||a||^2 = S + r^2 C (S: their s^2, C: the others' c^2), so
+    r^2 = S / (E^2 - C). Water-filling: start with every node saturated, recompute r, un-saturate
+    the nodes with c_n r < s_n, repeat; r only falls, so the set only shrinks and at most N
+    rounds reach the fixed point, which is the KKT point.
+    """
+    s2, c2 = s * s, c * c
+    # Every node at full power is optimal iff c_n >= E s_n / ||s|| for all n (the KKT multipliers
+    # of the budgets are >= 0): the common case at small eps, answered without the rounds.
+    if np.all(c >= (E / np.sqrt(s2.sum()))[:, None] * s):
+        return np.broadcast_to(s, c.shape)
+    sat = c > 0
+    for _ in range(c.shape[1] + 1):
+        S_sat = sat @ s2
+        den = E * E - np.where(sat, 0.0, c2).sum(axis=1)
+        r = np.sqrt(S_sat / np.where(den > 0, den, np.nan))  # nan: E too small for this set; keep all saturated
+        new = sat & ~(c * r[:, None] < s)  # comparisons with nan are False: nothing leaves
+        if np.array_equal(new, sat):
+            break
+        sat = new
+    a = np.where(sat, s, c * np.where(np.isnan(r), 0.0, r)[:, None])
+    return np.where((E * E < c2.sum(axis=1))[:, None], a, 0.0)
+
+
+def _inner_max(D: np.ndarray, E: np.ndarray, p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """argmax_x Re(d^H x) - E ||x|| over the node balls, for every row d of D (S, n)."""
+    blocks = D.reshape(D.shape[0], *shape)
+    norms = np.linalg.norm(blocks, axis=2)  # (S, N)
+    a = _amplitudes(norms, np.sqrt(p), E)
+    return (blocks * (a / np.maximum(norms, 1e-300))[..., None]).reshape(D.shape)
+
+
+def _project_simplex(Y: np.ndarray) -> np.ndarray:
+    """Euclidean projection of every row of Y onto the probability simplex (sort-based)."""
+    k = Y.shape[1]
+    U = -np.sort(-Y, axis=1)
+    css = np.cumsum(U, axis=1) - 1.0
+    ind = np.arange(1, k + 1)
+    rho = k - 1 - np.argmax((U - css / ind > 0)[:, ::-1], axis=1)  # last index with a positive gap
+    theta = css[np.arange(Y.shape[0]), rho] / (rho + 1)
+    return np.maximum(Y - theta[:, None], 0.0)
+
+
+def design_robust_sca(
+    sp: ScaledProblem, eps: float, starts: np.ndarray, settings: RobustScaSettings = RobustScaSettings()
+) -> tuple[np.ndarray, float, int]:
+    """Run the SCA from every row of `starts` (S, n) (normalised, within the budgets).
+
+    Returns (best stacked beamformer, its worst-case gain F, SCA blocks run). F is the exact
+    worst-case amplitude in normalised units (square it for the normalised SNR; <= 0 means no
+    positive rate can be guaranteed).
+    """
+    g = sp.g
+    k, n = g.shape
+    shape = (sp.n_nodes, sp.n_antennas)
+    e_abs = sp.eps_abs(eps)
+    V = np.atleast_2d(np.asarray(starts, dtype=np.complex128)).copy()
+    S = V.shape[0]
+    rows = np.arange(S)
+    fv = worst_gain(V, g, e_abs)
+    # Dual warm start: weight on the users that are worst at the start (softmin of the gains).
+    f0 = np.abs(V @ g.conj().T) - np.linalg.norm(V, axis=1, keepdims=True) * e_abs[None, :]
+    temp = settings.warm * np.maximum(np.abs(f0).mean(axis=1, keepdims=True), 1e-300)
+    pi = np.exp(-(f0 - f0.min(axis=1, keepdims=True)) / temp)
+    pi /= pi.sum(axis=1, keepdims=True)
+    alpha = 0.1 / np.maximum(np.abs(f0).mean(axis=1), 1e-300)  # (S,) dual step, BB-updated
+    blocks = 0
+    for blocks in range(1, settings.outer + 1):
+        a = V @ g.conj().T
+        mag = np.abs(a)
+        phi = np.where(mag > 0, a / np.where(mag > 0, mag, 1.0), 1.0)
+        pg = phi[:, :, None] * g[None, :, :]  # (S, K, n): c_k = phi_k g_k, l_k(x) = Re(c_k^H x) - e_k ||x||
+        pgc = pg.conj()
+        dual = np.full(S, np.inf)
+        pi_prev = grad_prev = None
+        for j in range(settings.inner):
+            x = _inner_max(np.einsum("sk,skn->sn", pi, pg), pi @ e_abs, sp.p, shape)
+            grad = np.real(np.einsum("skn,sn->sk", pgc, x)) - np.linalg.norm(x, axis=1, keepdims=True) * e_abs[None, :]
+            dual = np.minimum(dual, np.sum(pi * grad, axis=1))  # D(pi) >= the SCA step's optimum
+            if pi_prev is not None:  # Barzilai-Borwein step on the smooth dual
+                ds, dg = pi - pi_prev, grad - grad_prev
+                sy = np.sum(ds * dg, axis=1)
+                ss = np.sum(ds * ds, axis=1)
+                alpha = np.where(sy > 1e-300, ss / np.where(sy > 1e-300, sy, 1.0), alpha * 2.0)
+                alpha = np.clip(alpha, 1e-8, 1e8)
+            pi_prev, grad_prev = pi, grad
+            pi = _project_simplex(pi - alpha[:, None] * grad)
+        x = _inner_max(np.einsum("sk,skn->sn", pi, pg), pi @ e_abs, sp.p, shape)
+        val = worst_gain(x, g, e_abs)
+        move = val > fv
+        converged = dual - fv <= settings.gap * np.maximum(np.abs(fv), 1e-12)
+        V[move] = x[move]
+        fv = np.where(move, val, fv)
+        if converged[np.argmax(fv)]:  # the best start is a certified (approximate) SCA fixed point
+            break
+    i = int(np.argmax(fv))
+    return V[i], float(fv[i]), blocks
