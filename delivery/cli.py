@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
 import typer
 
-from delivery.config import ScenarioConfig, scenario_path
 from delivery.errors import ConfigError
-from delivery.experiment import BREAKDOWN_KEYS, compare, plot_compare, run_policy
-from pbkit.library import PBLibrary, load_library, synthetic_library
 from pbkit.settings_file import parse_set_overrides
+
+if TYPE_CHECKING:  # the simulator (numpy, scipy, cvxpy) is imported when a command runs, not at start-up
+    from delivery.config import ScenarioConfig
+    from pbkit.library import PBLibrary
 
 
 def load_library_arg(spec: str) -> PBLibrary:
@@ -25,6 +25,8 @@ def load_library_arg(spec: str) -> PBLibrary:
 
 def build_config(config: Optional[str], overrides: list[str]) -> ScenarioConfig:
     """A config file (or a bundled scenario name: default, small) plus `key=value` overrides."""
+    from delivery.config import ScenarioConfig, scenario_path
+
     if config is None:
         cfg = ScenarioConfig()
     elif Path(config).exists():
@@ -50,10 +52,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     ) -> None:
         """Run one policy on one scenario and report the mean download delay."""
+        from delivery.experiment import BREAKDOWN_KEYS, run_policy
+        from pbkit.progress import Progress
+
         cfg = build_config(config, set_)
         lib = load_library_arg(library)
-        from rich.progress import Progress
-
         with Progress(transient=True, disable=as_json or slots < 5) as progress:
             task = progress.add_task(f"{policy}", total=slots)
             result = run_policy(cfg, lib, policy, slots, seed, on_slot=lambda _: progress.advance(task))
@@ -91,6 +94,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Run several policies on the same scenarios; table with 95 % t-intervals over seeds."""
+        from delivery.experiment import BREAKDOWN_KEYS, compare, plot_compare
+        from pbkit.progress import Progress
+
         cfg = build_config(config, set_)
         lib = load_library_arg(library)
         names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -99,8 +105,6 @@ def register(app: typer.Typer) -> None:
         for name in names:
             make_policy(name)  # fail on a bad name before any work
         seed_list = list(range(first_seed, first_seed + seeds))
-        from rich.progress import Progress
-
         with Progress(transient=True, disable=as_json) as progress:
             task = progress.add_task("compare", total=len(names) * len(seed_list))
             result = compare(cfg, lib, names, seed_list, slots,
