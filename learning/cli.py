@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 
 from learning.config import LearnConfigError
-from pbkit.library import PBLibrary, load_library, synthetic_library
+
+if TYPE_CHECKING:  # numpy and the library loader are imported when a command runs, not at start-up
+    from pbkit.library import PBLibrary
 
 
 def library_arg(value: str) -> PBLibrary:
     """A library JSON path, or "synthetic" for the seeded synthetic test library."""
+    import numpy as np
+
+    from pbkit.library import load_library, synthetic_library
+
     if value == "synthetic":
         return synthetic_library(np.random.default_rng(0))
     return load_library(value)
