@@ -10,7 +10,6 @@ import typer
 
 from delivery.cli import build_config, load_library_arg
 from delivery.errors import ConfigError
-from delivery.sweep import build_sweep, parse_grid, run_sweep
 
 
 def sweep_command(
@@ -28,6 +27,8 @@ def sweep_command(
     as_json: bool = typer.Option(False, "--json", help="Print summary.json."),
 ) -> None:
     """Run every (grid point, policy, seed) cell as a Ray task; rerun to resume."""
+    from delivery.sweep import build_sweep, parse_grid, run_sweep  # the simulator: when run, not at start-up
+
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
         raise ConfigError("--policies names no policy")
