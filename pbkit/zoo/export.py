@@ -40,6 +40,7 @@ class _PB:
     bytes: int
     label: str
     tensors: tuple[str, ...]
+    members: tuple[str, ...] = ()  # store block ids when the PB is not itself one block
 
 
 def _header_bytes(f: FileRecipe) -> int:
@@ -66,12 +67,16 @@ def _files_pbs(recipe: Recipe, mode: str) -> list[_PB]:
     h = blake3.blake3(_FILES_DOMAIN)
     h.update("\n".join(sorted(pb.id for pb in small)).encode())
     members = tuple(t for pb in small for t in pb.tensors)
-    return weights + [_PB(h.hexdigest(), sum(pb.bytes for pb in small), f"files:{recipe.name}", members)]
+    return weights + [_PB(h.hexdigest(), sum(pb.bytes for pb in small), f"files:{recipe.name}", members,
+                          tuple(pb.id for pb in small))]
 
 
 def _own_pbs(recipe: Recipe, granularity: str, max_bytes: int | None, files: str) -> list[_PB]:
     tensors = [t for f in sorted(recipe.files, key=lambda f: f.path) if f.kind == "safetensors" for t in f.tensors]
-    out = [_PB(g.id, g.bytes, g.label, g.tensors) for g in group_tensors(tensors, granularity, max_bytes)]
+    # A group's members are the store's tensor blocks (or slices): the link a device needs to
+    # be handed the stored bytes of a layer or fixed-size PB (delivery/device.py).
+    out = [_PB(g.id, g.bytes, g.label, g.tensors, g.members if g.members != (g.id,) else ())
+           for g in group_tensors(tensors, granularity, max_bytes)]
     return out + _files_pbs(recipe, files)
 
 
@@ -149,7 +154,7 @@ def library_from_recipes(
     if warnings:
         src["warnings"] = warnings
     return PBLibrary(
-        pbs=[PBEntry(id=p.id, bytes=p.bytes, label=p.label, tensors=p.tensors) for p in pbs.values()],
+        pbs=[PBEntry(id=p.id, bytes=p.bytes, label=p.label, tensors=p.tensors, members=p.members) for p in pbs.values()],
         models=models,
         granularity=granularity,
         source=src,

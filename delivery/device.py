@@ -1,0 +1,143 @@
+"""Delivery to a device: the blocks each user received in a slot, as bytes a device can rebuild.
+
+For slot t and user k, `DeviceWriter.write_slot` makes `out/slot-<t>/user-<k>/`, a received-blocks
+directory that `pbkit --store S assemble MODEL --from-blocks DIR` accepts (files named by the
+store's block ids: hard links to the store's objects where the filesystem allows, copies
+otherwise), and `manifest.json`:
+
+    {"model": NAME, "delay_s": X,
+     "blocks": [{"id": PB id, "bytes": n, "arrival_s": t, "store_blocks": [block ids]}, ...]}
+
+with the library PBs in arrival order (`SlotResult.arrivals`). A library PB is a group of the
+store's blocks (a layer, a fixed-size run, the headers and small files); the library records the
+member blocks of each PB (`PBEntry.members`, written by `library export`), and a store block is
+written once every PB holding a part of it has arrived. The library must be exported from the
+store S (`pbkit --store S library export ...`); a planned or synthetic library has no bytes.
+
+Each user directory is built in a temporary directory and renamed into place, so a reader never
+sees a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pbkit.errors import PbkitError
+from pbkit.grouping import parse_member
+from pbkit.library import PBEntry, PBLibrary
+from pbkit.objects import is_id
+
+
+class DeliveryError(PbkitError, ValueError):
+    """Received blocks cannot be written: the library is not from this store, or no arrivals."""
+
+
+def store_blocks_of(pb: PBEntry) -> list[str]:
+    """The store block ids a library PB holds (in order, each once). A PB without recorded
+    members is a single store block (a tensor-granularity PB's id is the tensor's block id)."""
+    if not pb.members:
+        return [pb.id]
+    return list(dict.fromkeys(parse_member(m)[0] for m in pb.members))
+
+
+@dataclass(frozen=True)
+class UserDelivery:
+    slot: int
+    user: int
+    model: str
+    delay_s: float
+    path: Path
+    blocks: int         # store blocks written
+    linked: int         # of which hard links (the rest copies)
+
+
+class DeviceWriter:
+    """Writes what every user received into `out_dir`, slot by slot.
+
+    Raises DeliveryError at construction when a PB of `library` names a block that is not in
+    `store` (the library was not exported from this store), and in `write_slot` when the
+    simulator's result carries no arrivals.
+    """
+
+    def __init__(self, store: Any, library: PBLibrary, out_dir: str | os.PathLike[str]):
+        self.store = store
+        self.library = library
+        self.out = Path(out_dir)
+        self.blocks = [store_blocks_of(pb) for pb in library.pbs]
+        missing = [(pb, b) for pb, blocks in zip(library.pbs, self.blocks) for b in blocks
+                   if not is_id(b) or not store.objects.exists(b)]
+        if missing:
+            pb, block = missing[0]
+            raise DeliveryError(
+                f"{store.root}: library PB {pb.id[:16]} ({pb.label or 'no label'}) holds block "
+                f"{block[:16]}, which is not in this store ({len(missing)} such blocks); "
+                "--deliver-to needs a library exported from this store (pbkit --store S library export)")
+        self.index = library.pb_index()
+        # which PBs hold a part of each store block (a fixed-size PB may hold a tensor's slice)
+        self.holders: dict[str, list[int]] = {}
+        for j, blocks in enumerate(self.blocks):
+            for b in blocks:
+                self.holders.setdefault(b, []).append(j)
+        self.can_link = True
+
+    def write_slot(self, result: Any) -> list[UserDelivery]:
+        """Write slot `result.slot`: one directory per user. Returns what was written."""
+        if result.arrivals is None:
+            raise DeliveryError("the simulator's slot result carries no per-user arrivals")
+        slot_dir = self.out / f"slot-{result.slot}"
+        slot_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for k, arrivals in enumerate(result.arrivals):
+            model = self.library.models[int(result.requests[k])]
+            written.append(self._write_user(slot_dir, result.slot, k, model.name, float(result.user_delay_s[k]),
+                                            arrivals, set(model.pbs)))
+        return written
+
+    def _write_user(self, slot_dir: Path, slot: int, k: int, model: str, delay_s: float,
+                    arrivals: list[tuple[int, float]], model_pbs: set[str]) -> UserDelivery:
+        final = slot_dir / f"user-{k}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".user-{k}.", dir=slot_dir))
+        try:
+            received = {int(j) for j, _ in arrivals}
+            entries, linked, count = [], 0, 0
+            done: set[str] = set()
+            for j, t in arrivals:
+                pb = self.library.pbs[int(j)]
+                entries.append({"id": pb.id, "bytes": pb.bytes, "arrival_s": float(t),
+                                "store_blocks": self.blocks[int(j)]})
+                for b in self.blocks[int(j)]:
+                    if b in done:
+                        continue
+                    parts = [h for h in self.holders[b] if self.library.pbs[h].id in model_pbs] or [int(j)]
+                    if all(h in received for h in parts):
+                        done.add(b)
+                        linked += self._place(b, tmp / b)
+                        count += 1
+            manifest = {"model": model, "delay_s": delay_s, "blocks": entries}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            os.chmod(tmp, 0o755)
+            if final.exists():  # a rerun into the same directory replaces the slot's old files
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return UserDelivery(slot, k, model, delay_s, final, count, linked)
+
+    def _place(self, block: str, dst: Path) -> int:
+        """Hard-link the store's object to dst (1), or copy it when links fail here (0)."""
+        src = self.store.objects.path(block)
+        if self.can_link:
+            try:
+                os.link(src, dst)
+                return 1
+            except OSError:
+                self.can_link = False  # another filesystem or no link permission: copy from now on
+        shutil.copyfile(src, dst)
+        return 0
