@@ -141,3 +141,30 @@ class DeviceWriter:
                 self.can_link = False  # another filesystem or no link permission: copy from now on
         shutil.copyfile(src, dst)
         return 0
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    model: str
+    path: Path
+    base: str | None = None        # the adapter's base, rebuilt from the same blocks
+    base_path: Path | None = None
+
+
+def rebuild(store: Any, user_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Rebuilt:
+    """The device side: rebuild the model named in `user_dir/manifest.json` from the blocks in
+    `user_dir` alone (every block verified against its id), into `out_dir/<model>`; for an
+    adapter, also its base into `out_dir/<base>` (the library sends an adapter's base PBs with
+    it). Raises DeliveryError on a missing or malformed manifest, and the store's AssemblyError
+    when a block is missing or corrupt (nothing is left behind then)."""
+    user_dir, out = Path(user_dir), Path(out_dir)
+    try:
+        model = json.loads((user_dir / "manifest.json").read_text())["model"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DeliveryError(f"{user_dir / 'manifest.json'}: not a delivery manifest ({exc})") from None
+    store.assemble(model, out / model, from_blocks=user_dir)
+    recipe = store.recipe(model)
+    if recipe.kind != "adapter" or recipe.base is None:
+        return Rebuilt(model, out / model)
+    store.assemble(recipe.base.name, out / recipe.base.name, from_blocks=user_dir)
+    return Rebuilt(model, out / model, recipe.base.name, out / recipe.base.name)
