@@ -9,7 +9,6 @@ import typer
 from pbkit.cli_zoo import check_granularity
 from pbkit.grouping import GRANULARITIES
 from pbkit.sizes import format_size, size_option
-from pbkit.plan import PlanError, plan_base, plan_from_hub, plan_spec, shipped_configs
 
 
 def plan_command(
@@ -26,6 +25,8 @@ def plan_command(
     list_configs: bool = typer.Option(False, "--list", help="List the shipped configs and exit."),
 ) -> None:
     """Plan PBs of a model (or a spec's families) on the meta device and write a PB library."""
+    from pbkit.plan import PlanError, plan_base, plan_from_hub, plan_spec, shipped_configs  # numpy, torch: when run
+
     if list_configs:
         for cfg in shipped_configs():
             typer.echo(cfg)

@@ -12,17 +12,17 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from pbkit.assemble import AssemblyError
-from pbkit.ingest import digest_pass
 from pbkit.progress import Progress, console
 from pbkit.sizes import format_size
-from pbkit.store import Store, StoreCorruptError
+
+if TYPE_CHECKING:  # the store and rich's tables are imported by the commands that use them (start-up time)
+    from rich.console import Console
+    from rich.table import Table
+
+    from pbkit.store import Store
 
 _PHASES = {"hash": "hashing", "write": "writing", "publish": "publishing", "assemble": "assembling", "verify": "verifying"}
 
@@ -54,7 +54,15 @@ def _progress(enabled: bool = True) -> Iterator[Any]:
 
 def _store(ctx: typer.Context, create: bool = False) -> Store:
     """The global --store; only writing commands (ingest) may create it."""
+    from pbkit.store import Store
+
     return Store.open(ctx.obj.store_dir, create=create)
+
+
+def _table(**options: Any) -> Table:
+    from rich.table import Table
+
+    return Table(**options)
 
 
 def _print_json(obj: Any) -> None:
@@ -95,6 +103,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Dry run: compute every PB id of a model, write nothing."""
         with _progress() as progress:
+            from pbkit.ingest import digest_pass
+
             report = digest_pass(path, revision=revision, progress=progress)
         if as_json:
             d = report.to_dict()
@@ -128,13 +138,15 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Rebuild a model directory bit-exactly (verified before it is renamed into place)."""
+        from pbkit.assemble import AssemblyError
+
         with _store(ctx) as store, _progress() as progress:
             try:
                 report = store.assemble(name, out, from_blocks=from_blocks, progress=progress, deep=deep)
             except AssemblyError as exc:
                 if exc.unavailable:
                     console = _err()
-                    table = Table(title="unavailable blocks", title_justify="left")
+                    table = _table(title="unavailable blocks", title_justify="left")
                     for col in ("block id", "bytes", "reason", "tensors"):
                         table.add_column(col)
                     for b in exc.unavailable:
@@ -169,6 +181,8 @@ def register(app: typer.Typer) -> None:
             )
         if not report.ok:
             # A PbkitError (not typer.Exit, whose code pbkit.cli.main drops) gives a non-zero exit.
+            from pbkit.store import StoreCorruptError
+
             raise StoreCorruptError(
                 f"{store.root}: {len(report.corrupt)} corrupt and {len(report.missing)} missing objects "
                 f"(models hit: {', '.join(report.models_hit) or 'none'})"
@@ -182,7 +196,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(s)
             return
-        table = Table(show_header=False)
+        table = _table(show_header=False)
         for k, v in s.items():
             table.add_row(k, f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
         _out().print(table)
@@ -201,7 +215,7 @@ def register(app: typer.Typer) -> None:
                 ]
             )
             return
-        table = Table()
+        table = _table()
         for col in ("name", "kind", "base", "size", "recipe"):
             table.add_column(col)
         for r in rows:
@@ -222,7 +236,7 @@ def register(app: typer.Typer) -> None:
             out.print(f"base: {info['base']['name']} (recipe {info['base']['recipe_id'][:16]}, content {info['base']['content_digest'][:16]})")
         out.print(f"source: {json.dumps(info['source'])}")
         out.print(f"{len(info['files'])} files, {format_size(info['logical_bytes'])}, {info['blocks']} distinct blocks")
-        table = Table()
+        table = _table()
         for col in ("file", "kind", "size", "tensors", "sha256"):
             table.add_column(col)
         for f in info["files"]:
@@ -281,7 +295,7 @@ def register(app: typer.Typer) -> None:
         )
         if not verbose:
             return
-        table = Table()
+        table = _table()
         for col in ("block id", "bytes", "kind", "tensors"):
             table.add_column(col)
         for b in report.needed:

@@ -1,0 +1,107 @@
+"""Start-up time of the `pbkit` command against `python -c "import typer, rich"` in the same run.
+
+Target (issue 11): `pbkit --help` and `pbkit --store S ls` in at most 0.3 s on an idle machine.
+Each round runs the reference and every command once, in an order shuffled by the seed, so the
+ratios are paired (same round, same machine load); we report the median of each and the mean
+per-round ratio with a 95 % t-interval over rounds.
+
+    .venv/bin/python benchmarks/bench_cli_startup.py [--rounds 20] [--seed 0] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGET_S = 0.3
+T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
+        15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00}
+
+
+def _t975(dof: int) -> float:
+    """Student t quantile 0.975 (table, rounding dof down; 1.96 beyond it)."""
+    if dof > 60:
+        return 1.96
+    return T975[max(k for k in T975 if k <= dof)]
+
+
+def _pbkit() -> list[str]:
+    script = Path(sys.executable).with_name("pbkit")
+    if script.exists():
+        return [str(script)]  # the console script a user runs
+    return [sys.executable, "-c", "import sys; from pbkit.cli import main; sys.exit(main())"]
+
+
+def _time(argv: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def _interval(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    half = _t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return mean, half
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+
+    with tempfile.TemporaryDirectory(prefix="pbkit-bench-startup-") as tmp:
+        store = Path(tmp) / "store"
+        from pbkit.store import Store
+
+        Store.open(store, create=True).close()
+        cases = {
+            "reference: import typer, rich": [sys.executable, "-c", "import typer, rich"],
+            "pbkit --help": [*_pbkit(), "--help"],
+            "pbkit --store S ls": [*_pbkit(), "--store", str(store), "ls"],
+        }
+        for argv_ in cases.values():  # warm the page cache and .pyc files
+            _time(argv_)
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.rounds):
+            for i in rng.permutation(len(cases)):
+                name = list(cases)[i]
+                times[name].append(_time(cases[name]))
+
+    ref = times["reference: import typer, rich"]
+    rows = {}
+    print(f"{'command':<32}{'median s':>10}{'mean s ± 95 %':>20}{'ratio to ref ± 95 %':>24}{'target':>10}")
+    for name, values in times.items():
+        mean, half = _interval(values)
+        ratios = [v / r for v, r in zip(values, ref)]
+        rmean, rhalf = _interval(ratios)
+        median = statistics.median(values)
+        rows[name] = {"median_s": median, "mean_s": mean, "ci95_s": half, "ratio_to_reference": rmean,
+                      "ratio_ci95": rhalf, "times_s": values}
+        target = "" if name.startswith("reference") else ("met" if median <= TARGET_S else "MISSED")
+        print(f"{name:<32}{median:>10.3f}{mean:>12.3f} ± {half:<5.3f}{rmean:>16.2f} ± {rhalf:<5.2f}{target:>10}")
+    result = {"rounds": args.rounds, "seed": args.seed, "target_s": TARGET_S, "python": sys.version.split()[0],
+              "cases": rows}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
