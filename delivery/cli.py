@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
         config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
         set_: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+        deliver_to: Optional[Path] = typer.Option(None, "--deliver-to", help="Write each user's received blocks per slot here (library exported from --store; delivery/device.py)."),
+        ctx: typer.Context = typer.Option(None, hidden=True),
     ) -> None:
         """Run one policy on one scenario and report the mean download delay."""
         from delivery.experiment import BREAKDOWN_KEYS, run_policy
@@ -59,7 +61,14 @@ def register(app: typer.Typer) -> None:
         lib = load_library_arg(library)
         with Progress(transient=True, disable=as_json or slots < 5) as progress:
             task = progress.add_task(f"{policy}", total=slots)
-            result = run_policy(cfg, lib, policy, slots, seed, on_slot=lambda _: progress.advance(task))
+            writer = None
+            if deliver_to is not None:
+                from delivery.device import DeviceWriter
+                from pbkit.store import Store
+
+                writer = DeviceWriter(Store.open(ctx.obj.store_dir, create=False), lib, deliver_to)
+            result = run_policy(cfg, lib, policy, slots, seed, on_slot=lambda r: (
+                writer is not None and writer.write_slot(r), progress.advance(task)))
         summary = result.summary()
         if as_json:
             typer.echo(json.dumps({**summary, "config": cfg.replace(mode=result.mode).to_dict(),

@@ -30,14 +30,24 @@ class LibraryError(PbkitError, ValueError):
     """A PB library file or object is malformed or inconsistent."""
 
 
+def _name(value: Any) -> str:
+    """A name or id for a one-line message: as is when it is plain printable text, else its repr."""
+    return value if isinstance(value, str) and value.isprintable() and len(value) <= 200 else repr(value)[:200]
+
+
 @dataclass(frozen=True)
 class PBEntry:
-    """One parameter block: a content id, its size in bytes, a human label and member tensors."""
+    """One parameter block: a content id, its size in bytes, a human label and member tensors.
+
+    `members`: for a library exported from a store, the store block ids the PB is made of, in
+    order (`id[start:end]` for a slice), so a device can be handed the store's bytes; empty when
+    the PB is itself one store block, or for planned and synthetic libraries."""
 
     id: str
     bytes: int
     label: str = ""
     tensors: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,27 +133,31 @@ class PBLibrary:
             if not isinstance(pb.id, str) or not pb.id:
                 raise LibraryError(f"PB id {pb.id!r} is not a non-empty string")
             if pb.id in seen:
-                raise LibraryError(f"PB {pb.id} is listed twice")
+                raise LibraryError(f"PB {_name(pb.id)} is listed twice")
             seen.add(pb.id)
             if isinstance(pb.bytes, bool) or not isinstance(pb.bytes, int) or pb.bytes < 0:
-                raise LibraryError(f"PB {pb.id}: bytes {pb.bytes!r} is not a non-negative integer")
+                raise LibraryError(f"PB {_name(pb.id)}: bytes {pb.bytes!r} is not a non-negative integer")
+            if pb.bytes >= 2**63:  # sizes are int64 arrays downstream
+                raise LibraryError(f"PB {_name(pb.id)}: bytes {pb.bytes} is not below 2**63")
         names: set[str] = set()
         for model in self.models:
             if not isinstance(model.name, str) or not model.name:
                 raise LibraryError(f"model name {model.name!r} is not a non-empty string")
             if model.name in names:
-                raise LibraryError(f"model {model.name} is listed twice")
+                raise LibraryError(f"model {_name(model.name)} is listed twice")
             names.add(model.name)
             if not model.pbs:
-                raise LibraryError(f"model {model.name} has no PBs")
+                raise LibraryError(f"model {_name(model.name)} has no PBs")
+            if not all(isinstance(p, str) for p in model.pbs):
+                raise LibraryError(f"model {_name(model.name)}: pbs is not a list of PB ids (strings)")
             if len(set(model.pbs)) != len(model.pbs):
-                raise LibraryError(f"model {model.name} lists a PB twice")
+                raise LibraryError(f"model {_name(model.name)} lists a PB twice")
             for pb_id in model.pbs:
                 if pb_id not in seen:
-                    raise LibraryError(f"model {model.name} needs PB {pb_id}, which is not in pbs")
+                    raise LibraryError(f"model {_name(model.name)} needs PB {_name(pb_id)}, which is not in pbs")
         for model in self.models:
-            if model.base is not None and model.base not in names:
-                raise LibraryError(f"model {model.name}: base {model.base} is not a model here")
+            if model.base is not None and (not isinstance(model.base, str) or model.base not in names):
+                raise LibraryError(f"model {_name(model.name)}: base {_name(model.base)} is not a model here")
         # A base chain must end (an adapter's base is a model, whose base is ..., not itself).
         bases = {m.name: m.base for m in self.models}
         for model in self.models:
@@ -151,7 +165,7 @@ class PBLibrary:
             nxt = model.base
             while nxt is not None:
                 if nxt in chain:
-                    raise LibraryError(f"model {model.name}: base chain loops ({' -> '.join(chain + [nxt])})")
+                    raise LibraryError(f"model {_name(model.name)}: base chain loops ({' -> '.join(map(_name, chain + [nxt]))})")
                 chain.append(nxt)
                 nxt = bases[nxt]
 
@@ -165,7 +179,8 @@ class PBLibrary:
             "synthetic": self.synthetic,
             "source": self.source,
             "pbs": [
-                {"id": pb.id, "bytes": pb.bytes, "label": pb.label, "tensors": list(pb.tensors)}
+                {"id": pb.id, "bytes": pb.bytes, "label": pb.label, "tensors": list(pb.tensors),
+                 **({"members": list(pb.members)} if pb.members else {})}
                 for pb in self.pbs
             ],
             "models": [
@@ -209,6 +224,10 @@ class PBLibrary:
                 and all(isinstance(t, str) for t in p.get("tensors", []))
             ):
                 raise LibraryError(f"{where}: pbs[{j}]: label must be a string and tensors a list of strings")
+            if isinstance(p, dict) and not (
+                isinstance(p.get("members", []), list) and all(isinstance(t, str) for t in p.get("members", []))
+            ):
+                raise LibraryError(f"{where}: pbs[{j}]: members must be a list of store block ids (strings)")
         for i, m in enumerate(data["models"]):
             if isinstance(m, dict) and not isinstance(m.get("pbs"), list):
                 raise LibraryError(f"{where}: models[{i}] ({m.get('name')!r}): pbs is not a list of PB ids")
@@ -219,6 +238,7 @@ class PBLibrary:
                     bytes=p["bytes"],
                     label=p.get("label", ""),
                     tensors=tuple(p.get("tensors", ())),
+                    members=tuple(p.get("members", ())),
                 )
                 for p in data["pbs"]
             ]
@@ -252,7 +272,7 @@ class PBLibrary:
                 actual = sum(sizes[p] for p in m["pbs"])
                 if stated != actual:
                     raise LibraryError(
-                        f"{where}: model {m['name']}: bytes {stated!r} disagrees with the sum of its PBs ({actual})"
+                        f"{where}: model {_name(m['name'])}: bytes {stated!r} disagrees with the sum of its PBs ({actual})"
                     )
         return lib
 
@@ -277,13 +297,19 @@ def load_library(path: str | os.PathLike[str]) -> PBLibrary:
     """Load and validate a PB library JSON file; errors name the file and the problem."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise LibraryError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise LibraryError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise LibraryError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise LibraryError(f"{path}: invalid JSON ({str(exc).splitlines()[0][:120]})") from None
+    except RecursionError:
+        raise LibraryError(f"{path}: invalid JSON (nested too deeply)") from None
     return PBLibrary.from_dict(data, where=str(path))
 
 
