@@ -10,8 +10,9 @@ from .api import DEFAULT_RANDOMISATIONS, design
 from .cache import BeamformerCache
 from .closed_form import mrt, single_user
 from .fast import FastSettings
-from .result import METHODS, BeamformingError, BeamformingResult, evaluate, within_budget, worst_case_snr
+from .result import METHODS, ROBUST_DESIGNS, ROBUST_METHODS, BeamformingError, BeamformingResult, evaluate, within_budget, worst_case_snr
 from .retransmission import DeliveryPlan, airtime, plan_delivery, rate_bps
+from .robust_sca import RobustScaSettings
 
 __all__ = [
     "BeamformerCache",
@@ -21,6 +22,9 @@ __all__ = [
     "DeliveryPlan",
     "FastSettings",
     "METHODS",
+    "ROBUST_DESIGNS",
+    "ROBUST_METHODS",
+    "RobustScaSettings",
     "airtime",
     "design",
     "evaluate",
