@@ -14,15 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from delivery.policies import make_policy
+from delivery.config import ScenarioConfig
 from learning.cli import policy_table
 from learning.config import load_config
-from learning.evaluate import bootstrap_ci, evaluate
+from learning.evaluate import evaluate_policies, summarise
+from learning.policy import load_policy
 from learning.trainer import Trainer
 from pbkit.library import load_library, synthetic_library
 
 SEEDS = (2000, 2001, 2002, 2003, 2004)
-SLOTS = 10
+SLOTS = 5
+HEURISTICS = ("random", "popular", "lfu", "greedy")
 
 
 def main(workdir: Path) -> None:
@@ -37,19 +39,19 @@ def main(workdir: Path) -> None:
         print(f"library: synthetic ({len(library.models)} models, {len(library.pbs)} PBs); "
               f"no {lib_path}")
     cfg = load_config("quick")
-    trainer = Trainer(cfg, library, workdir / "learn-quick", progress=sys.stdout.isatty())
-    history = trainer.run()
-    print(f"trained {cfg.total_steps} slots in {trainer.wall:.0f} s; eval delay by step: "
+    # progress: a bar on a terminal, one line per validation otherwise (make demo, logs)
+    trainer = Trainer(cfg, library, workdir / "learn-quick", progress=True)
+    history = trainer.run(log=print)
+    print(f"trained {cfg.total_steps} slots in {trainer.wall:.0f} s; validation delay by step: "
           + ", ".join(f"{r['step']}: {r['eval_delay_s']:.2f} s" for r in history))
-    rng = np.random.default_rng(0)
-    rows = {}
-    makers = {"maasn-da": trainer.policy}
-    makers |= {name: (lambda name=name: make_policy(name)) for name in ("random", "popular", "lfu", "greedy")}
-    for name, make in makers.items():
-        values = evaluate(make, library, trainer.scenario, SEEDS, SLOTS)
-        lo, hi = bootstrap_ci(values, rng)
-        rows[name] = {"mean_delay_s": float(values.mean()), "ci95": [lo, hi]}
-    policy_table(rows, f"mean delay over {len(SEEDS)} held-out seeds x {SLOTS} slots")
+    makers = {name: None for name in HEURISTICS} | {"maasn-da": lambda: load_policy(trainer.out)}
+    scenario = ScenarioConfig(beamformer="mrt")  # the quick config's training scenario; seconds, not minutes
+    values = evaluate_policies(scenario, library, makers, SEEDS, SLOTS)
+    result = summarise(values, HEURISTICS, ["maasn-da"])
+    policy_table(result["policies"], f"mean delay over {len(SEEDS)} held-out seeds x {SLOTS} slots (95 % t-intervals)")
+    p = result["paired"]["maasn-da"]
+    print(f"maasn-da - {p['vs']}: {p['mean_diff_s']:+.3f} s per seed, 95 % CI [{p['ci95'][0]:+.3f}, "
+          f"{p['ci95'][1]:+.3f}]")
 
 
 if __name__ == "__main__":

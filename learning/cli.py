@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from learning.config import LearnConfigError
+from learning.config import VARIANTS, LearnConfigError
 
 if TYPE_CHECKING:  # numpy and the library loader are imported when a command runs, not at start-up
     from pbkit.library import PBLibrary
@@ -22,6 +22,21 @@ def library_arg(value: str) -> PBLibrary:
     if value == "synthetic":
         return synthetic_library(np.random.default_rng(0))
     return load_library(value)
+
+
+TEST_SEEDS = tuple(range(2000, 2010))  # held out: training validates on 1000+
+HEURISTICS = ("random", "popular", "lfu", "coarse", "noncoop", "greedy")
+
+
+def parse_seeds(text: str, option: str) -> list[int]:
+    """"1,2,3" -> [1, 2, 3]; raises LearnConfigError naming the option."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise LearnConfigError(f"{option} {text!r}: not a comma-separated list of integers") from None
+    if not seeds:
+        raise LearnConfigError(f"{option} {text!r}: no seeds")
+    return seeds
 
 
 def policy_table(rows: dict[str, dict], title: str) -> None:
@@ -43,7 +58,7 @@ def register(app: typer.Typer) -> None:
     @learn.command("train")
     def train(
         library: str = typer.Option(..., "--library", help="PB library JSON (or 'synthetic')."),
-        out: Path = typer.Option(..., "--out", help="Run directory (checkpoint, metrics.csv, tb/)."),
+        out: Path = typer.Option(..., "--out", help="Run directory (policy, checkpoint, metrics.csv, tb/)."),
         config: str = typer.Option(None, "--config", help="YAML config, or 'quick' / 'full'."),
         overrides: list[str] = typer.Option([], "--set", help="key=value override (repeatable); "
                                                                "scenario.<field>=value for the scenario."),
@@ -51,7 +66,7 @@ def register(app: typer.Typer) -> None:
         stop_after: int = typer.Option(None, "--stop-after", help="Stop (and checkpoint) after this many real steps."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        """Train one learner; writes OUT/checkpoint.pt, OUT/metrics.csv and TensorBoard logs."""
+        """Train one learner; writes OUT/policy.*, OUT/checkpoint.*, OUT/metrics.csv and TensorBoard logs."""
         from learning.config import load_config
         from learning.trainer import Trainer
 
@@ -63,42 +78,49 @@ def register(app: typer.Typer) -> None:
         history = trainer.run(stop_after=stop_after)
         if history:
             last = history[-1]
-            typer.echo(f"step {last['step']}: eval mean delay {last['eval_delay_s']:.4f} s "
-                       f"(training {last['train_wall_s']:.0f} s); checkpoint {out / 'checkpoint.pt'}")
+            typer.echo(f"step {last['step']}: validation mean delay {last['eval_delay_s']:.4f} s, best "
+                       f"{trainer.best:.4f} s (training {last['train_wall_s']:.0f} s); policy in {out}")
 
     @learn.command("eval")
     def eval_(
-        checkpoint: Path = typer.Option(..., "--checkpoint", help="Run directory or checkpoint.pt."),
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="Run directory of `pbkit learn train`."),
         library: str = typer.Option(..., "--library"),
-        seeds: str = typer.Option("2000,2001,2002,2003,2004", "--seeds", help="Comma-separated scenario seeds."),
-        slots: int = typer.Option(20, "--slots"),
-        policies: str = typer.Option("random,popular,lfu,greedy", "--policies",
+        seeds: str = typer.Option(",".join(str(s) for s in TEST_SEEDS), "--seeds",
+                                  help="Comma-separated scenario seeds (as `pbkit sim run --seed`)."),
+        slots: int = typer.Option(20, "--slots", min=1),
+        policies: str = typer.Option(",".join(HEURISTICS), "--policies",
                                      help="Heuristics to run beside the checkpoint."),
-        overrides: list[str] = typer.Option([], "--set", help="scenario.<field>=value overrides."),
+        name: str = typer.Option("maasn-da", "--name", help="Name of the learner in the output."),
+        scenario: str = typer.Option(None, "--config", help="Scenario file or bundled name, as `pbkit sim run`."),
+        overrides: list[str] = typer.Option([], "--set", help="Scenario key=value overrides, as `pbkit sim run`."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
-        """Greedy evaluation of a checkpoint beside delivery heuristics on the same seeds."""
-        import torch
+        """The checkpoint's policy beside heuristics on the same seeded scenarios as `pbkit sim run`;
+        paired differences to the best heuristic with 95 % intervals."""
+        import json
 
+        from delivery.cli import build_config
         from delivery.policies import make_policy
-        from learning.config import TrainConfig
-        from learning.evaluate import bootstrap_ci, evaluate
+        from learning.evaluate import evaluate_policies, summarise
         from learning.policy import load_policy
-        from learning.trainer import scenario_of
 
         lib = library_arg(library)
-        path = checkpoint / "checkpoint.pt" if checkpoint.is_dir() else checkpoint
-        cfg = TrainConfig.from_dict(torch.load(path, weights_only=False)["config"], where=str(path))
-        scenario = scenario_of(cfg.with_overrides(overrides))
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        rng = np.random.default_rng(0)
-        rows = {}
-        makers = {"maasn": lambda: load_policy(path, "maasn")}
-        makers |= {p: (lambda p=p: make_policy(p)) for p in policies.split(",") if p.strip()}
-        for name, make in makers.items():
-            values = evaluate(make, lib, scenario, seed_list, slots)
-            lo, hi = bootstrap_ci(values, rng)
-            rows[name] = {"mean_delay_s": float(values.mean()), "ci95": [lo, hi]}
-        policy_table(rows, f"{len(seed_list)} seeds x {slots} slots")
+        cfg = build_config(scenario, [o[len("scenario."):] if o.startswith("scenario.") else o for o in overrides])
+        seed_list = parse_seeds(seeds, "--seeds")
+        heuristics = [p.strip() for p in policies.split(",") if p.strip()]
+        for p in heuristics:
+            make_policy(p)  # a bad name fails before any work
+        load_policy(checkpoint, name)  # a bad checkpoint fails before any work
+        makers = {p: None for p in heuristics} | {name: lambda: load_policy(checkpoint, name)}
+        values = evaluate_policies(cfg, lib, makers, seed_list, slots)
+        result = summarise(values, heuristics, [name]) | {"seeds": seed_list, "slots": slots}
+        if as_json:
+            typer.echo(json.dumps(result, indent=1))
+            return
+        policy_table(result["policies"], f"{len(seed_list)} seeds x {slots} slots (95 % t-intervals)")
+        for learner, p in result.get("paired", {}).items():
+            typer.echo(f"{learner} - {p['vs']}: {p['mean_diff_s']:+.4f} s per seed "
+                       f"(95 % CI [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}")
 
     @learn.command("report")
     def report(
@@ -107,26 +129,49 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Short training and sweeps (minutes)."),
         config: str = typer.Option(None, "--config", help="Training config instead of quick/full."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
-        train_seeds: str = typer.Option(
-            None, "--train-seeds", help="Comma-separated training seeds per learner (default: 0)."
-        ),
+        train_seeds: str = typer.Option(None, "--train-seeds",
+                                        help="Comma-separated training seeds per learner (default 0-4; quick: 0)."),
+        eval_seeds: str = typer.Option(None, "--eval-seeds",
+                                       help="Comma-separated held-out scenario seeds (default 2000-2009)."),
+        slots: int = typer.Option(None, "--slots", min=1, help="Slots per evaluation run (default 20; quick: 5)."),
+        variants: str = typer.Option(None, "--variants",
+                                     help=f"Learners to train (default maasn-da,maasn-noda; any of {', '.join(VARIANTS)})."),
+        overrides: list[str] = typer.Option([], "--set", help="Evaluation scenario key=value overrides."),
     ) -> None:
         """The evaluation protocol: writes OUT/results.json and plots."""
         import dataclasses
 
         from learning.report import FULL, QUICK, run_report
+        from pbkit.settings_file import parse_set_overrides
 
         plan = QUICK if quick else FULL
+        changes: dict = {}
         if config:
-            plan = dataclasses.replace(plan, config=config)
+            changes["config"] = config
         if train_seeds:
-            try:
-                seeds = tuple(int(s) for s in train_seeds.split(","))
-            except ValueError:
-                raise LearnConfigError(f"--train-seeds {train_seeds!r}: not a comma-separated list of integers") from None
-            plan = dataclasses.replace(plan, train_seeds=seeds)
+            changes["train_seeds"] = tuple(parse_seeds(train_seeds, "--train-seeds"))
+        if eval_seeds:
+            changes["eval_seeds"] = tuple(parse_seeds(eval_seeds, "--eval-seeds"))
+        if slots:
+            changes["eval_slots"] = slots
+        if variants:
+            names = tuple(v.strip() for v in variants.split(",") if v.strip())
+            unknown = [v for v in names if v not in VARIANTS]
+            if unknown or not names:
+                raise LearnConfigError(f"--variants {variants!r}: unknown {unknown} (have: {', '.join(VARIANTS)})")
+            changes["variants"] = names
+        if overrides:
+            from delivery.config import ScenarioConfig
+            from delivery.errors import ConfigError
+
+            changes["scenario"] = parse_set_overrides(overrides, ConfigError)
+            ScenarioConfig.from_dict(changes["scenario"], where="--set")  # fail before training
+        plan = dataclasses.replace(plan, **changes)
         results = run_report(library_arg(library), out, plan, log=typer.echo, progress=progress)
-        policy_table(results["policies"], f"mean delay, {len(plan.eval_seeds)} seeds")
+        policy_table(results["policies"], f"mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots")
+        for name, p in results["paired"].items():
+            typer.echo(f"{name} - {p['vs']}: {p['mean_diff_s']:+.4f} s (95 % CI [{p['ci95'][0]:+.4f}, "
+                       f"{p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}")
         typer.echo(f"wrote {out / 'results.json'}")
 
     app.add_typer(learn, name="learn")

@@ -12,10 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pbkit.errors import PbkitError
-from pbkit.settings_file import parse_settings
+from pbkit.settings_file import load_typed, parse_set_overrides, parse_settings
 
 # Learner variants evaluated in the report: MAASN-DA and its ablations (overrides of TrainConfig).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -37,12 +35,12 @@ class TrainConfig:
     scenario: dict[str, Any] = field(default_factory=dict)  # ScenarioConfig overrides
     # environment
     episode_slots: int = 20
-    ema_alpha: float = 0.1
+    ema_alpha: float = 0.3       # recent request shares: ~3-slot memory (cumulative counts are a feature too)
     # run length and schedule (all counts are real environment steps = slots)
-    total_steps: int = 2000
-    warmup_steps: int = 200
-    updates_per_step: int = 2
-    batch_size: int = 32
+    total_steps: int = 1200
+    warmup_steps: int = 200      # real slots before the first RL update (includes the BC episodes)
+    updates_per_step: int = 1
+    batch_size: int = 16         # samples; each carries N x J PB rows (904 on the zoo library)
     buffer_size: int = 20000
     # MAASN
     actor: str = "asn"           # "asn" (action semantics) | "mlp" (ablation)
@@ -50,29 +48,36 @@ class TrainConfig:
     hidden: int = 32
     mixer_embed: int = 32
     gamma: float = 0.5
-    tau: float = 0.05            # soft target update rate
-    lr_actor: float = 1e-3
+    tau: float = 0.01            # soft target update rate
+    lr_actor: float = 3e-4
     lr_critic: float = 1e-3
+    lr_final: float = 0.1        # learning rates decay linearly to this fraction at the end
     gumbel_tau: float = 1.0
-    explore_eps: float = 0.1     # share of PB decisions sampled from the policy while acting
+    explore_eps: float = 0.05    # share of PB decisions sampled from the policy while acting
     pi_reg: float = 1e-3         # FACMAC's logit regulariser
     grad_clip: float = 10.0
-    # data augmentation (echo state network)
+    keep_bias: float = 0.5       # added to the score of PBs already cached (hysteresis against churn)
+    # behaviour-cloning warm start from the greedy placement
+    bc_episodes: int = 6         # real episodes run by greedy, imitated, then kept in the replay
+    bc_epochs: int = 40
+    bc_lr: float = 1e-3
+    bc_weight: float = 1.0       # imitation term in the actor loss, decays linearly to 0 over the run
+    actor_delay: int = 100       # real slots of critic-only updates after the warm start
+    # data augmentation: ESN popularity forecasts drive the real simulator
     da: bool = True
-    esn_reservoir: int = 200
+    esn_reservoir: int = 40
     esn_spectral_radius: float = 0.9
     esn_leak: float = 0.5
-    esn_ridge: float = 1e-3
+    esn_ridge: float = 1e-2
     da_refit_every: int = 100
-    da_rollout_every: int = 10
-    da_branches: int = 32
-    da_rollout_max: int = 3      # rollout length grows linearly from 1 to this over the run
+    da_rollout_every: int = 10   # real slots between synthetic branches
+    da_rollout_len: int = 5      # synthetic slots per branch
     da_share_max: float = 0.5
-    da_tolerance: float = 2.0
+    da_skill_full: float = 0.1   # forecast skill at which the synthetic share reaches da_share_max
     da_buffer_size: int = 10000
-    # evaluation and logging
+    # validation (best-checkpoint choice) and logging
     eval_every: int = 200        # must be a multiple of episode_slots (checkpoints at episode ends)
-    eval_seeds: tuple[int, ...] = (1000, 1001, 1002)
+    val_seeds: tuple[int, ...] = (1000, 1001, 1002)  # disjoint from the test seeds (2000+)
     eval_slots: int = 20
     threads: int = 1
 
@@ -83,76 +88,52 @@ class TrainConfig:
             raise LearnConfigError(f"mixer = {self.mixer!r} is not 'qmix', 'vdn' or 'none'")
         for name in ("episode_slots", "total_steps", "batch_size", "buffer_size", "eval_every",
                      "eval_slots", "hidden", "esn_reservoir", "threads", "da_refit_every",
-                     "da_rollout_every", "da_branches", "da_rollout_max", "updates_per_step"):
+                     "da_rollout_every", "da_rollout_len", "updates_per_step", "bc_epochs"):
             if getattr(self, name) < 1:
                 raise LearnConfigError(f"{name} = {getattr(self, name)!r} must be at least 1")
+        for name in ("bc_episodes", "actor_delay", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise LearnConfigError(f"{name} = {getattr(self, name)!r} must not be negative")
         if self.total_steps % self.episode_slots:
             raise LearnConfigError(
                 f"total_steps = {self.total_steps} is not a multiple of episode_slots = {self.episode_slots}")
         if self.eval_every % self.episode_slots:
             raise LearnConfigError(
                 f"eval_every = {self.eval_every} is not a multiple of episode_slots = {self.episode_slots}")
+        if self.bc_episodes * self.episode_slots > self.total_steps:
+            raise LearnConfigError(f"bc_episodes = {self.bc_episodes} episodes exceed total_steps = {self.total_steps}")
         if not 0.0 < self.esn_spectral_radius < 1.0:
             raise LearnConfigError(f"esn_spectral_radius = {self.esn_spectral_radius} is not in (0, 1)")
         if not 0.0 <= self.da_share_max < 1.0:
             raise LearnConfigError(f"da_share_max = {self.da_share_max} is not in [0, 1)")
+        if self.da_skill_full <= 0.0:
+            raise LearnConfigError(f"da_skill_full = {self.da_skill_full} must be positive")
         if not 0.0 < self.gamma < 1.0:
             raise LearnConfigError(f"gamma = {self.gamma} is not in (0, 1)")
-        object.__setattr__(self, "eval_seeds", tuple(int(s) for s in self.eval_seeds))
+        if not 0.0 < self.lr_final <= 1.0:
+            raise LearnConfigError(f"lr_final = {self.lr_final} is not in (0, 1]")
+        if not self.val_seeds:
+            raise LearnConfigError("val_seeds is empty")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["eval_seeds"] = list(self.eval_seeds)
+        d["val_seeds"] = list(self.val_seeds)
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise LearnConfigError(f"{where}: unknown key {key!r}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise LearnConfigError(f"{where}: {exc}") from None
+        """Every key known and every value of its field's type (raises LearnConfigError)."""
+        return load_typed(cls, data, where, LearnConfigError)
 
     def with_overrides(self, pairs: list[str] | tuple[str, ...]) -> "TrainConfig":
-        """Apply `key=value` strings; values are parsed as YAML scalars and type-checked."""
+        """Apply `key=value` strings (`scenario.<field>=v` for the scenario); raises LearnConfigError."""
         data = self.to_dict()
-        types = {f.name: f.type for f in fields(self)}
-        for pair in pairs:
-            if "=" not in pair:
-                raise LearnConfigError(f"--set {pair!r} is not key=value")
-            key, text = pair.split("=", 1)
-            key = key.strip()
-            value = yaml.safe_load(text) if text.strip() else ""
+        for key, value in parse_set_overrides(pairs, LearnConfigError).items():
             if key.startswith("scenario."):
                 data["scenario"] = dict(data["scenario"]) | {key.split(".", 1)[1]: value}
-                continue
-            if key not in types:
-                raise LearnConfigError(f"--set {key}: unknown key")
-            data[key] = _coerce(key, types[key], value)
+            else:
+                data[key] = value
         return TrainConfig.from_dict(data, where="--set")
-
-
-def _coerce(key: str, kind: str, value: Any) -> Any:
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-    }
-    if kind in ok:
-        if not ok[kind]:
-            raise LearnConfigError(f"--set {key}={value!r}: expected {kind}")
-        return float(value) if kind == "float" else value
-    if kind.startswith("tuple"):
-        if not isinstance(value, list):
-            raise LearnConfigError(f"--set {key}={value!r}: expected a list like [1, 2]")
-        return tuple(value)
-    if kind.startswith("dict") and not isinstance(value, dict):
-        raise LearnConfigError(f"--set {key}={value!r}: expected a mapping")
-    return value
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

@@ -6,8 +6,9 @@ MDP (docs/learning.md has the full statement):
 - action of agent n: MultiDiscrete([2 + D] * J), per PB: 0 drop, 1 cache, 2 + d ask neighbour d to
   hold it (pull from it when needed). Masks (infos["action_mask"], `action_masks()`) forbid pulls
   from padded neighbours and PBs bigger than a cache; a masked code acts as drop;
-- the joint action is projected onto a feasible placement (`features.project`), so capacity
-  holds by construction, then the simulator draws the slot's requests and channels and delivers;
+- the joint action and the actor's per-PB scores become a placement that fills every cache in
+  score order (`features.place`, with a keep bias for held PBs), so capacity holds by
+  construction; then the simulator draws the slot's requests and channels and delivers;
 - reward (shared by all agents): -(slot mean delay) / d_ref, d_ref = t_c + 8 * mean model bytes / r_c
   (fetching an average model from the cloud), so rewards are O(1) across libraries;
 - episode: `episode_slots` slots, then every agent is truncated (not terminated: the process
@@ -16,6 +17,7 @@ MDP (docs/learning.md has the full statement):
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -26,15 +28,16 @@ from pettingzoo import ParallelEnv
 from delivery.config import ScenarioConfig
 from delivery.simulator import SlotResult, Simulator
 from learning.features import (
+    CACHE,
     NEIGHBOUR_FEATURES,
     OWN_FEATURES,
     STATE_FEATURES,
     Layout,
-    ema_update,
-    observe,
+    Snapshot,
     effective_actions,
-    project,
-    request_share,
+    observe,
+    place,
+    snapshot,
 )
 from pbkit.library import PBLibrary
 
@@ -46,14 +49,15 @@ def reference_delay(scenario: ScenarioConfig, library: PBLibrary) -> float:
 
 
 class CacheEnv(ParallelEnv):
-    metadata = {"name": "pbkit_cache_v0", "render_modes": []}
+    metadata = {"name": "pbkit_cache_v1", "render_modes": []}
 
     def __init__(self, library: PBLibrary, scenario: ScenarioConfig, episode_slots: int = 20,
-                 ema_alpha: float = 0.3, seed: int = 0) -> None:
+                 ema_alpha: float = 0.3, seed: int = 0, keep_bias: float = 0.5) -> None:
         self.library = library
         self.scenario = scenario
         self.episode_slots = int(episode_slots)
         self.ema_alpha = float(ema_alpha)
+        self.keep_bias = float(keep_bias)
         self.sim = Simulator(scenario, library, np.random.default_rng(seed))
         self.layout = Layout.from_view(self.sim.policy_view())
         self.d_ref = reference_delay(scenario, library)
@@ -64,7 +68,7 @@ class CacheEnv(ParallelEnv):
         self._np_random = np.random.default_rng(seed)
         self.slot = 0
         self.last_result: SlotResult | None = None
-        self._read_view()
+        self.snap: Snapshot = snapshot(self.sim.policy_view(), None, self.ema_alpha)
 
     # ------------------------------------------------------------------ spaces
     @functools.lru_cache(maxsize=None)
@@ -77,18 +81,16 @@ class CacheEnv(ParallelEnv):
         return spaces.MultiDiscrete(np.full(self.layout.n_pbs, self.layout.n_actions))
 
     # ------------------------------------------------------------------ compact state
-    def _read_view(self) -> None:
-        view = self.sim.policy_view()
-        self.users = np.asarray(view.users_per_node, dtype=np.float64)
-        self.placement = np.asarray(view.placement, dtype=bool).copy()
-        self.last = request_share(np.asarray(view.last_requests, dtype=np.float64), self.users)
+    def snapshot(self) -> Snapshot:
+        """The compact state the observations are built from (a copy)."""
+        return {k: np.array(v, copy=True) for k, v in self.snap.items()}
 
-    def compact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(placement, ema, last, users): everything the observations are built from."""
-        return self.placement.copy(), self.ema.copy(), self.last.copy(), self.users.copy()
+    def view(self):
+        """What a caching policy sees now (`delivery.simulator.PolicyView`)."""
+        return self.sim.policy_view()
 
     def _observations(self) -> dict[str, np.ndarray]:
-        obs, self._state = observe(self.layout, self.placement, self.ema, self.last, self.users)
+        obs, self._state = observe(self.layout, self.snap)
         return {a: obs[n] for n, a in enumerate(self.possible_agents)}
 
     def state(self) -> np.ndarray:
@@ -101,6 +103,13 @@ class CacheEnv(ParallelEnv):
     def _infos(self, extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         return {a: {"action_mask": self._mask[n], **(extra or {})} for n, a in enumerate(self.possible_agents)}
 
+    # ------------------------------------------------------------------ random state (checkpoints)
+    def rng_state(self) -> dict:
+        return self._np_random.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self._np_random.bit_generator.state = state
+
     # ------------------------------------------------------------------ API
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -110,32 +119,56 @@ class CacheEnv(ParallelEnv):
         layout = Layout.from_view(self.sim.policy_view())
         if not layout.same_as(self.layout):  # spaces are fixed per env; the layout must be too
             raise ValueError("the scenario's topology or capacities changed between resets")
-        self._read_view()
-        self.ema = self.last.copy()
+        self.snap = snapshot(self.sim.policy_view(), None, self.ema_alpha)
         self.slot = 0
         self.agents = list(self.possible_agents)
         return self._observations(), self._infos()
 
+    def branch(self, seed: int) -> "CacheEnv":
+        """A copy of the current state (users, placement, request history, slot) whose future
+        channels and requests are drawn from `seed` instead: the real simulator on fresh draws,
+        for synthetic slots (data augmentation)."""
+        twin = copy.copy(self)
+        sim = Simulator(self.scenario, self.library, np.random.default_rng(seed), topology=self.sim.topology)
+        sim.placement = self.sim.placement.copy()
+        sim.request_counts = self.sim.request_counts.copy()
+        sim.last_requests = self.sim.last_requests.copy()
+        sim.slot = self.sim.slot
+        twin.sim, twin.snap, twin.agents = sim, self.snapshot(), list(self.possible_agents)
+        twin._np_random = np.random.default_rng(seed)
+        return twin
+
     def joint_action(self, actions: dict[str, np.ndarray]) -> np.ndarray:
         return np.stack([np.asarray(actions[a], dtype=np.int64) for a in self.possible_agents])
 
-    def step_joint(self, actions: np.ndarray, priority: np.ndarray | None = None):
-        """Step with an (N, J) action array; `priority` (N, J) orders each EN's admissions."""
-        actions = np.where(
-            np.take_along_axis(self._mask, np.clip(actions, 0, self.layout.n_actions - 1)[..., None], -1)[..., 0] > 0,
-            actions, 0)
-        placement = project(self.layout, actions, priority)
-        result = self.sim.step(placement)
+    def step_joint(self, actions: np.ndarray, scores: np.ndarray | None = None,
+                   requests: np.ndarray | None = None):
+        """Step with an (N, J) action array; `scores` (N, J) rank each EN's PBs (default: its
+        "cache" choices first). The caches are filled from the ranking (`features.place`)."""
+        actions = np.asarray(actions)
+        ok = (actions >= 0) & (actions < self.layout.n_actions)
+        safe = np.clip(actions, 0, self.layout.n_actions - 1)
+        allowed = np.take_along_axis(self._mask, safe[..., None], -1)[..., 0] > 0
+        actions = np.where(ok & allowed, safe, 0)
+        if scores is None:
+            scores = np.where(actions == CACHE, 1.0, -1.0)
+        placement = place(self.layout, actions, scores, self.snap["placement"], self.keep_bias)
+        return self.step_placement(placement, actions, requests)
+
+    def step_placement(self, placement: np.ndarray, actions: np.ndarray | None = None,
+                       requests: np.ndarray | None = None):
+        """Step with a feasible placement (N, J); `requests` (K,) replaces the slot's drawn
+        requests (synthetic slots). Effective actions: see `features.effective_actions`."""
+        result = self.sim.step(placement, requests=requests)
         self.last_result = result
         self.slot += 1
-        self._read_view()
-        self.ema = ema_update(self.ema, self.last, self.ema_alpha)
+        self.snap = snapshot(self.sim.policy_view(), self.snap["ema"], self.ema_alpha)
         reward = -float(result.mean_delay_s) / self.d_ref
         done = self.slot >= self.episode_slots
         obs = self._observations()
+        acts = np.zeros(placement.shape, dtype=np.int64) if actions is None else actions
         info = {"mean_delay_s": float(result.mean_delay_s), "hit_ratio_local": float(result.hit_ratio_local),
-                "placement": placement,
-                "effective_actions": effective_actions(self.layout, actions, placement)}
+                "placement": placement, "effective_actions": effective_actions(self.layout, acts, placement)}
         rewards = {a: reward for a in self.possible_agents}
         terminated = {a: False for a in self.possible_agents}
         truncated = {a: done for a in self.possible_agents}

@@ -1,25 +1,32 @@
 """What an agent observes, as pure functions of a compact state, shared by the environment,
-the learner's replay (which stores only the compact state) and the data-augmentation model
-(which rolls the compact state forward with predicted requests).
+the learner's replay (which stores only compact states) and the learned policy.
 
-Compact state of one slot: the current placement P (N, J) bool, the exponential moving average
-E (N, I) and last-slot share L (N, I) of each EN's users requesting each model, and the number
-of users per EN u (N,). Everything else (PB sizes, membership, capacities, neighbour lists)
-is the static `Layout` of the scenario.
+Compact state of one slot (`Snapshot`, a dict of arrays; leading batch dimensions allowed):
+placement P (N, J) bool; per EN the share of its users requesting each model in the last slot
+L, a moving average of those shares E and the Laplace-smoothed cumulative shares C (N, I); users
+per EN u (N,); the position in the request-drift period phase (); and what the greedy heuristic
+sees: its marginal proxy-delay gain per byte of each (EN, PB) on an empty cache, `gain` (N, J),
+and its placement `greedy` (N, J). Everything else (PB sizes, membership, capacities, neighbour
+lists, link times) is the static `Layout` of the scenario.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-OWN_FEATURES = 8      # per (EN, PB) features from the agent's own view
-NEIGHBOUR_FEATURES = 5  # per (EN, neighbour, PB) features received from that neighbour
-STATE_FEATURES = 8    # per PB features of the global state (critic only)
+OWN_FEATURES = 13       # per (EN, PB) features from the agent's own view
+NEIGHBOUR_FEATURES = 6  # per (EN, neighbour, PB) features received from that neighbour
+STATE_FEATURES = 10     # per PB features of the global state (critic only)
 
 # Action codes per (EN, PB): 0 drop, 1 cache, 2 + d = ask neighbour d to hold the PB (pull from it)
 DROP, CACHE, PULL0 = 0, 1, 2
+ASK_BONUS = 1.0  # score (logit units) a neighbour's "hold it for me" adds to a PB at that EN
+
+SNAPSHOT_KEYS = ("placement", "ema", "last", "cum", "users", "phase", "gain", "greedy")
+Snapshot = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -31,18 +38,24 @@ class Layout:
     capacity: np.ndarray       # (N,) int64 bytes
     neighbours: np.ndarray     # (N, N) bool, no self loops
     max_degree: int            # D, padded neighbour count (action space size is 2 + D)
+    drift_period: int = 10     # slots between request-ranking drifts (for the phase feature)
 
     @classmethod
-    def from_view(cls, view) -> "Layout":
-        """The layout of a scenario, from a `delivery.simulator.PolicyView`."""
+    def from_view(cls, view, max_degree: int | None = None) -> "Layout":
+        """The layout of a scenario, from a `delivery.simulator.PolicyView`; `max_degree` pads
+        the neighbour slots to a trained actor's width (raises ValueError if too small)."""
         neighbours = np.asarray(view.neighbours, dtype=bool).copy()
         np.fill_diagonal(neighbours, False)
+        degree = max(1, int(neighbours.sum(axis=1).max()))
+        if max_degree is not None and degree > max_degree:
+            raise ValueError(f"scenario has ENs with {degree} neighbours, the actor was trained for {max_degree}")
         return cls(
             pb_bytes=np.asarray(view.pb_bytes, dtype=np.int64),
             membership=np.asarray(view.membership, dtype=bool),
             capacity=np.asarray(view.capacity_bytes, dtype=np.int64),
             neighbours=neighbours,
-            max_degree=max(1, int(neighbours.sum(axis=1).max())),
+            max_degree=max_degree or degree,
+            drift_period=int(view.config.drift_period) if view.config is not None else 10,
         )
 
     @property
@@ -98,120 +111,128 @@ def request_share(requests_per_node: np.ndarray, users: np.ndarray) -> np.ndarra
     return requests_per_node / np.maximum(users, 1)[..., None]
 
 
-def observe(layout: Layout, placement: np.ndarray, ema: np.ndarray, last: np.ndarray,
-            users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-agent observations (..., N, J, F_own + D * F_nb) and global state (..., J, F_state).
-
-    Leading batch dimensions are allowed on placement/ema/last/users.
-    """
-    member = layout.membership.astype(np.float64)
-    sizes = layout.pb_bytes.astype(np.float64)
-    mean_size = max(sizes.mean(), 1.0)
-    total = max(sizes.sum(), 1.0)
-    p = placement.astype(np.float64)                                  # (..., N, J)
-    demand = ema @ member                                             # (..., N, J) share of users needing j
-    demand_last = last @ member
-    rel_users = users / max(float(np.mean(users)), 1e-9) if np.ndim(users) == 1 else (
-        users / np.maximum(users.mean(axis=-1, keepdims=True), 1e-9))
-    size_rel = np.log(np.maximum(sizes, 1.0) / mean_size)             # (J,)
-    density = np.minimum(demand * (mean_size / np.maximum(sizes, 1.0)), 10.0) / 10.0
-    cap_rel = layout.capacity / total                                 # (N,)
-    shared_by = member.mean(axis=0)                                   # (J,)
-    batch = p.shape[:-2]
-    n, j = layout.n_nodes, layout.n_pbs
-
-    def bcast(a: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(a, batch + (n, j))
-
-    own = np.stack(
-        [
-            p,
-            bcast(size_rel[None, :]),
-            bcast(cap_rel[:, None]),
-            demand,
-            demand_last,
-            density,
-            bcast(rel_users[..., :, None]),
-            bcast(shared_by[None, :]),
-        ],
-        axis=-1,
-    )
-    idx, valid = layout.neighbour_index()
-    v = valid[:, :, None].astype(np.float64)                          # (N, D, 1)
-    nb = np.stack(
-        [
-            p[..., idx, :] * v,
-            demand[..., idx, :] * v,
-            demand_last[..., idx, :] * v,
-            np.broadcast_to(rel_users[..., idx, None], batch + idx.shape + (j,)) * v,
-            np.broadcast_to(v, batch + idx.shape + (j,)),
-        ],
-        axis=-1,
-    )                                                                  # (..., N, D, J, F_nb)
-    nb = np.moveaxis(nb, -3, -2).reshape(batch + (n, j, layout.max_degree * NEIGHBOUR_FEATURES))
-    obs = np.concatenate([own, nb], axis=-1).astype(np.float32)
-
-    weight = rel_users[..., :, None] / n                               # user-weighted node average
-    covered = (demand * p * weight).sum(axis=-2) / np.maximum((demand * weight).sum(axis=-2), 1e-9)
-    state = np.stack(
-        [
-            p.mean(axis=-2),
-            demand.mean(axis=-2),
-            demand.max(axis=-2),
-            demand_last.mean(axis=-2),
-            covered,
-            np.broadcast_to(size_rel, batch + (j,)),
-            np.broadcast_to(shared_by, batch + (j,)),
-            np.broadcast_to(cap_rel.mean(), batch + (j,)),
-        ],
-        axis=-1,
-    ).astype(np.float32)
-    return obs, state
-
-
-def project(layout: Layout, actions: np.ndarray, priority: np.ndarray | None = None) -> np.ndarray:
-    """Turn per-(EN, PB) action codes (N, J) into a feasible placement (N, J) bool.
-
-    Each EN ranks the PBs it was asked to hold: its own "cache" choices first (ordered by the
-    actor's confidence `priority`, default 0), then PBs neighbours asked it to hold (more asks
-    first); it admits them in that order while they fit. Masked/invalid codes count as drop, so
-    no action can exceed a capacity.
-    """
-    n_nodes, n_pbs = layout.n_nodes, layout.n_pbs
-    idx, valid = layout.neighbour_index()
-    score = np.zeros((n_nodes, n_pbs))
-    own = actions == CACHE
-    score[own] = 2.0 + (0.0 if priority is None else np.clip(priority[own], 0.0, 1.0))
-    for d in range(layout.max_degree):
-        asked = (actions == PULL0 + d) & valid[:, d : d + 1]
-        for n in np.flatnonzero(valid[:, d]):
-            score[idx[n, d]] += np.where(asked[n], 0.5, 0.0) * (score[idx[n, d]] < 2.0)
-    placement = np.zeros((n_nodes, n_pbs), dtype=bool)
-    sizes = layout.pb_bytes
-    for n in range(n_nodes):
-        order = np.lexsort((np.arange(n_pbs), -score[n]))  # stable: ties by PB index
-        free = int(layout.capacity[n])
-        for j in order:
-            if score[n, j] <= 0.0:
-                break
-            if sizes[j] <= free:
-                placement[n, j] = True
-                free -= int(sizes[j])
-    return placement
-
-
 def ema_update(ema: np.ndarray, last: np.ndarray, alpha: float) -> np.ndarray:
     """Moving average of request shares; an EN that has seen nothing yet starts from `last`."""
     fresh = ema.sum(axis=-1, keepdims=True) <= 0.0
     return np.where(fresh, last, (1.0 - alpha) * ema + alpha * last)
 
 
-def effective_actions(layout: Layout, actions: np.ndarray, placement: np.ndarray) -> np.ndarray:
-    """The action codes that the projection actually carried out (..., N, J): a "cache" that did
-    not fit and a "pull" from a neighbour that does not hold the PB become "drop". The critic
-    learns from these, so its inputs describe the placement the reward came from."""
+def snapshot(view, ema: np.ndarray | None, alpha: float) -> Snapshot:
+    """The compact state of a `PolicyView`; `ema` is the previous slot's moving average (None at
+    the start of a run). The greedy features come from `delivery.policies.greedy_proxy`, the
+    same computation as the greedy heuristic's."""
+    from delivery.policies import greedy_proxy
+    from delivery.proxy import proxy_instance
+
+    users = np.asarray(view.users_per_node, dtype=np.float64)
+    last = request_share(np.asarray(view.last_requests, dtype=np.float64), users)
+    counts = np.asarray(view.request_counts, dtype=np.float64) + 1.0
+    inst = proxy_instance(view)
+    spill_unit = inst.weight * (inst.t_cloud - inst.t_backhaul)[None, :] if inst.migrate else 0.0 * inst.weight
+    spill = np.sum(spill_unit, axis=0, keepdims=True) - spill_unit
+    gain = (inst.weight * inst.t_cloud[None, :] + spill) / np.maximum(inst.pb_bytes, 1)[None, :]
+    gain = gain / max(float(gain.max()), 1e-30)
+    period = int(view.config.drift_period) if view.config is not None else 10
+    return {
+        "placement": np.asarray(view.placement, dtype=bool).copy(),
+        "ema": last.copy() if ema is None else ema_update(ema, last, alpha),
+        "last": last,
+        "cum": counts / counts.sum(axis=1, keepdims=True),
+        "users": users,
+        "phase": np.float64((view.slot % period) / period),
+        "gain": gain,
+        "greedy": greedy_proxy(inst),
+    }
+
+
+def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+    """Per-agent observations (..., N, J, F_own + D * F_nb) and global state (..., J, F_state)."""
+    member = layout.membership.astype(np.float64)
+    sizes = layout.pb_bytes.astype(np.float64)
+    mean_size = max(sizes.mean(), 1.0)
+    total = max(sizes.sum(), 1.0)
+    p = np.asarray(snap["placement"]).astype(np.float64)             # (..., N, J)
+    users = np.asarray(snap["users"], dtype=np.float64)
+    demand = np.asarray(snap["ema"], dtype=np.float64) @ member       # (..., N, J) share of users needing j
+    demand_last = np.asarray(snap["last"], dtype=np.float64) @ member
+    demand_cum = np.asarray(snap["cum"], dtype=np.float64) @ member
+    gain = np.asarray(snap["gain"], dtype=np.float64)
+    greedy = np.asarray(snap["greedy"]).astype(np.float64)
+    phase = np.asarray(snap["phase"], dtype=np.float64)
+    rel_users = users / np.maximum(users.mean(axis=-1, keepdims=True), 1e-9)
+    size_rel = np.log(np.maximum(sizes, 1.0) / mean_size)             # (J,)
+    density = np.minimum(demand_cum * (mean_size / np.maximum(sizes, 1.0)), 10.0) / 10.0
+    cap_rel = layout.capacity / total                                 # (N,)
+    shared_by = member.mean(axis=0)                                   # (J,) sharing degree
+    batch = p.shape[:-2]
+    n, j = layout.n_nodes, layout.n_pbs
+
+    def bcast(a: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(a, batch + (n, j))
+
+    angle = 2.0 * np.pi * phase[..., None, None]
+    own = np.stack(
+        [p, bcast(size_rel[None, :]), bcast(cap_rel[:, None]), demand, demand_last, demand_cum, density,
+         bcast(rel_users[..., :, None]), bcast(shared_by[None, :]), gain, greedy,
+         bcast(np.sin(angle)), bcast(np.cos(angle))],
+        axis=-1,
+    )
     idx, valid = layout.neighbour_index()
-    out = np.where((actions == CACHE) & ~placement, DROP, actions)
+    v = valid[:, :, None].astype(np.float64)                          # (N, D, 1)
+    nb = np.stack(
+        [p[..., idx, :] * v, demand[..., idx, :] * v, demand_cum[..., idx, :] * v, greedy[..., idx, :] * v,
+         np.broadcast_to(rel_users[..., idx, None], batch + idx.shape + (j,)) * v,
+         np.broadcast_to(v, batch + idx.shape + (j,))],
+        axis=-1,
+    )                                                                  # (..., N, D, J, F_nb)
+    nb = np.moveaxis(nb, -3, -2).reshape(batch + (n, j, layout.max_degree * NEIGHBOUR_FEATURES))
+    obs = np.concatenate([own, nb], axis=-1).astype(np.float32)
+
+    weight = rel_users[..., :, None] / n                               # user-weighted node average
+    covered = (demand_cum * p * weight).sum(axis=-2) / np.maximum((demand_cum * weight).sum(axis=-2), 1e-9)
+    state = np.stack(
+        [p.mean(axis=-2), demand.mean(axis=-2), demand.max(axis=-2), demand_cum.mean(axis=-2), covered,
+         np.broadcast_to(size_rel, batch + (j,)), np.broadcast_to(shared_by, batch + (j,)),
+         np.broadcast_to(cap_rel.mean(), batch + (j,)), greedy.mean(axis=-2), gain.mean(axis=-2)],
+        axis=-1,
+    ).astype(np.float32)
+    return obs, state
+
+
+def place(layout: Layout, actions: np.ndarray, scores: np.ndarray, previous: np.ndarray,
+          keep_bias: float) -> np.ndarray:
+    """A feasible placement (N, J) bool that fills every cache from the actor's scores.
+
+    Each EN ranks all PBs by score (the actor's cache-vs-drop logit margin), plus `keep_bias` for
+    PBs it already holds (hysteresis: a near-tie does not reload a PB) and ASK_BONUS for every
+    neighbour that asks it to hold the PB; it admits PBs in that order while they fit, so the
+    capacity is used as far as the PB sizes allow. Masked/invalid codes count as drop.
+    """
+    n_nodes, n_pbs = layout.n_nodes, layout.n_pbs
+    idx, valid = layout.neighbour_index()
+    score = np.asarray(scores, dtype=np.float64) + keep_bias * np.asarray(previous, dtype=bool)
+    for d in range(layout.max_degree):
+        asked = (actions == PULL0 + d) & valid[:, d : d + 1]
+        for n in np.flatnonzero(valid[:, d]):
+            score[idx[n, d]] += ASK_BONUS * asked[n]
+    placement = np.zeros((n_nodes, n_pbs), dtype=bool)
+    sizes = layout.pb_bytes
+    for n in range(n_nodes):
+        order = np.lexsort((np.arange(n_pbs), -score[n]))  # stable: ties by PB index
+        free = int(layout.capacity[n])
+        for j in order:
+            if sizes[j] <= free:
+                placement[n, j] = True
+                free -= int(sizes[j])
+    return placement
+
+
+def effective_actions(layout: Layout, actions: np.ndarray, placement: np.ndarray) -> np.ndarray:
+    """The actions the placement carried out (..., N, J): "cache" wherever the PB was placed,
+    a "pull from d" where it was not placed here but neighbour d holds it, else "drop". The
+    critic learns from these, so its inputs describe the placement the reward came from."""
+    idx, valid = layout.neighbour_index()
+    out = np.where(placement, CACHE, np.where(actions == CACHE, DROP, actions))
     for d in range(layout.max_degree):
         holds = placement[..., idx[:, d], :] & valid[:, d : d + 1]
         out = np.where((out == PULL0 + d) & ~holds, DROP, out)

@@ -1,13 +1,17 @@
 """MAASN: multi-agent action-semantics network learner (FACMAC-style), top to bottom.
 
-- Decentralised actors (one shared network, applied per agent) emit per-PB discrete actions
-  through straight-through Gumbel-Softmax.
+- Decentralised actors (one shared network, applied per agent) score every (EN, PB): the
+  cache-vs-drop logit margin ranks the PBs each EN fills its cache with (`features.place`);
+  per-PB discrete actions (drop, cache, ask neighbour d) come through straight-through
+  Gumbel-Softmax.
+- Warm start: behaviour cloning of the greedy heuristic's placement (cross-entropy on
+  cache/drop), kept as a decaying term of the actor loss during RL fine-tuning.
 - Centralised critic: per-agent Q_n(o_n, a_n) mixed into Q_tot by a monotonic QMIX mixer
   conditioned on the global state (VDN: a sum; "none": independent learners).
 - Critic target: y = r + gamma * Q_tot'(s', o', a') with a' the target actors' greedy actions.
   Episodes end by truncation only, so every transition bootstraps.
-- Actor loss: -Q_tot(s, o, gumbel_st(pi(o))) + pi_reg * mean(logit^2) (FACMAC).
-- Soft target updates with rate tau.
+- Actor loss: -Q_tot(s, o, gumbel_st(pi(o))) + pi_reg * mean(logit^2) + w_bc * CE(greedy).
+- Learning rates decay linearly to `lr_final` of their start; soft target updates with rate tau.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from learning.checkpoint import to_torch
 from learning.config import TrainConfig
-from learning.features import (CACHE, NEIGHBOUR_FEATURES, OWN_FEATURES, STATE_FEATURES, Layout,
+from learning.features import (CACHE, DROP, NEIGHBOUR_FEATURES, OWN_FEATURES, STATE_FEATURES, Layout,
                                observe)
 from learning.mixer import make_mixer
 from learning.networks import AgentCritic, gumbel_softmax_st, make_actor
+from learning.replay import split
 
 
 class Maasn:
@@ -44,34 +50,74 @@ class Maasn:
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, np.ndarray]:
-        """obs (N, J, F) -> action codes (N, J) and each EN's cache confidence (N, J)."""
-        logits = self.actor(torch.as_tensor(obs), self.mask)
-        probs = F.softmax(logits, -1)
-        actions = logits.argmax(-1)
-        if explore:  # epsilon share of PB decisions sampled, so caches are not thrashed every slot
-            sampled = gumbel_softmax_st(logits, self.gen, self.cfg.gumbel_tau).argmax(-1)
-            pick = torch.rand(actions.shape, generator=self.gen) < self.cfg.explore_eps
-            actions = torch.where(pick, sampled, actions)
-        return actions.numpy(), probs[..., CACHE].numpy()
+    def act(self, obs: np.ndarray, explore: bool, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """obs (N, J, F) -> action codes (N, J) and each EN's PB scores (N, J): the cache-vs-drop
+        logit margin that ranks the PBs its cache is filled with. `mask` (N, J, A) serves
+        another scenario than the training one (the learned policy)."""
+        m = self.mask if mask is None else torch.as_tensor(mask)
+        logits = self.actor(torch.as_tensor(obs), m)
+        if explore:  # an epsilon share of PB decisions (and their scores) sampled from the policy
+            u = torch.rand(logits.shape, generator=self.gen).clamp_(1e-10, 1.0 - 1e-10)
+            noisy = logits - torch.log(-torch.log(u)) * self.cfg.gumbel_tau
+            pick = torch.rand(logits.shape[:-1], generator=self.gen) < self.cfg.explore_eps
+            logits = torch.where(pick[..., None], noisy, logits)
+        scores = logits[..., CACHE] - logits[..., DROP]
+        return logits.argmax(-1).numpy(), scores.double().numpy()
+
+    # ------------------------------------------------------------------ warm start
+    def imitate(self, obs: np.ndarray, target: np.ndarray, epochs: int, batch: int,
+                rng: np.random.Generator) -> list[float]:
+        """Behaviour cloning: obs (S, N, J, F), target placement (S, N, J) bool; cross-entropy
+        of cache (placed) vs drop. Returns the mean loss per epoch; targets are synced after."""
+        x, y = torch.as_tensor(obs), torch.as_tensor(np.where(target, CACHE, DROP)).long()
+        for group in self.opt_actor.param_groups:
+            group["lr"] = self.cfg.bc_lr
+        losses = []
+        for _ in range(epochs):
+            order = rng.permutation(len(x))
+            total = 0.0
+            for start in range(0, len(x), batch):
+                idx = torch.as_tensor(order[start:start + batch])
+                loss = self._bc_loss(self.actor(x[idx], self.mask), y[idx])
+                self.opt_actor.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)
+                self.opt_actor.step()
+                total += float(loss.detach()) * len(idx)
+            losses.append(total / len(x))
+        self.actor_t.load_state_dict(self.actor.state_dict())
+        return losses
+
+    @staticmethod
+    def _bc_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, -2), target.flatten())
 
     # ------------------------------------------------------------------ learning
     def _tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        obs, state = observe(self.layout, batch["placement"], batch["ema"], batch["last"], batch["users"])
-        obs2, state2 = observe(self.layout, batch["next_placement"], batch["next_ema"],
-                               batch["next_last"], batch["users"])
+        snap, snap2 = split(batch)
+        obs, state = observe(self.layout, snap)
+        obs2, state2 = observe(self.layout, snap2)
         return {
             "obs": torch.as_tensor(obs), "state": torch.as_tensor(state),
             "obs2": torch.as_tensor(obs2), "state2": torch.as_tensor(state2),
             "action": F.one_hot(torch.as_tensor(batch["action"]).long(), self.layout.n_actions).float(),
             "reward": torch.as_tensor(batch["reward"]).float(),
+            "greedy": torch.as_tensor(np.where(batch["greedy"], CACHE, DROP)).long(),
         }
 
     def _mix(self, mixer, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B,) with a mixer, or (B, N) unchanged for independent learners."""
         return q if mixer is None else mixer(q, state)
 
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+    def set_progress(self, progress: float) -> None:
+        """Linear learning-rate decay: progress 0 -> lr, 1 -> lr * lr_final."""
+        scale = 1.0 - (1.0 - self.cfg.lr_final) * min(max(progress, 0.0), 1.0)
+        for opt, lr in ((self.opt_actor, self.cfg.lr_actor), (self.opt_critic, self.cfg.lr_critic)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
+
+    def update(self, batch: dict[str, np.ndarray], progress: float, train_actor: bool) -> dict[str, float]:
+        self.set_progress(progress)
         t = self._tensors(batch)
         with torch.no_grad():
             next_logits = self.actor_t(t["obs2"], self.mask)
@@ -86,20 +132,24 @@ class Maasn:
         torch.nn.utils.clip_grad_norm_(self.critic_params, self.cfg.grad_clip)
         self.opt_critic.step()
 
-        logits = self.actor(t["obs"], self.mask)
-        relaxed = gumbel_softmax_st(logits, self.gen, self.cfg.gumbel_tau)
-        q_pi = self._mix(self.mixer, self.critic(t["obs"], relaxed), t["state"])
-        allowed = self.mask.expand_as(logits) > 0
-        actor_loss = -q_pi.mean() + self.cfg.pi_reg * (logits[allowed] ** 2).mean()
-        self.opt_actor.zero_grad()
-        actor_loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)
-        self.opt_actor.step()
+        actor_loss = torch.zeros(())
+        if train_actor:
+            logits = self.actor(t["obs"], self.mask)
+            relaxed = gumbel_softmax_st(logits, self.gen, self.cfg.gumbel_tau)
+            q_pi = self._mix(self.mixer, self.critic(t["obs"], relaxed), t["state"])
+            allowed = self.mask.expand_as(logits) > 0
+            bc = self.cfg.bc_weight * (1.0 - progress)
+            actor_loss = -q_pi.mean() + self.cfg.pi_reg * (logits[allowed] ** 2).mean()
+            if bc > 0:
+                actor_loss = actor_loss + bc * self._bc_loss(logits, t["greedy"])
+            self.opt_actor.zero_grad()
+            actor_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)
+            self.opt_actor.step()
 
         self._soft_update()
         return {"critic_loss": float(critic_loss.detach()), "actor_loss": float(actor_loss.detach()),
                 "q_mean": float(q.detach().mean())}
-
     @torch.no_grad()
     def _soft_update(self) -> None:
         pairs = [(self.actor_t, self.actor), (self.critic_t, self.critic)]
@@ -122,4 +172,4 @@ class Maasn:
 
     def load_state_dict(self, state: dict) -> None:
         for k, m in self.modules().items():
-            m.load_state_dict(state[k])
+            m.load_state_dict(to_torch(state[k]))

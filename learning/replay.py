@@ -1,8 +1,8 @@
-"""Replay of compact transitions (placements, request shares, actions, rewards).
+"""Replay of compact transitions (snapshots before and after, effective actions, rewards).
 
-Observations are rebuilt from these on sampling (`features.observe`), so a transition costs
-O(N(J + I)) bytes instead of O(N J F), and synthetic transitions from the data-augmentation
-model have exactly the same form as real ones.
+Observations are rebuilt from the snapshots on sampling (`features.observe`), so a transition
+costs O(N(J + I)) numbers instead of O(N J F); synthetic transitions (data augmentation) have
+exactly the same form as real ones and live in a buffer of their own.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FIELDS = ("placement", "ema", "last", "users", "action", "reward",
-          "next_placement", "next_ema", "next_last", "next_reservoir")
+from learning.features import SNAPSHOT_KEYS, Snapshot
 
 
 @dataclass
@@ -21,33 +20,31 @@ class Replay:
     n_nodes: int
     n_pbs: int
     n_models: int
-    reservoir: int = 0
 
     def __post_init__(self) -> None:
         c, n, j, i = self.capacity, self.n_nodes, self.n_pbs, self.n_models
-        self.data = {
-            "placement": np.zeros((c, n, j), bool),
-            "ema": np.zeros((c, n, i), np.float32),
-            "last": np.zeros((c, n, i), np.float32),
-            "users": np.zeros((c, n), np.float32),
-            "action": np.zeros((c, n, j), np.int8),
-            "reward": np.zeros((c,), np.float32),
-            "next_placement": np.zeros((c, n, j), bool),
-            "next_ema": np.zeros((c, n, i), np.float32),
-            "next_last": np.zeros((c, n, i), np.float32),
-            "next_reservoir": np.zeros((c, max(self.reservoir, 1)), np.float32),
-        }
+        shapes = {"placement": ((n, j), bool), "ema": ((n, i), np.float32), "last": ((n, i), np.float32),
+                  "cum": ((n, i), np.float32), "users": ((n,), np.float32), "phase": ((), np.float32),
+                  "gain": ((n, j), np.float32), "greedy": ((n, j), bool)}
+        self.data: dict[str, np.ndarray] = {}
+        for prefix in ("", "next_"):
+            for key in SNAPSHOT_KEYS:
+                shape, dtype = shapes[key]
+                self.data[prefix + key] = np.zeros((c,) + shape, dtype)
+        self.data["action"] = np.zeros((c, n, j), np.int8)
+        self.data["reward"] = np.zeros((c,), np.float32)
         self.ptr = 0
         self.size = 0
 
-    def add(self, **items: np.ndarray) -> None:
-        """Add a batch of transitions: every field with a leading batch dimension."""
-        count = len(items["reward"])
-        for k in range(count):
-            for name, value in items.items():
-                self.data[name][self.ptr] = value[k]
-            self.ptr = (self.ptr + 1) % self.capacity
-            self.size = min(self.size + 1, self.capacity)
+    def add(self, snap: Snapshot, action: np.ndarray, reward: float, next_snap: Snapshot) -> None:
+        """Add one transition."""
+        for key in SNAPSHOT_KEYS:
+            self.data[key][self.ptr] = snap[key]
+            self.data["next_" + key][self.ptr] = next_snap[key]
+        self.data["action"][self.ptr] = action
+        self.data["reward"][self.ptr] = reward
+        self.ptr = (self.ptr + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
 
     def sample(self, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         idx = rng.integers(0, self.size, count)
@@ -61,3 +58,8 @@ class Replay:
         self.ptr, self.size = int(state["ptr"]), int(state["size"])
         for k, v in state["data"].items():
             self.data[k][: len(v)] = v
+
+
+def split(batch: dict[str, np.ndarray]) -> tuple[Snapshot, Snapshot]:
+    """(snapshots, next snapshots) of a sampled batch."""
+    return ({k: batch[k] for k in SNAPSHOT_KEYS}, {k: batch["next_" + k] for k in SNAPSHOT_KEYS})

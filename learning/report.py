@@ -1,27 +1,30 @@
-"""The evaluation protocol behind `pbkit learn report`: train MAASN-DA and its ablations, run
-them beside every delivery heuristic on the same held-out seeded scenarios, and write
-results.json plus three plots (learning curves with/without DA, delay vs cache capacity,
-robust vs non-robust beamforming across CSI error bounds).
+"""The evaluation protocol behind `pbkit learn report`: train MAASN-DA and its ablations on
+several training seeds, run every learner and every delivery heuristic on the same held-out
+seeded scenarios through the one harness (`learning.evaluate`, i.e. `delivery.experiment`),
+and write results.json (per-seed rows, means with 95 % t-intervals, paired differences to the
+best heuristic) plus plots.
 
-Every figure is a mean over >= 5 evaluation seeds with a 95 % percentile-bootstrap interval.
+Training validates on seeds 1000+ (`TrainConfig.val_seeds`); evaluation uses 2000+, so the
+best-checkpoint choice never sees a test scenario. Learners train on the training config's
+scenario and are evaluated on the evaluation scenario (default: the default scenario).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from delivery.policies import make_policy
+from delivery.config import ScenarioConfig
 from learning.config import VARIANTS, TrainConfig, load_config
 from learning.errors import CheckpointError
-from learning.evaluate import bootstrap_ci, evaluate
+from learning.evaluate import evaluate_policies, summarise
 from learning.policy import load_policy
-from learning.trainer import Trainer, scenario_of
+from learning.trainer import Trainer
 from pbkit.library import PBLibrary, synthetic_library
 
 HEURISTICS = ("random", "popular", "lfu", "coarse", "noncoop", "greedy")
@@ -40,13 +43,13 @@ class ReportPlan:
     robust_slots: int
     robust_budget_s: float            # stop the (solver-bound) robust sweep after this long
     optimum_seeds: tuple[int, ...]
+    scenario: dict[str, Any] = field(default_factory=dict)  # evaluation scenario overrides
 
 
-QUICK = ReportPlan("quick", (0,), tuple(VARIANTS), (2000, 2001, 2002, 2003, 2004), 10,
-                   (0.15, 0.3, 0.5), (0.05, 0.2), 4, 1, 120.0, (2000, 2001, 2002, 2003, 2004))
-FULL = ReportPlan("full", (0,), tuple(VARIANTS), (2000, 2001, 2002, 2003, 2004), 20,
-                  (0.1, 0.3, 0.5), (0.05, 0.1, 0.2, 0.3), 4, 1, 300.0,
-                  (2000, 2001, 2002, 2003, 2004))
+QUICK = ReportPlan("quick", (0,), ("maasn-da", "maasn-noda"), (2000, 2001, 2002, 2003, 2004), 5,
+                   (0.3,), (), 4, 1, 0.0, (2000, 2001, 2002))
+FULL = ReportPlan("full", (0, 1, 2, 3, 4), ("maasn-da", "maasn-noda"), tuple(range(2000, 2010)), 20,
+                  (0.15, 0.3, 0.5), (0.05, 0.1, 0.2, 0.3), 4, 1, 300.0, (2000, 2001, 2002, 2003, 2004))
 
 
 def small_library() -> PBLibrary:
@@ -54,24 +57,20 @@ def small_library() -> PBLibrary:
     return synthetic_library(np.random.default_rng(7), families=1, models_per_family=3, base_pbs=4, own_pbs=1)
 
 
-def _summary(values: np.ndarray, rng: np.random.Generator) -> dict:
-    lo, hi = bootstrap_ci(values, rng)
-    return {"mean_delay_s": float(np.mean(values)), "ci95": [lo, hi], "per_seed": [float(v) for v in values]}
-
-
 def _reduction(base: float, new: float) -> float:
     return 100.0 * (base - new) / base if base > 0 else float("nan")
 
 
 def steps_to_fraction(curve: list[dict], fraction: float = 0.9) -> int | None:
-    """First real step where the eval return has covered `fraction` of its first-to-final gain."""
-    returns = np.array([r["eval_return"] for r in curve])
+    """First real step where the validation delay has covered `fraction` of its first-to-best
+    reduction (None when it never improved on the first validation)."""
+    delays = np.array([r["eval_delay_s"] for r in curve])
     steps = [r["step"] for r in curve]
-    gain = returns[-1] - returns[0]
+    gain = delays[0] - delays.min()
     if gain <= 0:
         return None
-    for s, r in zip(steps, returns):
-        if r - returns[0] >= fraction * gain:
+    for s, d in zip(steps, delays):
+        if delays[0] - d >= fraction * gain:
             return int(s)
     return int(steps[-1])
 
@@ -103,78 +102,84 @@ def _trainer_for(cfg: TrainConfig, library: PBLibrary, run_dir: Path, progress: 
     return trainer
 
 
+def train_runs(library: PBLibrary, out: Path, base: TrainConfig, variants: tuple[str, ...],
+               seeds: tuple[int, ...], log: Callable[[str], None], progress: bool,
+               prefix: str = "") -> dict[str, dict[int, Trainer]]:
+    """Every variant on every training seed (resuming finished or interrupted runs)."""
+    runs: dict[str, dict[int, Trainer]] = {}
+    for name in variants:
+        for seed in seeds:
+            cfg = TrainConfig.from_dict(base.to_dict() | VARIANTS[name] | {"seed": seed})
+            trainer = _trainer_for(cfg, library, out / "runs" / f"{prefix}{name}-seed{seed}", progress)
+            trainer.run()
+            runs.setdefault(name, {})[seed] = trainer
+            log(f"trained {prefix}{name} seed {seed}: best validation delay {trainer.best:.3f} s "
+                f"in {trainer.wall:.0f} s")
+    return runs
+
+
+def _learner_makers(runs: dict[str, dict[int, Trainer]]) -> dict[str, Callable[[], Any]]:
+    return {f"{name}/seed{seed}": (lambda d=t.out, n=name: load_policy(d, n))
+            for name, by_seed in runs.items() for seed, t in by_seed.items()}
+
+
+def _with_pooled(values: dict[str, np.ndarray], runs: dict[str, dict[int, Trainer]]) -> dict[str, np.ndarray]:
+    """Add each variant's mean over its training seeds (per evaluation seed)."""
+    pooled = {name: np.mean([values[f"{name}/seed{s}"] for s in by_seed], axis=0) for name, by_seed in runs.items()}
+    return values | pooled
+
+
 def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[str], None] = print,
                progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(12345)  # bootstrap resampling only
     base_cfg: TrainConfig = load_config(plan.config)
-    scenario = scenario_of(base_cfg)
+    scenario = ScenarioConfig.from_dict(plan.scenario, where="report scenario")
     started = time.perf_counter()
     results: dict = {"plan": asdict(plan), "library": library.sharing(), "scenario": scenario.to_dict(),
                      "train_config": base_cfg.to_dict()}
+    on_run = (lambda n, s, v: log(f"  {n} seed {s}: {v:.3f} s")) if progress else None
 
     # 1. train every learner variant on every training seed
-    checkpoints: dict[str, list[Path]] = {}
-    curves: dict[str, list[list[dict]]] = {}
-    train_time: dict[str, list[float]] = {}
-    for name in plan.variants:
-        for seed in plan.train_seeds:
-            cfg = TrainConfig.from_dict(base_cfg.to_dict() | VARIANTS[name] | {"seed": seed})
-            run_dir = out / "runs" / f"{name}-seed{seed}"
-            trainer = _trainer_for(cfg, library, run_dir, progress)
-            history = trainer.run()
-            train_time.setdefault(name, []).append(trainer.wall)  # training only, kept across resumes
-            checkpoints.setdefault(name, []).append(run_dir)
-            curves.setdefault(name, []).append(history)
-            log(f"trained {name} seed {seed}: eval delay {history[-1]['eval_delay_s']:.3f} s "
-                f"in {train_time[name][-1]:.0f} s")
-    results["train_seconds"] = train_time
-    results["curves"] = curves
+    runs = train_runs(library, out, base_cfg, plan.variants, plan.train_seeds, log, progress)
+    results["train_seconds"] = {n: [t.wall for t in r.values()] for n, r in runs.items()}
+    results["curves"] = {n: [t.history for t in r.values()] for n, r in runs.items()}
+    results["best_validation_s"] = {n: [t.best for t in r.values()] for n, r in runs.items()}
 
-    # 2. every policy on the same held-out seeds (learned: averaged over training seeds)
-    def learned(name: str, lib: PBLibrary, sc) -> np.ndarray:
-        per_run = [evaluate(lambda: load_policy(ck, name), lib, sc, plan.eval_seeds, plan.eval_slots)
-                   for ck in checkpoints[name]]
-        return np.mean(per_run, axis=0)
+    # 2. every policy on the same held-out seeds
+    makers: dict[str, Any] = {h: None for h in HEURISTICS} | _learner_makers(runs)
+    values = _with_pooled(evaluate_policies(scenario, library, makers, plan.eval_seeds, plan.eval_slots, on_run), runs)
+    learners = [n for n in values if n not in HEURISTICS]
+    main = summarise(values, HEURISTICS, learners)
+    results["policies"] = main["policies"]
+    results["best_heuristic"] = main["best_heuristic"]
+    results["paired"] = main["paired"]
+    log("policies: " + ", ".join(f"{k} {v['mean_delay_s']:.3f}" for k, v in main["policies"].items()))
 
-    def heuristic(name: str, lib: PBLibrary, sc) -> np.ndarray:
-        return evaluate(lambda: make_policy(name), lib, sc, plan.eval_seeds, plan.eval_slots)
-
-    policies: dict[str, dict] = {}
-    for name in HEURISTICS:
-        policies[name] = _summary(heuristic(name, library, scenario), rng)
-    for name in plan.variants:
-        policies[name] = _summary(learned(name, library, scenario), rng)
-    results["policies"] = policies
-    log("policies: " + ", ".join(f"{k} {v['mean_delay_s']:.3f}" for k, v in policies.items()))
-
-    # 3. mean delay against cache capacity (learners trained at the default capacity)
-    sweep: dict[str, dict[str, dict]] = {}
+    # 3. mean delay against cache capacity (learners trained at the default capacity, one seed)
+    sweep: dict[str, dict] = {}
     capacities, note = feasible_capacities(plan.capacities, library)
     if note:
         results["capacity_sweep_note"] = note
         log(note)
+    first = {"maasn-da": {plan.train_seeds[0]: runs["maasn-da"][plan.train_seeds[0]]}} if "maasn-da" in runs else {}
     for frac in capacities:
         sc = scenario.replace(cache_fraction=frac)
-        row = {name: _summary(heuristic(name, library, sc), rng) for name in HEURISTICS}
-        row["maasn-da"] = _summary(learned("maasn-da", library, sc), rng)
-        sweep[str(frac)] = row
+        vals = evaluate_policies(sc, library, {h: None for h in HEURISTICS} | _learner_makers(first),
+                                 plan.eval_seeds, plan.eval_slots)
+        sweep[str(frac)] = summarise(vals, HEURISTICS, [n for n in vals if n not in HEURISTICS])
     results["capacity_sweep"] = sweep
 
-    # 4. gap to the exact optimum of the delay proxy on a small instance
+    # 4. gap to the exact optimum of the delay proxy on a small instance; the learner is trained
+    # on the small instance itself (a policy trained elsewhere would measure transfer)
     small = small_library()
     small_sc = scenario.replace(n_users=8)
-    gap = {name: _summary(evaluate(lambda: make_policy(name), small, small_sc, plan.optimum_seeds,
-                                   plan.eval_slots), rng) for name in ("optimal", "greedy", "lfu", "random")}
-    # The learner is trained on the small instance itself (a policy trained on another library
-    # would measure transfer, not the gap to the optimum).
-    small_cfg = TrainConfig.from_dict(base_cfg.to_dict() | VARIANTS["maasn-da"] | {
-        "seed": plan.train_seeds[0], "scenario": dict(base_cfg.scenario) | {"n_users": small_sc.n_users}})
-    small_run = out / "runs" / f"small-maasn-da-seed{plan.train_seeds[0]}"
-    _trainer_for(small_cfg, small, small_run, progress).run()
-    gap["maasn-da"] = _summary(evaluate(lambda: load_policy(small_run, "maasn-da"), small, small_sc,
-                                        plan.optimum_seeds, plan.eval_slots), rng)
-    results["small_instance"] = {"library": small.sharing(), "policies": gap}
+    small_cfg = TrainConfig.from_dict(base_cfg.to_dict() | {"scenario": dict(base_cfg.scenario) | {"n_users": 8}})
+    small_runs = train_runs(small, out, small_cfg, ("maasn-da",), plan.train_seeds[:1], log, progress, "small-")
+    vals = _with_pooled(evaluate_policies(small_sc, small, {p: None for p in ("optimal", "greedy", "lfu", "random")}
+                                          | _learner_makers(small_runs), plan.optimum_seeds, plan.eval_slots),
+                        small_runs)
+    gap = summarise(vals, ("greedy", "lfu", "random"), ["maasn-da", "optimal"])
+    results["small_instance"] = {"library": small.sharing(), **gap}
 
     # 5. robust against non-robust beamforming across CSI error bounds (greedy placement)
     robust: dict[str, dict] = {}
@@ -184,41 +189,44 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     for eps in plan.csi_errors:
         cell = {}
         for bf in ("sdr", "robust"):
-            vals = []
+            vals_bf = []
             for s in plan.eval_seeds:
                 if time.perf_counter() - t_rob > plan.robust_budget_s:
                     complete = False
                     break
-                vals.append(evaluate(lambda: make_policy("greedy"), small, rob_sc.replace(beamformer=bf, csi_error=eps),
-                                     (s,), plan.robust_slots)[0])
-            if vals:
-                cell[bf] = _summary(np.array(vals), rng)
+                vals_bf.append(evaluate_policies(rob_sc.replace(beamformer=bf, csi_error=eps), small,
+                                                 {"greedy": None}, [s], plan.robust_slots)["greedy"][0])
+            if vals_bf:
+                cell[bf] = summarise({bf: np.array(vals_bf)}, (), ())["policies"][bf]
         if "sdr" in cell and "robust" in cell and len(cell["sdr"]["per_seed"]) == len(cell["robust"]["per_seed"]):
             cell["reduction_pct"] = _reduction(cell["sdr"]["mean_delay_s"], cell["robust"]["mean_delay_s"])
         robust[str(eps)] = cell
     results["robust_sweep"] = {"complete": complete, "budget_s": plan.robust_budget_s, "cells": robust}
 
     # 6. the issue's targets, computed from the above
-    best_heur = min(HEURISTICS, key=lambda k: policies[k]["mean_delay_s"])
-    da_steps = [steps_to_fraction(c) for c in curves.get("maasn-da", [])]
-    noda_steps = [steps_to_fraction(c) for c in curves.get("maasn-noda", [])]
-    results["targets"] = {
-        "maasn_da_vs_greedy_pct": _reduction(policies["greedy"]["mean_delay_s"], policies["maasn-da"]["mean_delay_s"]),
-        "best_heuristic": best_heur,
-        "maasn_da_vs_best_heuristic_pct": _reduction(policies[best_heur]["mean_delay_s"],
-                                                     policies["maasn-da"]["mean_delay_s"]),
-        "fine_vs_coarse_pct": {k: _reduction(policies["coarse"]["mean_delay_s"], policies[k]["mean_delay_s"])
-                               for k in ("maasn-da", "greedy", "lfu")},
-        "paper_fine_vs_coarse_pct": 67.86,
-        "robust_vs_nonrobust_pct": {k: v.get("reduction_pct") for k, v in robust.items()},
-        "paper_robust_vs_nonrobust_pct": 31.09,
-        "steps_to_90pct_da": da_steps,
-        "steps_to_90pct_noda": noda_steps,
-        "da_step_ratio": (float(np.mean([s for s in da_steps if s])) / float(np.mean([s for s in noda_steps if s]))
-                          if any(da_steps) and any(noda_steps) else None),
-        "optimality_gap_pct": {k: -_reduction(gap["optimal"]["mean_delay_s"], gap[k]["mean_delay_s"])
-                               for k in ("maasn-da", "greedy")},
-    }
+    policies, paired, best = main["policies"], main["paired"], main["best_heuristic"]
+    targets: dict[str, Any] = {"best_heuristic": best}
+    if "maasn-da" in paired:
+        da = paired["maasn-da"]
+        targets["maasn_da_ratio_to_best_heuristic"] = da["ratio"]
+        targets["maasn_da_paired_diff_ci95"] = da["ci95"]
+        targets["ratio_at_most_0.95_and_ci_below_zero"] = bool(da["ratio"] <= 0.95 and da["ci95"][1] < 0)
+        per_seed = {k: v["mean_diff_s"] for k, v in paired.items() if k.startswith("maasn-da/")}
+        targets["maasn_da_diff_per_training_seed_s"] = per_seed
+        targets["no_training_seed_worse_than_best_heuristic"] = bool(all(v <= 0 for v in per_seed.values()))
+        targets["fine_vs_coarse_pct"] = {k: _reduction(policies["coarse"]["mean_delay_s"], policies[k]["mean_delay_s"])
+                                         for k in ("maasn-da", "greedy", "lfu")}
+    opt = gap["policies"]["optimal"]["mean_delay_s"]
+    targets["optimality_gap_pct"] = {k: -_reduction(opt, gap["policies"][k]["mean_delay_s"])
+                                     for k in ("maasn-da", "greedy", "lfu")}
+    da_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-da", {}).values()]
+    noda_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-noda", {}).values()]
+    targets["steps_to_90pct_da"] = da_steps
+    targets["steps_to_90pct_noda"] = noda_steps
+    targets["da_step_ratio"] = (float(np.mean([s for s in da_steps if s])) / float(np.mean([s for s in noda_steps if s]))
+                                if any(da_steps) and any(noda_steps) else None)
+    targets["robust_vs_nonrobust_pct"] = {k: v.get("reduction_pct") for k, v in robust.items()}
+    results["targets"] = targets
     results["wall_seconds"] = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plot(results, out)
@@ -240,7 +248,7 @@ def plot(results: dict, out: Path) -> None:
         delay = np.mean([[r["eval_delay_s"] for r in run] for run in runs], axis=0)
         ax.plot(steps, delay, style, marker="o", ms=3, label=name)
     ax.set_xlabel("real environment steps (slots)")
-    ax.set_ylabel("eval mean delay (s)")
+    ax.set_ylabel("validation mean delay (s)")
     ax.set_title("learning curves, with and without DA")
     ax.legend()
     fig.tight_layout()
@@ -250,9 +258,9 @@ def plot(results: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     sweep = results["capacity_sweep"]
     fracs = sorted(sweep, key=float)
-    for name in sweep[fracs[0]]:
-        ax.plot([float(f) for f in fracs], [sweep[f][name]["mean_delay_s"] for f in fracs], marker="o", ms=3,
-                label=name)
+    for name in sweep[fracs[0]]["policies"]:
+        ax.plot([float(f) for f in fracs], [sweep[f]["policies"][name]["mean_delay_s"] for f in fracs], marker="o",
+                ms=3, label=name)
     ax.set_xlabel("cache capacity (fraction of unique library bytes)")
     ax.set_ylabel("mean delay (s)")
     ax.legend(fontsize=7)

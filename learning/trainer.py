@@ -1,41 +1,51 @@
 """The training loop: config-driven, one master seed, checkpoints that resume bit-exactly.
 
+Order of a run: `bc_episodes` real episodes placed by the greedy heuristic (kept in the replay,
+counted as real slots), behaviour cloning of the actor on them, a validation of the cloned
+actor, then RL episodes with critic-only updates for `actor_delay` slots and actor updates
+after; every `eval_every` slots the actor is validated on `val_seeds` (disjoint from the test
+seeds) and the best one so far is written as the run's policy.
+
 Seeding: SeedSequence(seed) spawns independent streams for the environment (episode seeds),
-replay sampling, the data-augmentation model, and a torch generator for Gumbel noise; torch's
-global seed is set from the same master seed (network initialisation). A checkpoint is written
-at every evaluation (always at an episode boundary, so no simulator state is in flight) and
-carries every generator's state, the replay buffers, the ESN and the optimisers, so resuming
-continues the same run with the same numbers.
+replay sampling, data augmentation and a torch generator for Gumbel noise; torch's global seed
+is set from the same master seed (network initialisation). A checkpoint is written at every
+validation (always at an episode boundary, so no simulator state is in flight) and carries
+every generator's state, the replay buffers, the forecaster and the optimisers (see
+`learning.checkpoint`: safetensors + JSON, never a pickle).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from delivery.config import ScenarioConfig
+from delivery.policies import GreedyPolicy
+from learning.checkpoint import RUN, load_state, save_state
 from learning.config import LearnConfigError, TrainConfig
-from learning.dynamics import DynamicsModel
+from learning.dynamics import PopularityForecaster
 from learning.env import CacheEnv
 from learning.errors import CheckpointError
-from learning.evaluate import evaluate
-from learning.features import effective_actions, observe, project
+from learning.evaluate import evaluate_policies
+from learning.features import SNAPSHOT_KEYS, observe
 from learning.maasn import Maasn
-from learning.policy import LearnedPolicy
+from learning.policy import LearnedPolicy, save_policy
 from learning.replay import Replay
 from pbkit.library import PBLibrary
 
-CHECKPOINT = "checkpoint.pt"
-
 
 def scenario_of(cfg: TrainConfig) -> ScenarioConfig:
-    scenario = ScenarioConfig().replace(**cfg.scenario) if cfg.scenario else ScenarioConfig()
+    """The training scenario: the defaults with the config's overrides. Raises ConfigError or
+    LearnConfigError (the learner needs fine-grained placement)."""
+    scenario = ScenarioConfig.from_dict(ScenarioConfig().to_dict() | dict(cfg.scenario), where="scenario")
     if scenario.mode != "fine":
         raise LearnConfigError(f"scenario.mode = {scenario.mode!r}: the learner places PBs, it needs 'fine'")
     return scenario
@@ -59,68 +69,91 @@ class Trainer:
         self.rng_da = np.random.default_rng(da_ss)
         self.gen = torch.Generator().manual_seed(int(torch_ss.generate_state(1)[0]))
         self.scenario = scenario_of(cfg)
-        self.env = CacheEnv(self.library, self.scenario, cfg.episode_slots, cfg.ema_alpha, seed=cfg.seed)
+        self.env = CacheEnv(self.library, self.scenario, cfg.episode_slots, cfg.ema_alpha, seed=cfg.seed,
+                            keep_bias=cfg.keep_bias)
         layout = self.layout = self.env.layout
         self.learner = Maasn(cfg, layout, self.gen)
-        self.replay = Replay(cfg.buffer_size, layout.n_nodes, layout.n_pbs, layout.n_models, cfg.esn_reservoir)
-        self.synth = Replay(cfg.da_buffer_size, layout.n_nodes, layout.n_pbs, layout.n_models, 0)
-        self.da = DynamicsModel(layout, cfg.esn_reservoir, cfg.esn_spectral_radius, cfg.esn_leak, cfg.esn_ridge,
-                                tolerance=cfg.da_tolerance, share_max=cfg.da_share_max).init(self.rng_da)
+        self.replay = Replay(cfg.buffer_size, layout.n_nodes, layout.n_pbs, layout.n_models)
+        self.synth = Replay(cfg.da_buffer_size, layout.n_nodes, layout.n_pbs, layout.n_models)
+        self.da = PopularityForecaster(layout.n_nodes, layout.n_models, cfg.esn_reservoir, cfg.esn_spectral_radius,
+                                       cfg.esn_leak, cfg.esn_ridge, cfg.da_share_max,
+                                       cfg.da_skill_full).init(self.rng_da)
         self.step = 0
         self.stats: dict = {"delay": [], "losses": [], "da": {}}
         self.synthetic_steps = 0
         self.wall = 0.0
+        self.best = float("inf")
         self.out.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ one real episode
-    def _episode(self, stats: dict) -> None:
+    def _episode(self, stats: dict, greedy: bool = False) -> None:
+        """One real episode; `greedy`: placed by the greedy heuristic (warm-start data)."""
         cfg, env, da = self.cfg, self.env, self.da
         env.reset(seed=int(self.rng_env.integers(2**31 - 1)))
-        x = da.start_episode(env.last)
+        snap = env.snapshot()
+        x = da.start_episode(snap)
+        heuristic = GreedyPolicy()
         for _ in range(cfg.episode_slots):
-            p, e, last, users = env.compact()
-            obs, _ = observe(self.layout, p, e, last, users)
-            actions, priority = self.learner.act(obs, explore=True)
-            _, rewards, _, _, info = env.step_joint(actions, priority)
-            p2, e2, last2, _ = env.compact()
-            reward = float(next(iter(rewards.values())))
-            actions = info[env.possible_agents[0]]["effective_actions"]
-            x2 = da.observe_slot(x, last, last2, p, p2, users, reward)
-            self.replay.add(placement=p[None], ema=e[None], last=last[None], users=users[None],
-                            action=actions[None], reward=np.array([reward]), next_placement=p2[None],
-                            next_ema=e2[None], next_last=last2[None], next_reservoir=x2[None])
-            x = x2
+            if greedy:
+                _, _, _, _, info = env.step_placement(heuristic.place(env.view(), self.rng_env))
+            else:
+                obs, _ = observe(self.layout, snap)
+                actions, scores = self.learner.act(obs, explore=True)
+                _, _, _, _, info = env.step_joint(actions, scores)
+            info = info[env.possible_agents[0]]
+            snap2 = env.snapshot()
+            reward = -info["mean_delay_s"] / env.d_ref
+            self.replay.add(snap, info["effective_actions"], reward, snap2)
+            x = da.observe(x, snap, snap2)
             self.step += 1
-            stats["delay"].append(info[env.possible_agents[0]]["mean_delay_s"])
+            stats["delay"].append(info["mean_delay_s"])
             if cfg.da and self.step % cfg.da_refit_every == 0:
                 stats["da"] = dict(da.fit())
-            if cfg.da and self.step >= cfg.warmup_steps and self.step % cfg.da_rollout_every == 0 and da.share > 0:
-                self._rollout()
+            if greedy:
+                snap = snap2
+                continue
+            if cfg.da and self.step % cfg.da_rollout_every == 0 and da.share > 0:
+                self._synthetic(x)
             if self.step >= cfg.warmup_steps:
+                progress = self.step / cfg.total_steps
+                train_actor = self.step >= self._bc_steps() + cfg.actor_delay
                 for _ in range(cfg.updates_per_step):
-                    stats["losses"].append(self.learner.update(self._batch()))
+                    stats["losses"].append(self.learner.update(self._batch(), progress, train_actor))
+            snap = snap2
+
+    def _bc_steps(self) -> int:
+        return self.cfg.bc_episodes * self.cfg.episode_slots
+
+    # ------------------------------------------------------------------ warm start
+    def _warm_start(self, stats: dict) -> None:
+        """Greedy episodes into the replay, then behaviour cloning of the actor on them."""
+        for _ in range(self.cfg.bc_episodes):
+            self._episode(stats, greedy=True)
+        if not self.replay.size:
+            return
+        data = {k: v[: self.replay.size] for k, v in self.replay.data.items()}
+        obs, _ = observe(self.layout, {k: data[k] for k in SNAPSHOT_KEYS})
+        stats["bc_loss"] = self.learner.imitate(obs, data["greedy"], self.cfg.bc_epochs, 8, self.rng_replay)[-1]
 
     # ------------------------------------------------------------------ data augmentation
-    def _rollout(self) -> None:
-        """Short model rollouts branched from real next-states (MBPO); length grows 1 -> max."""
-        cfg, layout = self.cfg, self.layout
-        horizon = 1 + int((cfg.da_rollout_max - 1) * self.step / cfg.total_steps)
-        b = self.replay.sample(cfg.da_branches, self.rng_da)
-        p, e, last, users, x = (b["next_placement"], b["next_ema"].astype(np.float64),
-                                b["next_last"].astype(np.float64), b["users"].astype(np.float64),
-                                b["next_reservoir"].astype(np.float64))
-        for _ in range(horizon):
-            obs, _ = observe(layout, p, e, last, users)
-            actions, priority = self.learner.act(obs, explore=True)
-            p2 = np.stack([project(layout, actions[k], priority[k]) for k in range(len(actions))])
-            last2 = self.da.sample_next(x, last, users, self.rng_da)
-            reward = self.da.predict_reward(p2, last2, p, users)
-            actions = effective_actions(layout, actions, p2)
-            x2, e2 = self.da.advance(x, e, last2, cfg.ema_alpha)
-            self.synth.add(placement=p, ema=e, last=last, users=users, action=actions, reward=reward,
-                           next_placement=p2, next_ema=e2, next_last=last2)
-            self.synthetic_steps += len(actions)
-            p, e, last, x = p2, e2, last2, x2
+    def _synthetic(self, x: np.ndarray) -> None:
+        """One branch of `da_rollout_len` synthetic slots: the real simulator from the current
+        state with fresh channels, requests drawn from the ESN's popularity forecast."""
+        twin = self.env.branch(int(self.rng_da.integers(2**31 - 1)))
+        x = x.copy()
+        home = twin.view().user_home
+        snap = twin.snapshot()
+        for _ in range(self.cfg.da_rollout_len):
+            requests = self.da.sample_requests(self.da.forecast(x, snap), home, self.rng_da)
+            obs, _ = observe(self.layout, snap)
+            actions, scores = self.learner.act(obs, explore=True)
+            _, _, _, _, info = twin.step_joint(actions, scores, requests=requests)
+            info = info[twin.possible_agents[0]]
+            snap2 = twin.snapshot()
+            self.synth.add(snap, info["effective_actions"], -info["mean_delay_s"] / twin.d_ref, snap2)
+            x = self.da.advance(x, snap2)
+            self.synthetic_steps += 1
+            snap = snap2
 
     def _batch(self) -> dict[str, np.ndarray]:
         size = self.cfg.batch_size
@@ -129,37 +162,52 @@ class Trainer:
         if not n_syn:
             return real
         syn = self.synth.sample(n_syn, self.rng_replay)
-        return {k: np.concatenate([real[k], syn[k]]) for k in real if k != "next_reservoir"}
+        return {k: np.concatenate([real[k], syn[k]]) for k in real}
 
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ validation
     def policy(self, name: str = "maasn-da") -> LearnedPolicy:
-        return LearnedPolicy(self.learner.actor, self.layout.max_degree, self.cfg.ema_alpha, name)
+        return LearnedPolicy(self.learner.actor.state_dict(), self.cfg, self.layout.max_degree, name)
 
-    def evaluate(self) -> np.ndarray:
-        return evaluate(self.policy, self.library, self.scenario, self.cfg.eval_seeds, self.cfg.eval_slots)
+    def validate(self) -> np.ndarray:
+        """Per-seed mean delay of the current greedy actor on the validation seeds."""
+        return evaluate_policies(self.scenario, self.library, {"maasn-val": self.policy}, list(self.cfg.val_seeds),
+                                 self.cfg.eval_slots)["maasn-val"]
 
     # ------------------------------------------------------------------ main loop
-    def run(self, stop_after: int | None = None) -> list[dict]:
-        """Train to total_steps (or until `stop_after` real steps, then checkpoint and return)."""
+    def run(self, stop_after: int | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
+        """Train to total_steps (or until `stop_after` real steps, then checkpoint and return).
+
+        Progress: a rich bar on a terminal; plain lines through `log` (default: stderr) when
+        `progress` is on and the output is not a terminal."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.cfg
+        lines = self.progress and not sys.stderr.isatty()
+        log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         writer = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
         limit = cfg.total_steps if stop_after is None else min(cfg.total_steps, stop_after)
         stats = self.stats  # the open logging window (restored on resume)
         with Progress(TextColumn("[bold]learn[/] {task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(),
-                      disable=not self.progress, transient=True) as bar:
+                      disable=not self.progress or lines, transient=True) as bar:
             task = bar.add_task(f"seed {cfg.seed}", total=cfg.total_steps, completed=self.step)
             while self.step < limit:
                 t0 = time.perf_counter()
-                self._episode(stats)
+                warm = self.step == 0 and cfg.bc_episodes > 0
+                if warm:
+                    self._warm_start(stats)
+                else:
+                    self._episode(stats)
                 self.wall += time.perf_counter() - t0
                 bar.update(task, completed=self.step)
-                if self.step % cfg.eval_every == 0 or self.step >= cfg.total_steps:
+                if warm or self.step % cfg.eval_every == 0 or self.step >= cfg.total_steps:
                     row = self._log(stats, writer)
-                    bar.update(task, description=f"seed {cfg.seed} eval delay {row['eval_delay_s']:.3f} s")
+                    text = (f"seed {cfg.seed} step {self.step}/{cfg.total_steps}: validation delay "
+                            f"{row['eval_delay_s']:.3f} s (best {self.best:.3f} s), {self.wall:.0f} s")
+                    bar.update(task, description=text)
+                    if lines:
+                        log(f"learn {text}")
                     stats = self.stats = {"delay": [], "losses": [], "da": stats["da"]}
                     self.save()
         writer.close()
@@ -167,20 +215,29 @@ class Trainer:
         return self.history
 
     def _log(self, stats: dict, writer) -> dict:
-        """Greedy evaluation (not counted in train_wall_s), one CSV row, TensorBoard scalars."""
-        delays = self.evaluate()
+        """Validation (not counted in train_wall_s), best policy, one CSV row, TensorBoard scalars."""
+        delays = self.validate()
         losses = stats["losses"]
+        value = float(delays.mean())
+        if value < self.best:
+            self.best = value
+            save_policy(self.out, self.learner.actor, self.cfg, self.layout.max_degree,
+                        {"step": self.step, "validation_delay_s": value})
         row = {
             "step": self.step,
             "synthetic_steps": self.synthetic_steps,
-            "eval_delay_s": float(delays.mean()),
-            "eval_return": float(-delays.mean() / self.env.d_ref * self.cfg.eval_slots),
+            "eval_delay_s": value,
+            "eval_return": float(-value / self.env.d_ref * self.cfg.eval_slots),
+            "best_delay_s": self.best,
             "train_delay_s": float(np.mean(stats["delay"])) if stats["delay"] else float("nan"),
             "critic_loss": float(np.mean([l["critic_loss"] for l in losses])) if losses else float("nan"),
             "actor_loss": float(np.mean([l["actor_loss"] for l in losses])) if losses else float("nan"),
+            "bc_loss": float(stats.get("bc_loss", float("nan"))),
             "synthetic_share": self.da.share if self.cfg.da else 0.0,
-            "request_excess_error": stats["da"].get("request_excess", float("nan")),
-            "reward_nrmse": stats["da"].get("reward_nrmse", float("nan")),
+            "forecast_skill": stats["da"].get("forecast_skill", float("nan")),
+            "forecast_mse": stats["da"].get("forecast_mse", float("nan")),
+            "ema_mse": stats["da"].get("ema_mse", float("nan")),
+            "cumulative_mse": stats["da"].get("cumulative_mse", float("nan")),
             "train_wall_s": self.wall,
         }
         self.history.append(row)
@@ -196,7 +253,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
-        path = self.out / CHECKPOINT
         state = {
             "config": self.cfg.to_dict(),
             "max_degree": self.layout.max_degree,
@@ -207,17 +263,15 @@ class Trainer:
             "da": self.da.state_dict(),
             "rng": {
                 "env": self.rng_env.bit_generator.state, "replay": self.rng_replay.bit_generator.state,
-                "da": self.rng_da.bit_generator.state, "gen": self.gen.get_state(),
-                "torch": torch.get_rng_state(), "env_np": self.env._np_random.bit_generator.state,
+                "da": self.rng_da.bit_generator.state, "gen": self.gen.get_state().tolist(),
+                "torch": torch.get_rng_state().tolist(), "env_np": self.env.rng_state(),
             },
-            "step": self.step, "synthetic_steps": self.synthetic_steps, "wall": self.wall,
+            "step": self.step, "synthetic_steps": self.synthetic_steps, "wall": self.wall, "best": self.best,
             "history": self.history, "stats": self.stats,
         }
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+        save_state(self.out, state, RUN)
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
-        return path
+        return self.out
 
     def _fingerprint(self) -> list:
         return [int(self.layout.pb_bytes.sum()), int(self.layout.n_pbs), int(self.layout.n_models),
@@ -225,28 +279,29 @@ class Trainer:
 
     @classmethod
     def resume(cls, out: Path, library: PBLibrary, progress: bool = True) -> "Trainer":
-        path = Path(out) / CHECKPOINT
-        if not path.exists():
-            raise CheckpointError(f"{path}: no checkpoint to resume from")
+        """Continue the run in `out`. Raises CheckpointError (missing, unreadable, other library)."""
+        state = load_state(out, RUN)
         try:
-            state = torch.load(path, weights_only=False)
-        except (OSError, RuntimeError, EOFError) as exc:
-            raise CheckpointError(f"{path}: cannot load ({exc})") from None
-        cfg = TrainConfig.from_dict(state["config"], where=str(path))
-        trainer = cls(cfg, library, Path(out), progress)
-        if state["layout_fingerprint"] != trainer._fingerprint():
-            raise CheckpointError(f"{path}: the library or scenario differs from the checkpoint's run")
-        trainer.learner.load_state_dict(state["learner"])
-        trainer.replay.load_state_dict(state["replay"])
-        trainer.synth.load_state_dict(state["synth"])
-        trainer.da.load_state_dict(state["da"])
-        rng = state["rng"]
-        trainer.rng_env.bit_generator.state = rng["env"]
-        trainer.rng_replay.bit_generator.state = rng["replay"]
-        trainer.rng_da.bit_generator.state = rng["da"]
-        trainer.env._np_random.bit_generator.state = rng["env_np"]
-        trainer.gen.set_state(rng["gen"])
-        torch.set_rng_state(rng["torch"])
-        trainer.step, trainer.synthetic_steps = state["step"], state["synthetic_steps"]
-        trainer.wall, trainer.history, trainer.stats = state["wall"], state["history"], state["stats"]
+            cfg = TrainConfig.from_dict(state["config"], where=str(out))
+            trainer = cls(cfg, library, Path(out), progress)
+            if state["layout_fingerprint"] != trainer._fingerprint():
+                raise CheckpointError(f"{out}: the library or scenario differs from the checkpoint's run")
+            trainer.learner.load_state_dict(state["learner"])
+            trainer.replay.load_state_dict(state["replay"])
+            trainer.synth.load_state_dict(state["synth"])
+            trainer.da.load_state_dict(state["da"])
+            rng = state["rng"]
+            trainer.rng_env.bit_generator.state = rng["env"]
+            trainer.rng_replay.bit_generator.state = rng["replay"]
+            trainer.rng_da.bit_generator.state = rng["da"]
+            trainer.env.set_rng_state(rng["env_np"])
+            trainer.gen.set_state(torch.tensor(rng["gen"], dtype=torch.uint8))
+            torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+            trainer.step, trainer.synthetic_steps = int(state["step"]), int(state["synthetic_steps"])
+            trainer.wall, trainer.best = float(state["wall"]), float(state["best"])
+            trainer.history, trainer.stats = state["history"], state["stats"]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"{out}: not a training checkpoint of this version ({exc})") from None
         return trainer

@@ -7,16 +7,27 @@ def test_train_resume_and_eval_from_the_command_line(tiny_library, tmp_path, cap
     lib = tiny_library.save(tmp_path / "library.json")
     out = tmp_path / "run"
     common = ["learn", "train", "--library", str(lib), "--out", str(out), "--no-progress"]
-    args = common + ["--config", "quick", "--set", "total_steps=40", "--set", "eval_every=20",
+    args = common + ["--config", "quick", "--set", "total_steps=40", "--set", "eval_every=20", "--set", "bc_episodes=1",
                      "--set", "warmup_steps=20", "--set", "scenario.n_users=8", "--set", "eval_slots=3"]
     assert main(args + ["--stop-after", "20"]) == 0
     assert main(common + ["--resume"]) == 0
     assert "step 40" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["total_steps"] == 40
-    assert main(["learn", "eval", "--checkpoint", str(out), "--library", str(lib), "--seeds", "1,2",
-                 "--slots", "2", "--policies", "random", "--set", "scenario.n_users=8"]) == 0
-    table = capsys.readouterr().out
-    assert "maasn" in table and "random" in table
+    # the eval contract: one entry per policy plus the learner, on the same seeds as `pbkit sim run`
+    assert main(["learn", "eval", "--checkpoint", str(out), "--library", str(lib), "--seeds", "100,101",
+                 "--slots", "2", "--policies", "lfu,greedy", "--set", "n_users=8", "--set", "beamformer=mrt",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["policies"]) == {"lfu", "greedy", "maasn-da"}
+    assert all(len(p["per_seed"]) == 2 for p in result["policies"].values())
+    assert result["paired"]["maasn-da"]["vs"] in ("lfu", "greedy")
+    runs = []
+    for seed in (100, 101):
+        assert main(["sim", "run", "--library", str(lib), "--policy", "lfu", "--seed", str(seed), "--slots", "2",
+                     "--set", "n_users=8", "--set", "beamformer=mrt", "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out)["mean_delay_s"])
+    assert result["policies"]["lfu"]["per_seed"] == runs
+    assert abs(result["policies"]["lfu"]["mean_delay_s"] - sum(runs) / 2) < 1e-12
 
 
 def test_errors_are_one_line(tmp_path, capsys):
@@ -25,11 +36,15 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["learn", "train", "--library", "synthetic", "--out", str(tmp_path), "--set", "gama=1"]) == 2
     assert "gama" in capsys.readouterr().err
     assert main(["learn", "train", "--library", "synthetic", "--out", str(tmp_path / "x"), "--resume"]) == 2
+    capsys.readouterr()
+    assert main(["learn", "eval", "--checkpoint", str(tmp_path / "nowhere"), "--library", "synthetic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nowhere" in err and "no checkpoint" in err
 
 
 def test_report_rejects_bad_train_seeds(tmp_path):
-    from pbkit.cli import main
-
     assert main(["learn", "report", "--library", "synthetic", "--out", str(tmp_path / "r"),
                  "--train-seeds", "1,a"]) == 2
+    assert main(["learn", "report", "--library", "synthetic", "--out", str(tmp_path / "r"),
+                 "--variants", "maasn-xyz"]) == 2
     assert not (tmp_path / "r").exists()

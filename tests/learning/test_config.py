@@ -1,24 +1,37 @@
 import pytest
 
 from learning.config import LearnConfigError, TrainConfig, load_config
+from pbkit.settings_file import load_typed, parse_set_overrides
 
 
 def test_bundled_configs_and_overrides():
     quick = load_config("quick")
     assert quick.total_steps % quick.episode_slots == 0
-    cfg = quick.with_overrides(["gamma=0.7", "mixer=vdn", "scenario.n_users=6", "eval_seeds=[1, 2]", "da=false"])
+    cfg = quick.with_overrides(["gamma=0.7", "mixer=vdn", "scenario.n_users=6", "val_seeds=[1, 2]", "da=false"])
     assert cfg.gamma == 0.7 and cfg.mixer == "vdn" and cfg.scenario["n_users"] == 6
-    assert cfg.eval_seeds == (1, 2) and cfg.da is False
+    assert cfg.val_seeds == (1, 2) and cfg.da is False
     assert load_config("full").total_steps > quick.total_steps
 
 
 @pytest.mark.parametrize("pair,message", [
-    ("nosuch=1", "unknown key"), ("gamma=high", "expected float"), ("mixer=qplex", "mixer"),
-    ("eval_every=7", "multiple of episode_slots"), ("gamma", "key=value"),
+    ("nosuch=1", "unknown key"), ("gamma=high", "not a number"), ("mixer=qplex", "mixer"),
+    ("eval_every=7", "multiple of episode_slots"), ("gamma", "key=value"), ("batch_size=1.5", "not an integer"),
+    ("da=1", "true or false"), ("val_seeds=[1, x]", "not an integer"),
 ])
 def test_bad_overrides_name_the_problem(pair, message):
     with pytest.raises(LearnConfigError, match=message):
         TrainConfig().with_overrides([pair])
+
+
+def test_yaml_numbers_without_a_dot_are_floats(tmp_path):
+    """PyYAML reads `1e-3` as a string; float fields accept it, other fields refuse it clearly."""
+    path = tmp_path / "c.yaml"
+    path.write_text("lr_actor: 1e-3\nlr_critic: 3e-4\n")
+    cfg = load_config(path)
+    assert cfg.lr_actor == 0.001 and isinstance(cfg.lr_critic, float)
+    path.write_text("total_steps: 1e3\n")
+    with pytest.raises(LearnConfigError, match=r"c.yaml: total_steps = '1e3' is not an integer"):
+        load_config(path)
 
 
 def test_bad_file(tmp_path):
@@ -26,6 +39,18 @@ def test_bad_file(tmp_path):
     path.write_text("gamma: 0.9\nbogus: 1\n")
     with pytest.raises(LearnConfigError, match="unknown key 'bogus'"):
         load_config(path)
+
+
+def test_one_loader_serves_the_scenario_too():
+    from delivery.cli import build_config
+    from delivery.config import ScenarioConfig
+    from delivery.errors import ConfigError
+
+    assert build_config(None, ["cache_fraction=2e-1", "n_users=6"]).cache_fraction == 0.2
+    with pytest.raises(ConfigError, match="n_users = 'many' is not an integer"):
+        build_config(None, ["n_users=many"])
+    assert load_typed(ScenarioConfig, {"csi_error": "5e-2"}, "x", ConfigError).csi_error == 0.05
+    assert parse_set_overrides(["a.b=1", "c= [1, 2]"], ConfigError) == {"a.b": 1, "c": [1, 2]}
 
 
 def test_scenario_overrides_are_checked():

@@ -2,7 +2,7 @@ import numpy as np
 from pettingzoo.test import parallel_api_test
 
 from learning.env import CacheEnv
-from learning.features import CACHE, DROP, PULL0, effective_actions, observe, project
+from learning.features import CACHE, DROP, PULL0, effective_actions, observe, place
 
 
 def test_parallel_api(tiny_library, tiny_scenario):
@@ -48,27 +48,40 @@ def test_any_action_respects_capacity(tiny_library, tiny_scenario):
         assert (placement @ lay.pb_bytes <= lay.capacity).all()
 
 
-def test_projection_orders_by_priority_and_honours_pulls(tiny_library, tiny_scenario):
+def test_placement_fills_capacity_from_scores_with_keep_bias_and_pulls(tiny_library, tiny_scenario):
     env = CacheEnv(tiny_library, tiny_scenario, seed=0)
     lay = env.layout
     actions = np.zeros((lay.n_nodes, lay.n_pbs), int)
-    actions[0, :] = CACHE
-    priority = np.zeros((lay.n_nodes, lay.n_pbs))
-    priority[0, 3] = 1.0
-    placement = project(lay, actions, priority)
-    assert placement[0, 3]                       # the most confident PB is admitted first
-    assert placement[0].sum() < lay.n_pbs       # capacity binds
-    assert not placement[1:].any()
-    # EN 1 asks neighbour 0 (its first neighbour) to hold PB 5; EN 0 otherwise drops it
+    scores = np.full((lay.n_nodes, lay.n_pbs), -5.0)   # the actor wants nothing anywhere
+    scores[0, 3] = 1.0
+    none = np.zeros((lay.n_nodes, lay.n_pbs), bool)
+    placement = place(lay, actions, scores, none, keep_bias=0.5)
+    assert placement[0, 3]                                        # the best-scored PB is admitted first
+    free = lay.capacity - placement.astype(np.int64) @ lay.pb_bytes
+    assert (free < lay.pb_bytes.min()).all() or placement.all()   # and every cache is filled anyway
+    # hysteresis: a held PB beats a slightly better-scored new one
+    scores = np.zeros((lay.n_nodes, lay.n_pbs))
+    scores[:, 1] = 0.3
+    held = none.copy()
+    held[:, 2] = True
+    tight = lay.__class__(lay.pb_bytes, lay.membership, np.full(lay.n_nodes, lay.pb_bytes[[1, 2]].max()),
+                          lay.neighbours, lay.max_degree)
+    assert lay.pb_bytes[1] + lay.pb_bytes[2] > tight.capacity[0]  # room for one of the two only
+    assert place(tight, actions, scores, held, keep_bias=0.5)[0, 2]
+    assert place(tight, actions, scores, held, keep_bias=0.0)[0, 1]
+    # EN 1 asks its first neighbour to hold PB 5: that lifts PB 5 to the top of the neighbour's ranking
     idx, _ = lay.neighbour_index()
     target = idx[1, 0]
-    actions = np.zeros_like(actions)
     actions[1, 5] = PULL0
-    placement = project(lay, actions)
-    assert placement[target, 5] and placement.sum() == 1
+    scores = np.zeros((lay.n_nodes, lay.n_pbs))
+    scores[target, 5] = -0.9
+    placement = place(tight, actions, scores, none, keep_bias=0.0)
+    assert placement[target, 5]
     eff = effective_actions(lay, actions, placement)
-    assert eff[1, 5] == PULL0
+    assert eff[1, 5] == (CACHE if placement[1, 5] else PULL0)
+    assert (eff[placement] == CACHE).all()                       # what was placed is recorded as cache
     placement[target, 5] = False
+    placement[1, 5] = False
     assert effective_actions(lay, actions, placement)[1, 5] == DROP
 
 
@@ -76,7 +89,20 @@ def test_observe_batches(tiny_library, tiny_scenario):
     env = CacheEnv(tiny_library, tiny_scenario, seed=0)
     env.reset(seed=2)
     env.step_joint(np.ones((env.layout.n_nodes, env.layout.n_pbs), int))
-    p, e, last, u = env.compact()
-    single, state = observe(env.layout, p, e, last, u)
-    batch, bstate = observe(env.layout, np.stack([p, p]), np.stack([e, e]), np.stack([last, last]), np.stack([u, u]))
+    snap = env.snapshot()
+    single, state = observe(env.layout, snap)
+    batch, bstate = observe(env.layout, {k: np.stack([v, v]) for k, v in snap.items()})
     assert np.allclose(batch[1], single) and np.allclose(bstate[0], state)
+
+
+def test_branch_keeps_the_users_and_draws_fresh_channels(tiny_library, tiny_scenario):
+    env = CacheEnv(tiny_library, tiny_scenario, seed=0)
+    env.reset(seed=4)
+    env.step_joint(np.ones((env.layout.n_nodes, env.layout.n_pbs), int))
+    twin = env.branch(99)
+    assert np.array_equal(twin.view().user_home, env.view().user_home)
+    assert np.array_equal(twin.snapshot()["placement"], env.snapshot()["placement"])
+    requests = np.zeros(tiny_scenario.n_users, int)              # everyone asks for model 0
+    _, _, _, _, info = twin.step_joint(np.ones((env.layout.n_nodes, env.layout.n_pbs), int), requests=requests)
+    assert np.allclose(twin.snapshot()["last"][:, 1:], 0.0)
+    assert env.slot == 1 and twin.slot == 2                      # the real env did not move
