@@ -10,15 +10,18 @@ object and the id changes whenever anything about the model changes. See docs/on
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pbkit.digest import blob_id
 from pbkit.errors import PbkitError
+from pbkit.safetensors_format import DTYPE_BITS, tensor_nbytes
 
 RECIPE_FORMAT = "pbkit-recipe"
 RECIPE_VERSION = 1
 KINDS = ("base", "full-finetune", "partial-finetune", "adapter")
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 class RecipeError(PbkitError, ValueError):
@@ -141,25 +144,42 @@ class Recipe:
 
     @classmethod
     def from_json(cls, data: bytes | str, where: str = "recipe") -> "Recipe":
+        """Parse and check a stored recipe; RecipeError (one line, naming `where`) if malformed.
+
+        Every field is type-checked here, so that code using a recipe (assembly, need, show)
+        never meets a wrong type: ids are 64-hex block ids, sizes non-negative integers, each
+        tensor's byte count matches its dtype and shape, paths are unique plain relative paths."""
         try:
             obj = json.loads(data)
+            if not isinstance(obj, dict):
+                raise RecipeError(f"{where}: malformed recipe (not a JSON object)")
             if obj.get("format") != RECIPE_FORMAT:
-                raise RecipeError(f"{where}: format {obj.get('format')!r} is not {RECIPE_FORMAT!r}")
-            if not isinstance(obj.get("version"), int) or obj["version"] > RECIPE_VERSION:
-                raise RecipeError(f"{where}: recipe version {obj.get('version')!r} is newer than this pbkit reads")
+                raise RecipeError(f"{where}: format {_short(obj.get('format'))} is not {RECIPE_FORMAT!r}")
+            version = obj.get("version")
+            if isinstance(version, bool) or not isinstance(version, int) or version > RECIPE_VERSION:
+                raise RecipeError(f"{where}: recipe version {_short(version)} is newer than this pbkit reads")
             base = obj["base"]
+            if base is not None:
+                _need(isinstance(base, dict), "base is not an object or null")
+                base = BaseRef(_str(base["name"], "base name"), _hex(base["recipe_id"], "base recipe_id"),
+                               _hex(base["content_digest"], "base content_digest"))
+            _need(isinstance(obj["source"], dict), "source is not an object")
+            _need(isinstance(obj["files"], list), "files is not a list")
             files = tuple(_file_from_json(f) for f in obj["files"])
+            _check_paths(files)
             recipe = cls.build(
-                name=obj["name"],
+                name=_str(obj["name"], "name"),
                 kind=obj["kind"],
-                base=None if base is None else BaseRef(base["name"], base["recipe_id"], base["content_digest"]),
+                base=base,
                 source=obj["source"],
                 files=files,
             )
         except RecipeError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise RecipeError(f"{where}: malformed recipe ({exc.__class__.__name__}: {exc})") from None
+            raise RecipeError(f"{where}: malformed recipe ({exc.__class__.__name__}: {_short(str(exc), 200)[1:-1]})") from None
+        except RecursionError:
+            raise RecipeError(f"{where}: malformed recipe (nested too deeply)") from None
         return recipe
 
 
@@ -206,20 +226,69 @@ def _check_relative_path(path: Any) -> str:
     return path
 
 
-def _file_from_json(d: dict[str, Any]) -> FileRecipe:
-    _check_relative_path(d["path"])
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of a value for a one-line message, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _need(ok: bool, problem: str) -> None:
+    if not ok:
+        raise ValueError(problem)
+
+
+def _str(value: Any, what: str) -> str:
+    _need(isinstance(value, str) and value != "", f"{what} {_short(value)} is not a non-empty string")
+    return value
+
+
+def _hex(value: Any, what: str) -> str:
+    _need(isinstance(value, str) and _HEX64.match(value) is not None, f"{what} {_short(value)} is not 64 hex digits")
+    return value
+
+
+def _count(value: Any, what: str) -> int:
+    _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+          f"{what} {_short(value)} is not a non-negative integer")
+    return value
+
+
+def _tensor_from_json(t: Any, path: str) -> TensorRef:
+    _need(isinstance(t, dict), f"file {path!r}: a tensor entry is not an object")
+    name = t["name"]
+    _need(isinstance(name, str), f"file {path!r}: tensor name {_short(name)} is not a string")
+    dtype, shape = t["dtype"], t["shape"]
+    _need(isinstance(dtype, str) and dtype in DTYPE_BITS, f"tensor {name!r}: unknown dtype {_short(dtype)}")
+    _need(isinstance(shape, list), f"tensor {name!r}: shape {_short(shape)} is not a list")
+    dims = tuple(_count(d, f"tensor {name!r}: dimension") for d in shape)
+    nbytes = _count(t["nbytes"], f"tensor {name!r}: nbytes")
+    _need(nbytes == tensor_nbytes(dtype, dims), f"tensor {name!r}: nbytes {nbytes} does not match {dtype} {list(dims)}")
+    return TensorRef(name, dtype, dims, _hex(t["pb"], f"tensor {name!r}: pb"), nbytes)
+
+
+def _file_from_json(d: Any) -> FileRecipe:
+    _need(isinstance(d, dict), "a file entry is not an object")
+    path = _check_relative_path(d["path"])
+    size = _count(d["size"], f"file {path!r}: size")
+    sha = _hex(d["sha256"], f"file {path!r}: sha256")
     if d["kind"] == "safetensors":
-        return FileRecipe(
-            path=d["path"],
-            size=int(d["size"]),
-            sha256=d["sha256"],
-            kind="safetensors",
-            header_pb=d["header_pb"],
-            tensors=tuple(
-                TensorRef(t["name"], t["dtype"], tuple(int(x) for x in t["shape"]), t["pb"], int(t["nbytes"]))
-                for t in d["tensors"]
-            ),
-        )
+        _need(isinstance(d["tensors"], list), f"file {path!r}: tensors is not a list")
+        tensors = tuple(_tensor_from_json(t, path) for t in d["tensors"])
+        # the header block (8-byte length + JSON) is what remains of the file after its tensors
+        _need(size - sum(t.nbytes for t in tensors) >= 8, f"file {path!r}: size {size} leaves no room for a header")
+        return FileRecipe(path=path, size=size, sha256=sha, kind="safetensors",
+                          header_pb=_hex(d["header_pb"], f"file {path!r}: header_pb"), tensors=tensors)
     if d["kind"] == "blob":
-        return FileRecipe(path=d["path"], size=int(d["size"]), sha256=d["sha256"], kind="blob", blob_pb=d["blob_pb"])
-    raise ValueError(f"file {d.get('path')!r}: unknown kind {d['kind']!r}")
+        return FileRecipe(path=path, size=size, sha256=sha, kind="blob", blob_pb=_hex(d["blob_pb"], f"file {path!r}: blob_pb"))
+    raise ValueError(f"file {path!r}: unknown kind {_short(d['kind'])}")
+
+
+def _check_paths(files: tuple[FileRecipe, ...]) -> None:
+    """No path twice, and no file where another needs a directory ("a" and "a/b")."""
+    paths = [f.path for f in files]
+    seen = set(paths)
+    _need(len(seen) == len(paths), "a file path is listed twice")
+    for p in paths:
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            _need("/".join(parts[:i]) not in seen, f"file path {p!r} is inside file {'/'.join(parts[:i])!r}")

@@ -121,6 +121,24 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _read_header_text(f: Any, n: int, fail: Any) -> bytes:
+    """The n header bytes, read in 1 MiB pieces so that a file claiming a huge header is refused
+    at its first NUL byte (never valid in JSON text: a binary file, or a hole), not after
+    reading up to 100 MB of it."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < n:
+        chunk = f.read(min(n - got, 1 << 20))
+        if not chunk:
+            break
+        nul = chunk.find(b"\0")
+        if nul >= 0:
+            raise fail(f"header has a NUL byte at offset {_LEN_BYTES + got + nul} (not a safetensors file)")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
 def read_layout(path: str | os.PathLike[str]) -> SafetensorsLayout:
     """Read and validate the header of a safetensors file without loading any tensor."""
     path = Path(path)
@@ -141,7 +159,7 @@ def read_layout(path: str | os.PathLike[str]) -> SafetensorsLayout:
                 raise fail(
                     f"not a safetensors file, or a truncated one: header length {n} runs past the end of the file ({file_size} bytes)"
                 )
-            text = f.read(n)
+            text = _read_header_text(f, n, fail)
     except OSError as exc:
         raise fail(f"cannot read: {exc.strerror or exc}") from exc
     if len(text) != n:  # file shrank under us
