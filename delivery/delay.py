@@ -145,22 +145,33 @@ class Timeline:
     def _source_ready(self, u: Unit) -> float:
         return min(float(u.holder_ready.min()), u.source_ready)
 
-    def estimated_ready(self, ui: int) -> float:
-        """Earliest time some candidate EN could hold unit ui's content, given the link queues."""
-        u = self.units[ui]
-        held = u.holder_ready[u.candidates]
-        if np.isfinite(held).any():
-            return float(held.min())
-        return min(self._fetch_options(u, int(n))[0] for n in u.candidates)
-
-    def estimated_airtime(self, ui: int) -> float:
-        """Airtime on the serving set `choose_serving` would pick now, at its guaranteed rate."""
+    def estimate(self, ui: int) -> tuple[float, float]:
+        """(ready, airtime) of unit ui on the serving set `choose_serving` would pick now: when
+        that set holds the content and how long the transmission takes at its guaranteed rate."""
         u = self.units[ui]
         if u.size == 0:
-            return 0.0
+            return self.free, 0.0
         prep = self.preparation(u)
-        serving = tuple(sorted(p[2] for p in prep[: self.choose_serving(u, prep)]))
-        return airtime(8 * u.size, _snr_floor(self._design(u.users, serving).min_snr), self.radio.bandwidth_hz)
+        chosen = prep[: self.choose_serving(u, prep)]
+        serving = tuple(sorted(p[2] for p in chosen))
+        snr = _snr_floor(self._design(u.users, serving).min_snr)
+        return max(p[0] for p in chosen), airtime(8 * u.size, snr, self.radio.bandwidth_hz)
+
+    def estimated_fetch(self, ui: int) -> tuple[int, float, float]:
+        """(link, transfer s, fixed lead s) of the fetch unit ui needs, or (-1, 0, 0) when held.
+
+        The link is (EN, backhaul or cloud) of the candidate that could hold it first; in a
+        sending order, fetches on one link queue behind each other (`OrderEstimate.ready_in`).
+        """
+        u = self.units[ui]
+        if np.isfinite(u.holder_ready[u.candidates]).any() or u.size == 0:
+            return -1, 0.0, 0.0
+        links = self.radio.links
+        n = min((int(c) for c in u.candidates), key=lambda c: self._fetch_options(u, c)[0])
+        _, how = self._fetch_options(u, n)
+        if how == "backhaul":
+            return 2 * n, 8 * u.size / links.backhaul_bps, max(self.backhaul_free[n], self._source_ready(u))
+        return 2 * n + 1, 8 * u.size / links.cloud_bps, self.cloud_free[n] + links.cloud_latency_s
 
     # ------------------------------------------------------------------ one unit
     def _design(self, users: np.ndarray, serving: tuple[int, ...]):
@@ -254,7 +265,8 @@ class OrderEstimate:
     """
 
     def __init__(self, need: np.ndarray, ready: np.ndarray, cost: np.ndarray, group: np.ndarray,
-                 free: float, weight: np.ndarray | None = None) -> None:
+                 free: float, weight: np.ndarray | None = None, link: np.ndarray | None = None,
+                 transfer: np.ndarray | None = None, lead: np.ndarray | None = None) -> None:
         self.need = need                    # (K', U) bool: class of waiting users x pending unit
         # users with the same needs form one class (they finish together in some optimal
         # schedule); weight = class size, and moves act on whole classes
@@ -264,6 +276,24 @@ class OrderEstimate:
         self.group = group
         self.free = free
         self._big = need.shape[0] + 1
+        # fetches: unit i needs `transfer[i]` s on link `link[i]` (-1: none) after `lead[i]`; in
+        # a sending order they queue per link, which moves the ready times (`ready_in`)
+        n_units = need.shape[1]
+        self.link = np.full(n_units, -1) if link is None else np.asarray(link)
+        self.transfer = np.zeros(n_units) if transfer is None else np.asarray(transfer, dtype=float)
+        self.lead = np.zeros(n_units) if lead is None else np.asarray(lead, dtype=float)
+        self._links = [int(x) for x in np.unique(self.link) if x >= 0]
+
+    def ready_in(self, seq: np.ndarray) -> np.ndarray:
+        """Ready time of every unit (indexed like `seq`'s entries) when fetches queue in `seq` order."""
+        ready = self.ready.copy()
+        if not self._links:
+            return ready
+        link = self.link[seq]
+        for lk in self._links:
+            pos = seq[link == lk]
+            ready[pos] = self.lead[pos] + np.cumsum(self.transfer[pos])
+        return ready
 
     def sequence(self, perm: np.ndarray) -> np.ndarray:
         """Unit positions (into the pending list) in sending order for user order `perm`."""
@@ -276,7 +306,7 @@ class OrderEstimate:
         """Estimated end time of each unit (indexed like the pending list) when sent in `seq`."""
         c = self.cost[seq]
         s = np.cumsum(c)
-        start_floor = np.maximum.accumulate(np.maximum(self.free, self.ready[seq] - (s - c)))
+        start_floor = np.maximum.accumulate(np.maximum(self.free, self.ready_in(seq)[seq] - (s - c)))
         out = np.empty(len(seq))
         out[seq] = start_floor + s
         return out
@@ -336,7 +366,7 @@ class OrderEstimate:
 
 
 def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
-               cost: dict[int, float]) -> list[int]:
+               cost: dict[int, float], fetches: dict[int, tuple[int, float, float]] | None = None) -> list[int]:
     """The order to send `pending` in: the batch greedy's user order improved by local search,
     then each user's remaining units by readiness (see OrderEstimate)."""
     if not pending:
@@ -347,8 +377,10 @@ def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[i
     for col, ui in enumerate(pending):
         need[[row[int(k)] for k in units[ui].users], col] = True
     classes, weight = np.unique(need, axis=0, return_counts=True)
+    fetch = np.array([fetches[ui] for ui in pending], dtype=float).reshape(-1, 3) if fetches else None
     est = OrderEstimate(classes, np.array([ready[ui] for ui in pending]), np.array([cost[ui] for ui in pending]),
-                        np.array([len(units[ui].users) for ui in pending]), free, weight)
+                        np.array([len(units[ui].users) for ui in pending]), free, weight,
+                        *((fetch[:, 0].astype(int), fetch[:, 1], fetch[:, 2]) if fetch is not None else ()))
     perm = est.improve(est.greedy())
     return [pending[i] for i in est.sequence(perm)]
 
@@ -419,9 +451,11 @@ def deliver(
 
 def smith_order(ids: list[int], timeline: Timeline) -> list[ScheduledUnit]:
     """The scheduler: `plan_order` on the slot-start estimates, then each unit sent in turn."""
-    ready = {ui: timeline.estimated_ready(ui) for ui in ids}
-    cost = {ui: timeline.estimated_airtime(ui) for ui in ids}
-    return [timeline.send(ui) for ui in plan_order(list(ids), timeline.units, timeline.free, ready, cost)]
+    estimates = {ui: timeline.estimate(ui) for ui in ids}
+    ready = {ui: e[0] for ui, e in estimates.items()}
+    cost = {ui: e[1] for ui, e in estimates.items()}
+    fetches = {ui: timeline.estimated_fetch(ui) for ui in ids}
+    return [timeline.send(ui) for ui in plan_order(list(ids), timeline.units, timeline.free, ready, cost, fetches)]
 
 
 def fixed_order(sequence: list[int]) -> Callable[[list[int], Timeline], list[ScheduledUnit]]:

@@ -3,9 +3,11 @@
 Fine mode, EN 0 caches {A, B}, EN 1 caches nothing, user 0 wants m0 = {A, B}, user 1 m1 = {A, C}.
 Rates: B log2(1 + 1023) = 10 Mbit/s for user 0 alone, B log2(1 + 31) = 5 Mbit/s whenever
 user 1 is in the group. Backhaul 1 Gbit/s, cloud 200 Mbit/s + 20 ms.
-  A (users 0, 1; EN 0 cached, EN 1 migrates 8 Mbit / 1 Gbit/s = 8 ms): [0.008, 1.608]
-  B (user 0, EN 0 cached, 16 Mbit at 10 Mbit/s):                          [1.608, 3.208]
-  C (user 1, EN 1 from the cloud, ready 20 ms + 24/200 s = 0.14 s):        [3.208, 8.008]
+The scheduler serves user 0 first (its units A, B complete it in 3.2 s; user 1 needs 6.4 s),
+in readiness order, so A's 8 ms migration hides behind B:
+  B (user 0, EN 0 cached, 16 Mbit at 10 Mbit/s):                          [0.0, 1.6]
+  A (users 0, 1; EN 0 cached, EN 1 migrates 8 Mbit / 1 Gbit/s = 8 ms): [1.6, 3.2]
+  C (user 1, EN 1 from the cloud, ready 20 ms + 24/200 s = 0.14 s):        [3.2, 8.0]
 """
 
 import numpy as np
@@ -18,9 +20,9 @@ REQ = np.array([0, 1])
 def test_fine_mode_hand_computed(tiny_library, tiny_sim):
     sim, ch = tiny_sim(tiny_library)
     r = sim.step(PLACEMENT, channels=ch, requests=REQ)
-    assert r.user_delay_s == pytest.approx([3.208, 8.008])
-    assert r.mean_delay_s == pytest.approx(5.608)
-    assert r.breakdown["preparation"] == pytest.approx([0.008, 0.008])
+    assert r.user_delay_s == pytest.approx([3.2, 8.0])
+    assert r.mean_delay_s == pytest.approx(5.6)
+    assert r.breakdown["preparation"] == pytest.approx([0.0, 0.0])
     assert r.breakdown["airtime"] == pytest.approx([3.2, 6.4])
     assert r.breakdown["waiting"] == pytest.approx([0.0, 1.6], abs=1e-12)
     assert r.breakdown["retransmission"] == pytest.approx([0.0, 0.0])
@@ -28,7 +30,11 @@ def test_fine_mode_hand_computed(tiny_library, tiny_sim):
     assert r.hit_ratio_local == pytest.approx(3 / 7)
     assert r.hit_ratio_edge == pytest.approx(4 / 7)
     serving = [item.serving for item in sim.last_outcome.schedule]
-    assert serving == [(0, 1), (0,), (1,)]  # CoMP for the shared PB, home ENs otherwise
+    assert serving == [(0,), (0, 1), (1,)]  # CoMP for the shared PB, home ENs otherwise
+    assert [item.unit for item in sim.last_outcome.schedule] == [1, 0, 2]
+    # arrivals: user 0 gets B at 1.6 s and A at 3.2 s; user 1 gets A at 3.2 s and C at 8.0 s
+    assert r.arrivals[0] == [(1, pytest.approx(1.6)), (0, pytest.approx(3.2))]
+    assert r.arrivals[1] == [(0, pytest.approx(3.2)), (2, pytest.approx(8.0))]
 
 
 def test_coarse_mode_hand_computed(tiny_library, tiny_sim):
@@ -67,9 +73,10 @@ def test_placement_change_delays_next_slot(tiny_library, tiny_sim):
     changed = np.array([[True, True, False], [False, False, True]])
     r = sim.step(changed, channels=ch, requests=REQ)
     assert r.placement_change_bytes == 3_000_000
-    # C is usable at EN 1 after 0.14 s; it is sent last (at 3.208 s) so the delays are unchanged
-    assert r.user_delay_s == pytest.approx([3.208, 8.008])
-    assert r.cloud_bytes == 3_000_000  # the change, not an on-demand fetch
+    # C is needed this slot, so its load is the on-demand fetch (usable after 0.14 s); it is
+    # sent last (at 3.2 s), so the delays are unchanged and its bytes are counted once
+    assert r.user_delay_s == pytest.approx([3.2, 8.0])
+    assert r.cloud_bytes == 3_000_000
     assert r.hit_ratio_local == pytest.approx(6 / 7)
 
 
