@@ -1,0 +1,64 @@
+"""`pbkit figures`: the figure set (learning/figures.py), mounted by pbkit/cli.py."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+DEFAULT_LIBRARIES = (".pbkit-demo/library.json", "llama-2-lora")
+
+
+def figures_command(
+    out: Path = typer.Option(..., "--out", help="Directory for the figures, figures.json, README.md and data/."),
+    library: list[str] = typer.Option([], "--library", help="LABEL=SPEC or SPEC (repeatable): a library file, "
+                                      "'synthetic' or a shipped name. Default: the demo zoo's library (if built) and llama-2-lora."),
+    seeds: int = typer.Option(10, "--seeds", min=1, help="Seeds per point (the same for every series)."),
+    slots: int = typer.Option(2, "--slots", min=1, help="Slots per run."),
+    quick: bool = typer.Option(False, "--quick", help="Two points per axis, two series, 2 seeds, 1 slot (a smoke run)."),
+    panels: Optional[str] = typer.Option(None, "--panels", help="Comma-separated subset: capacity,users,antennas,power,csi,zipf."),
+    learn_results: Optional[Path] = typer.Option(None, "--learn-results", help="results.json of `pbkit learn report` for the learning curves."),
+    config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting in every sweep: key=value (repeatable)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel cells (default: all CPUs)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Join a running Ray cluster."),
+) -> None:
+    """Run the sweeps of the figure set on Ray and draw them (resumable; see docs/experiments.md)."""
+    from delivery.cli import build_config, load_library_arg
+    from delivery.errors import ConfigError
+    from learning.figures import PANELS, FigurePlan, run_figures
+
+    specs = list(library) or [s for s in DEFAULT_LIBRARIES if s != DEFAULT_LIBRARIES[0] or Path(s).exists()]
+    libs = {}
+    for item in specs:
+        label, sep, spec = item.partition("=")
+        if not sep:
+            label, spec = (Path(item).parent.name.lstrip(".").removeprefix("pbkit-") or Path(item).stem
+                           if item.endswith(".json") else item), item
+        libs[label] = load_library_arg(spec)
+    names = tuple(p.name for p in PANELS)
+    chosen = tuple(s.strip() for s in panels.split(",")) if panels else names
+    bad = [c for c in chosen if c not in names]
+    if bad:
+        raise ConfigError(f"--panels {bad[0]}: not one of {', '.join(names)}")
+    if quick:
+        seeds, slots = min(seeds, 2), 1
+    base = build_config(config, set_)
+    plan = FigurePlan(
+        libraries=libs, out=out, seeds=seeds, slots=slots, quick=quick, config=base,
+        build_config=lambda extra: build_config(config, [*set_, *extra]), panels=chosen,
+        learn_results=learn_results, workers=workers, address=address,
+        command="pbkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    data = run_figures(plan, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"{out}: {len(data['panels'])} panels on {', '.join(libs)}, {data['computed']} cells computed "
+               f"({data['wall_s']:.0f} s); README.md, figures.json")
+    for note in data["notes"]:
+        typer.echo(f"  note: {note}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("figures")(figures_command)

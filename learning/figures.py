@@ -1,0 +1,245 @@
+"""The figure set of the seed paper's kind (`pbkit figures`), measured with sweeps on the engine.
+
+Each panel is one sweep (delivery/sweep.py) over one scenario setting, on each library: every
+point is a mean over `seeds` seeds (the same seeds for every series, so series are paired) with
+a 95 % t-interval band. The sweeps are resumable: their data stays in OUT/data/<library>/<panel>/
+and a rerun with the same settings computes nothing new. Panels:
+
+  capacity   mean delay vs cache capacity (fraction of unique bytes): lfu, greedy (fine), coarse, noncoop
+  modes      fine (greedy) vs coarse vs noncoop at the default capacity (bars, from `capacity`)
+  users      mean delay vs number of users                     (lfu, greedy)
+  antennas   mean delay vs antennas per EN                     (lfu, greedy)
+  power      mean delay vs transmit power per EN (dBm)         (lfu, greedy)
+  csi        mean delay vs CSI error bound: beamformers robust, fast (non-robust), fast-backoff (greedy)
+  zipf       mean delay vs Zipf exponent of the requests       (lfu, greedy)
+  learning   learning curves with and without DA, from a `pbkit learn report` results.json (if given)
+
+`learning` imports delivery only (sweeps, configs); delivery never imports this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from delivery.config import ScenarioConfig
+from delivery.parallel import ray_session
+from delivery.sweep import Sweep, build_sweep, run_sweep
+from pbkit.library import PBLibrary
+
+
+@dataclass(frozen=True)
+class Panel:
+    name: str
+    key: str                      # the scenario setting on the x axis
+    values: tuple[Any, ...]
+    xlabel: str
+    policies: tuple[str, ...] = ("lfu", "greedy")
+    series_key: str = "policy"    # what one line is: a policy, or another grid key
+    series_values: tuple[Any, ...] = ()
+
+
+PANELS: tuple[Panel, ...] = (
+    Panel("capacity", "cache_fraction", (0.15, 0.3, 0.5, 0.7), "cache capacity per EN (fraction of unique bytes)",
+          ("lfu", "greedy", "coarse", "noncoop")),
+    Panel("users", "n_users", (10, 20, 30, 40), "number of users"),
+    Panel("antennas", "antennas", (2, 4, 6, 8), "antennas per EN"),
+    Panel("power", "power_dbm", (20.0, 25.0, 30.0, 35.0), "transmit power per EN (dBm)"),
+    Panel("csi", "csi_error", (0.0, 0.05, 0.1, 0.2), "CSI error bound (relative)", ("greedy",),
+          series_key="beamformer", series_values=("fast", "fast-backoff", "robust")),
+    Panel("zipf", "zipf_gamma", (0.4, 0.8, 1.2, 1.6), "Zipf exponent of the requests"),
+)
+MODES = {"greedy": "fine (greedy)", "coarse": "coarse", "noncoop": "non-cooperative"}
+
+
+@dataclass
+class FigurePlan:
+    """What `pbkit figures` runs. `libraries`: label -> loaded library."""
+
+    libraries: dict[str, PBLibrary]
+    out: Path
+    seeds: int = 10
+    slots: int = 2
+    quick: bool = False
+    config: ScenarioConfig = field(default_factory=ScenarioConfig)
+    build_config: Callable[[list[str]], ScenarioConfig] | None = None
+    panels: tuple[str, ...] = tuple(p.name for p in PANELS)
+    learn_results: Path | None = None
+    workers: int | None = None
+    address: str | None = None
+    command: str = ""
+    executor: str = "ray"  # "inline": no Ray, cells one by one in this process (tests)
+
+
+def quick_panel(panel: Panel) -> Panel:
+    """Two points per axis and at most two series: a smoke run of every panel."""
+    return Panel(panel.name, panel.key, (panel.values[0], panel.values[-1]), panel.xlabel,
+                 panel.policies[:2], panel.series_key, panel.series_values[:2])
+
+
+def panel_sweep(panel: Panel, plan: FigurePlan) -> Sweep:
+    """The sweep of one panel: grid = the x values (and the series values when a line is not a
+    policy), policies, seeds 0..seeds-1; configs built by `plan.build_config` (the CLI's rule)."""
+    grid: dict[str, list[Any]] = {panel.key: list(panel.values)}
+    if panel.series_key != "policy":
+        grid = {panel.series_key: list(panel.series_values), **grid}
+    from delivery.cli import build_config  # the one --config/--set rule, as `sim run` uses
+
+    build = plan.build_config or (lambda extra: build_config(None, extra))
+    return build_sweep(build, grid, list(panel.policies), list(range(plan.seeds)), plan.slots)
+
+
+def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every panel's sweep on every library, draw the figures into plan.out and write
+    plan.out/figures.json (all plotted numbers) and plan.out/README.md (the command, the files).
+    Raises EngineError/ConfigError from the sweeps; a missing learn-results file is a PbkitError."""
+    from pbkit.errors import PbkitError
+
+    out = plan.out
+    out.mkdir(parents=True, exist_ok=True)
+    panels = [p for p in PANELS if p.name in plan.panels]
+    if plan.quick:
+        panels = [quick_panel(p) for p in panels]
+    if plan.learn_results is not None and not Path(plan.learn_results).is_file():
+        raise PbkitError(f"{plan.learn_results}: no such learn report results.json")
+    started = time.perf_counter()
+    data: dict[str, Any] = {"command": plan.command, "seeds": plan.seeds, "slots": plan.slots,
+                            "quick": plan.quick, "libraries": {}, "panels": {}}
+    computed = 0
+    session = ray_session(plan.workers, plan.address) if plan.executor == "ray" else contextlib.nullcontext()
+    with session:
+        for label, library in plan.libraries.items():
+            data["libraries"][label] = {"source": library.source, **library.sharing()}
+            for panel in panels:
+                sweep = panel_sweep(panel, plan)
+                log(f"figures: {label} {panel.name}: {len(sweep.cells(library))} cells")
+                report, summary = run_sweep(sweep, library, out / "data" / label / panel.name,
+                                            workers=plan.workers, address=plan.address,
+                                            executor=plan.executor, label=f"{label} {panel.name}")
+                computed += report.computed
+                data["panels"][f"{label}/{panel.name}"] = {"panel": panel.name, "library": label,
+                                                          "key": panel.key, "series_key": panel.series_key,
+                                                          "rows": summary["rows"]}
+                draw_panel(summary["rows"], panel, label, plan, out / f"{label}-{panel.name}.png")
+                if panel.name == "capacity":
+                    draw_modes(summary["rows"], panel, label, plan, out / f"{label}-modes.png")
+    notes = []
+    if plan.learn_results is not None:
+        draw_learning(json.loads(Path(plan.learn_results).read_text()), out / "learning-curves.png")
+    else:
+        notes.append("learning curves: skipped (no --learn-results; give a `pbkit learn report` results.json)")
+    data["computed"] = computed
+    data["wall_s"] = time.perf_counter() - started
+    data["notes"] = notes
+    (out / "figures.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / "README.md").write_text(_readme(plan, panels, notes))
+    return data
+
+
+def _series(rows: list[dict], panel: Panel) -> dict[str, list[tuple[float, float, float]]]:
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    for row in rows:
+        name = row["policy"] if panel.series_key == "policy" else str(row[panel.series_key])
+        d = row["mean_delay_s"]
+        lines.setdefault(name, []).append((float(row[panel.key]), d["mean"], d["ci95"]))
+    return {k: sorted(v) for k, v in lines.items()}
+
+
+def _subtitle(label: str, plan: FigurePlan, n: int) -> str:
+    return f"{label}: {n} seeds x {plan.slots} slots per point, 95 % t-interval bands"
+
+
+def draw_panel(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, path: Path) -> None:
+    """Mean delay against the panel's setting, one line per series, with 95 % bands."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    n = max((r["n"] for r in rows), default=0)
+    for name, pts in _series(rows, panel).items():
+        x, m, h = (np.array(v) for v in zip(*pts))
+        line, = ax.plot(x, m, marker="o", ms=3, label=MODES.get(name, name) if panel.name == "capacity" else name)
+        ax.fill_between(x, m - h, m + h, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel(panel.xlabel)
+    ax.set_ylabel("mean download delay (s)")
+    ax.set_title(_subtitle(label, plan, n), fontsize=8)
+    ax.legend(fontsize=8, title=None if panel.series_key == "policy" else f"{panel.series_key} (greedy)",
+              title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_modes(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, path: Path) -> None:
+    """Fine vs coarse vs non-cooperative at the default capacity (or the nearest swept one)."""
+    plt = _pyplot()
+    xs = sorted({float(r[panel.key]) for r in rows})
+    x0 = min(xs, key=lambda x: abs(x - plan.config.cache_fraction))
+    chosen = [r for r in rows if float(r[panel.key]) == x0 and r["policy"] in MODES]
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    names = [MODES[r["policy"]] for r in chosen]
+    means = [r["mean_delay_s"]["mean"] for r in chosen]
+    cis = [r["mean_delay_s"]["ci95"] for r in chosen]
+    ax.bar(names, means, yerr=cis, capsize=4, color=["C1", "C2", "C3"][: len(names)])
+    ax.set_ylabel("mean download delay (s)")
+    n = max((r["n"] for r in chosen), default=0)
+    ax.set_title(f"{_subtitle(label, plan, n)}\ncache {x0:g} of unique bytes", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_learning(results: dict, path: Path) -> None:
+    """Validation delay against real steps for MAASN-DA and without DA: mean over training seeds
+    with a 95 % t-interval band (results.json of `pbkit learn report`, key `curves`)."""
+    from delivery.experiment import t_interval
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for name in ("maasn-da", "maasn-noda"):
+        runs = results.get("curves", {}).get(name, [])
+        if not runs:
+            continue
+        length = min(len(r) for r in runs)
+        steps = np.array([row["step"] for row in runs[0][:length]])
+        stats = [t_interval([run[i]["eval_delay_s"] for run in runs]) for i in range(length)]
+        m, h = np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
+        line, = ax.plot(steps, m, marker="o", ms=3, label=f"{name} ({len(runs)} training seeds)")
+        ax.fill_between(steps, m - h, m + h, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("real environment steps (slots)")
+    ax.set_ylabel("validation mean delay (s)")
+    ax.set_title("learning curves with and without DA, 95 % bands over training seeds", fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _readme(plan: FigurePlan, panels: list[Panel], notes: list[str]) -> str:
+    lines = ["# Figures", "", "Made by:", "", "```", plan.command or "pbkit figures", "```", "",
+             f"{plan.seeds} seeds x {plan.slots} slots per point; bands are 95 % t-intervals over seeds; "
+             "every series of a panel uses the same seeds (paired). Data: `figures.json`; the sweeps "
+             "behind them (resumable) in `data/`.", ""]
+    for label in plan.libraries:
+        for p in panels:
+            lines.append(f"- `{label}-{p.name}.png`: mean delay vs {p.xlabel}"
+                         + (f", lines: {p.series_key}" if p.series_key != "policy" else f", policies {', '.join(p.policies)}"))
+            if p.name == "capacity":
+                lines.append(f"- `{label}-modes.png`: fine (greedy) vs coarse vs non-cooperative at the default capacity")
+    if plan.learn_results is not None:
+        lines.append(f"- `learning-curves.png`: from `{plan.learn_results}`")
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"

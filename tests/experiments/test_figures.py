@@ -1,0 +1,57 @@
+"""The figure set in quick mode, without Ray (the engine's inline executor): every panel drawn,
+numbers in figures.json agree with the sweeps, a rerun computes nothing."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from delivery.cli import build_config
+from learning.figures import PANELS, FigurePlan, run_figures
+from pbkit.cli import main
+from pbkit.library import synthetic_library
+
+RESULTS = {"curves": {name: [[{"step": s, "eval_delay_s": 3.0 - s / 1000 + seed / 10} for s in (100, 200)]
+                             for seed in range(3)] for name in ("maasn-da", "maasn-noda")}}
+
+
+def _plan(tmp_path: Path, learn: Path | None) -> FigurePlan:
+    lib = synthetic_library(np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6,
+                            own_pbs=2, mean_pb_bytes=4e6)
+    sets = ["n_nodes=2", "antennas=2", "n_users=4", "beamformer=mrt"]
+    return FigurePlan(libraries={"syn": lib}, out=tmp_path / "fig", seeds=2, slots=1, quick=True,
+                      config=build_config(None, sets), build_config=lambda extra: build_config(None, [*sets, *extra]),
+                      learn_results=learn, executor="inline", command="pbkit figures --quick")
+
+
+def test_quick_figures_draw_every_panel_and_resume(tmp_path):
+    learn = tmp_path / "results.json"
+    learn.write_text(json.dumps(RESULTS))
+    data = run_figures(_plan(tmp_path, learn), log=lambda m: None)
+    out = tmp_path / "fig"
+    for p in PANELS:
+        assert (out / f"syn-{p.name}.png").stat().st_size > 5000
+    assert (out / "syn-modes.png").exists() and (out / "learning-curves.png").exists()
+    assert "pbkit figures --quick" in (out / "README.md").read_text()
+    users = data["panels"]["syn/users"]["rows"]
+    assert sorted({r["n_users"] for r in users}) == [10, 40] and all(r["n"] == 2 for r in users)
+    # the plotted mean is the mean of the sweep's per-seed rows
+    with open(out / "data" / "syn" / "users" / "results.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["n_users"] == "40" and r["policy"] == "greedy"]
+    plotted = next(r for r in users if r["n_users"] == 40 and r["policy"] == "greedy")["mean_delay_s"]["mean"]
+    assert abs(plotted - np.mean([float(r["mean_delay_s"]) for r in rows])) < 1e-12
+    csi = data["panels"]["syn/csi"]["rows"]
+    assert {r["beamformer"] for r in csi} == {"fast", "fast-backoff"}
+    assert data["computed"] == len(PANELS) * 8
+    assert run_figures(_plan(tmp_path, None), log=lambda m: None)["computed"] == 0
+    assert "learning curves: skipped" in (out / "README.md").read_text()
+
+
+def test_figures_cli_rejects_bad_panel_before_any_work(tmp_path, capsys):
+    assert main(["figures", "--out", str(tmp_path / "f"), "--library", "synthetic", "--panels", "capacity,nope"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and err.count("\n") == 1
+    assert not (tmp_path / "f").exists()
