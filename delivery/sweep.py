@@ -58,8 +58,12 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def library_digest(library: PBLibrary) -> str:
-    """Digest of the library's content, part of every cell's key (another library, other cells)."""
-    text = json.dumps(library.to_dict(), sort_keys=True, separators=(",", ":"))
+    """Digest of what the simulator reads of a library (PB ids and sizes, models and their PBs),
+    part of every cell's key: another library gives other cells, while a re-export that only
+    adds labels or store links (`members`) keeps the finished ones."""
+    content = {"pbs": [[pb.id, pb.bytes] for pb in library.pbs],
+               "models": [[m.name, list(m.pbs), m.kind, m.base] for m in library.models]}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
