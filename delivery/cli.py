@@ -128,18 +128,23 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(title=f"{len(seed_list)} seeds x {slots} slots (95 % t-interval over seeds)")
-        for col in ("policy", "mode", "mean delay (s)", "waiting", "prep", "air", "retx",
-                    "local hit", "edge hit"):
+        paired = result.get("paired_vs_best_heuristic", {})
+        best = next(iter(paired.values()))["vs"] if paired else None
+        for col in ("policy", "mode", "mean delay (s)", f"vs {best} (s, paired)", "waiting", "prep",
+                    "air", "retx", "local hit", "edge hit"):
             table.add_column(col, justify="right" if col not in ("policy", "mode") else "left")
         for name, row in result["policies"].items():
             d = row["mean_delay_s"]
             b = row["breakdown_s"]
-            table.add_row(name, row["mode"], f"{d['mean']:.3f} ± {d['ci95']:.3f}",
+            p = paired.get(name)
+            diff = (f"{p['mean_diff_s']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+                    if p and name != best else "-")
+            table.add_row(name, row["mode"], f"{d['mean']:.3f} ± {d['ci95']:.3f}", diff,
                           *(f"{b[k]:.3f}" for k in BREAKDOWN_KEYS),
                           f"{row['hit_ratio_local']['mean']:.2f}", f"{row['hit_ratio_edge']['mean']:.2f}")
         console = Console()
-        if console.width < 132:  # keep the table on one line per policy in pipes and logs
-            console = Console(width=132)
+        if console.width < 160:  # keep the table on one line per policy in pipes and logs
+            console = Console(width=160)
         console.print(table)
         lb = next(iter(result["policies"].values()))["delay_lower_bound_s"]["mean"]
         console.print(f"placement-free lower bound on mean delay: {lb:.3f} s; wrote {out}/compare.json, compare.png")

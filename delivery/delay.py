@@ -205,14 +205,17 @@ class Timeline:
         return out
 
     def choose_serving(self, u: Unit, prep: list[tuple[float, float, int, str]]) -> int:
-        """How many of the ENs in `prep` order serve: the prefix with the earliest estimated end.
+        """How many of the ENs in `prep` order serve: the option with the earliest estimated end.
 
-        Every prefix is designed with the configured beamformer and judged by the rate that design
-        guarantees (a robust design may lose by adding an EN: the error ball grows with the
-        stacked channel). Ties go to the smaller set (less link traffic).
+        The options are, for each distinct preparation time t, every EN ready by t (an EN that is
+        ready costs no wait, and a joint design can always leave it silent). Each option is
+        designed with the configured beamformer and judged by the rate that design guarantees;
+        ties go to the smaller set (less link traffic).
         """
         best_end, best_r = math.inf, 1
         for r in range(1, len(prep) + 1):
+            if r < len(prep) and prep[r][0] <= prep[r - 1][0]:
+                continue  # the next EN is ready as early: the larger set is the option
             serving = tuple(sorted(p[2] for p in prep[:r]))
             snr = _snr_floor(self._design(u.users, serving).min_snr)
             end = max(self.free, prep[r - 1][0]) + airtime(8 * u.size, snr, self.radio.bandwidth_hz)

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from delivery.config import ScenarioConfig
-from delivery.policies import make_policy
+from delivery.policies import Policy, make_policy
 from delivery.simulator import Simulator, SlotResult
 from pbkit.library import PBLibrary
 
@@ -61,18 +61,29 @@ def seed_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
 def run_policy(
     config: ScenarioConfig,
     library: PBLibrary,
-    policy_name: str,
+    policy: str | Policy,
     slots: int,
     seed: int,
     on_slot: Callable[[SlotResult], None] | None = None,
     **policy_kwargs: Any,
 ) -> RunResult:
-    """Run one policy for `slots` slots; the policy's own `mode` (coarse, noncoop) wins."""
-    policy = make_policy(policy_name, **policy_kwargs)
+    """Run one policy for `slots` slots on scenario seed `seed`: THE evaluation harness.
+
+    `policy` is a registered name (made with `policy_kwargs`) or a policy object (anything with
+    `name` and `place(view, rng)`, e.g. a learned policy). Seed s means the same users, channels
+    and requests for every policy and every command (`sim run`, `sim compare`, `sweep`,
+    `learn eval`, `learn report`). The policy's own `mode` (coarse, noncoop) wins over the
+    config's. Raises ConfigError for an unknown policy name or a bad scenario, CapacityError for
+    an infeasible placement.
+    """
+    if isinstance(policy, str):
+        name, policy = policy, make_policy(policy, **policy_kwargs)
+    else:
+        name = str(getattr(policy, "name", type(policy).__name__))
     mode = getattr(policy, "mode", None) or config.mode
     sim_rng, policy_rng = seed_streams(seed)
     sim = Simulator(config.replace(mode=mode), library, sim_rng)
-    out = RunResult(policy=policy_name, seed=seed, mode=mode)
+    out = RunResult(policy=name, seed=seed, mode=mode)
     start = time.perf_counter()
     for _ in range(slots):
         result = sim.step(policy.place(sim.policy_view(), policy_rng))
@@ -92,19 +103,43 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     return float(arr.mean()), float(half)
 
 
+def paired_difference(values: list[float] | np.ndarray, reference: list[float] | np.ndarray,
+                      level: float = 0.95) -> dict[str, Any]:
+    """Per-seed differences values - reference (same seeds): mean, t-interval, ratio of means."""
+    a = np.asarray(values, dtype=float)
+    b = np.asarray(reference, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired difference: {a.shape} values against {b.shape} reference values")
+    mean, half = t_interval(list(a - b), level)
+    return {"mean_diff_s": mean, "ci95": [mean - half, mean + half],
+            "ratio": float(a.mean() / b.mean()) if b.mean() > 0 else float("nan"),
+            "per_seed_diff": [float(x) for x in a - b]}
+
+
+HEURISTICS = ("random", "popular", "lfu", "greedy", "coarse", "noncoop", "optimal")
+
+
 def compare(
     config: ScenarioConfig,
     library: PBLibrary,
-    policies: list[str],
+    policies: list[str] | dict[str, Callable[[], Policy] | None],
     seeds: list[int],
     slots: int,
     on_run: Callable[[RunResult], None] | None = None,
 ) -> dict[str, Any]:
-    """Every policy on every seed (same seed = same scenario); per-policy means with 95 % CIs."""
-    runs: dict[str, list[RunResult]] = {p: [] for p in policies}
+    """Every policy on every seed (same seed = same scenario); per-policy means with 95 % CIs.
+
+    `policies` is a list of registered names or a {name: factory} mapping (factory None: the
+    registered policy of that name; else `factory()` gives a fresh policy object per seed). Each
+    policy gets its paired per-seed difference to the best heuristic among those compared
+    (`paired` in the result, with a 95 % t-interval). Raises what `run_policy` raises.
+    """
+    factories = dict.fromkeys(policies) if not isinstance(policies, dict) else dict(policies)
+    runs: dict[str, list[RunResult]] = {p: [] for p in factories}
     for seed in seeds:
-        for name in policies:
-            run = run_policy(config, library, name, slots, seed)
+        for name, factory in factories.items():
+            run = run_policy(config, library, name if factory is None else factory(), slots, seed)
+            run.policy = name
             runs[name].append(run)
             if on_run is not None:
                 on_run(run)
@@ -119,7 +154,15 @@ def compare(
         row["per_seed_mean_delay_s"] = [s["mean_delay_s"] for s in summaries]
         row["wall_s"] = float(sum(s["wall_s"] for s in summaries))
         table[name] = row
+    heuristics = [n for n in table if n in HEURISTICS and factories[n] is None]
+    paired: dict[str, Any] = {}
+    if heuristics:
+        best = min(heuristics, key=lambda n: table[n]["mean_delay_s"]["mean"])
+        for name, row in table.items():
+            paired[name] = {"vs": best, **paired_difference(row["per_seed_mean_delay_s"],
+                                                            table[best]["per_seed_mean_delay_s"])}
     return {
+        "paired_vs_best_heuristic": paired,
         "config": config.to_dict(),
         "library": {"source": library.source, "synthetic": library.synthetic, **library.sharing()},
         "seeds": seeds,
