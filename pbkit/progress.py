@@ -2,7 +2,8 @@
 
 On a terminal, long work draws rich progress bars on stderr. When stderr is not a terminal (CI,
 `make demo > log`, a pipe), bars would print nothing until the end, so `Progress` prints plain
-lines instead, at most one per task every `interval` seconds plus one when a task completes:
+lines instead, at most one per task every `interval` seconds plus one when a task completes
+(work shorter than `interval` prints nothing):
 
     training maasn: 120/400 (30 %), elapsed 1m 05s, about 2m 32s left
 
@@ -96,7 +97,8 @@ class _PlainLines:
             done = task.total is not None and task.total > 0 and task.completed >= task.total
             if done and not task.finished:
                 task.finished = True
-                self._line(task, now)
+                if task.last_line is not None or now - task.started >= self.interval:
+                    self._line(task, now)  # short work stays silent: no line at all
             elif not done and (task.last_line is None and now - task.started >= self.interval
                                or task.last_line is not None and now - task.last_line >= self.interval):
                 self._line(task, now)

@@ -19,14 +19,16 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from pbkit import assemble as _assemble
-from pbkit import ingest as _ingest
 from pbkit.errors import PbkitError
 from pbkit.index import Index, UnknownModelError
 from pbkit.objects import ObjectDir
 from pbkit.recipe import Recipe, RecipeError
+
+if TYPE_CHECKING:  # imported by the methods that use them: `pbkit ls` starts without them
+    from pbkit import assemble as _assemble
+    from pbkit import ingest as _ingest
 
 try:
     import fcntl
@@ -178,6 +180,8 @@ class Store:
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> _ingest.IngestResult:
         """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.ingest."""
+        from pbkit import ingest as _ingest
+
         try:
             result = _ingest.ingest(
                 self.index,
@@ -224,6 +228,8 @@ class Store:
         """Rebuild model `name` into `out_dir`, from the store or from a directory of received blocks.
 
         Every block is verified against its id; `deep=True` also re-computes every file's SHA-256."""
+        from pbkit import assemble as _assemble
+
         recipe = self.recipe(name)
         source: _assemble.BlockSource = (
             _assemble.DirBlocks(Path(from_blocks)) if from_blocks is not None else _assemble.StoreBlocks(self.objects)
@@ -235,6 +241,8 @@ class Store:
 
     def need(self, name: str, have: Iterable[str]) -> _assemble.NeedReport:
         """Blocks and bytes of model `name` not among the block ids `have`."""
+        from pbkit import assemble as _assemble
+
         return _assemble.need(self.recipe(name), have)
 
     def model_blocks(self, name: str) -> set[str]:
@@ -245,6 +253,8 @@ class Store:
 
     def held_blocks(self, block_dir: str | os.PathLike[str]) -> set[str]:
         """Ids of the blocks in a received-blocks directory that verify against the store's index."""
+        from pbkit import assemble as _assemble
+
         blocks = _assemble.DirBlocks(Path(block_dir))
         held = set()
         for bid in blocks.ids():
@@ -260,6 +270,8 @@ class Store:
     # ------------------------------------------------------------------ maintenance
     def verify(self, progress: ProgressFn | None = None) -> VerifyReport:
         """Re-hash every indexed object; name each corrupt or missing one and the models hit."""
+        from pbkit import assemble as _assemble
+
         t0 = time.perf_counter()
         report = VerifyReport()
         blocks = list(self.index.blocks())

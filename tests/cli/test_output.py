@@ -49,6 +49,12 @@ def test_plain_progress_bytes_unknown_total_and_disable():
         "hashing: 1.50 GB/3.00 GB (50 %), elapsed 2.0 s, about 2.0 s left",
         "scanning: 7 B, elapsed 2.0 s",
     ]
+    short = io.StringIO()
+    fast = Progress(stream=short, interval=5.0, clock=clock)
+    t = fast.add_task("quick", total=10)
+    clock.now += 1
+    fast.update(t, completed=10)  # done within the interval: silent
+    assert short.getvalue() == ""
     quiet = io.StringIO()
     off = Progress(stream=quiet, disable=True, interval=0)
     off.update(off.add_task("x", total=1), completed=1)
