@@ -160,7 +160,7 @@ class Index:
         def __exit__(self, exc_type, exc, tb) -> None:
             if exc_type is None:
                 self.db.execute("COMMIT")
-            else:
+            elif self.db.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
                 self.db.execute("ROLLBACK")
 
     def transaction(self) -> "Index._Tx":
@@ -188,8 +188,15 @@ class Index:
         """Record a model, its files, blocks and references in one transaction.
 
         Returns False (and changes nothing) if the same recipe is already published under this
-        name; raises ModelExistsError if the name holds a different recipe.
+        name; raises ModelExistsError if the name holds a different recipe, StoreIndexError if
+        SQLite cannot write (disk full, I/O error: the transaction is rolled back, nothing changes).
         """
+        try:
+            return self._publish(recipe, recipe_json, blocks, shas)
+        except sqlite3.OperationalError as exc:
+            raise StoreIndexError(f"{self.path}: cannot publish model {recipe.name!r} ({exc})") from None
+
+    def _publish(self, recipe: Recipe, recipe_json: bytes, blocks: Iterable[BlockInfo], shas: dict[str, tuple[StatKey, str]]) -> bool:
         with self.transaction() as db:
             row = db.execute("SELECT recipe_id FROM models WHERE name=?", (recipe.name,)).fetchone()
             if row is not None:

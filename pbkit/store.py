@@ -6,7 +6,7 @@ Layout of a store directory (docs/on-disk-format.md):
     index.sqlite            SQLite in WAL mode (+ -wal, -shm)
     objects/<2 hex>/<id>    content-addressed blocks and recipes, raw bytes
     tmp/                    temporary files of in-flight writes
-    lock                    flock: ingests hold it shared while writing, gc exclusive
+    lock                    reader-writer lock (filelock, SQLite): ingests hold it shared while writing, gc exclusive
 """
 
 from __future__ import annotations
@@ -29,11 +29,6 @@ from pbkit.recipe import Recipe, RecipeError
 if TYPE_CHECKING:  # imported by the methods that use them: `pbkit ls` starts without them
     from pbkit import assemble as _assemble
     from pbkit import ingest as _ingest
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX: no cross-process gc/ingest exclusion
-    fcntl = None  # type: ignore[assignment]
 
 STORE_FORMAT = "pbkit-store"
 STORE_VERSION = 1
@@ -94,7 +89,7 @@ class GcReport:
 
 def _store_entry(name: str) -> bool:
     """Whether a file name may appear in a store that another process is still creating."""
-    return name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "objects", "tmp", "lock") or (
+    return name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "objects", "tmp", "lock", "lock-journal") or (
         name.startswith(".pbkit-store.json.")
     )
 
@@ -158,16 +153,21 @@ class Store:
 
     @contextlib.contextmanager
     def _lock(self, exclusive: bool) -> Iterator[None]:
-        """Ingests hold the lock shared while their objects are unpublished; gc holds it exclusive."""
-        if fcntl is None:
-            yield
-            return
-        with open(self.root / "lock", "rb") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
+        """Ingests hold the lock shared from before they decide which objects already exist until
+        their model is published; gc holds it exclusive, so it never deletes an unreferenced object
+        that a running ingest skipped writing because it was there (docs/store.md, "Concurrency").
+
+        filelock's ReadWriteLock (SQLite's file locking: POSIX, Windows, no fcntl needed; released
+        by the OS when a process dies). One instance per hold: threads of one process wait for
+        each other like separate processes."""
+        import filelock  # imported here: commands that never lock start faster
+
+        rw = filelock.ReadWriteLock(self.root / "lock", is_singleton=False)
+        try:
+            with rw.write_lock() if exclusive else rw.read_lock():
                 yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        finally:
+            rw.close()
 
     # ------------------------------------------------------------------ ingest / assemble
     def ingest(
