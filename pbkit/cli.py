@@ -98,13 +98,31 @@ def _usage_message(exc: typer.TyperException) -> str:
     return _one_line(f"{where}{exc.format_message()}{hint}")
 
 
+def _missing_extra_message(module: str) -> str:
+    """`scipy is not installed; this command needs pbkit[sim] ...`, the extra read from pbkit's metadata."""
+    import re
+    from importlib import metadata
+
+    top = module.split(".")[0]
+    extras = []
+    try:
+        for req in metadata.requires("pbkit") or []:
+            m = re.match(r"\s*([A-Za-z0-9_.-]+).*extra\s*==\s*['\"]([\w-]+)['\"]", req)
+            if m and re.sub(r"[-_.]+", "_", m.group(1)).lower() == top.lower() and m.group(2) != "all":
+                extras.append(m.group(2))
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        pass
+    wanted = " or ".join(f"'pbkit[{e}]'" for e in dict.fromkeys(extras)) or "'pbkit[all]'"
+    return f"{top}: not installed; this command needs it: pip install {wanted} ('pbkit[all]' installs everything)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `pbkit` command line; return its exit code.
 
     Exit codes (docs/cli.md): 0 success; 2 a usage or input error (unknown command or option, a
     missing or malformed value, a PbkitError: bad file, not a store, unknown model); 1 a runtime
     failure (an OSError such as a full disk, a corrupt store found by `verify`, a PbkitError whose
-    class sets `exit_code = 1`); 130 interrupted. Every error is one line on stderr,
+    class sets `exit_code = 1`, a package of an extra that is not installed); 130 interrupted. Every error is one line on stderr,
     `pbkit: error: <file or value>: <problem>`; a traceback means a bug in pbkit.
     """
     try:
@@ -131,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         # Usage errors carry exit code 2; click's other errors (a file it could not open) are
         # input errors too.
         return 2
+    except ModuleNotFoundError as exc:  # an area whose extra is not installed (pbkit[sim], ...)
+        if exc.name is None or exc.name.split(".")[0] in ("pbkit", "delivery", "learning"):
+            raise  # a missing module of pbkit itself is a bug, not an install choice
+        print(f"pbkit: error: {_missing_extra_message(exc.name)}", file=sys.stderr)
+        return 1
     except OSError as exc:  # an expected failure of the machine (disk full, permission denied)
         where = exc.filename if exc.filename is not None else "pbkit"
         print(f"pbkit: error: {where}: {_one_line(exc.strerror or str(exc))}", file=sys.stderr)

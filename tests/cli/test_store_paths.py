@@ -36,3 +36,16 @@ def test_api_open_without_create(tmp_path):
     Store.open(tmp_path / "s").close()  # the default (the API's writers) creates it
     with Store.open(tmp_path / "s", create=False) as s:
         assert s.list_models() == []
+
+
+def test_missing_extra_is_one_line_naming_the_extra(tmp_path):
+    """An area whose extra is not installed (here: scipy hidden) fails in one line, no traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['scipy'] = None; from pbkit.cli import main; "
+            "sys.exit(main(['sim', 'run', '--library', 'synthetic', '--slots', '1']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("pbkit: error: scipy: not installed") and "pbkit[sim]" in proc.stderr
