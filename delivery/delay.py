@@ -205,17 +205,16 @@ class Timeline:
         return out
 
     def choose_serving(self, u: Unit, prep: list[tuple[float, float, int, str]]) -> int:
-        """How many of the ENs in `prep` order serve: the option with the earliest estimated end.
+        """How many of the ENs in `prep` order serve: the prefix with the earliest estimated end.
 
-        The options are, for each distinct preparation time t, every EN ready by t (an EN that is
-        ready costs no wait, and a joint design can always leave it silent). Each option is
-        designed with the configured beamformer and judged by the rate that design guarantees;
-        ties go to the smaller set (less link traffic).
+        `prep` is sorted by preparation time, then by the EN's weakest channel to the group.
+        Every prefix is designed with the configured beamformer and judged by the rate that
+        design guarantees: an EN ready later may not be worth the wait, and an extra EN can lower
+        a design's guaranteed SNR (MRT spreads power by channel norm; a robust design's error
+        ball grows with the stacked channel). Ties go to the smaller set (less link traffic).
         """
         best_end, best_r = math.inf, 1
         for r in range(1, len(prep) + 1):
-            if r < len(prep) and prep[r][0] <= prep[r - 1][0]:
-                continue  # the next EN is ready as early: the larger set is the option
             serving = tuple(sorted(p[2] for p in prep[:r]))
             snr = _snr_floor(self._design(u.users, serving).min_snr)
             end = max(self.free, prep[r - 1][0]) + airtime(8 * u.size, snr, self.radio.bandwidth_hz)
@@ -347,8 +346,9 @@ class OrderEstimate:
             free = end
         return np.array(perm, dtype=int)
 
-    def improve(self, perm: np.ndarray, max_passes: int = 4) -> np.ndarray:
-        """Insertion local search on the user order (first improvement, a few passes)."""
+    def improve(self, perm: np.ndarray, max_passes: int = 6) -> np.ndarray:
+        """Local search on the class order: moves of one class to another place and swaps of two
+        classes (first improvement, until neither improves or `max_passes`)."""
         best = self.total(perm)
         perm = list(perm)
         n = len(perm)
@@ -358,14 +358,23 @@ class OrderEstimate:
                 for j in range(n):
                     if i == j:
                         continue
-                    cand = perm[:i] + perm[i + 1:]
-                    cand.insert(j, perm[i])
-                    value = self.total(np.array(cand))
-                    if value < best * (1 - 1e-9):
-                        best, perm, improved = value, cand, True
+                    moved = perm[:i] + perm[i + 1:]
+                    moved.insert(j, perm[i])
+                    swapped = list(perm)
+                    swapped[i], swapped[j] = swapped[j], swapped[i]
+                    for cand in (moved, swapped):
+                        value = self.total(np.array(cand))
+                        if value < best * (1 - 1e-9):
+                            best, perm, improved = value, cand, True
+                            break
             if not improved:
                 break
         return np.array(perm, dtype=int)
+
+    def starts(self) -> list[np.ndarray]:
+        """Initial class orders: the batch greedy, and shortest remaining work per user first."""
+        work = (self.need * self.cost[None, :]).sum(axis=1) / self.weight
+        return [self.greedy(), np.argsort(work, kind="stable")]
 
 
 def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
@@ -384,7 +393,7 @@ def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[i
     est = OrderEstimate(classes, np.array([ready[ui] for ui in pending]), np.array([cost[ui] for ui in pending]),
                         np.array([len(units[ui].users) for ui in pending]), free, weight,
                         *((fetch[:, 0].astype(int), fetch[:, 1], fetch[:, 2]) if fetch is not None else ()))
-    perm = est.improve(est.greedy())
+    perm = min((est.improve(p) for p in est.starts()), key=est.total)
     return [pending[i] for i in est.sequence(perm)]
 
 
