@@ -179,8 +179,10 @@ class Trainer:
 
         Progress: a rich bar on a terminal; plain lines through `log` (default: stderr) when
         `progress` is on and the output is not a terminal."""
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
         from torch.utils.tensorboard import SummaryWriter
+
+        from pbkit.progress import Progress  # plain "i/n (x %), elapsed" lines every few s when not a terminal
 
         cfg = self.cfg
         lines = self.progress and not sys.stderr.isatty()
@@ -190,7 +192,7 @@ class Trainer:
         stats = self.stats  # the open logging window (restored on resume)
         with Progress(TextColumn("[bold]learn[/] {task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(),
-                      disable=not self.progress or lines, transient=True) as bar:
+                      disable=not self.progress, transient=True) as bar:
             task = bar.add_task(f"seed {cfg.seed}", total=cfg.total_steps, completed=self.step)
             while self.step < limit:
                 t0 = time.perf_counter()
