@@ -151,11 +151,13 @@ class Progress:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
-    def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **_: Any) -> int:
         if self._bar is not None:
-            return self._bar.add_task(description, total=total)
+            return self._bar.add_task(description, total=total, completed=completed)
         if self._plain is not None:
-            return self._plain.add(description, total)
+            task_id = self._plain.add(description, total)
+            self._plain.tasks[task_id].completed = completed  # resumed work: no line until it moves on
+            return task_id
         return 0
 
     def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
