@@ -40,7 +40,7 @@ def parse_seeds(text: str, option: str) -> list[int]:
 
 
 def policy_table(rows: dict[str, dict], title: str) -> None:
-    from rich.console import Console
+    from pbkit.progress import console  # no wrapping at 80 columns in logs and pipes
     from rich.table import Table
 
     table = Table(title=title)
@@ -48,7 +48,7 @@ def policy_table(rows: dict[str, dict], title: str) -> None:
         table.add_column(col, justify="right" if col != "policy" else "left")
     for name, r in sorted(rows.items(), key=lambda kv: kv[1]["mean_delay_s"]):
         table.add_row(name, f"{r['mean_delay_s']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
-    Console().print(table)
+    console().print(table)
 
 
 def register(app: typer.Typer) -> None:
