@@ -14,6 +14,7 @@ retransmission, link queues) is documented in docs/system-model.md, "Delivery".
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -285,6 +286,13 @@ class OrderEstimate:
         self.transfer = np.zeros(n_units) if transfer is None else np.asarray(transfer, dtype=float)
         self.lead = np.zeros(n_units) if lead is None else np.asarray(lead, dtype=float)
         self._links = [int(x) for x in np.unique(self.link) if x >= 0]
+        # sparse (class, unit) pairs, for reductions over only the needed entries
+        cls, unit = np.nonzero(need)
+        self._by_class = (unit, np.searchsorted(cls, np.arange(need.shape[0])))
+        order = np.argsort(unit, kind="stable")
+        self._by_unit = (cls[order], np.searchsorted(unit[order], np.arange(n_units)))
+        self._static = np.empty(n_units, dtype=int)
+        self._static[np.lexsort((np.arange(n_units), -group, ready))] = np.arange(n_units)
 
     def ready_in(self, seq: np.ndarray) -> np.ndarray:
         """Ready time of every unit (indexed like `seq`'s entries) when fetches queue in `seq` order."""
@@ -314,8 +322,36 @@ class OrderEstimate:
         return out
 
     def total(self, perm: np.ndarray) -> float:
-        f = self.finish(self.sequence(perm))
-        return float(self.weight @ np.where(self.need, f[None, :], 0.0).max(axis=1))
+        return float(self.totals(np.asarray(perm)[None, :])[0])
+
+    def totals(self, perms: np.ndarray) -> np.ndarray:
+        """`total` for every row of perms (M, K'), vectorised over the rows (the local search
+        scores all its moves at once)."""
+        m, n_units = perms.shape[0], self.need.shape[1]
+        pos = np.empty_like(perms)
+        np.put_along_axis(pos, perms, np.arange(perms.shape[1])[None, :].repeat(m, axis=0), axis=1)
+        cls_of, starts = self._by_unit  # every pending unit has at least one waiting class
+        batch = np.minimum.reduceat(pos[:, cls_of], starts, axis=1)  # (M, U): first class needing u
+        # sending order: by batch, then the static (ready, -group, index) rank
+        seq = np.argsort(batch * n_units + self._static[None, :], axis=1, kind="stable")  # (M, U)
+        c = self.cost[seq]
+        s = np.cumsum(c, axis=1)
+        ready = np.broadcast_to(self.ready, (m, n_units)).copy()
+        if self._links:
+            link = self.link[seq]
+            for lk in self._links:
+                on = link == lk
+                queued = np.cumsum(np.where(on, self.transfer[seq], 0.0), axis=1)
+                rows, cols = np.nonzero(on)
+                units = seq[rows, cols]
+                ready[rows, units] = self.lead[units] + queued[rows, cols]
+        r_seq = np.take_along_axis(ready, seq, axis=1)
+        floor = np.maximum.accumulate(np.maximum(self.free, r_seq - (s - c)), axis=1)
+        finish = np.empty((m, n_units))
+        np.put_along_axis(finish, seq, floor + s, axis=1)
+        unit_of, starts = self._by_class  # every class needs at least one unit
+        done = np.maximum.reduceat(finish[:, unit_of], starts, axis=1)  # (M, K')
+        return done @ self.weight
 
     def greedy(self) -> np.ndarray:
         """Smith's rule on batches: repeatedly serve the waiting user whose remaining units
@@ -346,35 +382,48 @@ class OrderEstimate:
             free = end
         return np.array(perm, dtype=int)
 
-    def improve(self, perm: np.ndarray, max_passes: int = 6) -> np.ndarray:
-        """Local search on the class order: moves of one class to another place and swaps of two
-        classes (first improvement, until neither improves or `max_passes`)."""
-        best = self.total(perm)
-        perm = list(perm)
+    def improve(self, perm: np.ndarray, max_passes: int = 30) -> np.ndarray:
+        """Local search on the class order: every move of one class to another place and every
+        swap of two classes is scored at once; the best is taken while it improves."""
+        perm = np.asarray(perm)
         n = len(perm)
+        if n < 2:
+            return perm
+        best = self.total(perm)
+        moves = _neighbourhood(n)
         for _ in range(max_passes):
-            improved = False
-            for i in range(n):
-                for j in range(n):
-                    if i == j:
-                        continue
-                    moved = perm[:i] + perm[i + 1:]
-                    moved.insert(j, perm[i])
-                    swapped = list(perm)
-                    swapped[i], swapped[j] = swapped[j], swapped[i]
-                    for cand in (moved, swapped):
-                        value = self.total(np.array(cand))
-                        if value < best * (1 - 1e-9):
-                            best, perm, improved = value, cand, True
-                            break
-            if not improved:
+            cands = perm[moves]
+            values = self.totals(cands)
+            k = int(np.argmin(values))
+            if values[k] >= best * (1 - 1e-9):
                 break
-        return np.array(perm, dtype=int)
+            best, perm = float(values[k]), cands[k]
+        return perm
 
     def starts(self) -> list[np.ndarray]:
         """Initial class orders: the batch greedy, and shortest remaining work per user first."""
         work = (self.need * self.cost[None, :]).sum(axis=1) / self.weight
         return [self.greedy(), np.argsort(work, kind="stable")]
+
+
+@functools.lru_cache(maxsize=64)
+def _neighbourhood(n: int) -> np.ndarray:
+    """Index rows turning an order of n into each of its neighbours: every move of one entry to
+    another place (i -> j), then every swap (i, j) with i < j."""
+    rows = []
+    base = list(range(n))
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                moved = base[:i] + base[i + 1:]
+                moved.insert(j, i)
+                rows.append(moved)
+    for i in range(n):
+        for j in range(i + 1, n):
+            swapped = list(base)
+            swapped[i], swapped[j] = j, i
+            rows.append(swapped)
+    return np.array(rows, dtype=int)
 
 
 def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],

@@ -171,6 +171,8 @@ def read_layout(path: str | os.PathLike[str]) -> SafetensorsLayout:
         raise fail("header is not valid UTF-8") from None
     except ValueError as exc:  # JSONDecodeError is a ValueError; so is a duplicate key
         raise fail(f"header is not valid JSON ({str(exc).splitlines()[0]})") from None
+    except RecursionError:  # json's C scanner recurses per nesting level
+        raise fail("header is not valid JSON (nested too deeply)") from None
     if not isinstance(header_obj, dict):
         raise fail(f"header is not a JSON object (got {type(header_obj).__name__})")
 

@@ -121,7 +121,9 @@ def test_killed_sweep_resumes_and_completes(tmp_path):
     proc.wait()
     before = len(read_finished(out))
     assert 3 <= before < 18, "the sweep finished before it could be killed; make cells slower"
-    assert len(_rows(out / "results.csv")) == before  # tables were current at the kill
+    # The tables are rewritten right after each cell's record is appended: a kill between the two
+    # leaves them one cell behind (never ahead, never torn); the rerun rewrites them.
+    assert before - 1 <= len(_rows(out / "results.csv")) <= before
     lib = _library()
     sweep = build_sweep(lambda extra: build_config("small", ["beamformer=mrt", *extra]),
                         parse_grid(["n_users=4,6,8"]), ["lfu", "greedy"], [0, 1, 2], 3)

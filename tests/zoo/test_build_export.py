@@ -144,7 +144,7 @@ def test_cli_export_roundtrip(built_zoo, tmp_path, capsys):
     lib = load_library(out)
     assert lib.sharing()["unique_bytes"] == printed["unique_bytes"]
     assert cli_main(["--store", str(store_dir), "library", "export", "--granularity", "fixed", "--out", str(out)]) == 2
-    assert "fixed granularity needs max_bytes" in capsys.readouterr().err
+    assert "--granularity fixed needs --max-bytes" in capsys.readouterr().err
     assert cli_main(["--store", str(store_dir), "library", "export", "--model", "nope", "--out", str(out)]) == 2
     assert "model nope is not in the store" in capsys.readouterr().err
 
