@@ -137,6 +137,12 @@ def register(app: typer.Typer) -> None:
         variants: str = typer.Option(None, "--variants",
                                      help=f"Learners to train (default maasn-da,maasn-noda; any of {', '.join(VARIANTS)})."),
         overrides: list[str] = typer.Option([], "--set", help="Evaluation scenario key=value overrides."),
+        heuristics: str = typer.Option(None, "--heuristics", help=f"Heuristics to compare (default {','.join(HEURISTICS)})."),
+        evaluated: str = typer.Option(None, "--evaluate", help="Learners run on the test seeds (default: every trained one)."),
+        capacities: str = typer.Option(None, "--capacities", help="Cache fractions of the sweep ('' skips it)."),
+        csi_errors: str = typer.Option(None, "--csi-errors", help="CSI error bounds of the robust sweep ('' skips it)."),
+        optimum_seeds: str = typer.Option(None, "--optimum-seeds", help="Seeds of the small-instance optimum ('' skips it)."),
+        headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Also run the oracles of learning.headroom."),
     ) -> None:
         """The evaluation protocol: writes OUT/results.json and plots."""
         import dataclasses
@@ -160,6 +166,27 @@ def register(app: typer.Typer) -> None:
             if unknown or not names:
                 raise LearnConfigError(f"--variants {variants!r}: unknown {unknown} (have: {', '.join(VARIANTS)})")
             changes["variants"] = names
+        def floats(text: str, option: str) -> tuple[float, ...]:
+            try:
+                return tuple(float(v) for v in text.split(",") if v.strip())
+            except ValueError:
+                raise LearnConfigError(f"{option} {text!r}: not a comma-separated list of numbers") from None
+
+        if heuristics:
+            from delivery.policies import make_policy
+
+            changes["heuristics"] = tuple(h.strip() for h in heuristics.split(",") if h.strip())
+            for h in changes["heuristics"]:
+                make_policy(h)  # a bad name fails before training
+        if evaluated:
+            changes["evaluated"] = tuple(v.strip() for v in evaluated.split(",") if v.strip())
+        if capacities is not None:
+            changes["capacities"] = floats(capacities, "--capacities")
+        if csi_errors is not None:
+            changes["csi_errors"] = floats(csi_errors, "--csi-errors")
+        if optimum_seeds is not None:
+            changes["optimum_seeds"] = tuple(parse_seeds(optimum_seeds, "--optimum-seeds")) if optimum_seeds.strip() else ()
+        changes["headroom"] = headroom
         if overrides:
             from delivery.config import ScenarioConfig
             from delivery.errors import ConfigError

@@ -22,7 +22,8 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from learning.config import VARIANTS, TrainConfig, load_config
 from learning.errors import CheckpointError
-from learning.evaluate import evaluate_policies, summarise
+from learning.evaluate import evaluate_policies, run_seed, summarise
+from learning.headroom import ORACLES, OracleGreedy
 from learning.policy import load_policy
 from learning.trainer import Trainer
 from pbkit.library import PBLibrary, synthetic_library
@@ -44,6 +45,9 @@ class ReportPlan:
     robust_budget_s: float            # stop the (solver-bound) robust sweep after this long
     optimum_seeds: tuple[int, ...]
     scenario: dict[str, Any] = field(default_factory=dict)  # evaluation scenario overrides
+    heuristics: tuple[str, ...] = ("random", "popular", "lfu", "coarse", "noncoop", "greedy")
+    evaluated: tuple[str, ...] | None = None  # variants run on the test seeds (None: all trained)
+    headroom: bool = True             # also run the oracles of learning.headroom on the test seeds
 
 
 QUICK = ReportPlan("quick", (0,), ("maasn-da", "maasn-noda"), (2000, 2001, 2002, 2003, 2004), 5,
@@ -145,11 +149,17 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     results["curves"] = {n: [t.history for t in r.values()] for n, r in runs.items()}
     results["best_validation_s"] = {n: [t.best for t in r.values()] for n, r in runs.items()}
 
-    # 2. every policy on the same held-out seeds
-    makers: dict[str, Any] = {h: None for h in HEURISTICS} | _learner_makers(runs)
-    values = _with_pooled(evaluate_policies(scenario, library, makers, plan.eval_seeds, plan.eval_slots, on_run), runs)
-    learners = [n for n in values if n not in HEURISTICS]
-    main = summarise(values, HEURISTICS, learners)
+    # 2. every policy on the same held-out seeds (and the headroom oracles, seed by seed)
+    tested = {n: r for n, r in runs.items() if plan.evaluated is None or n in plan.evaluated}
+    makers: dict[str, Any] = {h: None for h in plan.heuristics} | _learner_makers(tested)
+    values = _with_pooled(evaluate_policies(scenario, library, makers, plan.eval_seeds, plan.eval_slots, on_run), tested)
+    if plan.headroom:
+        for kind in ORACLES:
+            values[kind] = np.array([run_seed(scenario, library, kind, lambda k=kind, s=s: OracleGreedy(scenario, library, s, k),
+                                              plan.eval_slots, s)["mean_delay_s"] for s in plan.eval_seeds])
+            log(f"  {kind}: {values[kind].mean():.3f} s")
+    learners = [n for n in values if n not in plan.heuristics]
+    main = summarise(values, plan.heuristics, learners)
     results["policies"] = main["policies"]
     results["best_heuristic"] = main["best_heuristic"]
     results["paired"] = main["paired"]
@@ -164,13 +174,15 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     first = {"maasn-da": {plan.train_seeds[0]: runs["maasn-da"][plan.train_seeds[0]]}} if "maasn-da" in runs else {}
     for frac in capacities:
         sc = scenario.replace(cache_fraction=frac)
-        vals = evaluate_policies(sc, library, {h: None for h in HEURISTICS} | _learner_makers(first),
+        vals = evaluate_policies(sc, library, {h: None for h in plan.heuristics} | _learner_makers(first),
                                  plan.eval_seeds, plan.eval_slots)
-        sweep[str(frac)] = summarise(vals, HEURISTICS, [n for n in vals if n not in HEURISTICS])
+        sweep[str(frac)] = summarise(vals, plan.heuristics, [n for n in vals if n not in plan.heuristics])
     results["capacity_sweep"] = sweep
 
     # 4. gap to the exact optimum of the delay proxy on a small instance; the learner is trained
     # on the small instance itself (a policy trained elsewhere would measure transfer)
+    if not plan.optimum_seeds:
+        return _finish(results, out, plan, runs, main, None, {}, started)
     small = small_library()
     small_sc = scenario.replace(n_users=8)
     small_cfg = TrainConfig.from_dict(base_cfg.to_dict() | {"scenario": dict(base_cfg.scenario) | {"n_users": 8}})
@@ -203,7 +215,12 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
         robust[str(eps)] = cell
     results["robust_sweep"] = {"complete": complete, "budget_s": plan.robust_budget_s, "cells": robust}
 
-    # 6. the issue's targets, computed from the above
+    return _finish(results, out, plan, runs, main, gap, robust, started)
+
+
+def _finish(results: dict, out: Path, plan: ReportPlan, runs: dict[str, dict[int, Trainer]], main: dict,
+            gap: dict | None, robust: dict, started: float) -> dict:
+    """The issue's targets, computed from the measurements; results.json and the plots."""
     policies, paired, best = main["policies"], main["paired"], main["best_heuristic"]
     targets: dict[str, Any] = {"best_heuristic": best}
     if "maasn-da" in paired:
@@ -214,11 +231,17 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
         per_seed = {k: v["mean_diff_s"] for k, v in paired.items() if k.startswith("maasn-da/")}
         targets["maasn_da_diff_per_training_seed_s"] = per_seed
         targets["no_training_seed_worse_than_best_heuristic"] = bool(all(v <= 0 for v in per_seed.values()))
-        targets["fine_vs_coarse_pct"] = {k: _reduction(policies["coarse"]["mean_delay_s"], policies[k]["mean_delay_s"])
+        if "coarse" in policies:
+            targets["fine_vs_coarse_pct"] = {k: _reduction(policies["coarse"]["mean_delay_s"],
+                                                           policies[k]["mean_delay_s"])
+                                             for k in ("maasn-da", "greedy", "lfu") if k in policies}
+    if gap is not None:
+        opt = gap["policies"]["optimal"]["mean_delay_s"]
+        targets["optimality_gap_pct"] = {k: -_reduction(opt, gap["policies"][k]["mean_delay_s"])
                                          for k in ("maasn-da", "greedy", "lfu")}
-    opt = gap["policies"]["optimal"]["mean_delay_s"]
-    targets["optimality_gap_pct"] = {k: -_reduction(opt, gap["policies"][k]["mean_delay_s"])
-                                     for k in ("maasn-da", "greedy", "lfu")}
+    for kind in ORACLES:
+        if kind in paired:
+            targets[f"{kind}_ratio_to_best_heuristic"] = paired[kind]["ratio"]
     da_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-da", {}).values()]
     noda_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-noda", {}).values()]
     targets["steps_to_90pct_da"] = da_steps
@@ -255,8 +278,10 @@ def plot(results: dict, out: Path) -> None:
     fig.savefig(out / "learning_curves.png", dpi=120)
     plt.close(fig)
 
+    sweep = results.get("capacity_sweep", {})
+    if not sweep:
+        return
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    sweep = results["capacity_sweep"]
     fracs = sorted(sweep, key=float)
     for name in sweep[fracs[0]]["policies"]:
         ax.plot([float(f) for f in fracs], [sweep[f]["policies"][name]["mean_delay_s"] for f in fracs], marker="o",
@@ -268,8 +293,10 @@ def plot(results: dict, out: Path) -> None:
     fig.savefig(out / "delay_vs_capacity.png", dpi=120)
     plt.close(fig)
 
+    cells = results.get("robust_sweep", {}).get("cells", {})
+    if not any(cells.values()):
+        return
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    cells = results["robust_sweep"]["cells"]
     eps = sorted((e for e in cells if cells[e]), key=float)
     for bf in ("sdr", "robust"):
         xs = [float(e) for e in eps if bf in cells[e]]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # imported by the methods that use them: `pbkit ls` starts wi
     from pbkit import assemble as _assemble
     from pbkit import ingest as _ingest
 
+
 STORE_FORMAT = "pbkit-store"
 STORE_VERSION = 1
 ProgressFn = Callable[[str, int, int], None]
