@@ -47,7 +47,9 @@ class ScenarioConfig:
     cloud_bps: float = 200e6
     cloud_latency_s: float = 0.02
     # delivery
-    beamformer: str = "fast"  # "mrt" | "fast" | "sdr" | "robust" | "robust-fast"
+    # robust: the rate every user of a group decodes for any CSI error within csi_error (no
+    # retransmissions); tens of ms per group (docs/beamforming.md). See BEAMFORMERS for the others.
+    beamformer: str = "robust"
     mode: str = "fine"  # "fine" | "coarse" | "noncoop"
 
     def __post_init__(self) -> None:
