@@ -7,25 +7,19 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from learning.config import VARIANTS, LearnConfigError
+from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, LearnConfigError
 
 if TYPE_CHECKING:  # numpy and the library loader are imported when a command runs, not at start-up
     from pbkit.library import PBLibrary
 
 
 def library_arg(value: str) -> PBLibrary:
-    """A library JSON path, or "synthetic" for the seeded synthetic test library."""
-    import numpy as np
+    """A library JSON path, "synthetic" (the seeded synthetic library) or the name of a shipped
+    library such as "llama-2-lora", as every `--library` option (`pbkit.library.resolve_library`).
+    Raises LibraryError naming `value`."""
+    from pbkit.library import resolve_library
 
-    from pbkit.library import load_library, synthetic_library
-
-    if value == "synthetic":
-        return synthetic_library(np.random.default_rng(0))
-    return load_library(value)
-
-
-TEST_SEEDS = tuple(range(2000, 2010))  # held out: training validates on 1000+
-HEURISTICS = ("random", "popular", "lfu", "coarse", "noncoop", "greedy")
+    return resolve_library(value)
 
 
 def parse_seeds(text: str, option: str) -> list[int]:

@@ -24,6 +24,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "maasn-il": {"mixer": "none"},
 }
 
+# Held-out evaluation seeds of `learn eval` and `learn report` (training validates on 1000+), and
+# the heuristics every learner is compared with on them.
+TEST_SEEDS: tuple[int, ...] = tuple(range(2000, 2010))
+HEURISTICS: tuple[str, ...] = ("random", "popular", "lfu", "coarse", "noncoop", "greedy")
+
 
 class LearnConfigError(PbkitError, ValueError):
     """A training config file or override is malformed."""

@@ -20,15 +20,13 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from learning.config import VARIANTS, TrainConfig, load_config
+from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, TrainConfig, load_config
 from learning.errors import CheckpointError
 from learning.evaluate import evaluate_policies, run_seed, summarise
 from learning.headroom import ORACLES, OracleGreedy
 from learning.policy import load_policy
 from learning.trainer import Trainer
 from pbkit.library import PBLibrary, synthetic_library
-
-HEURISTICS = ("random", "popular", "lfu", "coarse", "noncoop", "greedy")
 
 
 @dataclass(frozen=True)
@@ -45,14 +43,14 @@ class ReportPlan:
     robust_budget_s: float            # stop the (solver-bound) robust sweep after this long
     optimum_seeds: tuple[int, ...]
     scenario: dict[str, Any] = field(default_factory=dict)  # evaluation scenario overrides
-    heuristics: tuple[str, ...] = ("random", "popular", "lfu", "coarse", "noncoop", "greedy")
+    heuristics: tuple[str, ...] = HEURISTICS
     evaluated: tuple[str, ...] | None = None  # variants run on the test seeds (None: all trained)
     headroom: bool = True             # also run the oracles of learning.headroom on the test seeds
 
 
 QUICK = ReportPlan("quick", (0,), ("maasn-da", "maasn-noda"), (2000, 2001, 2002, 2003, 2004), 5,
                    (0.3,), (), 4, 1, 0.0, (2000, 2001, 2002))
-FULL = ReportPlan("full", (0, 1, 2, 3, 4), ("maasn-da", "maasn-noda"), tuple(range(2000, 2010)), 20,
+FULL = ReportPlan("full", (0, 1, 2, 3, 4), ("maasn-da", "maasn-noda"), TEST_SEEDS, 20,
                   (0.15, 0.3, 0.5), (0.05, 0.1, 0.2, 0.3), 4, 1, 300.0, (2000, 2001, 2002, 2003, 2004))
 
 

@@ -13,21 +13,39 @@ def test_train_resume_and_eval_from_the_command_line(tiny_library, tmp_path, cap
     assert main(common + ["--resume"]) == 0
     assert "step 40" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["total_steps"] == 40
-    # the eval contract: one entry per policy plus the learner, on the same seeds as `pbkit sim run`
+    # the eval contract (issue 8 §3): one entry per policy plus the checkpoint's learner, on the
+    # same seeded scenarios as `pbkit sim run` (small scenario: 8 users, MRT, to stay fast)
+    scenario = ["--set", "n_users=8", "--set", "beamformer=mrt"]
     assert main(["learn", "eval", "--checkpoint", str(out), "--library", str(lib), "--seeds", "100,101",
-                 "--slots", "2", "--policies", "lfu,greedy", "--set", "n_users=8", "--set", "beamformer=mrt",
-                 "--json"]) == 0
+                 "--slots", "4", "--policies", "lfu,greedy", *scenario, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["policies"]) == {"lfu", "greedy", "maasn-da"}
-    assert all(len(p["per_seed"]) == 2 for p in result["policies"].values())
-    assert result["paired"]["maasn-da"]["vs"] in ("lfu", "greedy")
+    assert all(len(p["per_seed"]) == 2 and isinstance(p["mean_delay_s"], float) for p in result["policies"].values())
+    paired = result["paired"]["maasn-da"]
+    assert paired["vs"] == min(("lfu", "greedy"), key=lambda h: result["policies"][h]["mean_delay_s"])
+    assert paired["ci95"][0] <= paired["mean_diff_s"] <= paired["ci95"][1]
     runs = []
     for seed in (100, 101):
-        assert main(["sim", "run", "--library", str(lib), "--policy", "lfu", "--seed", str(seed), "--slots", "2",
-                     "--set", "n_users=8", "--set", "beamformer=mrt", "--json"]) == 0
+        assert main(["sim", "run", "--library", str(lib), "--policy", "lfu", "--seed", str(seed), "--slots", "4",
+                     *scenario, "--json"]) == 0
         runs.append(json.loads(capsys.readouterr().out)["mean_delay_s"])
     assert result["policies"]["lfu"]["per_seed"] == runs
     assert abs(result["policies"]["lfu"]["mean_delay_s"] - sum(runs) / 2) < 1e-12
+
+
+def test_default_evaluation_is_ten_held_out_seeds():
+    from learning.config import TEST_SEEDS, TrainConfig
+
+    assert len(set(TEST_SEEDS)) >= 10
+    assert not set(TEST_SEEDS) & set(TrainConfig().val_seeds)  # the best-checkpoint choice never sees them
+
+
+def test_shipped_library_names_resolve(capsys):
+    from learning.cli import library_arg
+
+    assert len(library_arg("llama-2-lora").models) == 23
+    assert main(["learn", "eval", "--checkpoint", "nowhere", "--library", "no-such-library"]) == 2
+    assert "no-such-library" in capsys.readouterr().err
 
 
 def test_errors_are_one_line(tmp_path, capsys):
