@@ -209,18 +209,37 @@ class Timeline:
         """How many of the ENs in `prep` order serve: the prefix with the earliest estimated end.
 
         `prep` is sorted by preparation time, then by the EN's weakest channel to the group.
-        Every prefix is designed with the configured beamformer and judged by the rate that
-        design guarantees: an EN ready later may not be worth the wait, and an extra EN can lower
-        a design's guaranteed SNR (MRT spreads power by channel norm; a robust design's error
-        ball grows with the stacked channel). Ties go to the smaller set (less link traffic).
+        Every prefix is judged by the rate the configured beamformer guarantees on it: an EN
+        ready later may not be worth the wait, and an extra EN can lower a design's guaranteed
+        SNR (MRT spreads power by channel norm; a robust design's error ball grows with the
+        stacked channel). Ties go to the smaller set (less link traffic).
+
+        A prefix is designed only if it could win: no beamformer gives any user more than the
+        single-user optimum (sum_n sqrt(p_n) ||h_kn||)^2 / noise, so that bound gives each prefix
+        an earliest possible end; prefixes are designed in the order of that bound, and once the
+        bound exceeds the best end found the rest are skipped (their designs could not win).
         """
+        m = len(prep)
+        if m == 1:
+            return 1
+        r = self.radio
+        bits = 8 * u.size
+        ens = [p[2] for p in prep]
+        amp = np.sqrt(r.power_w[ens])[None, :] * np.linalg.norm(r.h_est[u.users][:, ens, :], axis=2)  # (K, m)
+        snr_ub = (np.cumsum(amp, axis=1) ** 2).min(axis=0) / r.noise_w  # (m,): prefix 1..m
+        bound = [max(self.free, prep[i][0]) + airtime(bits, _snr_floor(snr_ub[i]), r.bandwidth_hz) for i in range(m)]
+        ends: dict[int, float] = {}
+        best = math.inf
+        for i in sorted(range(m), key=lambda i: (bound[i], i)):
+            if bound[i] > best * (1 + 1e-9):
+                break
+            snr = _snr_floor(self._design(u.users, tuple(sorted(ens[: i + 1]))).min_snr)
+            ends[i + 1] = max(self.free, prep[i][0]) + airtime(bits, snr, r.bandwidth_hz)
+            best = min(best, ends[i + 1])
         best_end, best_r = math.inf, 1
-        for r in range(1, len(prep) + 1):
-            serving = tuple(sorted(p[2] for p in prep[:r]))
-            snr = _snr_floor(self._design(u.users, serving).min_snr)
-            end = max(self.free, prep[r - 1][0]) + airtime(8 * u.size, snr, self.radio.bandwidth_hz)
-            if end < best_end * (1 - 1e-12):
-                best_end, best_r = end, r
+        for size in sorted(ends):  # the rule of a full enumeration: ascending size, strict improvement
+            if ends[size] < best_end * (1 - 1e-12):
+                best_end, best_r = ends[size], size
         return best_r
 
     def send(self, ui: int) -> ScheduledUnit:
