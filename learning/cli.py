@@ -136,9 +136,15 @@ def register(app: typer.Typer) -> None:
         capacities: str = typer.Option(None, "--capacities", help="Cache fractions of the sweep ('' skips it)."),
         csi_errors: str = typer.Option(None, "--csi-errors", help="CSI error bounds of the robust sweep ('' skips it)."),
         optimum_seeds: str = typer.Option(None, "--optimum-seeds", help="Seeds of the small-instance optimum ('' skips it)."),
-        headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Also run the oracles of learning.headroom."),
+        headroom: bool = typer.Option(True, "--headroom/--no-headroom",
+                                      help="Also run the oracles and the full-cache bound of learning.headroom."),
+        workers: int = typer.Option(None, "--workers", min=1,
+                                    help="Run the training and evaluation runs on Ray with this many in parallel "
+                                         "(default: one by one in this process)."),
+        address: str = typer.Option(None, "--address", help="Run them on the Ray cluster at this address."),
     ) -> None:
-        """The evaluation protocol: writes OUT/results.json and plots."""
+        """The evaluation protocol: writes OUT/results.json and plots. Every training and evaluation
+        run is recorded in OUT as it finishes; rerunning the command reuses them."""
         import dataclasses
 
         from learning.report import FULL, QUICK, run_report
@@ -188,7 +194,8 @@ def register(app: typer.Typer) -> None:
             changes["scenario"] = parse_set_overrides(overrides, ConfigError)
             ScenarioConfig.from_dict(changes["scenario"], where="--set")  # fail before training
         plan = dataclasses.replace(plan, **changes)
-        results = run_report(library_arg(library), out, plan, log=typer.echo, progress=progress)
+        results = run_report(library_arg(library), out, plan, log=typer.echo, progress=progress,
+                             workers=workers, address=address)
         policy_table(results["policies"], f"mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots")
         for name, p in results["paired"].items():
             typer.echo(f"{name} - {p['vs']}: {p['mean_diff_s']:+.4f} s (95 % CI [{p['ci95'][0]:+.4f}, "

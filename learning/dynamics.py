@@ -51,7 +51,7 @@ class PopularityForecaster:
     def __post_init__(self) -> None:
         self.esn = EchoStateNetwork(3, 1, reservoir=self.reservoir, spectral_radius=self.spectral_radius,
                                     leak=self.leak, ridge=self.ridge)
-        self.data: dict[str, list[np.ndarray]] = {"x": [], "u": [], "y": []}
+        self.data: dict[str, list[np.ndarray]] = {"x": [], "u": [], "y": [], "p": []}
         self.share = 0.0
         self._t = 0
 
@@ -65,13 +65,17 @@ class PopularityForecaster:
         self._t = 0
         return self.esn.update(self.esn.zero_state((self.n_nodes * self.n_models,)), series_inputs(snap))
 
-    def observe(self, x: np.ndarray, snap: Snapshot, next_snap: Snapshot) -> np.ndarray:
-        """Record one real slot (inputs of `snap`, target = next slot's shares); returns the
+    def observe(self, x: np.ndarray, snap: Snapshot, next_snap: Snapshot,
+                popularity: np.ndarray | None = None) -> np.ndarray:
+        """Record one real slot (inputs of `snap`, target = next slot's shares; `popularity`
+        (N, I), the true request probabilities of that slot, for measurement only); returns the
         reservoir states after `next_snap`."""
         if self._t >= WASHOUT:
             self.data["x"].append(x.astype(np.float32))
             self.data["u"].append(series_inputs(snap).astype(np.float32))
             self.data["y"].append(np.asarray(next_snap["last"], dtype=np.float32).reshape(-1))
+            truth = np.full(self.n_nodes * self.n_models, np.nan) if popularity is None else popularity
+            self.data["p"].append(np.asarray(truth, dtype=np.float32).reshape(-1))
             if len(self.data["y"]) > MAX_SLOTS:
                 for v in self.data.values():
                     del v[0]
@@ -101,6 +105,13 @@ class PopularityForecaster:
         self.share = self.share_max * float(np.clip(skill / self.skill_full, 0.0, 1.0))
         self.errors = {"forecast_mse": mse, "ema_mse": mse_ema, "cumulative_mse": mse_cum,
                        "forecast_skill": skill, "synthetic_share": self.share}
+        truth = np.array(self.data["p"][cut:], dtype=np.float64) if len(self.data["p"]) == slots else None
+        if truth is not None and np.isfinite(truth).all():
+            true = {"forecast_mse_true": float(np.mean((pred - truth) ** 2)),
+                    "ema_mse_true": float(np.mean((u[cut:, :, 1] - truth) ** 2)),
+                    "cumulative_mse_true": float(np.mean((u[cut:, :, 2] - truth) ** 2))}
+            best = max(min(true["ema_mse_true"], true["cumulative_mse_true"]), 1e-12)
+            self.errors |= true | {"forecast_skill_true": 1.0 - true["forecast_mse_true"] / best}
         self.esn.fit(flat(x), flat(u), flat(y)[:, None])
         return self.errors
 
@@ -136,4 +147,5 @@ class PopularityForecaster:
         self.esn.load_state_dict(state["esn"])
         self.data = {k: [np.asarray(a) for a in v] if np.asarray(v).ndim > 1 else []
                      for k, v in state["data"].items()}
+        self.data.setdefault("p", [])
         self.share, self.errors, self._t = float(state["share"]), dict(state["errors"]), int(state["t"])

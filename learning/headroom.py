@@ -7,7 +7,13 @@ fill) fed better demand than the request counts any real policy sees:
   popularity forecast, ESN or otherwise, could at best deliver);
 - `greedy-clairvoyant`: the coming slot's actual requests (no proactive policy can know them).
 
-They read the truth from a twin of the scenario's request process: `Simulator` spawns the
+A third reference is a bound, not a policy: `fullcache` holds every PB at every EN (the scenario
+at cache_fraction 1, caches filled off-line before slot 0, so nothing is ever fetched or
+loaded). The schedule is completion-time aware (more cache never slows a slot), so no placement
+within the real capacity can beat it: the gap from the best heuristic to `fullcache` is all that
+caching decisions of any kind can still gain on that scenario.
+
+The oracles read the truth from a twin of the scenario's request process: `Simulator` spawns the
 request stream from the scenario seed exactly as `delivery.experiment.run_policy` does, so the
 twin draws the very requests the evaluated simulator will draw, slot by slot. If even the
 clairvoyant greedy gains little over greedy, no learner that only re-ranks PBs from the same
@@ -28,6 +34,23 @@ from delivery.simulator import Simulator
 from pbkit.library import PBLibrary
 
 ORACLES = ("greedy-truepop", "greedy-clairvoyant")
+BOUNDS = ("fullcache",)
+
+
+class FullCache:
+    """Every PB at every EN; run it on `full_cache_scenario(config)` (capacity = all bytes)."""
+
+    name = "fullcache"
+    mode: str | None = None
+
+    def place(self, view, rng: np.random.Generator | None = None) -> np.ndarray:
+        needed = np.asarray(view.membership, dtype=bool).any(axis=0)  # what the capacity counts
+        return np.broadcast_to(needed, (len(view.capacity_bytes), len(needed))).copy()
+
+
+def full_cache_scenario(config: ScenarioConfig) -> ScenarioConfig:
+    """The scenario with room for the whole library at every EN."""
+    return config.replace(cache_fraction=1.0, cache_bytes=None)
 
 
 class OracleGreedy:

@@ -22,9 +22,8 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, TrainConfig, load_config
 from learning.errors import CheckpointError
-from learning.evaluate import evaluate_policies, run_seed, summarise
-from learning.headroom import ORACLES, OracleGreedy
-from learning.policy import load_policy
+from learning.evaluate import checkpoint, evaluate_cells, heuristic, reference, summarise
+from learning.headroom import BOUNDS, ORACLES
 from learning.trainer import Trainer
 from pbkit.library import PBLibrary, synthetic_library
 
@@ -77,6 +76,22 @@ def steps_to_fraction(curve: list[dict], fraction: float = 0.9) -> int | None:
     return int(steps[-1])
 
 
+FORECAST_KEYS = ("forecast_skill", "forecast_mse", "ema_mse", "cumulative_mse", "forecast_skill_true",
+                 "forecast_mse_true", "ema_mse_true", "cumulative_mse_true", "synthetic_share")
+
+
+def forecast_summary(runs: dict[int, Any]) -> dict[str, Any]:
+    """The ESN's forecast errors at the end of each DA run (last validation row), per seed and
+    mean: against realised request shares and against the true popularity (see
+    learning.dynamics), beside the moving-average and cumulative-count baselines."""
+    last = {seed: {k: r.history[-1].get(k, float("nan")) for k in FORECAST_KEYS} for seed, r in runs.items() if r.history}
+    if not last:
+        return {}
+    mean = {k: float(np.nanmean([row[k] for row in last.values()])) if any(np.isfinite(row[k]) for row in last.values())
+            else float("nan") for k in FORECAST_KEYS}
+    return {"per_seed": {str(k): v for k, v in last.items()}, "mean": mean}
+
+
 def feasible_capacities(fractions: tuple[float, ...], library: PBLibrary) -> tuple[list[float], str]:
     """The sweep's cache fractions, each raised to the smallest that holds the largest PB.
 
@@ -104,60 +119,109 @@ def _trainer_for(cfg: TrainConfig, library: PBLibrary, run_dir: Path, progress: 
     return trainer
 
 
+def train_task(params: dict[str, Any], library: PBLibrary) -> dict[str, Any]:
+    """One training cell: train (or finish, or reuse) the run in params["run_dir"]; its summary."""
+    cfg = TrainConfig.from_dict(params["config"], where=params["run_dir"])
+    trainer = _trainer_for(cfg, library, Path(params["run_dir"]), bool(params.get("progress", False)))
+    trainer.run()
+    return {"best": trainer.best, "wall": trainer.wall, "history": trainer.history}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished training run: its directory and what `train_task` returned."""
+
+    variant: str
+    seed: int
+    run_dir: Path
+    best: float
+    wall: float
+    history: list[dict]
+
+
 def train_runs(library: PBLibrary, out: Path, base: TrainConfig, variants: tuple[str, ...],
-               seeds: tuple[int, ...], log: Callable[[str], None], progress: bool,
-               prefix: str = "") -> dict[str, dict[int, Trainer]]:
-    """Every variant on every training seed (resuming finished or interrupted runs)."""
-    runs: dict[str, dict[int, Trainer]] = {}
+               seeds: tuple[int, ...], log: Callable[[str], None], progress: bool, prefix: str = "",
+               workers: int | None = None, address: str | None = None) -> dict[str, dict[int, Run]]:
+    """Every variant on every training seed, as cells of the engine (in this process unless
+    `workers`/`address`; finished runs are reused, interrupted ones resumed from their checkpoint)."""
+    from delivery.parallel import Cell, params_key, run_cells
+    from delivery.sweep import library_digest
+
+    digest = library_digest(library)
+    cells, where = [], {}
     for name in variants:
         for seed in seeds:
             cfg = TrainConfig.from_dict(base.to_dict() | VARIANTS[name] | {"seed": seed})
-            trainer = _trainer_for(cfg, library, out / "runs" / f"{prefix}{name}-seed{seed}", progress)
-            trainer.run()
-            runs.setdefault(name, {})[seed] = trainer
-            log(f"trained {prefix}{name} seed {seed}: best validation delay {trainer.best:.3f} s "
-                f"in {trainer.wall:.0f} s")
+            run_dir = (out / "runs" / f"{prefix}{name}-seed{seed}").resolve()
+            params = {"variant": name, "config": cfg.to_dict(), "library": digest, "run_dir": str(run_dir)}
+            inline = workers is None and address is None
+            key = params_key(params)
+            cells.append(Cell(params | {"progress": progress and inline}, key))
+            where[key] = (name, seed, run_dir)
+    done: set[str] = set()
+
+    def write(results) -> None:
+        for r in results:
+            if r.cell.key not in done:
+                done.add(r.cell.key)
+                name, seed, _ = where[r.cell.key]
+                log(f"trained {prefix}{name} seed {seed}: best validation delay {r.result['best']:.3f} s "
+                    f"in {r.result['wall']:.0f} s")
+
+    report = run_cells(cells, train_task, out / "training", shared=library, workers=workers, address=address,
+                       write=write, label="train", executor="inline" if workers is None and address is None else "ray")
+    runs: dict[str, dict[int, Run]] = {}
+    for r in report.results:
+        name, seed, run_dir = where[r.cell.key]
+        runs.setdefault(name, {})[seed] = Run(name, seed, run_dir, r.result["best"], r.result["wall"],
+                                              r.result["history"])
     return runs
 
 
-def _learner_makers(runs: dict[str, dict[int, Trainer]]) -> dict[str, Callable[[], Any]]:
-    return {f"{name}/seed{seed}": (lambda d=t.out, n=name: load_policy(d, n))
-            for name, by_seed in runs.items() for seed, t in by_seed.items()}
+def _learner_specs(runs: dict[str, dict[int, Run]]) -> dict[str, dict[str, Any]]:
+    return {f"{name}/seed{seed}": checkpoint(r.run_dir, name) for name, by_seed in runs.items()
+            for seed, r in by_seed.items()}
 
 
-def _with_pooled(values: dict[str, np.ndarray], runs: dict[str, dict[int, Trainer]]) -> dict[str, np.ndarray]:
+def _with_pooled(values: dict[str, np.ndarray], runs: dict[str, dict[int, Run]]) -> dict[str, np.ndarray]:
     """Add each variant's mean over its training seeds (per evaluation seed)."""
     pooled = {name: np.mean([values[f"{name}/seed{s}"] for s in by_seed], axis=0) for name, by_seed in runs.items()}
     return values | pooled
 
 
 def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[str], None] = print,
-               progress: bool = True) -> dict:
+               progress: bool = True, workers: int | None = None, address: str | None = None) -> dict:
+    """The protocol of the module docstring; every training run and every evaluation run is a cell
+    of the experiment engine recorded under `out` (training/, evaluation/), so a rerun reuses
+    them and `workers`/`address` run them on Ray. Raises EngineError, LearnConfigError,
+    CheckpointError, delivery's ConfigError/CapacityError."""
     out.mkdir(parents=True, exist_ok=True)
     base_cfg: TrainConfig = load_config(plan.config)
     scenario = ScenarioConfig.from_dict(plan.scenario, where="report scenario")
     started = time.perf_counter()
     results: dict = {"plan": asdict(plan), "library": library.sharing(), "scenario": scenario.to_dict(),
-                     "train_config": base_cfg.to_dict()}
+                     "train_config": base_cfg.to_dict(), "date": time.strftime("%Y-%m-%d")}
     on_run = (lambda n, s, v: log(f"  {n} seed {s}: {v:.3f} s")) if progress else None
+    engine = {"workers": workers, "address": address}
+
+    def evaluate(sc: ScenarioConfig, lib: PBLibrary, specs: dict[str, dict], seeds, slots: int, label: str):
+        return evaluate_cells(sc, lib, specs, seeds, slots, out / "evaluation", label=label, on_run=on_run, **engine)
 
     # 1. train every learner variant on every training seed
-    runs = train_runs(library, out, base_cfg, plan.variants, plan.train_seeds, log, progress)
+    runs = train_runs(library, out, base_cfg, plan.variants, plan.train_seeds, log, progress, **engine)
     results["train_seconds"] = {n: [t.wall for t in r.values()] for n, r in runs.items()}
     results["curves"] = {n: [t.history for t in r.values()] for n, r in runs.items()}
     results["best_validation_s"] = {n: [t.best for t in r.values()] for n, r in runs.items()}
 
-    # 2. every policy on the same held-out seeds (and the headroom oracles, seed by seed)
+    # 2. every policy on the same held-out seeds, with the headroom oracles and the full-cache bound
     tested = {n: r for n, r in runs.items() if plan.evaluated is None or n in plan.evaluated}
-    makers: dict[str, Any] = {h: None for h in plan.heuristics} | _learner_makers(tested)
-    values = _with_pooled(evaluate_policies(scenario, library, makers, plan.eval_seeds, plan.eval_slots, on_run), tested)
+    specs = {h: heuristic(h) for h in plan.heuristics} | _learner_specs(tested)
     if plan.headroom:
-        for kind in ORACLES:
-            values[kind] = np.array([run_seed(scenario, library, kind, lambda k=kind, s=s: OracleGreedy(scenario, library, s, k),
-                                              plan.eval_slots, s)["mean_delay_s"] for s in plan.eval_seeds])
-            log(f"  {kind}: {values[kind].mean():.3f} s")
+        specs |= {k: reference(k) for k in (*ORACLES, *BOUNDS)}
+    values = _with_pooled(evaluate(scenario, library, specs, plan.eval_seeds, plan.eval_slots, "evaluate"), tested)
     learners = [n for n in values if n not in plan.heuristics]
     main = summarise(values, plan.heuristics, learners)
+    results["eval_seeds"] = list(plan.eval_seeds)
     results["policies"] = main["policies"]
     results["best_heuristic"] = main["best_heuristic"]
     results["paired"] = main["paired"]
@@ -172,8 +236,8 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     first = {"maasn-da": {plan.train_seeds[0]: runs["maasn-da"][plan.train_seeds[0]]}} if "maasn-da" in runs else {}
     for frac in capacities:
         sc = scenario.replace(cache_fraction=frac)
-        vals = evaluate_policies(sc, library, {h: None for h in plan.heuristics} | _learner_makers(first),
-                                 plan.eval_seeds, plan.eval_slots)
+        vals = evaluate(sc, library, {h: heuristic(h) for h in plan.heuristics} | _learner_specs(first),
+                        plan.eval_seeds, plan.eval_slots, f"capacity {frac}")
         sweep[str(frac)] = summarise(vals, plan.heuristics, [n for n in vals if n not in plan.heuristics])
     results["capacity_sweep"] = sweep
 
@@ -184,12 +248,13 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     small = small_library()
     small_sc = scenario.replace(n_users=8)
     small_cfg = TrainConfig.from_dict(base_cfg.to_dict() | {"scenario": dict(base_cfg.scenario) | {"n_users": 8}})
-    small_runs = train_runs(small, out, small_cfg, ("maasn-da",), plan.train_seeds[:1], log, progress, "small-")
-    vals = _with_pooled(evaluate_policies(small_sc, small, {p: None for p in ("optimal", "greedy", "lfu", "random")}
-                                          | _learner_makers(small_runs), plan.optimum_seeds, plan.eval_slots),
+    small_runs = train_runs(small, out, small_cfg, ("maasn-da",), plan.train_seeds[:1], log, progress, "small-",
+                            **engine)
+    vals = _with_pooled(evaluate(small_sc, small, {p: heuristic(p) for p in ("optimal", "greedy", "lfu", "random")}
+                                 | _learner_specs(small_runs), plan.optimum_seeds, plan.eval_slots, "small instance"),
                         small_runs)
     gap = summarise(vals, ("greedy", "lfu", "random"), ["maasn-da", "optimal"])
-    results["small_instance"] = {"library": small.sharing(), **gap}
+    results["small_instance"] = {"library": small.sharing(), "scenario": small_sc.to_dict(), **gap}
 
     # 5. robust against non-robust beamforming across CSI error bounds (greedy placement)
     robust: dict[str, dict] = {}
@@ -204,8 +269,8 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
                 if time.perf_counter() - t_rob > plan.robust_budget_s:
                     complete = False
                     break
-                vals_bf.append(evaluate_policies(rob_sc.replace(beamformer=bf, csi_error=eps), small,
-                                                 {"greedy": None}, [s], plan.robust_slots)["greedy"][0])
+                vals_bf.append(evaluate(rob_sc.replace(beamformer=bf, csi_error=eps), small, {"greedy": heuristic("greedy")},
+                                        [s], plan.robust_slots, f"robust sweep eps {eps}")["greedy"][0])
             if vals_bf:
                 cell[bf] = summarise({bf: np.array(vals_bf)}, (), ())["policies"][bf]
         if "sdr" in cell and "robust" in cell and len(cell["sdr"]["per_seed"]) == len(cell["robust"]["per_seed"]):
@@ -216,19 +281,28 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     return _finish(results, out, plan, runs, main, gap, robust, started)
 
 
-def _finish(results: dict, out: Path, plan: ReportPlan, runs: dict[str, dict[int, Trainer]], main: dict,
+def _finish(results: dict, out: Path, plan: ReportPlan, runs: dict[str, dict[int, Run]], main: dict,
             gap: dict | None, robust: dict, started: float) -> dict:
     """The issue's targets, computed from the measurements; results.json and the plots."""
+    from delivery.parallel import atomic_write_text
+
     policies, paired, best = main["policies"], main["paired"], main["best_heuristic"]
     targets: dict[str, Any] = {"best_heuristic": best}
+    for variant in plan.variants:
+        if variant not in paired:
+            continue
+        key = variant.replace("-", "_")
+        pooled = paired[variant]
+        targets[f"{key}_ratio_to_best_heuristic"] = pooled["ratio"]
+        targets[f"{key}_paired_diff_ci95"] = pooled["ci95"]
+        targets[f"{key}_per_training_seed"] = {
+            k.split("/", 1)[1]: {"ratio": v["ratio"], "mean_diff_s": v["mean_diff_s"], "ci95": v["ci95"]}
+            for k, v in paired.items() if k.startswith(variant + "/")}
     if "maasn-da" in paired:
         da = paired["maasn-da"]
-        targets["maasn_da_ratio_to_best_heuristic"] = da["ratio"]
-        targets["maasn_da_paired_diff_ci95"] = da["ci95"]
         targets["ratio_at_most_0.95_and_ci_below_zero"] = bool(da["ratio"] <= 0.95 and da["ci95"][1] < 0)
-        per_seed = {k: v["mean_diff_s"] for k, v in paired.items() if k.startswith("maasn-da/")}
-        targets["maasn_da_diff_per_training_seed_s"] = per_seed
-        targets["no_training_seed_worse_than_best_heuristic"] = bool(all(v <= 0 for v in per_seed.values()))
+        per_seed = targets["maasn_da_per_training_seed"]
+        targets["no_training_seed_worse_than_best_heuristic"] = bool(all(v["mean_diff_s"] <= 0 for v in per_seed.values()))
         if "coarse" in policies:
             targets["fine_vs_coarse_pct"] = {k: _reduction(policies["coarse"]["mean_delay_s"],
                                                            policies[k]["mean_delay_s"])
@@ -237,19 +311,22 @@ def _finish(results: dict, out: Path, plan: ReportPlan, runs: dict[str, dict[int
         opt = gap["policies"]["optimal"]["mean_delay_s"]
         targets["optimality_gap_pct"] = {k: -_reduction(opt, gap["policies"][k]["mean_delay_s"])
                                          for k in ("maasn-da", "greedy", "lfu")}
-    for kind in ORACLES:
+    # headroom: what better demand knowledge (oracles) or unlimited cache (bound) gives over the best heuristic
+    for kind in (*ORACLES, *BOUNDS):
         if kind in paired:
             targets[f"{kind}_ratio_to_best_heuristic"] = paired[kind]["ratio"]
+            targets[f"{kind}_paired_diff_ci95"] = paired[kind]["ci95"]
     da_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-da", {}).values()]
     noda_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-noda", {}).values()]
     targets["steps_to_90pct_da"] = da_steps
     targets["steps_to_90pct_noda"] = noda_steps
     targets["da_step_ratio"] = (float(np.mean([s for s in da_steps if s])) / float(np.mean([s for s in noda_steps if s]))
                                 if any(da_steps) and any(noda_steps) else None)
+    targets["forecast"] = forecast_summary(runs.get("maasn-da", {}))
     targets["robust_vs_nonrobust_pct"] = {k: v.get("reduction_pct") for k, v in robust.items()}
     results["targets"] = targets
     results["wall_seconds"] = time.perf_counter() - started
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     plot(results, out)
     return results
 

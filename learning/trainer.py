@@ -94,6 +94,7 @@ class Trainer:
         x = da.start_episode(snap)
         heuristic = GreedyPolicy()
         for _ in range(cfg.episode_slots):
+            popularity = env.sim.requests.popularity()  # the slot's truth: measures the forecast only
             if greedy:
                 _, _, _, _, info = env.step_placement(heuristic.place(env.view(), self.rng_env))
             else:
@@ -104,7 +105,7 @@ class Trainer:
             snap2 = env.snapshot()
             reward = -info["mean_delay_s"] / env.d_ref
             self.replay.add(snap, info["effective_actions"], reward, snap2)
-            x = da.observe(x, snap, snap2)
+            x = da.observe(x, snap, snap2, popularity)
             self.step += 1
             stats["delay"].append(info["mean_delay_s"])
             if cfg.da and self.step % cfg.da_refit_every == 0:
@@ -240,6 +241,10 @@ class Trainer:
             "forecast_mse": stats["da"].get("forecast_mse", float("nan")),
             "ema_mse": stats["da"].get("ema_mse", float("nan")),
             "cumulative_mse": stats["da"].get("cumulative_mse", float("nan")),
+            "forecast_skill_true": stats["da"].get("forecast_skill_true", float("nan")),
+            "forecast_mse_true": stats["da"].get("forecast_mse_true", float("nan")),
+            "ema_mse_true": stats["da"].get("ema_mse_true", float("nan")),
+            "cumulative_mse_true": stats["da"].get("cumulative_mse_true", float("nan")),
             "train_wall_s": self.wall,
         }
         self.history.append(row)
