@@ -14,15 +14,23 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from pbkit.errors import PbkitError
 
 T = TypeVar("T")
 
-# libyaml's scanner when PyYAML has it: the pure-Python one is quadratic in the nesting depth of
-# flow collections (a fuzzed file of 3000 '[' took minutes); same safe constructor either way.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+def _yaml():
+    """PyYAML, imported when a YAML text is parsed (command registration imports this module, and
+    `pbkit --help` should not pay for yaml)."""
+    import yaml
+
+    return yaml
+
+
+def _yaml_loader(yaml):
+    # libyaml's scanner when PyYAML has it: the pure-Python one is quadratic in the nesting depth
+    # of flow collections (a fuzzed file of 3000 '[' took minutes); same safe constructor.
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 try:  # Python >= 3.11
     import tomllib
@@ -33,6 +41,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 def parse_settings(text: str, where: str, suffix: str, error: type[PbkitError]) -> dict[str, Any]:
     """Parse `text` by file type; `where` names the file in errors raised as `error`."""
     kind = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
+    yaml = _yaml()
     if kind == "TOML" and tomllib is None:
         raise error(f"{where}: TOML files need Python >= 3.11; use YAML")
     try:
@@ -41,7 +50,7 @@ def parse_settings(text: str, where: str, suffix: str, error: type[PbkitError]) 
         elif kind == "JSON":
             data = json.loads(text)
         else:
-            data = yaml.load(text, Loader=_YAML_LOADER)
+            data = yaml.load(text, Loader=_yaml_loader(yaml))
     except (yaml.YAMLError, ValueError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise error(f"{where}: not valid {kind} ({first})") from None
@@ -142,6 +151,7 @@ def parse_set_overrides(items: list[str] | tuple[str, ...], error: type[PbkitErr
     """`--set key=value` strings as {key: value}, values read as YAML scalars (`a.b=1` keeps the
     dotted key for the caller to route). Raises `error` for an item without `=` or a bad value."""
     out: dict[str, Any] = {}
+    yaml = _yaml()
     for item in items:
         if "=" not in item:
             raise error(f"--set {item!r} is not key=value")
