@@ -142,6 +142,14 @@ class Timeline:
         self.cloud_bytes = 0
         self.fetched: set[tuple[int, int]] = set()
 
+    def fork(self) -> "Timeline":
+        """A copy whose sends do not touch this timeline (shared: radio, units, design memo)."""
+        twin = Timeline(self.radio, self.units, self.backhaul_free.copy(), self.cloud_free.copy())
+        twin.free = self.free
+        twin.backhaul_bytes, twin.cloud_bytes = self.backhaul_bytes, self.cloud_bytes
+        twin.fetched = set(self.fetched)
+        return twin
+
     # ------------------------------------------------------------------ estimates
     def _source_ready(self, u: Unit) -> float:
         return min(float(u.holder_ready.min()), u.source_ready)
@@ -465,6 +473,32 @@ def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[i
     return [pending[i] for i in est.sequence(perm)]
 
 
+def candidate_orders(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
+                     cost: dict[int, float], fetches: dict[int, tuple[int, float, float]] | None = None) -> list[list[int]]:
+    """Distinct sending orders worth timing exactly: the local-search optimum from each start of
+    `OrderEstimate` (best estimate first), then the units by estimated readiness, larger group
+    first (the simple rule; never worse than it)."""
+    if not pending:
+        return [[]]
+    users = sorted({int(k) for ui in pending for k in units[ui].users})
+    row = {k: i for i, k in enumerate(users)}
+    need = np.zeros((len(users), len(pending)), dtype=bool)
+    for col, ui in enumerate(pending):
+        need[[row[int(k)] for k in units[ui].users], col] = True
+    classes, weight = np.unique(need, axis=0, return_counts=True)
+    fetch = np.array([fetches[ui] for ui in pending], dtype=float).reshape(-1, 3) if fetches else None
+    est = OrderEstimate(classes, np.array([ready[ui] for ui in pending]), np.array([cost[ui] for ui in pending]),
+                        np.array([len(units[ui].users) for ui in pending]), free, weight,
+                        *((fetch[:, 0].astype(int), fetch[:, 1], fetch[:, 2]) if fetch is not None else ()))
+    perms = sorted((est.improve(p) for p in est.starts()), key=est.total)
+    out: list[list[int]] = []
+    for seq in [[pending[i] for i in est.sequence(p)] for p in perms] + [
+            sorted(pending, key=lambda ui: (ready[ui], -len(units[ui].users), ui))]:
+        if seq not in out:
+            out.append(seq)
+    return out
+
+
 def deliver(
     units: list[Unit],
     n_users: int,
@@ -530,12 +564,30 @@ def deliver(
 
 
 def smith_order(ids: list[int], timeline: Timeline) -> list[ScheduledUnit]:
-    """The scheduler: `plan_order` on the slot-start estimates, then each unit sent in turn."""
+    """The scheduler: the candidate orders of `candidate_orders` (from the slot-start estimates)
+    are each timed exactly on a copy of the timeline, and the best is sent. The estimates fix a
+    unit's serving set at the slot start; when it is sent later more ENs may be ready and the set
+    (and so its airtime) changes, which the exact timing sees and the estimate does not."""
     estimates = {ui: timeline.estimate(ui) for ui in ids}
     ready = {ui: e[0] for ui, e in estimates.items()}
     cost = {ui: e[1] for ui, e in estimates.items()}
     fetches = {ui: timeline.estimated_fetch(ui) for ui in ids}
-    return [timeline.send(ui) for ui in plan_order(list(ids), timeline.units, timeline.free, ready, cost, fetches)]
+    orders = candidate_orders(list(ids), timeline.units, timeline.free, ready, cost, fetches)
+    if len(orders) > 1:
+        orders = [min(orders, key=lambda seq: _completion_sum(timeline.units, [t.send(ui) for t in [timeline.fork()] for ui in seq]))]
+    return [timeline.send(ui) for ui in orders[0]]
+
+
+def _completion_sum(units: list[Unit], sent: list[ScheduledUnit]) -> float:
+    """Sum over users of the end of their last unit (retransmission included where they needed it)."""
+    done: dict[int, float] = {}
+    for item in sent:
+        first = item.start_s + item.airtime_s
+        failed = set(int(k) for k in item.failed)
+        for k in units[item.unit].users:
+            end = first + item.retx_s if int(k) in failed else first
+            done[int(k)] = max(done.get(int(k), 0.0), end)
+    return sum(done.values())
 
 
 def fixed_order(sequence: list[int]) -> Callable[[list[int], Timeline], list[ScheduledUnit]]:
