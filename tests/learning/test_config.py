@@ -11,6 +11,7 @@ def test_bundled_configs_and_overrides():
     assert cfg.gamma == 0.7 and cfg.mixer == "vdn" and cfg.scenario["n_users"] == 6
     assert cfg.val_seeds == (1, 2) and cfg.da is False
     assert load_config("full").total_steps > quick.total_steps
+    assert load_config(None) == load_config("full")  # `learn train` without --config is the full run
 
 
 @pytest.mark.parametrize("pair,message", [
