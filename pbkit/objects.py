@@ -11,6 +11,7 @@ no trip through Python memory) when the source is a file region.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import re
 import tempfile
@@ -22,12 +23,25 @@ from typing import Iterator
 
 from pbkit.errors import PbkitError
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: no direct I/O there, plain copies
+    fcntl = None  # type: ignore[assignment]
+
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 TMP_PREFIX = ".obj-"
 # fsyncs issued at once: lets the file system batch journal commits (measured on this machine:
 # 118 objects, 0.39 s one by one vs 0.12 s with 16 threads).
 _SYNC_THREADS = 16
 _MAX_OPEN_STAGED = 256
+# Regions of at least this many bytes are copied with direct I/O (_Direct), in chunks of
+# _DIRECT_CHUNK aligned to _ALIGN (the largest logical block size of common disks).
+_DIRECT_MIN = 1 << 20
+_DIRECT_CHUNK = 8 << 20
+_ALIGN = 4096
+_MEM_ALIGN = 512  # regions starting at a multiple of this go from the source's mmap (no bounce buffer)
+_COPY_THREADS = 2  # two direct writes in flight keep the disk busy while the next one is issued
+_O_DIRECT = getattr(os, "O_DIRECT", 0) if fcntl is not None else 0
 
 
 class ObjectIdError(PbkitError, ValueError):
@@ -163,7 +177,8 @@ class WriteBatch:
         self.ids: set[str] = set()
         self.src_fds: dict[Path, int] = {}
         self._pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="pbkit-fsync")
-        self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkit-copy")
+        self._copier = ThreadPoolExecutor(max_workers=_COPY_THREADS, thread_name_prefix="pbkit-copy")
+        self._direct = _Direct()
         self._copies: list[Future[None]] = []
         self._syncs: list[Future[None]] = []
         self._sync_lock = threading.Lock()
@@ -196,7 +211,7 @@ class WriteBatch:
 
     def _copy_then_sync(self, fd: int, src: bytes | FileRegion, in_fd: int | None) -> None:
         try:
-            _fill(fd, src, in_fd)
+            _fill(fd, src, in_fd, self._direct)
         except BaseException:
             self._close_fd(fd)
             raise
@@ -229,6 +244,7 @@ class WriteBatch:
 
     def commit(self, on_written=None) -> tuple[int, int]:
         self._wait_syncs()
+        self._direct.close()
         self._close_sources()
         written = 0
         nbytes = 0
@@ -265,6 +281,7 @@ class WriteBatch:
             for fut in self._copies:  # let in-flight copies and fsyncs close their fds
                 fut.exception()
             self._copier.shutdown(wait=True)
+            self._direct.close()
             for fut in self._syncs:
                 fut.exception()
         finally:
@@ -291,22 +308,24 @@ def _source_fd(src: bytes | FileRegion, src_fds: dict[Path, int]) -> int | None:
     return in_fd
 
 
-def _fill(fd: int, src: bytes | FileRegion, in_fd: int | None) -> int:
+def _fill(fd: int, src: bytes | FileRegion, in_fd: int | None, direct: "_Direct | None" = None) -> int:
     """Write an object's bytes into `fd`; returns how many."""
     if isinstance(src, FileRegion):
         assert in_fd is not None
-        _copy_region(in_fd, src.offset, src.length, fd)
+        done = direct.copy(in_fd, src.offset, src.length, fd) if direct is not None else 0
+        _copy_region(in_fd, src.offset + done, src.length - done, fd, done)
         return src.length
     _write_all(fd, memoryview(src))
     return len(src)
 
 
-def _copy_region(in_fd: int, offset: int, length: int, out_fd: int) -> None:
+def _copy_region(in_fd: int, offset: int, length: int, out_fd: int, out_offset: int = 0) -> None:
+    """Copy `length` bytes at `offset` of `in_fd` to `out_offset` of `out_fd`."""
     done = 0
     if hasattr(os, "copy_file_range"):
         try:
             while done < length:
-                n = os.copy_file_range(in_fd, out_fd, length - done, offset + done)
+                n = os.copy_file_range(in_fd, out_fd, length - done, offset + done, out_offset + done)
                 if n == 0:
                     break
                 done += n
@@ -317,8 +336,116 @@ def _copy_region(in_fd: int, offset: int, length: int, out_fd: int) -> None:
         chunk = os.pread(in_fd, min(length - done, 16 << 20), offset + done)
         if not chunk:
             raise PbkitError(f"source file shrank while copying (wanted {length} bytes at offset {offset})")
-        _write_all(out_fd, memoryview(chunk))
-        done += len(chunk)
+        mv = memoryview(chunk)
+        while mv:
+            n = os.pwrite(out_fd, mv, out_offset + done)
+            mv = mv[n:]
+            done += n
+
+
+class _Direct:
+    """Direct-I/O copies of big regions (Linux `O_DIRECT`), shared by the copier threads.
+
+    A buffered copy allocates page cache for the object, copies into it, and writeback later
+    walks those pages again; for bytes the store will not read back soon that is most of an
+    ingest's CPU besides hashing (measured on the 1.4 GB GPT-2 medium, copy + fsync alone: 0.70-0.85
+    CPU-s with `copy_file_range`, 0.17-0.23 this way). The disk is written at once, from the
+    source's page cache: straight from an mmap of the source when the region starts on a
+    `_MEM_ALIGN` boundary (no copy at all), else through an aligned buffer per thread; the fsync
+    then only commits metadata. Only whole `_ALIGN` blocks go this way; the caller copies the
+    tail. A file system that refuses `O_DIRECT` or the alignment turns it off for the batch.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = _O_DIRECT != 0
+        self._lock = threading.Lock()
+        self._maps: dict[int, tuple[mmap.mmap, memoryview]] = {}  # source fd -> its mmap
+        self._bufs: list[tuple[mmap.mmap, memoryview]] = []
+        self._local = threading.local()
+
+    def copy(self, in_fd: int, offset: int, length: int, out_fd: int) -> int:
+        """Copy the region's whole `_ALIGN` blocks to `out_fd` from offset 0; returns how many bytes
+        (0 when direct I/O does not apply: the caller copies everything)."""
+        n_al = length - length % _ALIGN
+        if not self.enabled or length < _DIRECT_MIN:
+            return 0
+        flags = fcntl.fcntl(out_fd, fcntl.F_GETFL)
+        try:
+            fcntl.fcntl(out_fd, fcntl.F_SETFL, flags | _O_DIRECT)
+        except OSError:
+            self.enabled = False
+            return 0
+        try:
+            src = self._source_view(in_fd) if offset % _MEM_ALIGN == 0 else None
+            if src is not None and offset + length <= len(src):
+                try:
+                    return self._from_view(src, offset, n_al, out_fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.EFAULT):
+                        raise
+                    # EINVAL: this device wants a bigger memory alignment; EFAULT: the source
+                    # shrank under the mmap. The buffered path below handles (or reports) both.
+            return self._bounced(in_fd, offset, n_al, out_fd)
+        finally:
+            fcntl.fcntl(out_fd, fcntl.F_SETFL, flags)
+
+    @staticmethod
+    def _from_view(src: memoryview, offset: int, n_al: int, out_fd: int) -> int:
+        done = 0
+        while done < n_al:
+            k = min(_DIRECT_CHUNK, n_al - done)
+            with src[offset + done : offset + done + k] as part:
+                n = os.pwrite(out_fd, part, done)
+            done += n
+            if n < k:  # a short direct write: the caller copies the rest
+                break
+        return done
+
+    def _bounced(self, in_fd: int, offset: int, n_al: int, out_fd: int) -> int:
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            m = mmap.mmap(-1, _DIRECT_CHUNK)  # page-aligned, as O_DIRECT needs
+            buf = self._local.buf = memoryview(m)
+            with self._lock:
+                self._bufs.append((m, buf))
+        done = 0
+        while done < n_al:
+            k = min(_DIRECT_CHUNK, n_al - done)
+            with buf[:k] as part:
+                if os.preadv(in_fd, [part], offset + done) < k:
+                    break  # the source is shorter than expected: the caller's copy reports it
+                try:
+                    n = os.pwrite(out_fd, part, done)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL or done:
+                        raise
+                    self.enabled = False  # alignment refused: buffered copies from now on
+                    break
+            done += n
+            if n < k:
+                break
+        return done
+
+    def _source_view(self, in_fd: int) -> memoryview | None:
+        with self._lock:
+            hit = self._maps.get(in_fd)
+            if hit is None:
+                try:
+                    m = mmap.mmap(in_fd, 0, access=mmap.ACCESS_READ)
+                except (OSError, ValueError, OverflowError):  # e.g. empty, or no room to map it
+                    return None
+                hit = self._maps[in_fd] = (m, memoryview(m))
+            return hit[1]
+
+    def close(self) -> None:
+        """Unmap the sources and free the buffers (no copy may be running)."""
+        with self._lock:
+            self._local = threading.local()
+            for m, mv in [*self._maps.values(), *self._bufs]:
+                mv.release()
+                m.close()
+            self._maps.clear()
+            self._bufs.clear()
 
 
 def _fsync_dir(path: Path) -> None:

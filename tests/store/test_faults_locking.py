@@ -1,7 +1,7 @@
 """Faults during ingest and gc/ingest exclusion, with real processes.
 
-- A write that fails part-way (ENOSPC or EIO injected into the child's `os.copy_file_range`,
-  `os.write` or `os.fsync`; SQLITE_FULL from a capped index) ends `pbkit ingest` with one error
+- A write that fails part-way (ENOSPC or EIO injected into the child's `os.pwrite` (direct
+  I/O), `os.copy_file_range`, `os.write` or `os.fsync`; SQLITE_FULL from a capped index) ends `pbkit ingest` with one error
   line and a non-zero exit, and leaves the store verifiable, the index unchanged and no
   temporary files (objects already in place when the index write fails are left for gc); the
   same ingest then succeeds.
@@ -43,6 +43,15 @@ FAULTY = textwrap.dedent(
             left[0] -= n
             return n
         os.copy_file_range = patched
+    elif where == "pwrite":  # the direct-I/O writes of big blocks (pbkit.objects._Direct)
+        real = os.pwrite
+        def patched(fd, data, offset):
+            n = len(memoryview(data))
+            if n > left[0]:
+                fail()
+            left[0] -= n
+            return real(fd, data, offset)
+        os.pwrite = patched
     elif where == "write":
         real = os.write
         def patched(fd, data):
@@ -91,10 +100,12 @@ def base_store(bundled_dir, tmp_path_factory):
     return root / "store", ft
 
 
-# (where, errno, budget): part-way through the 46.9 MB word-embedding copy, the first header
-# write, the 3rd fsync, the index transaction.
+# (where, errno, budget): part-way through the 46.9 MB word-embedding copy (direct writes),
+# part-way through the pooler's 590 KB (a buffered in-kernel copy), the first header write,
+# the 3rd fsync, the index transaction.
 FAULTS = [
-    ("copy_file_range", "ENOSPC", 20_000_000),
+    ("pwrite", "ENOSPC", 20_000_000),
+    ("copy_file_range", "ENOSPC", 100_000),
     ("copy_file_range", "EIO", 0),
     ("write", "ENOSPC", 100),
     ("fsync", "EIO", 2),
