@@ -17,18 +17,18 @@ import contextlib
 import mmap
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
-from pbkit.digest import blob_id, file_sha256, pb_ids
+from pbkit.digest import PARALLEL_MIN_BYTES, blob_id, file_sha256, pb_id
 from pbkit.errors import PbkitError
 from pbkit.index import Index, ModelExistsError, StatKey, UnknownModelError
 from pbkit.kinds import ModelLayout, classify, inspect_layout
 from pbkit.objects import FileRegion, ObjectDir
 from pbkit.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef, content_digest
-from pbkit.safetensors_format import SafetensorsLayout, read_layout
+from pbkit.safetensors_format import SafetensorsLayout, TensorEntry, read_layout
 from pbkit.sources import ResolvedSource, resolve_source, safe_join
 
 # progress(phase, done, total): phase "hash" and "write" count bytes; "publish" is 0/1 then 1/1.
@@ -123,6 +123,27 @@ def _mapped(path: Path) -> Iterator[memoryview]:
             m.close()
 
 
+def _pb_ids_in_order(
+    mv: memoryview, tensors: Sequence[TensorEntry], pool: ThreadPoolExecutor
+) -> Iterator[tuple[TensorEntry, str]]:
+    """(tensor, PB id) in file order, each yielded as soon as it is known (so its copy can start
+    while the rest of the file is hashed). Same ids as `pb_ids(mv, tensors, pool)`: small tensors
+    are hashed two at a time on `pool` (a model of many small tensors would otherwise pay
+    BLAKE3's per-call overhead on one core), big ones here with BLAKE3's own threads."""
+
+    def one(t: TensorEntry) -> str:
+        with mv[t.begin : t.end] as part:
+            return pb_id(t.dtype, t.shape, part)
+
+    small = {i: pool.submit(one, t) for i, t in enumerate(tensors) if t.end - t.begin < PARALLEL_MIN_BYTES}
+    try:
+        for i, t in enumerate(tensors):
+            fut = small.get(i)
+            yield t, (fut.result() if fut is not None else one(t))
+    finally:
+        wait(small.values())  # no thread may still hold a slice of mv when the caller unmaps it
+
+
 def _digest_each(
     src: ResolvedSource,
     paths: dict[str, Path],
@@ -152,15 +173,13 @@ def _digest_each(
                 sources: list[tuple[str, bytes | FileRegion]] = [(header_pb, layout.header)]
                 if stage is not None:
                     stage(header_pb, layout.header)
-                # Small tensors are hashed two at a time: a model of many small tensors would
-                # otherwise pay BLAKE3's per-call overhead on one core.
-                ids = pb_ids(mv, layout.tensors, hash_pool)
-                for t, pid in zip(layout.tensors, ids):
-                    tensors.append(TensorRef(t.name, t.dtype, t.shape, pid, t.nbytes))
-                    region = FileRegion(real_path, t.begin, t.nbytes)
-                    sources.append((pid, region))
-                    if stage is not None:
-                        stage(pid, region)
+                with contextlib.closing(_pb_ids_in_order(mv, layout.tensors, hash_pool)) as ids:
+                    for t, pid in ids:
+                        tensors.append(TensorRef(t.name, t.dtype, t.shape, pid, t.nbytes))
+                        region = FileRegion(real_path, t.begin, t.nbytes)
+                        sources.append((pid, region))
+                        if stage is not None:  # copied while the next tensors are hashed
+                            stage(pid, region)
                 recipe = FileRecipe(rel, key.size, "", "safetensors", header_pb=header_pb, tensors=tuple(tensors))
             else:
                 bid = blob_id(mv)
