@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-DEFAULT_LIBRARIES = (".pbkit-demo/library.json", "llama-2-lora")
+# label -> spec; the demo zoo's library is used only if `make demo` built it
+DEFAULT_LIBRARIES = {"zoo": ".pbkit-demo/library.json", "llama-2-lora": "llama-2-lora"}
 
 
 def figures_command(
@@ -31,7 +32,8 @@ def figures_command(
     from delivery.errors import ConfigError
     from learning.figures import PANELS, FigurePlan, run_figures
 
-    specs = list(library) or [s for s in DEFAULT_LIBRARIES if s != DEFAULT_LIBRARIES[0] or Path(s).exists()]
+    specs = list(library) or [f"{label}={spec}" for label, spec in DEFAULT_LIBRARIES.items()
+                              if label != "zoo" or Path(spec).exists()]
     libs = {}
     for item in specs:
         label, sep, spec = item.partition("=")
@@ -50,7 +52,7 @@ def figures_command(
     plan = FigurePlan(
         libraries=libs, out=out, seeds=seeds, slots=slots, quick=quick, config=base,
         build_config=lambda extra: build_config(config, [*set_, *extra]), panels=chosen,
-        learn_results=learn_results, workers=workers, address=address,
+        learn_results=learn_results, learn_note=_provenance(learn_results), workers=workers, address=address,
         command="pbkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     data = run_figures(plan, log=lambda m: typer.echo(m, err=True))
@@ -58,6 +60,21 @@ def figures_command(
                f"({data['wall_s']:.0f} s); README.md, figures.json")
     for note in data["notes"]:
         typer.echo(f"  note: {note}")
+
+
+def _provenance(path: Optional[Path]) -> str:
+    """' (committed <date>, <commit>: <subject>)' when git knows the file, else ''. The results
+    file does not record when it was made, and its mtime is only the checkout's."""
+    if path is None:
+        return ""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%cs, %h: %s", "--", path.name], cwd=path.parent or ".",
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f" (committed {out})" if out else ""
 
 
 def register(app: typer.Typer) -> None:

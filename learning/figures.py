@@ -71,6 +71,7 @@ class FigurePlan:
     build_config: Callable[[list[str]], ScenarioConfig] | None = None
     panels: tuple[str, ...] = tuple(p.name for p in PANELS)
     learn_results: Path | None = None
+    learn_note: str = ""  # where the learn results come from (when made), for README.md
     workers: int | None = None
     address: str | None = None
     command: str = ""
@@ -240,6 +241,8 @@ def _readme(plan: FigurePlan, panels: list[Panel], notes: list[str]) -> str:
             if p.name == "capacity":
                 lines.append(f"- `{label}-modes.png`: fine (greedy) vs coarse vs non-cooperative at the default capacity")
     if plan.learn_results is not None:
-        lines.append(f"- `learning-curves.png`: from `{plan.learn_results}`")
+        # the learn report is not rerun here: say which file (and run) the curves are drawn from
+        lines.append(f"- `learning-curves.png`: drawn from `{plan.learn_results}` as is (a `pbkit learn report` "
+                     f"results file; `pbkit figures` does not rerun the training){plan.learn_note}")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
