@@ -136,8 +136,9 @@ def register(app: typer.Typer) -> None:
         capacities: str = typer.Option(None, "--capacities", help="Cache fractions of the sweep ('' skips it)."),
         csi_errors: str = typer.Option(None, "--csi-errors", help="CSI error bounds of the robust sweep ('' skips it)."),
         optimum_seeds: str = typer.Option(None, "--optimum-seeds", help="Seeds of the small-instance optimum ('' skips it)."),
-        headroom: bool = typer.Option(True, "--headroom/--no-headroom",
-                                      help="Also run the oracles and the full-cache bound of learning.headroom."),
+        headroom: bool = typer.Option(None, "--headroom/--no-headroom",
+                                      help="Also run the oracles and the full-cache bound of learning.headroom "
+                                           "(default: yes, except with --quick)."),
         workers: int = typer.Option(None, "--workers", min=1,
                                     help="Run the training and evaluation runs on Ray with this many in parallel "
                                          "(default: one by one in this process)."),
@@ -186,7 +187,8 @@ def register(app: typer.Typer) -> None:
             changes["csi_errors"] = floats(csi_errors, "--csi-errors")
         if optimum_seeds is not None:
             changes["optimum_seeds"] = tuple(parse_seeds(optimum_seeds, "--optimum-seeds")) if optimum_seeds.strip() else ()
-        changes["headroom"] = headroom
+        if headroom is not None:
+            changes["headroom"] = headroom
         if overrides:
             from delivery.config import ScenarioConfig
             from delivery.errors import ConfigError

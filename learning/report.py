@@ -47,8 +47,10 @@ class ReportPlan:
     headroom: bool = True             # also run the oracles of learning.headroom on the test seeds
 
 
-QUICK = ReportPlan("quick", (0,), ("maasn-da", "maasn-noda"), (2000, 2001, 2002, 2003, 2004), 3,
-                   (0.3,), (), 4, 1, 0.0, (2000, 2001, 2002))
+# quick: a smoke run of the whole protocol in about 3 minutes on the demo zoo library (no
+# headroom references, 2 slots per seed); full: the protocol of docs/learning.md §6
+QUICK = ReportPlan("quick", (0,), ("maasn-da", "maasn-noda"), (2000, 2001, 2002, 2003, 2004), 2,
+                   (0.3,), (), 4, 1, 0.0, (2000, 2001), headroom=False)
 FULL = ReportPlan("full", (0, 1, 2, 3, 4), ("maasn-da", "maasn-noda"), TEST_SEEDS, 20,
                   (0.15, 0.3, 0.5), (0.05, 0.1, 0.2, 0.3), 4, 1, 300.0, (2000, 2001, 2002, 2003, 2004))
 
