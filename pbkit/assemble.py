@@ -29,7 +29,12 @@ from typing import Any, Callable, Iterable, Protocol
 
 from pbkit.digest import StreamingBlob, StreamingPB, blob_id, file_sha256, pb_id
 from pbkit.errors import PbkitError
-from pbkit.objects import ObjectDir, fsync_dir, is_id
+from pbkit.objects import ObjectDir, anonymous_buffer as _anonymous, fsync_dir, is_id
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: buffered writes there
+    fcntl = None  # type: ignore[assignment]
 from pbkit.recipe import BlockInfo, Recipe
 
 ProgressFn = Callable[[str, int, int], None]
@@ -38,10 +43,13 @@ _SMALL = 1 << 20  # below this a block is read into memory; above, mmapped (chec
 # enough to stay in the core's L2 cache between the three steps (measured on the 1.4 GB GPT-2
 # medium: 1 MiB 0.56 CPU-s, 256 KiB 0.62, 4 MiB 1.08; benchmarks/bench_store.py).
 _CHUNK = 1 << 20
-_KICK = 16 << 20  # ask for writeback of an output file every this many bytes (durable assembly)
-_KICK_MIN = 1 << 20  # and of a block's last range if at least this big
-_SYNC_THREADS = 16  # fsyncs in flight at once (lets the file system group its journal commits)
-_MAX_OPEN = 256  # output files opened per group (a model with more files is assembled in groups)
+# Output files are written through _NBUF buffers of _BUF bytes each (one filling, the others
+# being written), whole _ALIGN blocks at a time with direct I/O (pbkit.objects: same sizes).
+_BUF = 8 << 20
+_NBUF = 3
+_ALIGN = 4096
+_KICK_MIN = 1 << 20  # without direct I/O, writeback of a written buffer is started if at least this big
+_O_DIRECT = getattr(os, "O_DIRECT", 0) if fcntl is not None else 0
 
 
 class AssemblyError(PbkitError):
@@ -219,29 +227,31 @@ def assemble(
     """Write the model's files into `out_dir` (must not exist or be empty), bit-exact and verified.
 
     Every block, from the store or a received-blocks directory alike, is streamed from its
-    source through a reused buffer (read -> BLAKE3 -> write at its offset in its file) and its
-    id re-computed on the way: a block whose bytes do not hash to its id, or whose size is
-    wrong, is corrupt. Blocks are content-addressed and a file is exactly its blocks in the
-    recipe's order (a safetensors header is a blob block), so every block verifying means every
-    file is the ingested file, bit for bit. `workers` threads (default: one per CPU, 2 to 4)
-    stream different blocks at once (blake3 and the system calls release the GIL).
+    source in the file's order (read -> BLAKE3 -> into the file's write buffer) and its id
+    re-computed on the way: a block whose bytes do not hash to its id, or whose size is wrong,
+    is corrupt. Blocks are content-addressed and a file is exactly its blocks in the recipe's
+    order (a safetensors header is a blob block), so every block verifying means every file is
+    the ingested file, bit for bit. Files are streamed by `workers` threads (default: one per
+    CPU, 2 to 4), biggest first; full buffers are written by helper threads while the next one
+    fills, with direct I/O when `durable` (the disk starts at once, and the fsync only commits
+    metadata), else buffered.
 
     `deep=True` additionally re-computes each rebuilt file's SHA-256 (read back from the output
     file) against the recipe's, re-checking that the recipe was built consistently at ingest;
     it costs more CPU than the copy itself, so it is an explicit option.
 
-    Files go to a temporary directory beside `out_dir`; with `durable`, writeback starts while
-    they are written and each is fsynced; the directory is renamed into place only when every
-    block of every file has verified. Otherwise it is removed and the error lists every missing
-    and corrupt block (once one is found nothing more is written, the rest is only checked).
+    Files go to a temporary directory beside `out_dir`; with `durable`, each is fsynced and the
+    directory is renamed into place only when every block of every file has verified. Otherwise
+    it is removed and the error lists every missing and corrupt block (once one is found nothing
+    more is written, the rest is only checked).
+
+    Raises AssemblyError (out_dir in the way, blocks missing or corrupt, recipe inconsistent)
+    and OSError (disk full, permissions).
     """
     t0 = time.perf_counter()
     out_dir = Path(os.path.abspath(out_dir))
     _check_out_dir(out_dir)
     blocks = recipe.blocks()
-    bad: dict[str, UnavailableBlock] = {
-        b.id: UnavailableBlock(b.id, b.nbytes, "missing", b.tensors) for b in blocks.values() if not source.has(b.id)
-    }
     for f in recipe.files:
         if sum(blocks[b].nbytes for b in f.block_ids()) != f.size:
             raise AssemblyError(f"cannot assemble {recipe.name!r}: the recipe's blocks of {f.path} do not add up to its size")
@@ -249,84 +259,37 @@ def assemble(
         workers = max(2, min(4, os.cpu_count() or 2))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.pbkit-tmp-", dir=out_dir.parent))
-    total = recipe.logical_bytes
-    done = 0
-    stop = threading.Event()  # set at the first unavailable block: write nothing more
-    if bad:
-        stop.set()
-    sync = _Syncer(durable)
-    local = threading.local()
-
-    def work(info: BlockInfo, fd: int | None, offset: int) -> bool | None:
-        view = getattr(local, "view", None)
-        if view is None:
-            view = local.view = memoryview(bytearray(_CHUNK))
-        writing = fd is not None and not stop.is_set()
-        try:
-            r = _stream_block(source, info, view, fd if writing else None, offset, sync)
-        except BaseException:
-            stop.set()  # e.g. disk full: the others stop writing too
-            raise
-        if r is not True:
-            stop.set()
-        return r
-
+    run = _Run(blocks, source, durable, progress, recipe.logical_bytes)
+    for b in blocks.values():
+        if not source.has(b.id):
+            run.bad[b.id] = UnavailableBlock(b.id, b.nbytes, "missing", b.tensors)
+    if run.bad:
+        run.stop.set()
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pbkit-asm") as pool:
-            # files in groups (bounded open files); in a group, biggest blocks first (balance)
-            groups = [recipe.files[i : i + _MAX_OPEN] for i in range(0, len(recipe.files), _MAX_OPEN)]
-            written: list[Path] = []
-            checked: set[str] = set()
-            for files in groups:
-                group: list[tuple[Any, int]] = []  # (FileRecipe, fd, or -1 when only checking)
-                for f in files:
-                    fd = -1
-                    if not stop.is_set():
-                        target = tmp.joinpath(*f.path.split("/"))
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        fd = sync.open(target)
-                        written.append(target)
-                    group.append((f, fd))
-                items = []  # (nbytes, file index, block id, offset)
-                for i, (f, fd) in enumerate(group):
-                    off = 0
-                    for bid in f.block_ids():
-                        items.append((blocks[bid].nbytes, i, bid, off))
-                        off += blocks[bid].nbytes
-                items.sort(key=lambda x: -x[0])
-                remaining = [len(f.block_ids()) for f, _ in group]
-                futures = {}
-                for n, i, bid, off in items:
-                    fd = group[i][1]
-                    if fd < 0 and (bid in bad or bid in checked):
-                        remaining[i] -= 1
-                        continue
-                    if fd < 0:
-                        checked.add(bid)  # check each block once when not writing
-                    fut = pool.submit(work, blocks[bid], fd if fd >= 0 else None, off)
-                    futures[fut] = (i, bid)
-                for i, (f, fd) in enumerate(group):
-                    if remaining[i] == 0 and fd >= 0:
-                        sync.done(fd, keep=not stop.is_set())
+        order = sorted(range(len(recipe.files)), key=lambda i: -recipe.files[i].size)
+        written: dict[int, Path] = {}
+        error: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="pbkit-write") as writers:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pbkit-asm") as pool:
+                futures = {pool.submit(run.file, recipe.files[i], tmp, writers): i for i in order}
                 for fut in as_completed(futures):
-                    i, bid = futures[fut]
-                    r = fut.result()
-                    info = blocks[bid]
-                    if r is not True:
-                        bad.setdefault(bid, UnavailableBlock(bid, info.nbytes, "missing" if r is None else "corrupt", info.tensors))
-                    else:
-                        done += info.nbytes
-                        if progress is not None and not bad:
-                            progress("assemble", min(done, total), total)
-                    remaining[i] -= 1
-                    if remaining[i] == 0 and group[i][1] >= 0:
-                        sync.done(group[i][1], keep=not stop.is_set())
-        sync.wait()  # every output file fsynced (or closed)
-        if bad:
-            raise _unavailable_error(recipe, list(bad.values()), source.describe())
+                    try:
+                        path = fut.result()
+                    except BaseException as exc:  # e.g. disk full: the other files stop writing too
+                        run.stop.set()
+                        error = error or exc
+                        continue
+                    if path is not None:
+                        written[futures[fut]] = path
+        run.close()
+        if error is not None:
+            raise error
+        if run.bad:
+            raise _unavailable_error(recipe, list(run.bad.values()), source.describe())
+        paths = [written[i] for i in range(len(recipe.files))]
         if deep:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pbkit-sha") as pool:
-                shas = list(pool.map(file_sha256, written))
+                shas = list(pool.map(file_sha256, paths))
             for f, sha in zip(recipe.files, shas):
                 if sha != f.sha256:
                     raise AssemblyError(
@@ -335,7 +298,7 @@ def assemble(
                     )
         if durable:
             with ThreadPoolExecutor(max_workers=16) as dir_pool:
-                list(dir_pool.map(fsync_dir, sorted({p.parent for p in written} | {tmp})))
+                list(dir_pool.map(fsync_dir, sorted({p.parent for p in paths} | {tmp})))
         try:
             if out_dir.is_dir():
                 out_dir.rmdir()  # empty (checked above); rename needs it gone on some systems
@@ -345,14 +308,14 @@ def assemble(
         if durable:
             fsync_dir(out_dir.parent)
     except BaseException:
-        sync.abort()
+        run.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return AssembleReport(
         name=recipe.name,
         out_dir=out_dir,
         files=len(recipe.files),
-        bytes=total,
+        bytes=recipe.logical_bytes,
         blocks=len(blocks),
         seconds=time.perf_counter() - t0,
     )
@@ -366,34 +329,122 @@ def _hasher(info: BlockInfo) -> StreamingPB | StreamingBlob:
     return StreamingBlob()
 
 
-def _stream_block(
-    source: BlockSource, info: BlockInfo, view: memoryview, fd: int | None, offset: int, sync: "_Syncer"
-) -> bool | None:
-    """Stream one block through `view`: BLAKE3 it and, if `fd`, write it at `offset` of `fd`.
+class _Run:
+    """The shared state of one assembly: which blocks failed, progress, the stop flag."""
 
-    True if its bytes hash to its id with the right size, False if corrupt, None if absent.
-    A corrupt block's bytes may already be in `fd`; the caller then discards the file.
-    """
-    h = _hasher(info)
-    out = _BlockWriter(fd, offset, sync) if fd is not None else None
-    path_of = getattr(source, "block_path", None)
-    if path_of is None:  # a generic BlockSource: one whole buffer
-        data = source.read(info.id)
-        if data is None:
-            return None
+    def __init__(self, blocks: dict[str, BlockInfo], source: BlockSource, durable: bool,
+                 progress: ProgressFn | None, total: int) -> None:
+        self.blocks, self.source, self.durable = blocks, source, durable
+        self.progress, self.total, self.done = progress, total, 0
+        self.stop = threading.Event()  # set at the first unavailable block or error: write nothing more
+        self.bad: dict[str, UnavailableBlock] = {}
+        self.checked: set[str] = set()  # blocks checked without writing (each only once)
+        self.lock = threading.Lock()
+        self.local = threading.local()  # per thread: a scratch buffer, the write buffers
+        self.maps: list[tuple[mmap.mmap, memoryview]] = []
+
+    def buffers(self) -> list[memoryview]:
+        """This thread's `_NBUF` page-aligned write buffers, reused for every file it writes
+        (touching fresh pages for each file would cost a page fault per 4 KiB)."""
+        views = getattr(self.local, "bufs", None)
+        if views is None:
+            views = []
+            for _ in range(_NBUF):
+                m = _anonymous(_BUF)
+                views.append(memoryview(m))
+                with self.lock:
+                    self.maps.append((m, views[-1]))
+            self.local.bufs = views
+        return views
+
+    def close(self) -> None:
+        """Free the buffers (every file is closed)."""
+        for m, view in self.maps:
+            view.release()
+            try:
+                m.close()
+            except BufferError:  # a slice still held by an error's traceback: freed with it
+                pass
+        self.maps.clear()
+
+    def file(self, f: Any, tmp: Path, writers: ThreadPoolExecutor) -> Path | None:
+        """Stream one file's blocks into it; once writing stops, only check the remaining blocks."""
+        out = None
+        if not self.stop.is_set():
+            target = tmp.joinpath(*f.path.split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out = _OutFile(target, f.size, self.durable, writers, self.buffers())
         try:
-            with memoryview(data.m if isinstance(data, _Mapped) else data) as mv:
-                if len(mv) != info.nbytes:
-                    return False
-                for off in range(0, len(mv), len(view)):
-                    with mv[off : off + len(view)] as part:
-                        h.update(part)
-                        if out is not None:
-                            out.write(part)
+            for bid in f.block_ids():
+                if out is not None and self.stop.is_set():
+                    out.abandon()
+                    out = None
+                if out is None:
+                    with self.lock:
+                        if bid in self.checked or bid in self.bad:
+                            continue
+                        self.checked.add(bid)
+                self._record(bid, self._stream(self.blocks[bid], out))
+            if out is not None and not self.stop.is_set():
+                out.finish()
+                return target
+            return None
+        except BaseException:
+            self.stop.set()
+            raise
         finally:
-            if isinstance(data, _Mapped):
-                data.close()
-    else:
+            if out is not None:
+                out.close()
+
+    def _record(self, bid: str, result: bool | None) -> None:
+        info = self.blocks[bid]
+        with self.lock:
+            if result is not True:
+                self.stop.set()
+                reason = "missing" if result is None else "corrupt"
+                self.bad.setdefault(bid, UnavailableBlock(bid, info.nbytes, reason, info.tensors))
+            else:
+                self.done += info.nbytes
+                if self.progress is not None and not self.bad:
+                    self.progress("assemble", min(self.done, self.total), self.total)
+
+    def _scratch(self) -> memoryview:
+        view = getattr(self.local, "view", None)
+        if view is None:
+            view = self.local.view = memoryview(bytearray(_CHUNK))
+        return view
+
+    def _stream(self, info: BlockInfo, out: "_OutFile | None") -> bool | None:
+        """Hash one block (and append it to `out`): True if its bytes hash to its id with the
+        right size, False if corrupt, None if absent. A corrupt block's bytes may already be in
+        the file; the caller then discards it."""
+        h = _hasher(info)
+        path_of = getattr(self.source, "block_path", None)
+        if path_of is None:  # a generic BlockSource: one whole buffer
+            data = self.source.read(info.id)
+            if data is None:
+                return None
+            try:
+                with memoryview(data.m if isinstance(data, _Mapped) else data) as mv:
+                    if len(mv) != info.nbytes:
+                        return False
+                    pos = 0
+                    while pos < len(mv):
+                        if out is None:
+                            n = min(_CHUNK, len(mv) - pos)
+                            with mv[pos : pos + n] as part:
+                                h.update(part)
+                        else:
+                            with out.space(min(_CHUNK, len(mv) - pos)) as dst:
+                                n = len(dst)
+                                dst[:] = mv[pos : pos + n]
+                                h.update(dst)
+                            out.advance(n)
+                        pos += n
+            finally:
+                if isinstance(data, _Mapped):
+                    data.close()
+            return h.nbytes == info.nbytes and h.hexdigest() == info.id
         path = path_of(info.id)
         if path is None:
             return None
@@ -402,122 +453,110 @@ def _stream_block(
         except FileNotFoundError:
             return None
         try:
-            while True:
-                n = os.readv(src, [view])
-                if n == 0:
-                    break
-                if h.nbytes + n > info.nbytes:  # longer than the block: corrupt, write no more
-                    return False
-                with view[:n] as part:
-                    h.update(part)
-                    if out is not None:
-                        out.write(part)
+            if os.fstat(src).st_size != info.nbytes:
+                return False
+            left = info.nbytes
+            while left:
+                dst = out.space(min(_CHUNK, left)) if out is not None else self._scratch()[: min(_CHUNK, left)]
+                with dst:
+                    n = os.readv(src, [dst])
+                    if n == 0:  # shorter than its size said: changed while read
+                        return False
+                    with dst[:n] as part:
+                        h.update(part)
+                if out is not None:
+                    out.advance(n)
+                left -= n
         finally:
             os.close(src)
-    if out is not None:
-        out.flush()
-    return h.nbytes == info.nbytes and h.hexdigest() == info.id
+        return h.hexdigest() == info.id
 
 
-class _BlockWriter:
-    """Writes a block's chunks at their offsets; asks for writeback of every `_KICK` bytes."""
+class _OutFile:
+    """One output file written sequentially through `_NBUF` page-aligned buffers of `_BUF` bytes.
 
-    def __init__(self, fd: int, offset: int, sync: "_Syncer") -> None:
-        self.fd, self.start, self.pos, self.sync = fd, offset, offset, sync
+    The stream fills one buffer while helper threads write the full ones (a buffer is reused
+    once its write is done). Durable files are written with direct I/O where the file system
+    allows it, whole `_ALIGN` blocks at a time (the last partial block buffered): the disk
+    works while the next blocks are read and hashed, no page cache is filled and written back
+    again, and the fsync at the end only commits metadata. Without direct I/O a durable file
+    asks the kernel to start writeback of each written buffer (`sync_file_range`, Linux)."""
 
-    def write(self, part: memoryview) -> None:
-        n = len(part)
+    def __init__(self, path: Path, size: int, durable: bool, writers: ThreadPoolExecutor, bufs: list[memoryview]) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.durable, self.writers = durable, writers
+        self.direct = False
+        if durable and _O_DIRECT and size >= _ALIGN:
+            try:
+                fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) | _O_DIRECT)
+                self.direct = True
+            except OSError:  # e.g. a file system without direct I/O
+                pass
+        self.bufsize = min(_BUF, -(-size // _ALIGN) * _ALIGN) or _ALIGN
+        self.bufs = bufs
+        self.pending: list[Future[None] | None] = [None] * _NBUF
+        self.cur = self.fill = self.offset = 0
+
+    def _view(self, i: int) -> memoryview:
+        return self.bufs[i]  # (only the first bufsize bytes are used)
+
+    def space(self, want: int) -> memoryview:
+        """Up to `want` free bytes of the current buffer (a slice: the caller releases it)."""
+        fut = self.pending[self.cur]
+        if fut is not None:  # this buffer's previous write must be done before it is refilled
+            self.pending[self.cur] = None
+            fut.result()
+        return self._view(self.cur)[self.fill : self.fill + min(want, self.bufsize - self.fill)]
+
+    def advance(self, n: int) -> None:
+        self.fill += n
+        if self.fill == self.bufsize:
+            self.pending[self.cur] = self.writers.submit(self._write, self._view(self.cur)[: self.bufsize], self.offset)
+            self.offset += self.bufsize
+            self.fill = 0
+            self.cur = (self.cur + 1) % _NBUF
+
+    def _write(self, view: memoryview, offset: int) -> None:
         done = 0
-        while done < n:
-            with part[done:] as rest:
-                done += os.pwrite(self.fd, rest, self.pos + done)
-        self.pos += n
-        if self.pos - self.start >= _KICK:
-            self.flush()
+        while done < len(view):
+            with view[done:] as rest:
+                done += os.pwrite(self.fd, rest, offset + done)
+        if self.durable and not self.direct and _SYNC_FILE_RANGE is not None and len(view) >= _KICK_MIN:
+            _SYNC_FILE_RANGE(self.fd, offset, len(view))  # start writeback now; the fsync waits for it
 
-    def flush(self) -> None:
-        if self.pos - self.start >= _KICK_MIN:  # smaller ranges are left to the fsync
-            self.sync.kick(self.fd, self.start, self.pos - self.start)
-            self.start = self.pos
-
-
-class _Syncer:
-    """Output files: writeback started early, fsynced in parallel, closed when done.
-
-    While a file is written, a helper thread asks the kernel to start writing each newly
-    written range back (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, Linux; every `_KICK` bytes
-    and at the end of each block): the disk then works while the next blocks are hashed instead
-    of all at the final fsync. Each finished file is fsynced by a pool of threads (several
-    fsyncs in flight let the file system group its journal commits). Durability still comes
-    only from fsync; the kicks are a scheduling hint.
-    """
-
-    def __init__(self, durable: bool) -> None:
-        self.durable = durable
-        self.kicker = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkit-wb") if durable and _SYNC_FILE_RANGE else None
-        )
-        self.pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="pbkit-fsync") if durable else None
-        self.kicks: dict[int, list[Future[None]]] = {}  # fd -> its writeback requests
-        self.lock = threading.Lock()
-        self.futures: list[Future[None]] = []
-        self.open_fds: set[int] = set()
-
-    def open(self, path: Path) -> int:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self.open_fds.add(fd)
-        self.kicks[fd] = []
-        return fd
-
-    def kick(self, fd: int, offset: int, nbytes: int) -> None:
-        if self.kicker is not None:
-            with self.lock:
-                self.kicks[fd].append(self.kicker.submit(_SYNC_FILE_RANGE, fd, offset, nbytes))
-
-    def done(self, fd: int, keep: bool = True) -> None:
-        """The file is complete: fsync (if durable and `keep`) and close it in the background."""
-        with self.lock:
-            kicks = self.kicks.pop(fd)
-        if self.pool is None:
-            self._close(fd)
-            return
-        self.futures.append(self.pool.submit(self._finish, fd, kicks, keep))
-
-    def _finish(self, fd: int, kicks: list[Future[None]], keep: bool) -> None:
-        try:
-            for k in kicks:  # the fd must stay open until they ran
-                k.exception()
-            if keep:
-                os.fsync(fd)
-        finally:
-            self._close(fd)
-
-    def _close(self, fd: int) -> None:
-        self.open_fds.discard(fd)
-        os.close(fd)
-
-    def wait(self) -> None:
-        try:
-            for fut in self.futures:
+    def _wait(self) -> None:
+        for i, fut in enumerate(self.pending):
+            if fut is not None:
+                self.pending[i] = None
                 fut.result()
-        finally:
-            self.futures.clear()
-            self._shutdown()
 
-    def abort(self) -> None:
-        for fut in self.futures:
-            fut.exception()
-        self.futures.clear()
-        self._shutdown()
-        for fd in list(self.kicks):  # files not handed to done()
-            self.kicks.pop(fd)
-            self._close(fd)
+    def finish(self) -> None:
+        """Write the last partial buffer, wait for every write, fsync if durable."""
+        self._wait()
+        if self.fill:
+            view = self._view(self.cur)
+            whole = self.fill - self.fill % _ALIGN if self.direct else self.fill
+            if whole:
+                self._write(view[:whole], self.offset)
+            if whole < self.fill:  # direct I/O writes whole blocks only: the tail goes buffered
+                fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~_O_DIRECT)
+                self._write(view[whole : self.fill], self.offset + whole)
+        if self.durable:
+            os.fsync(self.fd)
 
-    def _shutdown(self) -> None:
-        if self.kicker is not None:
-            self.kicker.shutdown(wait=True)
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
+    def abandon(self) -> None:
+        """Stop writing (a block failed elsewhere); the file will be removed."""
+        self.close()
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        for fut in self.pending:  # the buffers and the fd must outlive the writes in flight
+            if fut is not None:
+                fut.exception()
+        self.pending = [None] * _NBUF
+        os.close(self.fd)
+        self.fd = -1
 
 
 def _load_sync_file_range() -> Callable[[int, int, int], None] | None:

@@ -411,7 +411,7 @@ class _Direct:
     def _bounced(self, in_fd: int, offset: int, n_al: int, out_fd: int) -> int:
         buf = getattr(self._local, "buf", None)
         if buf is None:
-            m = mmap.mmap(-1, _DIRECT_CHUNK)  # page-aligned, as O_DIRECT needs
+            m = _anonymous(_DIRECT_CHUNK)
             buf = self._local.buf = memoryview(m)
             with self._lock:
                 self._bufs.append((m, buf))
@@ -455,6 +455,19 @@ class _Direct:
             self._bufs.clear()
 
 
+def _anonymous(size: int) -> mmap.mmap:
+    """Private anonymous memory, page-aligned (as direct I/O needs). Not MAP_POPULATE: on this
+    kernel (6.18) buffered writes from a populated private mapping ran 10x slower (measured:
+    assembly without fsync of the 91.6 MB MiniLM, 0.40-0.50 s vs 0.07 s)."""
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    if flags:
+        try:
+            return mmap.mmap(-1, size, flags=flags)
+        except (OSError, ValueError, TypeError):
+            pass
+    return mmap.mmap(-1, size)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -467,3 +480,4 @@ def _fsync_dir(path: Path) -> None:
 
 
 fsync_dir = _fsync_dir
+anonymous_buffer = _anonymous
