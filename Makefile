@@ -32,7 +32,7 @@ libraries: setup
 
 # The figure set (docs/experiments.md): sweeps on Ray, >= 10 seeds per point; resumable.
 FIGURES_OUT ?= docs/figures/paper
-FIGURES_ARGS ?= --workers 2 $(if $(wildcard docs/figures/zoo3s-results.json),--learn-results docs/figures/zoo3s-results.json)
+FIGURES_ARGS ?= --workers 2 $(if $(wildcard docs/figures/zoo-learn-results.json),--learn-results docs/figures/zoo-learn-results.json)
 figures: setup
 	nice -n 10 $(BIN)/pbkit figures --out $(FIGURES_OUT) $(FIGURES_ARGS)
 

@@ -63,18 +63,28 @@ def figures_command(
 
 
 def _provenance(path: Optional[Path]) -> str:
-    """' (committed <date>, <commit>: <subject>)' when git knows the file, else ''. The results
-    file does not record when it was made, and its mtime is only the checkout's."""
+    """' (made <date>; committed <date>, <commit>: <subject>)' from the results file's own `date`
+    and git, whichever are known, else ''. The file's mtime is only the checkout's."""
     if path is None:
         return ""
+    import json
     import subprocess
 
+    parts = []
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%cs, %h: %s", "--", path.name], cwd=path.parent or ".",
+        made = json.loads(path.read_text()).get("date")
+    except (OSError, ValueError, AttributeError):
+        made = None
+    if made:
+        parts.append(f"made {made}")
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%cs, %h: %s", "--", path.name], cwd=path.parent,
                              capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return ""
-    return f" (committed {out})" if out else ""
+        out = ""
+    if out:
+        parts.append(f"committed {out}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def register(app: typer.Typer) -> None:

@@ -99,7 +99,8 @@ def panel_sweep(panel: Panel, plan: FigurePlan) -> Sweep:
 def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every panel's sweep on every library, draw the figures into plan.out and write
     plan.out/figures.json (all plotted numbers) and plan.out/README.md (the command, the files).
-    Raises EngineError/ConfigError from the sweeps; a missing learn-results file is a PbkitError."""
+    Raises EngineError/ConfigError from the sweeps; a missing or unreadable learn-results file is a
+    PbkitError, raised before any sweep."""
     from pbkit.errors import PbkitError
 
     out = plan.out
@@ -107,8 +108,16 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
     panels = [p for p in PANELS if p.name in plan.panels]
     if plan.quick:
         panels = [quick_panel(p) for p in panels]
-    if plan.learn_results is not None and not Path(plan.learn_results).is_file():
-        raise PbkitError(f"{plan.learn_results}: no such learn report results.json")
+    learn = None
+    if plan.learn_results is not None:
+        # read before any sweep: a missing or broken file fails at once, and one replaced while
+        # the sweeps run (they take an hour) cannot fail the run at its end
+        try:
+            learn = json.loads(Path(plan.learn_results).read_text())
+        except FileNotFoundError:
+            raise PbkitError(f"{plan.learn_results}: no such learn report results.json") from None
+        except (OSError, ValueError) as exc:
+            raise PbkitError(f"{plan.learn_results}: not a learn report results.json ({exc})") from None
     started = time.perf_counter()
     data: dict[str, Any] = {"command": plan.command, "seeds": plan.seeds, "slots": plan.slots,
                             "quick": plan.quick, "libraries": {}, "panels": {}}
@@ -131,8 +140,8 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
                 if panel.name == "capacity":
                     draw_modes(summary["rows"], panel, label, plan, out / f"{label}-modes.png")
     notes = []
-    if plan.learn_results is not None:
-        draw_learning(json.loads(Path(plan.learn_results).read_text()), out / "learning-curves.png")
+    if learn is not None:
+        draw_learning(learn, out / "learning-curves.png")
     else:
         notes.append("learning curves: skipped (no --learn-results; give a `pbkit learn report` results.json)")
     data["computed"] = computed

@@ -8,10 +8,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from delivery.cli import build_config
 from learning.figures import PANELS, FigurePlan, run_figures
 from pbkit.cli import main
+from pbkit.errors import PbkitError
 from pbkit.library import synthetic_library
 
 RESULTS = {"curves": {name: [[{"step": s, "eval_delay_s": 3.0 - s / 1000 + seed / 10} for s in (100, 200)]
@@ -55,3 +57,13 @@ def test_figures_cli_rejects_bad_panel_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope" in err and err.count("\n") == 1
     assert not (tmp_path / "f").exists()
+
+
+def test_unreadable_learn_results_fail_before_any_sweep(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text("{not json")
+    for learn in (bad, tmp_path / "missing.json"):
+        with pytest.raises(PbkitError) as err:
+            run_figures(_plan(tmp_path, learn), log=lambda m: None)
+        assert str(learn) in str(err.value) and "\n" not in str(err.value)
+        assert not (tmp_path / "fig" / "data").exists()
