@@ -122,6 +122,7 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
     data: dict[str, Any] = {"command": plan.command, "seeds": plan.seeds, "slots": plan.slots,
                             "quick": plan.quick, "libraries": {}, "panels": {}}
     computed = 0
+    notes: list[str] = []
     session = ray_session(plan.workers, plan.address) if plan.executor == "ray" else contextlib.nullcontext()
     with session:
         for label, library in plan.libraries.items():
@@ -136,10 +137,11 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
                 data["panels"][f"{label}/{panel.name}"] = {"panel": panel.name, "library": label,
                                                           "key": panel.key, "series_key": panel.series_key,
                                                           "rows": summary["rows"]}
-                draw_panel(summary["rows"], panel, label, plan, out / f"{label}-{panel.name}.png")
+                for name, x, mean in draw_panel(summary["rows"], panel, label, plan, out / f"{label}-{panel.name}.png"):
+                    notes.append(f"`{label}-{panel.name}.png`: {name} at {panel.key} = {x:g} is off scale "
+                                 f"(mean {mean:.3g} s), marked at the top edge")
                 if panel.name == "capacity":
                     draw_modes(summary["rows"], panel, label, plan, out / f"{label}-modes.png")
-    notes = []
     if learn is not None:
         draw_learning(learn, out / "learning-curves.png")
     else:
@@ -165,15 +167,44 @@ def _subtitle(label: str, plan: FigurePlan, n: int) -> str:
     return f"{label}: {n} seeds x {plan.slots} slots per point, 95 % t-interval bands"
 
 
-def draw_panel(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, path: Path) -> None:
-    """Mean delay against the panel's setting, one line per series, with 95 % bands."""
+# A point whose mean is this many times the panel's median point is drawn as a marker at the top
+# edge instead: the nominal beamformer backed off to its worst-case rate has a worst-case SNR near
+# zero at large CSI errors, so its "delay" is ~1e11 s and would flatten every other line to zero.
+OFF_SCALE = 20.0
+
+
+def off_scale(rows: list[dict], panel: Panel) -> list[tuple[str, float, float]]:
+    """(series, x, mean) of the points drawn off scale (mean > OFF_SCALE x the panel's median)."""
+    points = [(name, x, m) for name, pts in _series(rows, panel).items() for x, m, _ in pts]
+    if not points:
+        return []
+    cap = OFF_SCALE * float(np.median([m for _, _, m in points]))
+    return [(name, x, m) for name, x, m in points if m > cap]
+
+
+def draw_panel(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, path: Path) -> list[tuple[str, float, float]]:
+    """Mean delay against the panel's setting, one line per series, with 95 % bands. Points off
+    scale (see OFF_SCALE) are left out of their line and marked at the top edge with their mean;
+    returns them."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     n = max((r["n"] for r in rows), default=0)
+    off = off_scale(rows, panel)
+    colors: dict[str, str] = {}
     for name, pts in _series(rows, panel).items():
         x, m, h = (np.array(v) for v in zip(*pts))
+        hidden = np.array([any(o[0] == name and o[1] == xi for o in off) for xi in x])
+        m, h = np.where(hidden, np.nan, m), np.where(hidden, np.nan, h)
         line, = ax.plot(x, m, marker="o", ms=3, label=MODES.get(name, name) if panel.name == "capacity" else name)
         ax.fill_between(x, m - h, m + h, color=line.get_color(), alpha=0.2)
+        colors[name] = line.get_color()
+    if off:  # headroom above the lines for the off-scale marks
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.3 * (high - low))
+    for name, x0, mean in off:
+        ax.annotate(f"{name}: {mean:.2g} s (off scale)", xy=(x0, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(-4, -18), textcoords="offset points", ha="right", va="top", fontsize=7,
+                    color=colors[name], arrowprops={"arrowstyle": "->", "color": colors[name]})
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel("mean download delay (s)")
     ax.set_title(_subtitle(label, plan, n), fontsize=8)
@@ -182,6 +213,7 @@ def draw_panel(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, pat
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return off
 
 
 def draw_modes(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, path: Path) -> None:

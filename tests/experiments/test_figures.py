@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from delivery.cli import build_config
-from learning.figures import PANELS, FigurePlan, run_figures
+from learning.figures import PANELS, FigurePlan, draw_panel, run_figures
 from pbkit.cli import main
 from pbkit.errors import PbkitError
 from pbkit.library import synthetic_library
@@ -67,3 +67,17 @@ def test_unreadable_learn_results_fail_before_any_sweep(tmp_path):
             run_figures(_plan(tmp_path, learn), log=lambda m: None)
         assert str(learn) in str(err.value) and "\n" not in str(err.value)
         assert not (tmp_path / "fig" / "data").exists()
+
+
+def test_a_point_far_off_scale_is_marked_not_plotted(tmp_path):
+    # the backed-off nominal beamformer at a large CSI error: ~1e11 s next to ~1 s
+    panel = next(p for p in PANELS if p.name == "csi")
+    rows = [{"beamformer": bf, "csi_error": e, "policy": "greedy", "n": 10,
+             "mean_delay_s": {"mean": 1.5e11 if (bf, e) == ("fast-backoff", 0.2) else 1.0 + e, "ci95": 0.1}}
+            for bf in panel.series_values for e in panel.values]
+    plan = _plan(tmp_path, None)
+    assert draw_panel(rows, panel, "syn", plan, tmp_path / "csi.png") == [("fast-backoff", 0.2, 1.5e11)]
+    assert (tmp_path / "csi.png").stat().st_size > 5000
+    far = next(r for r in rows if r["mean_delay_s"]["mean"] > 1e10)
+    far["mean_delay_s"]["mean"] = 3.0  # within 20x the median: drawn as usual
+    assert draw_panel(rows, panel, "syn", plan, tmp_path / "csi.png") == []
