@@ -118,7 +118,7 @@ def per_node_full_power(v: np.ndarray, power: np.ndarray) -> np.ndarray:
     """Rescale each node's block of v (..., N, L) to exactly its budget (zero blocks stay zero)."""
     # einsum on real and imaginary parts, not abs(): the inner loop of the fast designs
     n2 = np.einsum("...i,...i->...", v.real, v.real) + np.einsum("...i,...i->...", v.imag, v.imag)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 for a silent node: set to 0 below
         f = np.sqrt(power / n2)
     f[~np.isfinite(f)] = 0.0
     return v * f[..., None]
