@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .closed_form import mrt
-from .result import per_node_full_power
+from .result import per_node_full_power, vector_norms
 from .scaling import ScaledProblem
 
 
@@ -75,8 +75,9 @@ def design_fast(
     def project(d: np.ndarray) -> np.ndarray:  # argmax of a linear function over the node balls
         return per_node_full_power(d.reshape(-1, *shape), sp.p).reshape(-1, n)
 
+    gh = g.conj().T  # (n, K), once: the loops below multiply by it ~100 times
     V = project(np.asarray(_starts(sp, rng, settings, extra_starts)))
-    a = V @ g.conj().T  # (S, K): g_k^H v
+    a = V @ gh  # (S, K): g_k^H v
     s = np.abs(a) ** 2
     best_val = s.min(axis=1)
     best_v = V.copy()
@@ -86,12 +87,12 @@ def design_fast(
         avg = np.zeros_like(pi)
         for _ in range(settings.inner):
             x = project((pi * a) @ g)
-            lin = 2.0 * np.real(a * np.conj(x @ g.conj().T)) - s  # dual gradient
+            lin = 2.0 * np.real(a * np.conj(x @ gh)) - s  # dual gradient
             pi = pi * np.exp(-settings.step * (lin - lin.min(axis=1, keepdims=True)) / scale)
             pi /= pi.sum(axis=1, keepdims=True)
             avg += pi
         V = project((avg / settings.inner * a) @ g)
-        a = V @ g.conj().T
+        a = V @ gh
         s = np.abs(a) ** 2
         val = s.min(axis=1)
         better = val > best_val
@@ -107,14 +108,16 @@ def _design_fast_robust(
     g = sp.g
     k, n = g.shape
     shape = (sp.n_nodes, sp.n_antennas)
-    offset = sp.eps_abs(eps) * np.sqrt(np.sum(sp.p))  # eps_k R: worst-case loss at full power
+    e_abs = sp.eps_abs(eps)
+    offset = e_abs * np.sqrt(np.sum(sp.p))  # eps_k R: worst-case loss at full power
+    gh = g.conj().T
 
     def project(d: np.ndarray) -> np.ndarray:
         return per_node_full_power(d.reshape(-1, *shape), sp.p).reshape(-1, n)
 
     def margins(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = V @ g.conj().T
-        return a, np.abs(a) - np.linalg.norm(V, axis=1, keepdims=True) * sp.eps_abs(eps)[None, :]
+        a = V @ gh
+        return a, np.abs(a) - vector_norms(V, axis=1, keepdims=True) * e_abs[None, :]
 
     V = project(np.asarray(_starts(sp, rng, settings, extra_starts)))
     a, m = margins(V)
@@ -127,7 +130,7 @@ def _design_fast_robust(
         avg = np.zeros_like(pi)
         for _ in range(settings.inner):
             x = project((pi * phi) @ g)
-            lin = np.real(np.conj(phi) * (x @ g.conj().T)) - offset[None, :]
+            lin = np.real(np.conj(phi) * (x @ gh)) - offset[None, :]
             pi = pi * np.exp(-settings.step * (lin - lin.min(axis=1, keepdims=True)) / scale)
             pi /= pi.sum(axis=1, keepdims=True)
             avg += pi

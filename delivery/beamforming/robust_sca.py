@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .result import vector_norms
 from .scaling import ScaledProblem
 
 
@@ -47,7 +48,7 @@ class RobustScaSettings:
 
 def worst_gain(V: np.ndarray, g: np.ndarray, e_abs: np.ndarray) -> np.ndarray:
     """F(v) = min_k |g_k^H v| - e_k ||v|| for every row of V (S, n); may be negative."""
-    return np.min(np.abs(V @ g.conj().T) - np.linalg.norm(V, axis=1, keepdims=True) * e_abs[None, :], axis=1)
+    return np.min(np.abs(V @ g.conj().T) - vector_norms(V, axis=1, keepdims=True) * e_abs[None, :], axis=1)
 
 
 def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray) -> np.ndarray:
@@ -81,7 +82,7 @@ def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray) -> np.ndarray:
 def _inner_max(D: np.ndarray, E: np.ndarray, p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """argmax_x Re(d^H x) - E ||x|| over the node balls, for every row d of D (S, n)."""
     blocks = D.reshape(D.shape[0], *shape)
-    norms = np.linalg.norm(blocks, axis=2)  # (S, N)
+    norms = vector_norms(blocks, axis=2)  # (S, N)
     a = _amplitudes(norms, np.sqrt(p), E)
     return (blocks * (a / np.maximum(norms, 1e-300))[..., None]).reshape(D.shape)
 
@@ -131,7 +132,7 @@ def design_robust_sca(
         pi_prev = grad_prev = None
         for j in range(settings.inner):
             x = _inner_max(np.einsum("sk,skn->sn", pi, pg), pi @ e_abs, sp.p, shape)
-            grad = np.real(np.einsum("skn,sn->sk", pgc, x)) - np.linalg.norm(x, axis=1, keepdims=True) * e_abs[None, :]
+            grad = np.real(np.einsum("skn,sn->sk", pgc, x)) - vector_norms(x, axis=1, keepdims=True) * e_abs[None, :]
             dual = np.minimum(dual, np.sum(pi * grad, axis=1))  # D(pi) >= the SCA step's optimum
             if pi_prev is not None:  # Barzilai-Borwein step on the smooth dual
                 ds, dg = pi - pi_prev, grad - grad_prev
