@@ -5,7 +5,7 @@ home EN (noncoop). Units of one *channel* are sent one after another over that c
 the cooperative modes have one channel (the full band); noncoop gives every EN its own channel on
 an orthogonal 1/N of the band, so the cells transmit at the same time without interfering.
 
-The order is chosen over users (`plan_order`): a readiness-aware Smith's rule over waiting users
+The order is chosen over users (`candidate_orders`): a readiness-aware Smith's rule over waiting users
 (serve next the set of units that finishes the most users per second of channel time, counting
 the idle time until their content is ready), improved by insertion local search on the estimated
 total completion time. Every rule (serving set, order,
@@ -453,12 +453,10 @@ def _neighbourhood(n: int) -> np.ndarray:
     return np.array(rows, dtype=int)
 
 
-def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
-               cost: dict[int, float], fetches: dict[int, tuple[int, float, float]] | None = None) -> list[int]:
-    """The order to send `pending` in: the batch greedy's user order improved by local search,
-    then each user's remaining units by readiness (see OrderEstimate)."""
-    if not pending:
-        return []
+def order_estimate(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
+                   cost: dict[int, float], fetches: dict[int, tuple[int, float, float]] | None = None) -> OrderEstimate:
+    """The OrderEstimate of `pending`: its waiting users grouped into classes by the units they
+    need, with each unit's estimated readiness, airtime and (optional) fetch over a link."""
     users = sorted({int(k) for ui in pending for k in units[ui].users})
     row = {k: i for i, k in enumerate(users)}
     need = np.zeros((len(users), len(pending)), dtype=bool)
@@ -466,11 +464,9 @@ def plan_order(pending: list[int], units: list[Unit], free: float, ready: dict[i
         need[[row[int(k)] for k in units[ui].users], col] = True
     classes, weight = np.unique(need, axis=0, return_counts=True)
     fetch = np.array([fetches[ui] for ui in pending], dtype=float).reshape(-1, 3) if fetches else None
-    est = OrderEstimate(classes, np.array([ready[ui] for ui in pending]), np.array([cost[ui] for ui in pending]),
-                        np.array([len(units[ui].users) for ui in pending]), free, weight,
-                        *((fetch[:, 0].astype(int), fetch[:, 1], fetch[:, 2]) if fetch is not None else ()))
-    perm = min((est.improve(p) for p in est.starts()), key=est.total)
-    return [pending[i] for i in est.sequence(perm)]
+    return OrderEstimate(classes, np.array([ready[ui] for ui in pending]), np.array([cost[ui] for ui in pending]),
+                         np.array([len(units[ui].users) for ui in pending]), free, weight,
+                         *((fetch[:, 0].astype(int), fetch[:, 1], fetch[:, 2]) if fetch is not None else ()))
 
 
 def candidate_orders(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
@@ -480,16 +476,7 @@ def candidate_orders(pending: list[int], units: list[Unit], free: float, ready: 
     first (the simple rule; never worse than it)."""
     if not pending:
         return [[]]
-    users = sorted({int(k) for ui in pending for k in units[ui].users})
-    row = {k: i for i, k in enumerate(users)}
-    need = np.zeros((len(users), len(pending)), dtype=bool)
-    for col, ui in enumerate(pending):
-        need[[row[int(k)] for k in units[ui].users], col] = True
-    classes, weight = np.unique(need, axis=0, return_counts=True)
-    fetch = np.array([fetches[ui] for ui in pending], dtype=float).reshape(-1, 3) if fetches else None
-    est = OrderEstimate(classes, np.array([ready[ui] for ui in pending]), np.array([cost[ui] for ui in pending]),
-                        np.array([len(units[ui].users) for ui in pending]), free, weight,
-                        *((fetch[:, 0].astype(int), fetch[:, 1], fetch[:, 2]) if fetch is not None else ()))
+    est = order_estimate(pending, units, free, ready, cost, fetches)
     perms = sorted((est.improve(p) for p in est.starts()), key=est.total)
     out: list[list[int]] = []
     for seq in [[pending[i] for i in est.sequence(p)] for p in perms] + [
