@@ -23,8 +23,9 @@ def load_library_arg(spec: str) -> PBLibrary:
     return resolve_library(spec)
 
 
-def build_config(config: Optional[str], overrides: list[str]) -> ScenarioConfig:
-    """A config file (or a bundled scenario name: default, small) plus `key=value` overrides."""
+def build_config(config: Optional[str], overrides: list[str], where: str = "--set") -> ScenarioConfig:
+    """A config file (or a bundled scenario name: default, small) plus `key=value` overrides;
+    `where` names the options the overrides came from in error messages."""
     from delivery.config import ScenarioConfig, scenario_path
 
     if config is None:
@@ -34,7 +35,7 @@ def build_config(config: Optional[str], overrides: list[str]) -> ScenarioConfig:
     else:
         cfg = ScenarioConfig.load(scenario_path(config))
     values = parse_set_overrides(overrides, ConfigError)
-    return ScenarioConfig.from_dict(cfg.to_dict() | values, where="--set") if values else cfg
+    return ScenarioConfig.from_dict(cfg.to_dict() | values, where=where) if values else cfg
 
 
 def register(app: typer.Typer) -> None:

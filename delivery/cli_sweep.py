@@ -37,7 +37,7 @@ def sweep_command(
     if clash:
         raise ConfigError(f"--grid {clash[0]}: also given with --set")
     lib = load_library_arg(library)
-    sweep = build_sweep(lambda extra: build_config(config, [*set_, *extra]), grid_values, names,
+    sweep = build_sweep(lambda extra: build_config(config, [*set_, *extra], where="--grid/--set"), grid_values, names,
                         list(range(first_seed, first_seed + seeds)), slots)
     meta = {"command": {"library": library, "config": config, "set": list(set_), "grid": list(grid)}}
     report, summary = run_sweep(sweep, lib, out, workers=workers, address=address, meta=meta)

@@ -157,3 +157,14 @@ def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
     assert main(["sweep", "--library", str(lib_path), "--grid", "no_such_key=1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "no_such_key" in err and err.count("\n") == 1
+
+
+def test_cli_sweep_bad_grid_value_names_the_option(tmp_path, capsys):
+    """A grid value of the wrong type is one line naming --grid (not just --set), before any work."""
+    lib_path = tmp_path / "lib.json"
+    _library().save(lib_path)
+    out = tmp_path / "out"
+    assert main(["sweep", "--library", str(lib_path), "--grid", "cache_fraction=abc", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--grid" in err and "cache_fraction" in err and "'abc'" in err and err.count("\n") == 1
+    assert not out.exists()
