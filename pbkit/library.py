@@ -277,10 +277,17 @@ class PBLibrary:
         return lib
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically (temporary file, fsync, rename)."""
+        """Write atomically (temporary file, fsync, rename).
+
+        Raises:
+            OSError: the file cannot be written; the error names `path` (not the temporary file).
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(self.to_dict(), fh, indent=1)

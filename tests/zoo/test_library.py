@@ -109,3 +109,14 @@ def test_roundtrip_preserves_everything():
     lib = synthetic_library(np.random.default_rng(1))
     again = PBLibrary.from_dict(json.loads(json.dumps(lib.to_dict())))
     assert again.to_dict() == lib.to_dict()
+
+
+def test_save_error_names_the_target_not_the_temporary_file(tmp_path):
+    lib = synthetic_library(np.random.default_rng(0), families=1, models_per_family=2, base_pbs=2, own_pbs=1)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = blocker / "lib.json"  # its parent is a file: nothing can be created there
+    with pytest.raises(OSError) as info:
+        lib.save(target)
+    assert info.value.filename == str(target) and ".tmp-" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
