@@ -91,6 +91,8 @@ def load_state(path: str | os.PathLike[str], stem: str) -> dict[str, Any]:
     Raises CheckpointError (one line naming the path) when the files are missing or unreadable.
     """
     weights, meta = run_files(path, stem)
+    if Path(path).exists() and not Path(path).is_dir():
+        raise CheckpointError(f"{path}: not a checkpoint directory (a run directory holds {meta.name} and {weights.name})")
     if not meta.exists() or not weights.exists():
         missing = meta if not meta.exists() else weights
         raise CheckpointError(f"{missing}: no checkpoint here (expected {meta.name} and {weights.name})")
