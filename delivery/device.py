@@ -60,9 +60,9 @@ class UserDelivery:
 class DeviceWriter:
     """Writes what every user received into `out_dir`, slot by slot.
 
-    Raises DeliveryError at construction when a PB of `library` names a block that is not in
-    `store` (the library was not exported from this store), and in `write_slot` when the
-    simulator's result carries no arrivals.
+    Raises DeliveryError at construction when `out_dir` cannot be created or a PB of `library`
+    names a block that is not in `store` (the library was not exported from this store), and in
+    `write_slot` when the simulator's result carries no arrivals.
     """
 
     def __init__(self, store: Any, library: PBLibrary, out_dir: str | os.PathLike[str]):
@@ -78,6 +78,10 @@ class DeviceWriter:
                 f"{store.root}: library PB {pb.id[:16]} ({pb.label or 'no label'}) holds block "
                 f"{block[:16]}, which is not in this store ({len(missing)} such blocks); "
                 "--deliver-to needs a library exported from this store (pbkit --store S library export)")
+        try:  # before any slot is simulated: a file in the way fails now, not after the work
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(f"{self.out}: cannot create the delivery directory ({exc.strerror})") from None
         self.index = library.pb_index()
         # which PBs hold a part of each store block (a fixed-size PB may hold a tensor's slice)
         self.holders: dict[str, list[int]] = {}

@@ -106,3 +106,13 @@ def test_deliver_to_refuses_a_library_without_store_blocks(zoo, tmp_path, capsys
     assert "needs a library exported from this store" in err and err.count("\n") == 1
     with Store.open(zoo / "store", create=False) as store, pytest.raises(DeliveryError):
         DeviceWriter(store, resolve_library("bert"), tmp_path / "d")
+
+
+def test_deliver_to_a_file_fails_before_simulating(zoo, tmp_path, capsys):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("x")
+    assert main(["--store", str(zoo / "store"), "sim", "run", "--library", str(zoo / "layer.json"),
+                 "--slots", "1", "--config", "small", "--deliver-to", str(in_the_way)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the delivery directory" in err and str(in_the_way) in err and err.count("\n") == 1
+    assert in_the_way.read_text() == "x"
