@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from delivery.beamforming.result import ROBUST_METHODS
 from delivery.beamforming.retransmission import airtime, plan_delivery
 
 # designer(h (K,S,L), power (S,), noise, method, eps, rng) -> object with .w (S, L) and .min_snr
@@ -223,8 +224,10 @@ class Timeline:
         stacked channel). Ties go to the smaller set (less link traffic).
 
         A prefix is designed only if it could win: no beamformer gives any user more than the
-        single-user optimum (sum_n sqrt(p_n) ||h_kn||)^2 / noise, so that bound gives each prefix
-        an earliest possible end; prefixes are designed in the order of that bound, and once the
+        single-user optimum (sum_n sqrt(p_n) ||h_kn||)^2 / noise, and no worst case within eps
+        more than (1 - eps)^2 of it (|h^H w| <= sum_n ||h_n|| ||w_n|| <= ||h|| ||w||, so
+        |h^H w| - eps ||h|| ||w|| <= (1 - eps) sum_n ||h_n|| ||w_n||), so that bound gives each
+        prefix an earliest possible end; prefixes are designed in the order of that bound, and once the
         bound exceeds the best end found the rest are skipped (their designs could not win).
         """
         m = len(prep)
@@ -235,6 +238,8 @@ class Timeline:
         ens = [p[2] for p in prep]
         amp = np.sqrt(r.power_w[ens])[None, :] * np.linalg.norm(r.h_est[u.users][:, ens, :], axis=2)  # (K, m)
         snr_ub = (np.cumsum(amp, axis=1) ** 2).min(axis=0) / r.noise_w  # (m,): prefix 1..m
+        if r.method in ROBUST_METHODS:  # min_snr is a worst case within eps: at most (1 - eps)^2 of it
+            snr_ub = snr_ub * max(0.0, 1.0 - r.eps) ** 2
         bound = [max(self.free, prep[i][0]) + airtime(bits, _snr_floor(snr_ub[i]), r.bandwidth_hz) for i in range(m)]
         ends: dict[int, float] = {}
         best = math.inf
