@@ -13,7 +13,9 @@ two `pbkit learn report` runs without the warm start (benchmarks/configs/cold-st
     .venv/bin/python benchmarks/da_cold_start.py --base BASE --forced FORCED \\
         --png docs/figures/da-cold-start.png --json benchmarks/results/da_cold_start.json
 
-and prints, per training seed, the real slots until the validation delay covered 90 % of its
+(the two results files of 2 Dec 2026 are committed: --base docs/figures/da-cold-base-results.json
+--forced docs/figures/da-cold-forced-results.json redraws the figure and summary from them) and
+prints, per training seed, the real slots until the validation delay covered 90 % of its
 first-to-best reduction (learning.report.steps_to_fraction), the synthetic share DA used, the
 test-seed ratio to greedy, and greedy's own validation delay on the same validation seeds and
 scenario (run here through the one harness) as the level to compare the curves with.
@@ -27,23 +29,25 @@ from pathlib import Path
 
 import numpy as np
 
-from delivery.config import ScenarioConfig
-from delivery.experiment import run_policy
+from learning.config import TrainConfig
+from learning.evaluate import evaluate_policies
 from learning.report import steps_to_fraction
+from learning.trainer import scenario_of
 from pbkit.library import resolve_library
 
 
 def load(path: Path) -> dict:
-    return json.loads((path / "results.json").read_text())
+    """A learn report's results.json, given its directory or the file itself."""
+    return json.loads((path / "results.json" if path.is_dir() else path).read_text())
 
 
 def greedy_validation(results: dict, library: str) -> float:
-    """Greedy's mean delay on the trainer's validation seeds, slots and training scenario."""
-    tc = results["train_config"]
-    cfg = ScenarioConfig().replace(**tc.get("scenario", {}))
-    lib = resolve_library(library)
-    delays = [run_policy(cfg, lib, "greedy", tc["eval_slots"], s).mean("mean_delay_s") for s in tc["val_seeds"]]
-    return float(np.mean(delays))
+    """Greedy's mean delay on the trainer's validation seeds, slots and training scenario, through
+    the trainer's own validation path (learning.trainer.scenario_of + evaluate_policies)."""
+    cfg = TrainConfig.from_dict(results["train_config"])
+    values = evaluate_policies(scenario_of(cfg), resolve_library(library), {"greedy": None},
+                               list(cfg.val_seeds), cfg.eval_slots)
+    return float(np.mean(values["greedy"]))
 
 
 def summarise(results: dict, variant: str, label: str) -> dict:
@@ -68,8 +72,8 @@ def summarise(results: dict, variant: str, label: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", type=Path, required=True, help="learn report dir with maasn-da and maasn-noda")
-    ap.add_argument("--forced", type=Path, required=True, help="learn report dir with maasn-da, DA forced on")
+    ap.add_argument("--base", type=Path, required=True, help="learn report dir (or its results.json) with maasn-da and maasn-noda")
+    ap.add_argument("--forced", type=Path, required=True, help="learn report dir (or its results.json) with maasn-da, DA forced on")
     ap.add_argument("--library", default=".pbkit-demo/library.json", help="the library both reports trained on")
     ap.add_argument("--png", type=Path)
     ap.add_argument("--json", type=Path)
