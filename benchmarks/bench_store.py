@@ -262,11 +262,10 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
 
         return f
 
-    # Deleting a store frees a few hundred inodes, and this machine's ext4 then skips inodes
-    # freed in the last minute when it allocates new ones: creating a file costs ~0.5 ms right
-    # after a store was deleted against ~0.1 ms otherwise (measured here). A user does not delete
-    # a store before each ingest, so the stores ingested into are moved aside (a rename frees
-    # nothing) and deleted after this model's runs.
+    # A timed ingest should not share the disk with the deletion of the previous run's store (a
+    # user does not delete a store before each ingest), so the stores ingested into are moved
+    # aside (a rename frees nothing) and deleted after this model's runs. How much the deletion
+    # costs varies on this VM (benchmarks/fs_create_cost.py; docs/store-benchmarks.md, 2 Dec).
     retired = scratch / "retired"
     retired.mkdir(exist_ok=True)
 
