@@ -26,9 +26,9 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
-# The shipped PB libraries (pbkit/libraries/*.json) from their plan specs; deterministic.
+# The shipped PB libraries (pbkit/library/shipped/*.json) from their plan specs; deterministic.
 libraries: setup
-	$(BIN)/python -m pbkit.libraries.build
+	$(BIN)/python -m pbkit.library.shipped.build
 
 # The figure set (docs/experiments.md): sweeps on Ray, >= 10 seeds per point; resumable.
 FIGURES_OUT ?= docs/figures/paper

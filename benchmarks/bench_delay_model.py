@@ -24,7 +24,7 @@ import numpy as np
 from delivery.channels import draw_channels
 from delivery.config import ScenarioConfig
 from delivery.errors import ConfigError
-from delivery.delay import Timeline, fixed_order
+from delivery.scheduler import Timeline, fixed_order
 from delivery.experiment import run_policy, t_interval
 from delivery.order_check import order_gap
 from delivery.simulator import Simulator
@@ -82,7 +82,7 @@ def order_gaps(instances: int, beamformer: str, seed: int, csi_error: float = 0.
 
 
 def _mean_with(sim, placement, requests, channels, order) -> float:
-    from delivery.delay import DesignMemo, deliver
+    from delivery.scheduler import DesignMemo, deliver
 
     cfg = sim.config
     placement = sim.check_placement(placement)

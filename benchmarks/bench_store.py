@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pbkit.bundled import bundled_model_dir  # noqa: E402
+from pbkit.zoo.bundled import bundled_model_dir  # noqa: E402
 
 # (label, ours, baseline, target, direction): direction ">=" compares baseline_time/our_time
 # (a throughput ratio); "<=" compares our_time/baseline_time.
@@ -246,8 +246,8 @@ def disk_write(nbytes: int, dest: Path) -> None:
 def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: str | None) -> dict:
     import hf_xet
 
-    import pbkit.assemble as assemble_mod
-    from pbkit.ingest import digest_pass
+    import pbkit.store.assemble as assemble_mod
+    from pbkit.store.ingest import digest_pass
     from pbkit.store import Store
 
     files = model_files(root)
@@ -390,7 +390,7 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
 
 def run_profile(what: str, label: str, root: Path, store, scratch: Path, clean) -> None:
     """cProfile one run of `what`, to find where the time goes when a target is missed."""
-    from pbkit.ingest import digest_pass
+    from pbkit.store.ingest import digest_pass
     from pbkit.store import Store
 
     pdir, out = scratch / "pstore", scratch / "passembled"

@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per cell, as Ray gives
 import numpy as np  # noqa: E402
 
 from delivery.cli import build_config  # noqa: E402
-from delivery.parallel import Cell, ray_session, run_cells  # noqa: E402
+from delivery.engine import Cell, ray_session, run_cells  # noqa: E402
 from delivery.sweep import build_sweep, parse_grid, sweep_task  # noqa: E402
 from pbkit.library import synthetic_library  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""`pbkit sim run` and `pbkit sim compare` (mounted by pbkit/cli.py through `register`)."""
+"""`pbkit sim run` and `pbkit sim compare` (mounted by pbkit/cli/app.py through `register`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from delivery.errors import ConfigError
-from pbkit.settings_file import parse_set_overrides
+from pbkit.common.settings import parse_set_overrides
 
 if TYPE_CHECKING:  # the simulator (numpy, scipy, cvxpy) is imported when a command runs, not at start-up
     from delivery.config import ScenarioConfig
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run one policy on one scenario and report the mean download delay."""
         from delivery.experiment import BREAKDOWN_KEYS, run_policy
-        from pbkit.progress import Progress
+        from pbkit.common.progress import Progress
 
         cfg = build_config(config, set_)
         lib = load_library_arg(library)
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run several policies on the same scenarios; table with 95 % t-intervals over seeds."""
         from delivery.experiment import BREAKDOWN_KEYS, compare, plot_compare
-        from pbkit.progress import Progress
+        from pbkit.common.progress import Progress
 
         cfg = build_config(config, set_)
         lib = load_library_arg(library)

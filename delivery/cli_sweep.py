@@ -1,4 +1,4 @@
-"""`pbkit sweep`: grid x policies x seeds on Ray, resumable (mounted by pbkit/cli.py)."""
+"""`pbkit sweep`: grid x policies x seeds on Ray, resumable (mounted by pbkit/cli/app.py)."""
 
 from __future__ import annotations
 

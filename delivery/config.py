@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from delivery.errors import ConfigError
-from pbkit.settings_file import load_typed, read_settings
+from pbkit.common.settings import load_typed, read_settings
 
 from delivery.beamforming.result import METHODS as BEAMFORMERS  # one list of beamforming methods
 MODES = ("fine", "coarse", "noncoop")

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from pbkit.errors import PbkitError
-from pbkit.grouping import parse_member
+from pbkit.library.grouping import parse_member
 from pbkit.library import PBEntry, PBLibrary
-from pbkit.objects import is_id
+from pbkit.store.objects import is_id
 
 
 class DeliveryError(PbkitError, ValueError):

@@ -2,7 +2,7 @@
 
 Only for small slots (up to ~7 units: 7! = 5040 orders). Every order is timed with the same
 rules as the simulator (serving-set choice, link queues, retransmissions) through
-`delivery.delay.deliver(..., order=fixed_order(p))`; designs are shared across orders, so the
+`delivery.scheduler.deliver(..., order=fixed_order(p))`; designs are shared across orders, so the
 orders differ only in their sequence.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delivery.channels import SlotChannels
-from delivery.delay import DesignMemo, deliver, fixed_order
+from delivery.scheduler import DesignMemo, deliver, fixed_order
 from delivery.simulator import Simulator
 
 

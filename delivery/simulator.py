@@ -14,7 +14,7 @@ import numpy as np
 
 from delivery.channels import SlotChannels, draw_channels
 from delivery.config import ScenarioConfig
-from delivery.delay import DeliveryOutcome, Designer, Links, Unit, deliver
+from delivery.scheduler import DeliveryOutcome, Designer, Links, Unit, deliver
 from delivery.errors import CapacityError, ConfigError
 from delivery.requests import RequestProcess
 from delivery.storage import complete_models, project_scores, storage_bytes

@@ -1,4 +1,4 @@
-"""Sweeps: grid x policies x seeds, one `run_policy` per cell, on the engine (delivery/parallel.py).
+"""Sweeps: grid x policies x seeds, one `run_policy` per cell, on the engine (delivery/engine.py).
 
 Every cell is exactly `run_policy(config, library, policy, slots, seed)` with the config that
 `pbkit sim run --config C --set ... --set key=value` builds for that grid point, so a row of
@@ -24,7 +24,7 @@ from typing import Any, Callable
 from delivery.config import ScenarioConfig
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy, t_interval
-from delivery.parallel import Cell, CellResult, RunReport, atomic_write_text, run_cells
+from delivery.engine import Cell, CellResult, RunReport, atomic_write_text, run_cells
 from pbkit.library import PBLibrary
 
 RESULT_COLUMNS = ("mean_delay_s", "mode", "hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s", "wall_s")
@@ -179,7 +179,7 @@ def run_sweep(
 
 
 def _count_finished(out: Path, cells: list[Cell]) -> int:
-    from delivery.parallel import read_finished
+    from delivery.engine import read_finished
 
     done = read_finished(out)
     return sum(1 for c in cells if c.key in done)

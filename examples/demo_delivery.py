@@ -86,7 +86,7 @@ def outputs_equal(original: Path, original_base: Path | None, rebuilt: Path, reb
     """Load both with transformers (+ peft for an adapter, on its own base) and compare outputs."""
     import torch
 
-    from pbkit.finetune import load_for_inference
+    from pbkit.zoo.finetune import load_for_inference
 
     a = load_for_inference(original, original_base)
     b = load_for_inference(rebuilt, rebuilt_base)

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pbkit.bundled import BUNDLED_NAME, bundled_model_dir
+from pbkit.zoo.bundled import BUNDLED_NAME, bundled_model_dir
 from pbkit.store import Store
 
 FT_NAME = f"{BUNDLED_NAME}-pooler-ft"

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from pbkit.store import Store
 from pbkit.zoo.builder import ZooEvent, build_zoo
-from pbkit.zoo.export import export_library
+from pbkit.library.export import export_library
 from pbkit.zoo.report import dedup_report, render_notes, render_table, write_report
 from pbkit.zoo.scan import scan_zoo
 from pbkit.zoo.spec import load_spec

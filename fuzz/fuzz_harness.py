@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pbkit.errors import PbkitError
 from pbkit.library import PBLibrary, load_library
-from pbkit.recipe import Recipe
-from pbkit.safetensors_format import read_layout
-from pbkit.settings_file import read_settings
+from pbkit.store.recipe import Recipe
+from pbkit.model.safetensors_layout import read_layout
+from pbkit.common.settings import read_settings
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "fuzz" / "data"
@@ -33,8 +33,8 @@ SETTINGS = tuple(
         "delivery/scenarios/default.yaml",
         "delivery/scenarios/small.yaml",
         "learning/configs/quick.yaml",
-        "pbkit/zoos/default.yaml",
-        "pbkit/plans/specs/llama-2-lora.yaml",
+        "pbkit/zoo/specs/default.yaml",
+        "pbkit/library/plans/specs/llama-2-lora.yaml",
         "pyproject.toml",
     )
 )

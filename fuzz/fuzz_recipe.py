@@ -1,4 +1,4 @@
-"""atheris target: the recipe parser (pbkit/recipe.py Recipe.from_json) on mutated real recipes.
+"""atheris target: the recipe parser (pbkit/store/recipe.py Recipe.from_json) on mutated real recipes.
 
     .venv/bin/python fuzz/fuzz_recipe.py -atheris_runs=200000        # or any libFuzzer flags
 Only PbkitError may escape the reader; anything else, or one input over 1 s, is a crash.

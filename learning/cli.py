@@ -34,7 +34,7 @@ def parse_seeds(text: str, option: str) -> list[int]:
 
 
 def policy_table(rows: dict[str, dict], title: str) -> None:
-    from pbkit.progress import console  # no wrapping at 80 columns in logs and pipes
+    from pbkit.common.progress import console  # no wrapping at 80 columns in logs and pipes
     from rich.table import Table
 
     table = Table(title=title)
@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
         import dataclasses
 
         from learning.report import FULL, QUICK, run_report
-        from pbkit.settings_file import parse_set_overrides
+        from pbkit.common.settings import parse_set_overrides
 
         plan = QUICK if quick else FULL
         changes: dict = {}

@@ -1,4 +1,4 @@
-"""`pbkit figures`: the figure set (learning/figures.py), mounted by pbkit/cli.py."""
+"""`pbkit figures`: the figure set (learning/figures.py), mounted by pbkit/cli/app.py."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pbkit.errors import PbkitError
-from pbkit.settings_file import load_typed, parse_set_overrides, parse_settings
+from pbkit.common.settings import load_typed, parse_set_overrides, parse_settings
 
 # Learner variants evaluated in the report: MAASN-DA and its ablations (overrides of TrainConfig).
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -7,7 +7,7 @@ paired per-seed difference to the best heuristic (the heuristic with the lowest 
 seeds) with its 95 % t-interval, and the ratio of the means.
 
 Evaluation cells (`evaluate_cells`): every (policy, seed) run is a cell of the experiment
-engine (`delivery.parallel`), so `learn report` runs them on Ray with `--workers N` /
+engine (`delivery.engine`), so `learn report` runs them on Ray with `--workers N` /
 `--address` and a rerun skips every run already recorded in the report's directory. A cell
 names its policy by a spec that is plain data: a heuristic by name, an oracle or bound of
 `learning.headroom`, or a checkpoint directory with the digest of its policy weights (a
@@ -120,7 +120,7 @@ def evaluate_cells(config: ScenarioConfig, library: PBLibrary, specs: dict[str, 
     """Per-seed mean delay of every named spec on every seed, as cells recorded in `out_dir`
     (finished cells are reused). In this process one by one unless `workers` or `address` is
     given (then on Ray). Raises EngineError when a run fails (delivery's errors inside)."""
-    from delivery.parallel import Cell, params_key, run_cells
+    from delivery.engine import Cell, params_key, run_cells
     from delivery.sweep import library_digest
 
     digest = library_digest(library)

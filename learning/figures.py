@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from delivery.parallel import ray_session
+from delivery.engine import ray_session
 from delivery.sweep import Sweep, build_sweep, run_sweep
 from pbkit.library import PBLibrary
 

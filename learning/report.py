@@ -85,7 +85,7 @@ FORECAST_KEYS = ("forecast_skill", "forecast_mse", "ema_mse", "cumulative_mse", 
 def forecast_summary(runs: dict[int, Any]) -> dict[str, Any]:
     """The ESN's forecast errors at the end of each DA run (last validation row), per seed and
     mean: against realised request shares and against the true popularity (see
-    learning.dynamics), beside the moving-average and cumulative-count baselines."""
+    learning.augmentation), beside the moving-average and cumulative-count baselines."""
     last = {seed: {k: r.history[-1].get(k, float("nan")) for k in FORECAST_KEYS} for seed, r in runs.items() if r.history}
     if not last:
         return {}
@@ -146,7 +146,7 @@ def train_runs(library: PBLibrary, out: Path, base: TrainConfig, variants: tuple
                workers: int | None = None, address: str | None = None) -> dict[str, dict[int, Run]]:
     """Every variant on every training seed, as cells of the engine (in this process unless
     `workers`/`address`; finished runs are reused, interrupted ones resumed from their checkpoint)."""
-    from delivery.parallel import Cell, params_key, run_cells
+    from delivery.engine import Cell, params_key, run_cells
     from delivery.sweep import library_digest
 
     digest = library_digest(library)
@@ -286,7 +286,7 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
 def _finish(results: dict, out: Path, plan: ReportPlan, runs: dict[str, dict[int, Run]], main: dict,
             gap: dict | None, robust: dict, started: float) -> dict:
     """The issue's targets, computed from the measurements; results.json and the plots."""
-    from delivery.parallel import atomic_write_text
+    from delivery.engine import atomic_write_text
 
     policies, paired, best = main["policies"], main["paired"], main["best_heuristic"]
     targets: dict[str, Any] = {"best_heuristic": best}

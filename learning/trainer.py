@@ -31,7 +31,7 @@ from delivery.config import ScenarioConfig
 from delivery.policies import GreedyPolicy
 from learning.checkpoint import RUN, load_state, save_state
 from learning.config import LearnConfigError, TrainConfig
-from learning.dynamics import PopularityForecaster
+from learning.augmentation import PopularityForecaster
 from learning.env import CacheEnv
 from learning.errors import CheckpointError
 from learning.evaluate import evaluate_policies
@@ -183,7 +183,7 @@ class Trainer:
         from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
         from torch.utils.tensorboard import SummaryWriter
 
-        from pbkit.progress import Progress  # plain "i/n (x %), elapsed" lines every few s when not a terminal
+        from pbkit.common.progress import Progress  # plain "i/n (x %), elapsed" lines every few s when not a terminal
 
         cfg = self.cfg
         lines = self.progress and not sys.stderr.isatty()

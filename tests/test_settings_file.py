@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pbkit.errors import PbkitError
-from pbkit.settings_file import read_settings
+from pbkit.common.settings import read_settings
 
 
 class SettingsError(PbkitError):

@@ -108,7 +108,7 @@ def _base_identity(fam: FamilySpec) -> dict[str, Any]:
     ident = fam.base.identity()
     if fam.base.source == "path":
         # A local base is identified by its content, not its path, so edits rebuild the family.
-        from pbkit.digest import blob_id_file
+        from pbkit.model.digest import blob_id_file
 
         root = Path(fam.base.value)
         if not root.is_dir():
@@ -141,17 +141,17 @@ def _copy_model_dir(src: Path, dst: Path) -> None:
 def _materialise_base(fam: FamilySpec, tmp: Path) -> None:
     src = fam.base
     if src.source == "bundled":
-        from pbkit.bundled import bundled_model_dir
+        from pbkit.zoo.bundled import bundled_model_dir
 
         _copy_model_dir(bundled_model_dir(), tmp)
     elif src.source == "path":
         _copy_model_dir(Path(src.value), tmp)
     elif src.source == "hub":
-        from pbkit.sources import resolve_source
+        from pbkit.model.sources import resolve_source
 
         _copy_model_dir(resolve_source(src.value, revision=src.revision).root, tmp)
     else:
-        from pbkit.finetune import build_tiny_model
+        from pbkit.zoo.finetune import build_tiny_model
 
         build_tiny_model(src.value, tmp, seed=src.seed)
 
@@ -180,7 +180,7 @@ def cast_checkpoint(model_dir: Path, dtype: str) -> None:
 
 
 def _build_into(planned: PlannedModel, fam: FamilySpec, zoo_dir: Path, tmp: Path) -> None:
-    from pbkit import finetune as ft
+    from pbkit.zoo import finetune as ft
 
     if planned.role == "base":
         _materialise_base(fam, tmp)

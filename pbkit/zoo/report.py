@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import blake3
 import numpy as np
 
-from pbkit.digest import pb_id
+from pbkit.model.digest import pb_id
 from pbkit.zoo.scan import ByteSource, ScannedModel
 
 # Xet's chunker: 64 KiB target, 8 KiB minimum, 128 KiB maximum (anchors.md; xet-core).

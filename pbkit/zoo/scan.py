@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pbkit.digest import blob_id, blob_id_file, file_sha256, pb_id
+from pbkit.model.digest import blob_id, blob_id_file, file_sha256, pb_id
 from pbkit.errors import PbkitError
-from pbkit.recipe import TensorRef
-from pbkit.safetensors_format import is_safetensors, read_layout
-from pbkit.sources import list_model_files
+from pbkit.store.recipe import TensorRef
+from pbkit.model.safetensors_layout import is_safetensors, read_layout
+from pbkit.model.sources import list_model_files
 
 
 class ScanError(PbkitError, ValueError):

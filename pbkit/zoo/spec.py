@@ -16,7 +16,7 @@ from typing import Any
 
 import blake3
 from pbkit.errors import PbkitError
-from pbkit.settings_file import read_settings
+from pbkit.common.settings import read_settings
 
 # Bump when the builder changes what a spec entry produces, so stale zoo outputs are rebuilt.
 BUILDER_VERSION = 1
@@ -331,8 +331,8 @@ def parse_spec(data: Any, where: str = "spec") -> ZooSpec:
 
 
 def packaged_specs() -> list[str]:
-    """Names of the spec files shipped in `pbkit/zoos/` (usable as `pbkit zoo build NAME`)."""
-    root = resources.files("pbkit") / "zoos"
+    """Names of the spec files shipped in `pbkit/zoo/specs/` (usable as `pbkit zoo build NAME`)."""
+    root = resources.files("pbkit.zoo") / "specs"
     return sorted(p.name.rsplit(".", 1)[0] for p in root.iterdir() if p.name.endswith((".yaml", ".yml", ".toml")))
 
 
@@ -342,7 +342,7 @@ def resolve_spec_path(spec: str | Path) -> Path:
     if path.is_file():
         return path
     if isinstance(spec, str) and "/" not in spec and not path.suffix:
-        packaged = Path(str(resources.files("pbkit") / "zoos" / f"{spec}.yaml"))
+        packaged = Path(str(resources.files("pbkit.zoo") / "specs" / f"{spec}.yaml"))
         if packaged.is_file():
             return packaged
     raise ZooSpecError(f"{spec}: no such spec file (packaged specs: {', '.join(packaged_specs())})")

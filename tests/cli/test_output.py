@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pbkit.cli import main
-from pbkit.progress import Progress
+from pbkit.common.progress import Progress
 
 
 class FakeClock:
@@ -114,9 +114,9 @@ def test_need_summary_by_default_table_with_verbose(store_with_two, capsys):
 
 
 def test_plan_names_config_json_after_architecture_and_prints_mb(tmp_path, capsys):
-    import pbkit.plans
+    import pbkit.library.plans
 
-    src = Path(pbkit.plans.__path__[0]) / "configs" / "gpt2.json"
+    src = Path(pbkit.library.plans.__path__[0]) / "configs" / "gpt2.json"
     cfg = tmp_path / "config.json"
     shutil.copy(src, cfg)
     code, out, err = _run(capsys, "plan", "--arch", cfg, "--out", tmp_path / "lib.json")

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 OWN = {"pbkit", "delivery", "learning"}
 # Which extra each part of the code belongs to ("" = the core dependencies).
-ZOO_MODULES = ("pbkit/zoo/", "pbkit/plan.py", "pbkit/finetune.py", "pbkit/bundled.py", "pbkit/legacy_pickle.py")
+ZOO_MODULES = ("pbkit/zoo/", "pbkit/library/plan.py", "pbkit/zoo/finetune.py", "pbkit/zoo/bundled.py", "pbkit/model/legacy_pickle.py")
 
 try:
     import tomllib

@@ -1,11 +1,11 @@
-"""The one size parser (pbkit/sizes.py) and the size options that use it."""
+"""The one size parser (pbkit/common/sizes.py) and the size options that use it."""
 
 from __future__ import annotations
 
 import pytest
 
 from pbkit.cli import main
-from pbkit.sizes import SizeError, format_size, parse_size
+from pbkit.common.sizes import SizeError, format_size, parse_size
 
 
 @pytest.mark.parametrize(

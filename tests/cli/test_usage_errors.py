@@ -43,7 +43,7 @@ def _is_flag(param: Any) -> bool:
 
 
 def _is_size(param: Any) -> bool:
-    return param.metavar == "SIZE"  # pbkit.sizes.size_option
+    return param.metavar == "SIZE"  # pbkit.common.sizes.size_option
 
 
 def _good_value(param: Any, tmp: Path) -> str:

@@ -114,7 +114,7 @@ def _choose_serving_by_full_enumeration(self, u, prep):
     import math
 
     from delivery.beamforming.retransmission import airtime
-    from delivery.delay import _snr_floor
+    from delivery.scheduler import _snr_floor
 
     r, ends = self.radio, {}
     ens = [p[2] for p in prep]
@@ -132,7 +132,7 @@ def _choose_serving_by_full_enumeration(self, u, prep):
 def test_serving_set_pruning_gives_the_full_enumerations_choice(monkeypatch, beamformer, eps):
     """The bound that skips serving-set prefixes (single-user optimum, times (1 - eps)^2 for a
     worst-case SNR) never changes a slot: same delays as designing every prefix, fewer designs."""
-    from delivery.delay import Timeline
+    from delivery.scheduler import Timeline
 
     lib = synthetic_library(np.random.default_rng(4), families=2, models_per_family=3, base_pbs=4, own_pbs=2,
                             mean_pb_bytes=4e6)

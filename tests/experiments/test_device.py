@@ -20,7 +20,7 @@ from pbkit.cli import main  # noqa: E402
 from pbkit.library import load_library, resolve_library  # noqa: E402
 from pbkit.store import Store  # noqa: E402
 from pbkit.zoo.builder import build_zoo  # noqa: E402
-from pbkit.zoo.export import export_library  # noqa: E402
+from pbkit.library.export import export_library  # noqa: E402
 from pbkit.zoo.spec import parse_spec  # noqa: E402
 
 SPEC = {

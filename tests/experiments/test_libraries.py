@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pbkit.libraries import SHIPPED
-from pbkit.libraries.build import build
+from pbkit.library.shipped import SHIPPED
+from pbkit.library.shipped.build import build
 from pbkit.library import LibraryError, describe, resolve_library, shipped_library_names
 
 

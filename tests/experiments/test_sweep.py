@@ -17,7 +17,7 @@ import pytest
 from delivery.cli import build_config
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy
-from delivery.parallel import CELLS_FILE, Cell, EngineError, read_finished, run_cells
+from delivery.engine import CELLS_FILE, Cell, EngineError, read_finished, run_cells
 from delivery.sweep import build_sweep, grid_points, parse_grid, run_sweep
 from pbkit.cli import main
 from pbkit.library import synthetic_library

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pbkit.bundled import bundled_model_dir
+from pbkit.zoo.bundled import bundled_model_dir
 
 torch.set_num_threads(1)  # the machine is shared; these tests are I/O- and hash-bound anyway
 

@@ -12,7 +12,7 @@ import safetensors
 import safetensors.torch
 
 from pbkit.errors import PbkitError
-from pbkit.safetensors_format import MAX_HEADER_BYTES, SafetensorsFormatError, read_layout
+from pbkit.model.safetensors_layout import MAX_HEADER_BYTES, SafetensorsFormatError, read_layout
 
 
 def t(dtype, shape, begin, end):

@@ -9,7 +9,7 @@ import random
 import blake3
 import pytest
 
-from pbkit.digest import (
+from pbkit.model.digest import (
     PARALLEL_MIN_BYTES,
     StreamingBlob,
     StreamingPB,
@@ -80,8 +80,8 @@ def test_file_digests_from_mmap(tmp_path, bundled_dir):
 def test_pb_ids_batch_equals_single(bundled_dir):
     from concurrent.futures import ThreadPoolExecutor
 
-    from pbkit.digest import pb_ids
-    from pbkit.safetensors_format import read_layout
+    from pbkit.model.digest import pb_ids
+    from pbkit.model.safetensors_layout import read_layout
 
     path = bundled_dir / "model.safetensors"
     layout = read_layout(path)

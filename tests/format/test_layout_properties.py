@@ -23,9 +23,9 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pbkit.digest import pb_id
-from pbkit.legacy_pickle import tensor_raw
-from pbkit.safetensors_format import DTYPE_BITS, read_layout
+from pbkit.model.digest import pb_id
+from pbkit.model.legacy_pickle import tensor_raw
+from pbkit.model.safetensors_layout import DTYPE_BITS, read_layout
 
 SETTINGS = settings(
     max_examples=100,

@@ -9,10 +9,10 @@ import pytest
 import safetensors.torch
 import torch
 
-from pbkit.digest import pb_id
+from pbkit.model.digest import pb_id
 from pbkit.errors import PbkitError
-from pbkit.legacy_pickle import LegacyPickleError, load_state_dict_safely, tensor_raw
-from pbkit.safetensors_format import read_layout
+from pbkit.model.legacy_pickle import LegacyPickleError, load_state_dict_safely, tensor_raw
+from pbkit.model.safetensors_layout import read_layout
 
 
 class _SystemCall:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pbkit.errors import PbkitError
-from pbkit.sources import (
+from pbkit.model.sources import (
     SourceError,
     check_index_paths,
     hf_snapshot_blobs,

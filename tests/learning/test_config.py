@@ -1,7 +1,7 @@
 import pytest
 
 from learning.config import LearnConfigError, TrainConfig, load_config
-from pbkit.settings_file import load_typed, parse_set_overrides
+from pbkit.common.settings import load_typed, parse_set_overrides
 
 
 def test_bundled_configs_and_overrides():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pbkit.bundled import bundled_model_dir
-from pbkit.finetune import AdapterSpec, FinetuneSpec, build_tiny_model, finetune, train_adapter
+from pbkit.zoo.bundled import bundled_model_dir
+from pbkit.zoo.finetune import AdapterSpec, FinetuneSpec, build_tiny_model, finetune, train_adapter
 
 # 2 cores shared with other work; the hub is never reachable here.
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""pbkit.finetune on its own: determinism, frozen tensors, real training, errors."""
+"""pbkit.zoo.finetune on its own: determinism, frozen tensors, real training, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from pbkit.errors import PbkitError
-from pbkit.finetune import (
+from pbkit.zoo.finetune import (
     TINY_ARCHS,
     AdapterSpec,
     FinetuneSpec,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pbkit.finetune import build_tiny_model, load_for_inference
+from pbkit.zoo.finetune import build_tiny_model, load_for_inference
 from pbkit.store import Store
 
 from .conftest import ADAPTERS, BASE_NAMES

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
-from pbkit.bundled import bundled_model_dir
-from pbkit.grouping import (
+from pbkit.zoo.bundled import bundled_model_dir
+from pbkit.library.grouping import (
     GRANULARITIES,
     GroupingError,
     group_id,
@@ -22,7 +22,7 @@ from pbkit.grouping import (
     layer_key,
     parse_member,
 )
-from pbkit.plan import build_meta_model, checkpoint_tensors, load_config
+from pbkit.library.plan import build_meta_model, checkpoint_tensors, load_config
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import yaml
 
 from pbkit.cli import main as cli_main
 from pbkit.library import load_library
-from pbkit.plan import (
+from pbkit.library.plan import (
     PlanError,
     load_config,
     plan_base,
@@ -23,7 +23,7 @@ from pbkit.plan import (
     shipped_configs,
 )
 
-SPECS = Path(__file__).resolve().parents[2] / "pbkit" / "plans" / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "pbkit" / "library" / "plans" / "specs"
 
 # Exact parameter counts of each shipped config's own class, and the published figure it rounds
 # to (sources in docs/plans.md).
@@ -297,7 +297,7 @@ def test_plan_from_real_safetensors_headers():
     """The headers path on the bundled file's real header, in the hub's own metadata types."""
     from huggingface_hub.utils._safetensors import SafetensorsFileMetadata, SafetensorsRepoMetadata, TensorInfo
 
-    from pbkit.bundled import bundled_model_dir
+    from pbkit.zoo.bundled import bundled_model_dir
 
     path = bundled_model_dir() / "model.safetensors"
     rows = header(path)

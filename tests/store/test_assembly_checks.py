@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from pbkit import assemble as A
-from pbkit.recipe import RecipeError
+from pbkit.store import assemble as A
+from pbkit.store.recipe import RecipeError
 from store_helpers import run_cli, sha256_tree, small_model, toy_tensors
 
 
@@ -99,7 +99,7 @@ def test_recipe_altered_in_the_index_is_refused(store, store_dir, toy, tmp_path)
 def test_recipe_with_a_path_outside_the_model_dir_is_refused(store, toy, bad_path):
     import json
 
-    from pbkit.recipe import Recipe
+    from pbkit.store.recipe import Recipe
 
     body = json.loads(store.recipe("toy").canonical_json())
     blob = next(f for f in body["files"] if f["kind"] == "blob")

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from pbkit.assemble import AssemblyError
+from pbkit.store.assemble import AssemblyError
 from store_helpers import finetune_of, run_cli, sha256_tree, small_model, toy_tensors
 
 

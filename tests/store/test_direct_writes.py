@@ -1,4 +1,4 @@
-"""Object writes through direct I/O (pbkit.objects._Direct) and the buffered path beside it.
+"""Object writes through direct I/O (pbkit.store.objects._Direct) and the buffered path beside it.
 
 Big regions are written with O_DIRECT: straight from an mmap of the source when the region
 starts on a 512-byte boundary, else through an aligned buffer; the last partial 4 KiB block
@@ -16,10 +16,10 @@ import os
 import numpy as np
 import pytest
 
-from pbkit import objects as objects_mod
-from pbkit.digest import blob_id, pb_id
+from pbkit.store import objects as objects_mod
+from pbkit.model.digest import blob_id, pb_id
 from pbkit.errors import PbkitError
-from pbkit.objects import FileRegion, ObjectDir
+from pbkit.store.objects import FileRegion, ObjectDir
 from pbkit.store import Store
 from store_helpers import sha256_tree
 

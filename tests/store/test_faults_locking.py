@@ -43,7 +43,7 @@ FAULTY = textwrap.dedent(
             left[0] -= n
             return n
         os.copy_file_range = patched
-    elif where == "pwrite":  # the direct-I/O writes of big blocks (pbkit.objects._Direct)
+    elif where == "pwrite":  # the direct-I/O writes of big blocks (pbkit.store.objects._Direct)
         real = os.pwrite
         def patched(fd, data, offset):
             n = len(memoryview(data))
@@ -70,13 +70,13 @@ FAULTY = textwrap.dedent(
             return real(fd)
         os.fsync = patched
     elif where == "sqlite_full":  # the index may not grow by a single page: SQLITE_FULL on publish
-        import pbkit.index
-        real_init = pbkit.index.Index.__init__
+        import pbkit.store.index
+        real_init = pbkit.store.index.Index.__init__
         def patched_init(self, path):
             real_init(self, path)
             pages = self.db.execute("PRAGMA page_count").fetchone()[0]
             self.db.execute(f"PRAGMA max_page_count = {pages}")
-        pbkit.index.Index.__init__ = patched_init
+        pbkit.store.index.Index.__init__ = patched_init
     from pbkit.cli import main
     sys.exit(main(sys.argv[4:]))
     """

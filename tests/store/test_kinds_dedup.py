@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from pbkit.recipe import Recipe
+from pbkit.store.recipe import Recipe
 from store_helpers import object_files, run_cli, sha256_tree, small_model, toy_tensors
 
 
@@ -169,7 +169,7 @@ def test_hub_cache_snapshot_offline(store, tmp_path, monkeypatch):
         blob = repo / "blobs" / f"blob-{p.name}"
         shutil.copy(p, blob)
         os.symlink(os.path.relpath(blob, repo / "snapshots" / rev), repo / "snapshots" / rev / p.name)
-    from pbkit import ingest as ingest_mod
+    from pbkit.store import ingest as ingest_mod
 
     resolved = ingest_mod.resolve_source("toyorg/toy", revision=rev, cache_dir=cache)
     assert resolved.origin["revision"] == rev

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pbkit.assemble import AssemblyError
+from pbkit.store.assemble import AssemblyError
 from pbkit.store import Store, StoreError
 from store_helpers import finetune_of, object_files, run_cli, sha256_tree, small_model, toy_tensors
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pbkit.assemble import AssemblyError
-from pbkit.index import ModelExistsError
-from pbkit.ingest import digest_pass
+from pbkit.store.assemble import AssemblyError
+from pbkit.store.index import ModelExistsError
+from pbkit.store.ingest import digest_pass
 from store_helpers import finetune_of, object_files, run_cli, sha256_tree
 
 

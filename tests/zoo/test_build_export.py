@@ -10,11 +10,11 @@ from safetensors import safe_open
 
 from zoo_helpers import SMALL_SPEC, small_spec
 from pbkit.cli import main as cli_main
-from pbkit.digest import file_sha256
+from pbkit.model.digest import file_sha256
 from pbkit.library import load_library
 from pbkit.store import Store
 from pbkit.zoo.builder import build_zoo, read_manifest
-from pbkit.zoo.export import ExportError, export_library
+from pbkit.library.export import ExportError, export_library
 
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 
@@ -162,7 +162,7 @@ def test_export_subset_pulls_in_bases(built_zoo, tmp_path):
 
 def test_path_and_hub_bases(tmp_path, monkeypatch):
     from pbkit.errors import PbkitError
-    from pbkit.finetune import build_tiny_model
+    from pbkit.zoo.finetune import build_tiny_model
     from pbkit.zoo.spec import parse_spec
 
     base = build_tiny_model("llama", tmp_path / "mybase", seed=3)

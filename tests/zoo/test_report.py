@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from pbkit.cli import main as cli_main
-from pbkit.safetensors_format import read_layout
+from pbkit.model.safetensors_layout import read_layout
 from pbkit.store import Store
 from pbkit.zoo.report import dedup_report, write_report
 from pbkit.zoo.scan import scan_dirs, scan_store, scan_zoo

@@ -2,7 +2,7 @@
 
 Rules (documented in docs/library-format.md):
 - A model's weight PBs are its safetensors tensors grouped at the chosen granularity
-  (`pbkit.grouping.group_tensors`, in checkpoint order, shards in path order). Group ids depend
+  (`pbkit.library.grouping.group_tensors`, in checkpoint order, shards in path order). Group ids depend
   only on member content, so two models share a PB exactly when every member tensor is identical.
 - Non-tensor bytes (safetensors headers, config, tokenizer, README, adapter_config) form one small
   "files" PB per model by default (`files="model"`); `files="each"` keeps every header and file as
@@ -20,9 +20,9 @@ from typing import Any, Iterable, Sequence
 import blake3
 
 from pbkit.errors import PbkitError
-from pbkit.grouping import group_tensors
+from pbkit.library.grouping import group_tensors
 from pbkit.library import PBEntry, PBLibrary, ModelEntry
-from pbkit.recipe import FileRecipe, Recipe
+from pbkit.store.recipe import FileRecipe, Recipe
 
 FILES_MODES = ("model", "each", "none")
 _FILES_DOMAIN = b"pbkit-files-v1\n"

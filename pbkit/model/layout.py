@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pbkit.errors import PbkitError
-from pbkit.safetensors_format import is_safetensors
-from pbkit.sources import ResolvedSource, check_index_paths, safe_join
+from pbkit.model.safetensors_layout import is_safetensors
+from pbkit.model.sources import ResolvedSource, check_index_paths, safe_join
 
 ADAPTER_CONFIG = "adapter_config.json"
 # Extensions under which a PyTorch pickle may hide; such a file is validated only if it starts
@@ -114,7 +114,7 @@ def inspect_layout(src: ResolvedSource) -> ModelLayout:
     for rel in files:
         path = safe_join(root, rel)
         if looks_like_pickle(path):
-            from pbkit.legacy_pickle import load_state_dict_safely  # imports torch: only when needed
+            from pbkit.model.legacy_pickle import load_state_dict_safely  # imports torch: only when needed
 
             load_state_dict_safely(path)  # refuses arbitrary objects (LegacyPickleError)
             pickles.append(rel)

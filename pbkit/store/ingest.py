@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
-from pbkit.digest import PARALLEL_MIN_BYTES, blob_id, file_sha256, pb_id
+from pbkit.model.digest import PARALLEL_MIN_BYTES, blob_id, file_sha256, pb_id
 from pbkit.errors import PbkitError
-from pbkit.index import Index, ModelExistsError, StatKey, UnknownModelError
-from pbkit.kinds import ModelLayout, classify, inspect_layout
-from pbkit.objects import FileRegion, ObjectDir
-from pbkit.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef, content_digest
-from pbkit.safetensors_format import SafetensorsLayout, TensorEntry, read_layout
-from pbkit.sources import ResolvedSource, resolve_source, safe_join
+from pbkit.store.index import Index, ModelExistsError, StatKey, UnknownModelError
+from pbkit.model.layout import ModelLayout, classify, inspect_layout
+from pbkit.store.objects import FileRegion, ObjectDir
+from pbkit.store.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef, content_digest
+from pbkit.model.safetensors_layout import SafetensorsLayout, TensorEntry, read_layout
+from pbkit.model.sources import ResolvedSource, resolve_source, safe_join
 
 # progress(phase, done, total): phase "hash" and "write" count bytes; "publish" is 0/1 then 1/1.
 ProgressFn = Callable[[str, int, int], None]

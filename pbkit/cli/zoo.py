@@ -14,8 +14,8 @@ from typing import Any, List, Optional
 
 import typer
 from pbkit.errors import PbkitError
-from pbkit.progress import console as make_console
-from pbkit.sizes import size_option
+from pbkit.common.progress import console as make_console
+from pbkit.common.sizes import size_option
 
 
 class CliUsageError(PbkitError, ValueError):
@@ -27,7 +27,7 @@ def check_granularity(granularity: str, max_bytes: int | None) -> None:
 
     Raises CliUsageError.
     """
-    from pbkit.grouping import GRANULARITIES
+    from pbkit.library.grouping import GRANULARITIES
 
     if granularity not in GRANULARITIES:
         raise CliUsageError(f"--granularity {granularity!r}: not one of {', '.join(GRANULARITIES)}")
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train every model of SPEC for real, save it under the zoo dir, ingest it into the store.
         Models whose directory and store entry match the spec are reused."""
-        from pbkit.progress import Progress
+        from pbkit.common.progress import Progress
         from pbkit.zoo.builder import ZooEvent, build_zoo
         from pbkit.zoo.spec import load_spec
 
@@ -107,14 +107,14 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         out: Path = typer.Option(..., "--out", help="Library JSON file to write."),
         granularity: str = typer.Option("tensor", "--granularity", help="tensor | layer | fixed"),
-        # SIZE options arrive as int bytes (pbkit.sizes.size_option parses them)
+        # SIZE options arrive as int bytes (pbkit.common.sizes.size_option parses them)
         max_bytes: Optional[str] = size_option(None, "--max-bytes", help="PB size limit, needed by --granularity fixed"),
         files: str = typer.Option("model", "--files", help="Non-tensor bytes: model (one PB per model) | each | none"),
         model: Optional[List[str]] = typer.Option(None, "--model", help="Export only these models (and their bases)."),
         as_json: bool = typer.Option(False, "--json", help="Print the sharing figures as JSON."),
     ) -> None:
         """Export the store's models as a PB library (docs/library-format.md)."""
-        from pbkit.zoo.export import export_library
+        from pbkit.library.export import export_library
 
         check_granularity(granularity, max_bytes)
         with _open_store(ctx) as store:

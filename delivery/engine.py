@@ -5,7 +5,7 @@ and seed). `run_cells` runs every cell not already finished in `out_dir` and rec
 the moment it arrives, so a sweep can be stopped at any point (Ctrl-C, kill -9, a lost machine)
 and rerun with the same command: it loses at most the cells that were in flight.
 
-    from delivery.parallel import Cell, run_cells, ray_session
+    from delivery.engine import Cell, run_cells, ray_session
 
     def task(params: dict, shared: Any) -> dict:          # module-level, importable by workers
         ...                                               # returns a JSON-able dict

@@ -1,7 +1,7 @@
 """Shipped PB libraries: planned edge AI service catalogues, ready for `--library NAME`.
 
-Each `<name>.json` here is `pbkit plan --spec pbkit/plans/specs/<spec> --granularity layer`,
-written by `make libraries` (`python -m pbkit.libraries.build`), deterministic byte for byte.
+Each `<name>.json` here is `pbkit plan --spec pbkit/library/plans/specs/<spec> --granularity layer`,
+written by `make libraries` (`python -m pbkit.library.shipped.build`), deterministic byte for byte.
 `SHIPPED` is the one table of what is shipped and how it is built; `pbkit.library.resolve_library`
 finds the files by name.
 """
@@ -16,7 +16,7 @@ LIBRARIES_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class ShippedLibrary:
-    """How one shipped library is built: a plan spec (in pbkit/plans/specs/) and a granularity."""
+    """How one shipped library is built: a plan spec (in pbkit/library/plans/specs/) and a granularity."""
 
     name: str
     spec: str

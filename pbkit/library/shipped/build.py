@@ -1,4 +1,4 @@
-"""Build the shipped libraries (`make libraries`): `python -m pbkit.libraries.build [NAME ...] [--check]`.
+"""Build the shipped libraries (`make libraries`): `python -m pbkit.library.shipped.build [NAME ...] [--check]`.
 
 Planning is deterministic (ids are digests of names, dtypes and shapes), so a rebuild gives the
 same bytes; `--check` rebuilds in memory and fails if a shipped file differs from its spec.
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from pbkit.libraries import SHIPPED, ShippedLibrary
+from pbkit.library.shipped import SHIPPED, ShippedLibrary
 from pbkit.library import PBLibrary
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "plans" / "specs"
@@ -19,11 +19,11 @@ SPECS_DIR = Path(__file__).resolve().parent.parent / "plans" / "specs"
 
 def build(lib: ShippedLibrary) -> PBLibrary:
     """Plan the library from its spec. Raises PlanError on a bad spec."""
-    from pbkit.plan import plan_spec
+    from pbkit.library.plan import plan_spec
 
     library = plan_spec(SPECS_DIR / lib.spec).to_library(lib.granularity)
     # The source names the spec relative to the package, not this machine's checkout path.
-    library.source["spec"] = f"pbkit/plans/specs/{lib.spec}"
+    library.source["spec"] = f"pbkit/library/plans/specs/{lib.spec}"
     library.source["shipped_name"] = lib.name
     return library
 

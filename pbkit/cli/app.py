@@ -1,6 +1,6 @@
 """The `pbkit` command line.
 
-Core store commands live in `pbkit.cli_store`; other areas add their own command groups through
+Core store commands live in `pbkit.cli.store`; other areas add their own command groups through
 a `register(app)` function in their CLI module. Only this module (not pbkit's core) reaches into
 `delivery` and `learning`, so the layers keep pointing one way.
 """
@@ -19,9 +19,9 @@ from pbkit.errors import PbkitError
 
 # Modules that add commands to the app, in help order.
 COMMAND_MODULES = (
-    "pbkit.cli_store",   # ingest, assemble, verify, stats, ls, show, gc, rm, need
-    "pbkit.cli_zoo",     # zoo build, library export, report
-    "pbkit.cli_plan",    # plan
+    "pbkit.cli.store",   # ingest, assemble, verify, stats, ls, show, gc, rm, need
+    "pbkit.cli.zoo",     # zoo build, library export, report
+    "pbkit.cli.plan",    # plan
     "delivery.cli",      # sim run, sim compare
     "learning.cli",      # learn train, learn eval, learn report
     "delivery.cli_sweep",   # sweep (on Ray)
@@ -161,5 +161,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from pbkit.cli_zoo import check_granularity
-from pbkit.grouping import GRANULARITIES
-from pbkit.sizes import format_size, size_option
+from pbkit.cli.zoo import check_granularity
+from pbkit.library.grouping import GRANULARITIES
+from pbkit.common.sizes import format_size, size_option
 
 
 def plan_command(
@@ -25,7 +25,7 @@ def plan_command(
     list_configs: bool = typer.Option(False, "--list", help="List the shipped configs and exit."),
 ) -> None:
     """Plan PBs of a model (or a spec's families) on the meta device and write a PB library."""
-    from pbkit.plan import PlanError, plan_base, plan_from_hub, plan_spec, shipped_configs  # numpy, torch: when run
+    from pbkit.library.plan import PlanError, plan_base, plan_from_hub, plan_spec, shipped_configs  # numpy, torch: when run
 
     if list_configs:
         for cfg in shipped_configs():

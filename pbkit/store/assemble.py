@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from pbkit.digest import StreamingBlob, StreamingPB, blob_id, file_sha256, pb_id
+from pbkit.model.digest import StreamingBlob, StreamingPB, blob_id, file_sha256, pb_id
 from pbkit.errors import PbkitError
-from pbkit.objects import ObjectDir, anonymous_buffer as _anonymous, fsync_dir, is_id
+from pbkit.store.objects import ObjectDir, anonymous_buffer as _anonymous, fsync_dir, is_id
 
 try:
     import fcntl
 except ImportError:  # not on Windows: buffered writes there
     fcntl = None  # type: ignore[assignment]
-from pbkit.recipe import BlockInfo, Recipe
+from pbkit.store.recipe import BlockInfo, Recipe
 
 ProgressFn = Callable[[str, int, int], None]
 _SMALL = 1 << 20  # below this a block is read into memory; above, mmapped (check_block)
@@ -44,7 +44,7 @@ _SMALL = 1 << 20  # below this a block is read into memory; above, mmapped (chec
 # medium: 1 MiB 0.56 CPU-s, 256 KiB 0.62, 4 MiB 1.08; benchmarks/bench_store.py).
 _CHUNK = 1 << 20
 # Output files are written through _NBUF buffers of _BUF bytes each (one filling, the others
-# being written), whole _ALIGN blocks at a time with direct I/O (pbkit.objects: same sizes).
+# being written), whole _ALIGN blocks at a time with direct I/O (pbkit.store.objects: same sizes).
 _BUF = 8 << 20
 _NBUF = 3
 _ALIGN = 4096

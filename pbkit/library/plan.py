@@ -21,9 +21,9 @@ from typing import Any, Iterable, Sequence
 import blake3
 
 from pbkit.errors import PbkitError
-from pbkit.grouping import group_tensors, layer_key, parse_member
+from pbkit.library.grouping import group_tensors, layer_key, parse_member
 from pbkit.library import ModelEntry, PBEntry, PBLibrary
-from pbkit.settings_file import read_settings
+from pbkit.common.settings import read_settings
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 CONFIGS_DIR = PLANS_DIR / "configs"
@@ -72,7 +72,7 @@ class PlanError(PbkitError, ValueError):
 # ---------------------------------------------------------------------------- data types
 @dataclass(frozen=True)
 class PlannedTensor:
-    """One tensor of a planned checkpoint; satisfies `pbkit.grouping.TensorLike`."""
+    """One tensor of a planned checkpoint; satisfies `pbkit.library.grouping.TensorLike`."""
 
     name: str
     dtype: str  # safetensors code, e.g. "F16"
@@ -186,7 +186,7 @@ def own_pb_id(model: str, canonical_name: str, dtype: str, shape: Sequence[int])
 
 # ---------------------------------------------------------------------------- configs
 def shipped_configs() -> list[str]:
-    """Names of the architecture configs shipped in pbkit/plans/configs."""
+    """Names of the architecture configs shipped in pbkit/library/plans/configs."""
     return sorted(p.stem for p in CONFIGS_DIR.glob("*.json"))
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 import typer
-from pbkit.progress import Progress, console
-from pbkit.sizes import format_size
+from pbkit.common.progress import Progress, console
+from pbkit.common.sizes import format_size
 
 if TYPE_CHECKING:  # the store and rich's tables are imported by the commands that use them (start-up time)
     from rich.console import Console
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Dry run: compute every PB id of a model, write nothing."""
         with _progress() as progress:
-            from pbkit.ingest import digest_pass
+            from pbkit.store.ingest import digest_pass
 
             report = digest_pass(path, revision=revision, progress=progress)
         if as_json:
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Rebuild a model directory bit-exactly (verified before it is renamed into place)."""
-        from pbkit.assemble import AssemblyError
+        from pbkit.store.assemble import AssemblyError
 
         with _store(ctx) as store, _progress() as progress:
             try:

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pbkit.digest import blob_id
+from pbkit.model.digest import blob_id
 from pbkit.errors import PbkitError
-from pbkit.safetensors_format import DTYPE_BITS, tensor_nbytes
+from pbkit.model.safetensors_layout import DTYPE_BITS, tensor_nbytes
 
 RECIPE_FORMAT = "pbkit-recipe"
 RECIPE_VERSION = 1

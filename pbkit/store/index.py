@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from pbkit.errors import PbkitError
-from pbkit.recipe import BlockInfo, Recipe
+from pbkit.store.recipe import BlockInfo, Recipe
 
 INDEX_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from pbkit.errors import PbkitError
-from pbkit.index import Index, UnknownModelError
-from pbkit.objects import ObjectDir
-from pbkit.recipe import Recipe, RecipeError
+from pbkit.store.index import Index, UnknownModelError
+from pbkit.store.objects import ObjectDir
+from pbkit.store.recipe import Recipe, RecipeError
 
 if TYPE_CHECKING:  # imported by the methods that use them: `pbkit ls` starts without them
-    from pbkit import assemble as _assemble
-    from pbkit import ingest as _ingest
+    from pbkit.store import assemble as _assemble
+    from pbkit.store import ingest as _ingest
 
 
 STORE_FORMAT = "pbkit-store"
@@ -180,8 +180,8 @@ class Store:
         progress: ProgressFn | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> _ingest.IngestResult:
-        """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.ingest."""
-        from pbkit import ingest as _ingest
+        """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.store.ingest."""
+        from pbkit.store import ingest as _ingest
 
         try:
             result = _ingest.ingest(
@@ -229,7 +229,7 @@ class Store:
         """Rebuild model `name` into `out_dir`, from the store or from a directory of received blocks.
 
         Every block is verified against its id; `deep=True` also re-computes every file's SHA-256."""
-        from pbkit import assemble as _assemble
+        from pbkit.store import assemble as _assemble
 
         recipe = self.recipe(name)
         source: _assemble.BlockSource = (
@@ -242,7 +242,7 @@ class Store:
 
     def need(self, name: str, have: Iterable[str]) -> _assemble.NeedReport:
         """Blocks and bytes of model `name` not among the block ids `have`."""
-        from pbkit import assemble as _assemble
+        from pbkit.store import assemble as _assemble
 
         return _assemble.need(self.recipe(name), have)
 
@@ -254,7 +254,7 @@ class Store:
 
     def held_blocks(self, block_dir: str | os.PathLike[str]) -> set[str]:
         """Ids of the blocks in a received-blocks directory that verify against the store's index."""
-        from pbkit import assemble as _assemble
+        from pbkit.store import assemble as _assemble
 
         blocks = _assemble.DirBlocks(Path(block_dir))
         held = set()
@@ -271,7 +271,7 @@ class Store:
     # ------------------------------------------------------------------ maintenance
     def verify(self, progress: ProgressFn | None = None) -> VerifyReport:
         """Re-hash every indexed object; name each corrupt or missing one and the models hit."""
-        from pbkit import assemble as _assemble
+        from pbkit.store import assemble as _assemble
 
         t0 = time.perf_counter()
         report = VerifyReport()

@@ -48,7 +48,7 @@ def _duration(seconds: float) -> str:
 
 def _amount(value: float, unit: str) -> str:
     if unit == "B":
-        from pbkit.sizes import format_size
+        from pbkit.common.sizes import format_size
 
         return format_size(value)
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"

@@ -1,0 +1,1 @@
+"""What every area uses: settings files, byte sizes, progress and console output."""
