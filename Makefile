@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (override with e.g. `make test TORCH_SPEC='torch>=2.2'`).
 TORCH_SPEC ?= $(if $(wildcard /opt/wheels/torch-2.13.0*),torch==2.13.0,torch>=2.2)
 
-.PHONY: setup demo test bench clean-demo libraries figures
+.PHONY: setup demo test lint bench clean-demo libraries figures
 
 setup: $(VENV)/.installed
 
@@ -20,8 +20,14 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/python examples/demo.py
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest
+
+# Lint, format check and the import contracts (pyproject.toml); part of `make test`, so of CI.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

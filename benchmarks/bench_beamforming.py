@@ -66,7 +66,12 @@ def scale_section(args: argparse.Namespace) -> dict:
                     q_sdp.append(r["robust"].min_snr / sdp.min_snr if sdp.min_snr > 0 else float("nan"))
             ms = {m: 1e3 * float(np.mean(v)) if v else None for m, v in t.items()}
             row = {
-                "eps": eps, "K": k, "N": n, "L": L, "draws": args.scale_draws, "ms": ms,
+                "eps": eps,
+                "K": k,
+                "N": n,
+                "L": L,
+                "draws": args.scale_draws,
+                "ms": ms,
                 "robust_ms_max": 1e3 * float(np.max(t["robust"])),
                 "robust_sca_steps": float(np.mean(iters)),
                 "robust_over_mrt_time": ms["robust"] / ms["mrt"],
@@ -77,8 +82,11 @@ def scale_section(args: argparse.Namespace) -> dict:
                 "robust_over_sdp_snr": [float(x) for x in q_sdp],
             }
             rows.append(row)
-            sdp_txt = (f"  robust-sdp {ms['robust-sdp'] / 1e3:6.2f} s, robust/sdp SNR "
-                       f"min {np.nanmin(q_sdp):.4f}" if q_sdp else "")
+            sdp_txt = (
+                f"  robust-sdp {ms['robust-sdp'] / 1e3:6.2f} s, robust/sdp SNR min {np.nanmin(q_sdp):.4f}"
+                if q_sdp
+                else ""
+            )
             print(
                 f"eps={eps} K={k:2d}: robust {ms['robust']:6.1f} ms (max {row['robust_ms_max']:6.1f}, "
                 f"{row['robust_sca_steps']:.0f} SCA steps)  fast {ms['fast']:5.1f} ms  robust-fast "
@@ -91,8 +99,10 @@ def scale_section(args: argparse.Namespace) -> dict:
     target = [r for r in rows if r["K"] == 20]
     for r in target:
         verdict = "met" if r["ms"]["robust"] / 1e3 <= TARGET_S else "MISSED"
-        print(f"target: robust K=20 N=4 L=4 eps={r['eps']}: {r['ms']['robust']:.1f} ms per group "
-              f"(mean of {r['draws']}) vs {1e3 * TARGET_S:.0f} ms: {verdict}")
+        print(
+            f"target: robust K=20 N=4 L=4 eps={r['eps']}: {r['ms']['robust']:.1f} ms per group "
+            f"(mean of {r['draws']}) vs {1e3 * TARGET_S:.0f} ms: {verdict}"
+        )
     return {"rows": rows, "target_s": TARGET_S}
 
 
@@ -168,7 +178,9 @@ def main() -> int:
                 rob_t, rob_it, rob_ratio, rob_gap = [], [], [], []
                 for d in range(args.robust_draws):
                     h = channels(rng, k, n, L)
-                    rob, t = timed(design, h, power, NOISE, "robust-sdp", eps=args.eps, rng=np.random.default_rng(d), cache=cache)
+                    rob, t = timed(
+                        design, h, power, NOISE, "robust-sdp", eps=args.eps, rng=np.random.default_rng(d), cache=cache
+                    )
                     rf, trf = timed(design, h, power, NOISE, "robust-fast", eps=args.eps)
                     rob_t.append(t)
                     rob_it.append(rob.iterations)
@@ -184,7 +196,7 @@ def main() -> int:
                 )
                 rows.append(row)
                 print(
-                    f"K={k} N={n} L={L}: sdr {row['sdr_s']*1e3:7.1f} ms (first {first_t*1e3:6.0f} ms)  "
+                    f"K={k} N={n} L={L}: sdr {row['sdr_s'] * 1e3:7.1f} ms (first {first_t * 1e3:6.0f} ms)  "
                     f"robust-sdp {row['robust_s']:7.2f} s ({row['robust_solves']:.0f} solves, {row['robust_solver']})  "
                     f"fast {row['fast_ms']:5.1f} ms  fast/sdr {row['fast_over_sdr_mean']:.3f}  "
                     f"robust-fast/robust-sdp {row['robust_fast_over_robust']:.3f}  "

@@ -23,8 +23,22 @@ from pathlib import Path
 import numpy as np
 
 TARGET_S = 0.3
-T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
-        15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00}
+T975 = {
+    1: 12.71,
+    2: 4.30,
+    3: 3.18,
+    4: 2.78,
+    5: 2.57,
+    6: 2.45,
+    7: 2.36,
+    8: 2.31,
+    9: 2.26,
+    10: 2.23,
+    15: 2.13,
+    20: 2.09,
+    30: 2.04,
+    60: 2.00,
+}
 
 
 def _t975(dof: int) -> float:
@@ -93,12 +107,23 @@ def main(argv: list[str] | None = None) -> dict:
         ratios = [v / r for v, r in zip(values, ref)]
         rmean, rhalf = _interval(ratios)
         median = statistics.median(values)
-        rows[name] = {"median_s": median, "mean_s": mean, "ci95_s": half, "ratio_to_reference": rmean,
-                      "ratio_ci95": rhalf, "times_s": values}
+        rows[name] = {
+            "median_s": median,
+            "mean_s": mean,
+            "ci95_s": half,
+            "ratio_to_reference": rmean,
+            "ratio_ci95": rhalf,
+            "times_s": values,
+        }
         target = "" if not name.startswith("pbkit") else ("met" if median <= TARGET_S else "MISSED")
         print(f"{name:<32}{median:>10.3f}{mean:>12.3f} ± {half:<5.3f}{rmean:>16.2f} ± {rhalf:<5.2f}{target:>10}")
-    result = {"rounds": args.rounds, "seed": args.seed, "target_s": TARGET_S, "python": sys.version.split()[0],
-              "cases": rows}
+    result = {
+        "rounds": args.rounds,
+        "seed": args.seed,
+        "target_s": TARGET_S,
+        "python": sys.version.split()[0],
+        "cases": rows,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -24,9 +24,9 @@ import numpy as np
 from delivery.channels import draw_channels
 from delivery.config import ScenarioConfig
 from delivery.errors import ConfigError
-from delivery.scheduler import Timeline, fixed_order
 from delivery.experiment import run_policy, t_interval
 from delivery.order_check import order_gap
+from delivery.scheduler import Timeline, fixed_order
 from delivery.simulator import Simulator
 from pbkit.library import load_library, synthetic_library
 
@@ -36,6 +36,7 @@ POLICIES = ("greedy", "lfu", "popular")
 
 def previous_rule(ids: list[int], timeline: Timeline):
     """The rule this round replaced: units by estimated ready time, then larger group first."""
+
     def ready(i: int) -> float:
         u = timeline.units[i]
         held = u.holder_ready[u.candidates]
@@ -50,11 +51,16 @@ def previous_rule(ids: list[int], timeline: Timeline):
 def order_gaps(instances: int, beamformer: str, seed: int, csi_error: float = 0.0) -> dict:
     rng = np.random.default_rng(seed)
     rows = []
-    for i in range(instances):
-        lib = synthetic_library(rng, families=1, models_per_family=3, base_pbs=3, own_pbs=1,
-                                mean_pb_bytes=4e6)
-        cfg = ScenarioConfig(n_nodes=2, antennas=2, n_users=int(rng.integers(3, 7)), beamformer=beamformer,
-                             cache_fraction=float(rng.choice([0.3, 0.6, 1.0])), csi_error=csi_error)
+    for _i in range(instances):
+        lib = synthetic_library(rng, families=1, models_per_family=3, base_pbs=3, own_pbs=1, mean_pb_bytes=4e6)
+        cfg = ScenarioConfig(
+            n_nodes=2,
+            antennas=2,
+            n_users=int(rng.integers(3, 7)),
+            beamformer=beamformer,
+            cache_fraction=float(rng.choice([0.3, 0.6, 1.0])),
+            csi_error=csi_error,
+        )
         try:
             sim = Simulator(cfg, lib, np.random.default_rng(rng.integers(1 << 32)))
         except ConfigError:  # capacity below the largest PB: draw another instance
@@ -68,15 +74,24 @@ def order_gaps(instances: int, beamformer: str, seed: int, csi_error: float = 0.
             continue
 
         old_s = _mean_with(sim, placement, requests, channels, previous_rule)
-        rows.append({"units": gap.units, "scheduler": gap.scheduler_s, "best": gap.best_s,
-                     "worst": gap.worst_s, "previous_rule": old_s})
+        rows.append(
+            {
+                "units": gap.units,
+                "scheduler": gap.scheduler_s,
+                "best": gap.best_s,
+                "worst": gap.worst_s,
+                "previous_rule": old_s,
+            }
+        )
     gaps = np.array([r["scheduler"] / r["best"] - 1 for r in rows])
     old = np.array([r["previous_rule"] / r["best"] - 1 for r in rows])
     return {
         "instances": len(rows),
-        "scheduler_gap_mean": float(gaps.mean()), "scheduler_gap_max": float(gaps.max()),
+        "scheduler_gap_mean": float(gaps.mean()),
+        "scheduler_gap_max": float(gaps.max()),
         "scheduler_optimal_share": float((gaps <= 1e-9).mean()),
-        "previous_rule_gap_mean": float(old.mean()), "previous_rule_gap_max": float(old.max()),
+        "previous_rule_gap_mean": float(old.mean()),
+        "previous_rule_gap_max": float(old.max()),
         "rows": rows,
     }
 
@@ -86,11 +101,26 @@ def _mean_with(sim, placement, requests, channels, order) -> float:
 
     cfg = sim.config
     placement = sim.check_placement(placement)
-    units = sim._units(placement, np.where(placement, 0.0, np.inf), np.asarray(requests),
-                       np.where(placement.any(axis=0), 0.0, np.inf))
-    out = deliver(units, cfg.n_users, channels.h_est, channels.h_true, sim.power_w, cfg.noise_w,
-                  cfg.bandwidth_hz, sim.links, DesignMemo(sim.designer), cfg.beamformer, cfg.csi_error,
-                  np.random.default_rng(0), np.zeros(sim.n_nodes), np.zeros(sim.n_nodes), order=order)
+    units = sim._units(
+        placement, np.where(placement, 0.0, np.inf), np.asarray(requests), np.where(placement.any(axis=0), 0.0, np.inf)
+    )
+    out = deliver(
+        units,
+        cfg.n_users,
+        channels.h_est,
+        channels.h_true,
+        sim.power_w,
+        cfg.noise_w,
+        cfg.bandwidth_hz,
+        sim.links,
+        DesignMemo(sim.designer),
+        cfg.beamformer,
+        cfg.csi_error,
+        np.random.default_rng(0),
+        np.zeros(sim.n_nodes),
+        np.zeros(sim.n_nodes),
+        order=order,
+    )
     return float(out.user_delay_s.mean())
 
 
@@ -127,7 +157,8 @@ def monotonicity(library, seeds: int, slots: int, beamformer: str, change_cost: 
         "everything_cached_mean_s": everything,
         "everything_cached_is_best": everything <= worst_other + 1e-12,
         "mean_monotone_violations": mean_violations,
-        "slot_violations_step": viol_step, "slot_pairs_step": total,
+        "slot_violations_step": viol_step,
+        "slot_pairs_step": total,
         "slot_violations_vs_everything": viol_full,
         "slot_pairs_vs_everything": len(POLICIES) * (len(FRACTIONS) - 1) * seeds * slots,
         "lower_bound_holds_every_slot": bound_ok,
@@ -147,26 +178,45 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"1. scheduler vs every order, {args.instances} small slots ({args.beamformer})", flush=True)
     gaps = order_gaps(args.instances, args.beamformer, seed=0)
-    print(f"  scheduler: mean gap {100 * gaps['scheduler_gap_mean']:.2f} %, max {100 * gaps['scheduler_gap_max']:.2f} %,"
-          f" optimal in {100 * gaps['scheduler_optimal_share']:.0f} % of {gaps['instances']} slots")
-    print(f"  previous rule: mean gap {100 * gaps['previous_rule_gap_mean']:.2f} %, max {100 * gaps['previous_rule_gap_max']:.2f} %")
+    print(
+        f"  scheduler: mean gap {100 * gaps['scheduler_gap_mean']:.2f} %, max {100 * gaps['scheduler_gap_max']:.2f} %,"
+        f" optimal in {100 * gaps['scheduler_optimal_share']:.0f} % of {gaps['instances']} slots"
+    )
+    print(
+        f"  previous rule: mean gap {100 * gaps['previous_rule_gap_mean']:.2f} %, max {100 * gaps['previous_rule_gap_max']:.2f} %"
+    )
     path = Path(args.library)
     library = load_library(path) if path.is_file() else synthetic_library(np.random.default_rng(0))
-    print(f"2. more cache never slows delivery: {path if path.is_file() else 'synthetic'}, "
-          f"{args.seeds} seeds x {args.slots} slots, {args.beamformer}, change cost {args.change_cost}", flush=True)
+    print(
+        f"2. more cache never slows delivery: {path if path.is_file() else 'synthetic'}, "
+        f"{args.seeds} seeds x {args.slots} slots, {args.beamformer}, change cost {args.change_cost}",
+        flush=True,
+    )
     mono = monotonicity(library, args.seeds, args.slots, args.beamformer, args.change_cost)
-    print(f"  everything cached everywhere: {mono['everything_cached_mean_s']:.3f} s; best of all cells: "
-          f"{mono['everything_cached_is_best']}")
+    print(
+        f"  everything cached everywhere: {mono['everything_cached_mean_s']:.3f} s; best of all cells: "
+        f"{mono['everything_cached_is_best']}"
+    )
     print(f"  mean delay rising with cache_fraction: {mono['mean_monotone_violations'] or 'never'}")
-    print(f"  single slots slower with the next larger cache: {mono['slot_violations_step']} of {mono['slot_pairs_step']};"
-          f" slower with everything cached: {mono['slot_violations_vs_everything']} of {mono['slot_pairs_vs_everything']}")
+    print(
+        f"  single slots slower with the next larger cache: {mono['slot_violations_step']} of {mono['slot_pairs_step']};"
+        f" slower with everything cached: {mono['slot_violations_vs_everything']} of {mono['slot_pairs_vs_everything']}"
+    )
     print(f"  placement-free lower bound below every slot's delay: {mono['lower_bound_holds_every_slot']}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "order_gaps": gaps, "monotonicity": mono,
-                               "wall_s": time.perf_counter() - started}, indent=1))
+    out.write_text(
+        json.dumps(
+            {"args": vars(args), "order_gaps": gaps, "monotonicity": mono, "wall_s": time.perf_counter() - started},
+            indent=1,
+        )
+    )
     print(f"wrote {out} ({time.perf_counter() - started:.0f} s)")
-    ok = mono["everything_cached_is_best"] and not mono["mean_monotone_violations"] and mono["lower_bound_holds_every_slot"]
+    ok = (
+        mono["everything_cached_is_best"]
+        and not mono["mean_monotone_violations"]
+        and mono["lower_bound_holds_every_slot"]
+    )
     return 0 if ok else 1
 
 

@@ -62,8 +62,12 @@ def sweep_cache(lib, base: ScenarioConfig, out: Path) -> dict:
         best_fine = min(row["lfu"]["mean"], row["greedy"]["mean"])
         row["fine_vs_coarse_reduction"] = 1 - best_fine / row["coarse"]["mean"]
         result[str(fraction)] = row
-        print(f"{fraction:>8}" + "".join(f"{row[p]['mean']:>11.2f} ± {row[p]['ci95']:<4.2f}" for p in policies)
-              + f"{row['fine_vs_coarse_reduction']:>15.0%}", flush=True)
+        print(
+            f"{fraction:>8}"
+            + "".join(f"{row[p]['mean']:>11.2f} ± {row[p]['ci95']:<4.2f}" for p in policies)
+            + f"{row['fine_vs_coarse_reduction']:>15.0%}",
+            flush=True,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
@@ -73,12 +77,18 @@ def sweep_cache(lib, base: ScenarioConfig, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer slots, no growth sweeps")
-    ap.add_argument("--library", default="synthetic",
-                    help="PB library: 'synthetic', a shipped name or a library.json (default synthetic)")
+    ap.add_argument(
+        "--library",
+        default="synthetic",
+        help="PB library: 'synthetic', a shipped name or a library.json (default synthetic)",
+    )
     ap.add_argument("--slots", type=int, default=6, help="slots per case (default 6)")
     ap.add_argument("--with-sdr", action="store_true", help="also time sdr (cvxpy; seconds per slot)")
-    ap.add_argument("--sweep-cache", action="store_true",
-                    help="instead: fine (lfu, greedy) vs coarse vs noncoop over cache_fraction, 5 seeds x 10 slots")
+    ap.add_argument(
+        "--sweep-cache",
+        action="store_true",
+        help="instead: fine (lfu, greedy) vs coarse vs noncoop over cache_fraction, 5 seeds x 10 slots",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_sim.json"))
     args = ap.parse_args(argv)
     if args.library == "synthetic":
@@ -108,17 +118,24 @@ def main(argv: list[str] | None = None) -> dict:
             rows[f"robust N={nodes}"] = time_slots(base.replace(n_nodes=nodes), lib, n)
     result = {
         "command": "benchmarks/bench_sim.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-                    "load_average_at_end": list(__import__("os").getloadavg())},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+            "load_average_at_end": list(__import__("os").getloadavg()),
+        },
         "library": lib.sharing(),
         "rows": rows,
     }
-    print(f"{'case':<24}{'ms/slot':>10}{'min ms':>9}{'x mrt':>7}{'designs':>9}{'reused':>8}{'ms/design':>11}{'delay s':>9}")
+    print(
+        f"{'case':<24}{'ms/slot':>10}{'min ms':>9}{'x mrt':>7}{'designs':>9}{'reused':>8}{'ms/design':>11}{'delay s':>9}"
+    )
     for name, r in rows.items():
         per_design = r["slot_ms"] / max(r["solver_calls_per_slot"], 1e-9)  # upper bound: the slot's other work included
         ratio = f"{r['ratio_to_mrt']:>7.1f}" if "ratio_to_mrt" in r else f"{'':>7}"
-        print(f"{name:<24}{r['slot_ms']:>10.0f}{r['slot_ms_min']:>9.0f}{ratio}{r['solver_calls_per_slot']:>9.1f}"
-              f"{r['calls_saved_share']:>8.0%}{per_design:>11.1f}{r['mean_delay_s']:>9.2f}")
+        print(
+            f"{name:<24}{r['slot_ms']:>10.0f}{r['slot_ms_min']:>9.0f}{ratio}{r['solver_calls_per_slot']:>9.1f}"
+            f"{r['calls_saved_share']:>8.0%}{per_design:>11.1f}{r['mean_delay_s']:>9.2f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

@@ -247,8 +247,8 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
     import hf_xet
 
     import pbkit.store.assemble as assemble_mod
-    from pbkit.store.ingest import digest_pass
     from pbkit.store import Store
+    from pbkit.store.ingest import digest_pass
 
     files = model_files(root)
     nbytes = sum(p.stat().st_size for p in files)
@@ -316,10 +316,16 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
         "ingest": (first_ingest, retire(first_dir), retire(first_dir)),
         "reingest": (reingest, None, None),
         "assemble": (lambda: store.assemble("m", out), warm_then(clean(out)), clean(out)),
-        "cp": (lambda: subprocess.run(["cp", "-r", str(root), str(cp_dest)], check=True), clean(cp_dest), clean(cp_dest)),
+        "cp": (
+            lambda: subprocess.run(["cp", "-r", str(root), str(cp_dest)], check=True),
+            clean(cp_dest),
+            clean(cp_dest),
+        ),
         "cp_fsync": (lambda: cp_then_fsync(root, cp_dest), clean(cp_dest), clean(cp_dest)),
         "assemble_nosync": (
-            lambda: assemble_mod.assemble(store.recipe("m"), out, assemble_mod.StoreBlocks(store.objects), durable=False),
+            lambda: assemble_mod.assemble(
+                store.recipe("m"), out, assemble_mod.StoreBlocks(store.objects), durable=False
+            ),
             warm_then(clean(out)),
             clean(out),
         ),
@@ -328,10 +334,14 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
             warm_then(clean(out)),
             clean(out),
         ),
-        "assemble_blocks": (lambda: store.assemble("m", out, from_blocks=blocks_dir), warm_then(clean(out)), clean(out)),
+        "assemble_blocks": (
+            lambda: store.assemble("m", out, from_blocks=blocks_dir),
+            warm_then(clean(out)),
+            clean(out),
+        ),
     }
     try:
-        for name, (fn, setup, teardown) in ops.items():  # warm-up round, untimed
+        for fn, setup, teardown in ops.values():  # warm-up round, untimed
             best_of(fn, 1, setup, teardown)
         # Round-robin, so ours and its baseline see the same load on a shared machine.
         runs: dict[str, list[float]] = {k: [] for k in ops}
@@ -359,18 +369,28 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
             value = t[ours].best / t[base].best
             ok = value <= target
         # per-round ratios (ours and baseline ran minutes apart at most): shows the noise
-        rounds = [
-            (b / o if direction == ">=" else o / b) for o, b in zip(t[ours].runs, t[base].runs)
-        ]
+        rounds = [(b / o if direction == ">=" else o / b) for o, b in zip(t[ours].runs, t[base].runs)]
         ratios.append(
-            {"metric": name, "ours": ours, "baseline": base, "ratio": value, "target": f"{direction} {target}",
-             "pass": ok, "median_round_ratio": statistics.median(rounds)}
+            {
+                "metric": name,
+                "ours": ours,
+                "baseline": base,
+                "ratio": value,
+                "target": f"{direction} {target}",
+                "pass": ok,
+                "median_round_ratio": statistics.median(rounds),
+            }
         )
     # CPU-time ratios (min CPU seconds of baseline / ours): steadier than wall time when other
     # jobs share the CPUs; on an idle machine they bound the wall-time ratio of CPU-bound work.
     info = [
-        {"metric": name, "ours": ours, "baseline": base, "ratio": t[base].best / t[ours].best,
-         "cpu_ratio": min(t[base].cpu) / max(min(t[ours].cpu), 1e-9)}
+        {
+            "metric": name,
+            "ours": ours,
+            "baseline": base,
+            "ratio": t[base].best / t[ours].best,
+            "cpu_ratio": min(t[base].cpu) / max(min(t[ours].cpu), 1e-9),
+        }
         for name, ours, base in INFO
     ]
     for r in ratios:
@@ -390,8 +410,8 @@ def bench_model(label: str, root: Path, scratch: Path, repeats: int, profile: st
 
 def run_profile(what: str, label: str, root: Path, store, scratch: Path, clean) -> None:
     """cProfile one run of `what`, to find where the time goes when a target is missed."""
-    from pbkit.store.ingest import digest_pass
     from pbkit.store import Store
+    from pbkit.store.ingest import digest_pass
 
     pdir, out = scratch / "pstore", scratch / "passembled"
     clean(pdir)()
@@ -420,11 +440,15 @@ def print_table(result: dict) -> None:
     print(f"  {'operation':<16} {'best s':>8} {'MB/s':>9} {'CPU s':>7}   runs (s)")
     for k, v in result["timings"].items():
         mbps = result["throughput_MBps"][k]
-        print(f"  {k:<16} {v['best']:8.3f} {mbps:9.0f} {min(v['cpu']):7.2f}   " + " ".join(f"{r:.3f}" for r in v["runs"]))
+        print(
+            f"  {k:<16} {v['best']:8.3f} {mbps:9.0f} {min(v['cpu']):7.2f}   " + " ".join(f"{r:.3f}" for r in v["runs"])
+        )
     print(f"  {'ratio (best of runs)':<48} {'value':>7} {'target':>8}        median  CPU-time ratio")
     for r in result["ratios"]:
-        print(f"  {r['metric']:<48} {r['ratio']:7.2f} {r['target']:>8}  {'PASS' if r['pass'] else 'MISS'}"
-              f"   {r['median_round_ratio']:6.2f}  {r['cpu_ratio']:6.2f}")
+        print(
+            f"  {r['metric']:<48} {r['ratio']:7.2f} {r['target']:>8}  {'PASS' if r['pass'] else 'MISS'}"
+            f"   {r['median_round_ratio']:6.2f}  {r['cpu_ratio']:6.2f}"
+        )
     for r in result["info"]:
         print(f"  {r['metric']:<48} {r['ratio']:7.2f}   (info)         {r['cpu_ratio']:6.2f}")
 
@@ -465,13 +489,20 @@ def to_markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pbkit-bench",
-                    help="cache of the built large checkpoint and scratch space (same filesystem as the runs)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "pbkit-bench",
+        help="cache of the built large checkpoint and scratch space (same filesystem as the runs)",
+    )
     ap.add_argument("--large", choices=[*LARGE_CONFIGS, "none"], default="gpt2-medium")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each operation (best is kept)")
     ap.add_argument("--markdown", type=Path, help="also write the result tables as Markdown here")
-    ap.add_argument("--profile", choices=["digest", "ingest", "reingest", "assemble"],
-                    help="also cProfile one run of this operation per model")
+    ap.add_argument(
+        "--profile",
+        choices=["digest", "ingest", "reingest", "assemble"],
+        help="also cProfile one run of this operation per model",
+    )
     args = ap.parse_args(argv)
 
     args.work.mkdir(parents=True, exist_ok=True)

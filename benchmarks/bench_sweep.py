@@ -39,22 +39,34 @@ def main() -> int:
     args = parser.parse_args()
     slots = 2 if args.quick else 6
     library = synthetic_library(np.random.default_rng(0))
-    sweep = build_sweep(lambda extra: build_config(None, extra), parse_grid(["cache_fraction=0.2,0.4"]),
-                        ["lfu", "greedy"], [0, 1, 2, 3], slots)
+    sweep = build_sweep(
+        lambda extra: build_config(None, extra),
+        parse_grid(["cache_fraction=0.2,0.4"]),
+        ["lfu", "greedy"],
+        [0, 1, 2, 3],
+        slots,
+    )
     cells = sweep.cells(library)
     n = len(cells)
     assert n >= 16
-    figures: dict = {"cells": n, "slots_per_cell": slots, "cpus": os.cpu_count(),
-                     "machine": platform.machine(), "python": platform.python_version(),
-                     # a ratio measured on a busy machine says little: keep the load beside it
-                     "loadavg_1min_before": os.getloadavg()[0]}
+    figures: dict = {
+        "cells": n,
+        "slots_per_cell": slots,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        # a ratio measured on a busy machine says little: keep the load beside it
+        "loadavg_1min_before": os.getloadavg()[0],
+    }
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         run_cells(cells, sweep_task, Path(tmp) / "inline", shared=library, executor="inline")
         figures["inline_s"] = time.perf_counter() - t
         figures["per_cell_s"] = figures["inline_s"] / n
-        print(f"in-process: {n} cells in {figures['inline_s']:.2f} s, {figures['per_cell_s']:.3f} s per cell", flush=True)
+        print(
+            f"in-process: {n} cells in {figures['inline_s']:.2f} s, {figures['per_cell_s']:.3f} s per cell", flush=True
+        )
 
         for workers in (1, 2):
             t = time.perf_counter()
@@ -71,17 +83,22 @@ def main() -> int:
                     t = time.perf_counter()
                     run_cells([Cell({"i": i}) for i in range(m)], _noop, Path(tmp) / "noop")
                     figures["ray_overhead_per_task_s"] = (time.perf_counter() - t) / m
-            print(f"ray, {workers} worker(s): start {figures[f'ray_start_s_{workers}']:.1f} s, "
-                  f"sweep {figures[f'ray_{workers}_workers_s']:.2f} s", flush=True)
+            print(
+                f"ray, {workers} worker(s): start {figures[f'ray_start_s_{workers}']:.1f} s, "
+                f"sweep {figures[f'ray_{workers}_workers_s']:.2f} s",
+                flush=True,
+            )
 
     figures["loadavg_1min_after"] = os.getloadavg()[0]
     figures["speedup_2_vs_1"] = figures["ray_1_workers_s"] / figures["ray_2_workers_s"]
     figures["ray_vs_inline_1_worker"] = figures["ray_1_workers_s"] / figures["inline_s"]
-    print(f"2 workers vs 1: x{figures['speedup_2_vs_1']:.2f} (ideal x2.00); "
-          f"Ray 1 worker / in-process: x{figures['ray_vs_inline_1_worker']:.2f}; "
-          f"Ray overhead per task: {1e3 * figures['ray_overhead_per_task_s']:.1f} ms; "
-          f"per cell: {figures['per_cell_s']:.3f} s; load average {figures['loadavg_1min_before']:.1f} "
-          f"before, {figures['loadavg_1min_after']:.1f} after on {figures['cpus']} CPUs")
+    print(
+        f"2 workers vs 1: x{figures['speedup_2_vs_1']:.2f} (ideal x2.00); "
+        f"Ray 1 worker / in-process: x{figures['ray_vs_inline_1_worker']:.2f}; "
+        f"Ray overhead per task: {1e3 * figures['ray_overhead_per_task_s']:.1f} ms; "
+        f"per cell: {figures['per_cell_s']:.3f} s; load average {figures['loadavg_1min_before']:.1f} "
+        f"before, {figures['loadavg_1min_after']:.1f} after on {figures['cpus']} CPUs"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=1) + "\n")
     return 0

@@ -45,8 +45,9 @@ def greedy_validation(results: dict, library: str) -> float:
     """Greedy's mean delay on the trainer's validation seeds, slots and training scenario, through
     the trainer's own validation path (learning.trainer.scenario_of + evaluate_policies)."""
     cfg = TrainConfig.from_dict(results["train_config"])
-    values = evaluate_policies(scenario_of(cfg), resolve_library(library), {"greedy": None},
-                               list(cfg.val_seeds), cfg.eval_slots)
+    values = evaluate_policies(
+        scenario_of(cfg), resolve_library(library), {"greedy": None}, list(cfg.val_seeds), cfg.eval_slots
+    )
     return float(np.mean(values["greedy"]))
 
 
@@ -72,22 +73,31 @@ def summarise(results: dict, variant: str, label: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", type=Path, required=True, help="learn report dir (or its results.json) with maasn-da and maasn-noda")
-    ap.add_argument("--forced", type=Path, required=True, help="learn report dir (or its results.json) with maasn-da, DA forced on")
+    ap.add_argument(
+        "--base", type=Path, required=True, help="learn report dir (or its results.json) with maasn-da and maasn-noda"
+    )
+    ap.add_argument(
+        "--forced", type=Path, required=True, help="learn report dir (or its results.json) with maasn-da, DA forced on"
+    )
     ap.add_argument("--library", default=".pbkit-demo/library.json", help="the library both reports trained on")
     ap.add_argument("--png", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
     base, forced = load(args.base), load(args.forced)
-    rows = [summarise(base, "maasn-noda", "no DA"), summarise(base, "maasn-da", "DA (share follows skill)"),
-            summarise(forced, "maasn-da", "DA forced (share 0.5 whenever skill > 0)")]
+    rows = [
+        summarise(base, "maasn-noda", "no DA"),
+        summarise(base, "maasn-da", "DA (share follows skill)"),
+        summarise(forced, "maasn-da", "DA forced (share 0.5 whenever skill > 0)"),
+    ]
     greedy = greedy_validation(base, args.library)
     for r in rows:
-        print(f"{r['label']}: steps to 90 % {r['steps_to_90pct']}, first/best/final validation "
-              f"{np.round(r['first_validation_s'], 2).tolist()} / {np.round(r['best_validation_s'], 2).tolist()} / "
-              f"{np.round(r['final_validation_s'], 2).tolist()}, mean synthetic share {r['mean_synthetic_share']:.3f}, "
-              f"test ratio to greedy {r['test_ratio_pooled']:.3f} (diff CI {np.round(r['test_diff_ci95'], 3).tolist()})")
+        print(
+            f"{r['label']}: steps to 90 % {r['steps_to_90pct']}, first/best/final validation "
+            f"{np.round(r['first_validation_s'], 2).tolist()} / {np.round(r['best_validation_s'], 2).tolist()} / "
+            f"{np.round(r['final_validation_s'], 2).tolist()}, mean synthetic share {r['mean_synthetic_share']:.3f}, "
+            f"test ratio to greedy {r['test_ratio_pooled']:.3f} (diff CI {np.round(r['test_diff_ci95'], 3).tolist()})"
+        )
     print(f"greedy on the same validation seeds and scenario: {greedy:.3f} s")
     report = {"base": str(args.base), "forced": str(args.forced), "greedy_validation_s": greedy, "variants": rows}
     if args.json:

@@ -24,7 +24,9 @@ def designs() -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for trial in range(60):
         k, n, l = int(rng.integers(1, 25)), int(rng.choice([2, 4, 7])), int(rng.choice([1, 2, 4]))
-        h = (rng.standard_normal((k, n, l)) + 1j * rng.standard_normal((k, n, l))) * 10 ** rng.uniform(-6, -4, size=(k, 1, 1))
+        h = (rng.standard_normal((k, n, l)) + 1j * rng.standard_normal((k, n, l))) * 10 ** rng.uniform(
+            -6, -4, size=(k, 1, 1)
+        )
         if trial % 7 == 0:
             h[:, 0] = 0  # a silent node
         power = np.ones(n)

@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             d = work / f"set{trial}"
             d.mkdir()
             files, dirs = create_set(d)
-            print(f"after deleting {args.sets * (trial + 1):3d} sets: 118 files {files:6.1f} ms, 85 directories {dirs:6.1f} ms",
-                  flush=True)
+            print(
+                f"after deleting {args.sets * (trial + 1):3d} sets: 118 files {files:6.1f} ms, 85 directories {dirs:6.1f} ms",
+                flush=True,
+            )
         print(f"waiting {args.wait:.0f} s with no deletion ...", flush=True)
         time.sleep(args.wait)
         d = work / "quiet"

@@ -33,8 +33,11 @@ def table(sweep_dir: Path) -> dict:
         means = {p: t_interval(list(v.values())) for p, v in pol.items()}
         fine = [p for p in FINE if p in pol]
         best = min(fine, key=lambda p: means[p][0])
-        cell = {"policies": {p: {"mean_delay_s": m, "ci95": h, "per_seed": pol[p]} for p, (m, h) in means.items()},
-                "ranking": sorted(means, key=lambda p: means[p][0]), "best_fine": best}
+        cell = {
+            "policies": {p: {"mean_delay_s": m, "ci95": h, "per_seed": pol[p]} for p, (m, h) in means.items()},
+            "ranking": sorted(means, key=lambda p: means[p][0]),
+            "best_fine": best,
+        }
         for base in ("coarse", "noncoop"):
             if base in pol:
                 seeds = sorted(set(pol[base]) & set(pol[best]))
@@ -47,10 +50,14 @@ def table(sweep_dir: Path) -> dict:
 
 def markdown(result: dict) -> str:
     policies = list(next(iter(result.values()))["policies"])
-    lines = ["| cache_fraction | " + " | ".join(policies) + " | best fine vs coarse | vs noncoop |",
-             "|---" * (len(policies) + 3) + "|"]
+    lines = [
+        "| cache_fraction | " + " | ".join(policies) + " | best fine vs coarse | vs noncoop |",
+        "|---" * (len(policies) + 3) + "|",
+    ]
     for frac, cell in result.items():
-        row = [frac] + [f"{cell['policies'][p]['mean_delay_s']:.3g} ± {cell['policies'][p]['ci95']:.2g}" for p in policies]
+        row = [frac] + [
+            f"{cell['policies'][p]['mean_delay_s']:.3g} ± {cell['policies'][p]['ci95']:.2g}" for p in policies
+        ]
         for base in ("coarse", "noncoop"):
             r = cell.get(f"fine_vs_{base}_pct")
             row.append(f"{cell['best_fine']}: {r['mean']:.1f} ± {r['ci95']:.1f} %" if r else "n/a")

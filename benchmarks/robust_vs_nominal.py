@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> dict:
                 retx[method].append(res["breakdown_s"]["retransmission"])
                 wall[method] += res["wall_s"]
             print(
-                f"eps={eps} seed={seed}: "
-                + "  ".join(f"{m} {per[m][-1]:.4f} s" for m in args.methods),
+                f"eps={eps} seed={seed}: " + "  ".join(f"{m} {per[m][-1]:.4f} s" for m in args.methods),
                 file=sys.stderr,
                 flush=True,
             )
@@ -120,7 +119,9 @@ def markdown(result: dict) -> str:
             elif red["bounded_seeds"] == n:
                 row.append(f"{red['mean']:.1f} ± {red['ci95']:.1f}")
             elif "bounded_mean" in red:
-                row.append(f"{red['bounded_mean']:.1f} ± {red['bounded_ci95']:.1f} on the {red['bounded_seeds']} bounded seeds")
+                row.append(
+                    f"{red['bounded_mean']:.1f} ± {red['bounded_ci95']:.1f} on the {red['bounded_seeds']} bounded seeds"
+                )
             else:
                 row.append(f"n/a ({red['bounded_seeds']} bounded seeds)")
         lines.append("| " + " | ".join(row) + " |")
@@ -150,8 +151,10 @@ def main() -> int:
         return 2
     result["wall_s"] = time.perf_counter() - start
     print(markdown(result))
-    print(f"\n{len(result['seeds'])} seeds x {args.slots} slots, policy {args.policy}, library {args.library}, "
-          f"{result['wall_s']:.0f} s")
+    print(
+        f"\n{len(result['seeds'])} seeds x {args.slots} slots, policy {args.policy}, library {args.library}, "
+        f"{result['wall_s']:.0f} s"
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))

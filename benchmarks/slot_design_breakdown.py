@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                     per_k[current["k"]].append(dt)
                 else:
                     parts[current["k"]][part] += dt
+
         return wrapper
 
     # the api module's own names are what robust_sca() calls
@@ -66,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     print(" K  designs/slot  mean ms  ms/slot  fast-start ms/slot  sca ms/slot")
     for k in sorted(per_k):
         v = per_k[k]
-        print(f"{k:2d}  {len(v) / slots:12.1f}  {np.mean(v) * 1e3:7.1f}  {sum(v) / slots * 1e3:7.0f}  "
-              f"{parts[k]['fast start'] / slots * 1e3:18.0f}  {parts[k]['sca'] / slots * 1e3:11.0f}")
+        print(
+            f"{k:2d}  {len(v) / slots:12.1f}  {np.mean(v) * 1e3:7.1f}  {sum(v) / slots * 1e3:7.0f}  "
+            f"{parts[k]['fast start'] / slots * 1e3:18.0f}  {parts[k]['sca'] / slots * 1e3:11.0f}"
+        )
     print(f"designs: {sum(sum(v) for v in per_k.values()) / slots * 1e3:.0f} ms per slot")
     return 0
 

@@ -44,7 +44,9 @@ def grid_key(rows: list[dict], series: str) -> str:
     return keys[0]
 
 
-def by_point(rows: list[dict], key: str, series: str, name: str, column: str = "mean_delay_s") -> dict[str, dict[str, float]]:
+def by_point(
+    rows: list[dict], key: str, series: str, name: str, column: str = "mean_delay_s"
+) -> dict[str, dict[str, float]]:
     """grid value -> seed -> value of `column` for series == name."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
     for r in rows:
@@ -63,8 +65,17 @@ def reductions(rows: list[dict], key: str, series: str, ours: str, against: list
             finite = [s for s in seeds if math.isfinite(theirs[point][s])]
             red = [100 * (theirs[point][s] - mine[point][s]) / theirs[point][s] for s in finite]
             m, h = t_interval(red) if red else (float("nan"), float("nan"))
-            out.append({"ours": ours, "base": base, key: point, "reduction_pct": m, "ci95": h,
-                        "seeds": len(finite), "of_seeds": len(seeds)})
+            out.append(
+                {
+                    "ours": ours,
+                    "base": base,
+                    key: point,
+                    "reduction_pct": m,
+                    "ci95": h,
+                    "seeds": len(finite),
+                    "of_seeds": len(seeds),
+                }
+            )
     return out
 
 
@@ -75,8 +86,14 @@ def along(rows: list[dict], key: str, series: str, ours: str, reference: str) ->
     for point in sorted(delay, key=float):
         seeds = sorted(set(delay[point]) & set(ref), key=int)
         m, h = t_interval([delay[point][s] - ref[s] for s in seeds])
-        row = {"series": ours, key: point, "mean_delay_s": t_interval(list(delay[point].values()))[0],
-               "diff_to_reference_s": m, "ci95": h, "seeds": len(seeds)}
+        row = {
+            "series": ours,
+            key: point,
+            "mean_delay_s": t_interval(list(delay[point].values()))[0],
+            "diff_to_reference_s": m,
+            "ci95": h,
+            "seeds": len(seeds),
+        }
         for col in ("hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s"):
             row[col] = t_interval(list(by_point(rows, key, series, ours, col)[point].values()))[0]
         out.append(row)
@@ -99,8 +116,12 @@ def compare(a_dir: Path, b_dir: Path) -> dict:
     common = sorted(set(a) & set(b))
     diffs = [abs(a[k] - b[k]) for k in common]
     rel = [abs(a[k] / b[k] - 1) for k in common if b[k]]
-    return {"cells": len(common), "differing": sum(d > 0 for d in diffs),
-            "max_abs_diff_s": max(diffs, default=0.0), "max_rel_diff": max(rel, default=0.0)}
+    return {
+        "cells": len(common),
+        "differing": sum(d > 0 for d in diffs),
+        "max_abs_diff_s": max(diffs, default=0.0),
+        "max_rel_diff": max(rel, default=0.0),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,13 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     key = args.key or grid_key(rows, args.series)
     if args.against:
         for r in reductions(rows, key, args.series, args.ours, args.against.split(",")):
-            print(f"{r['ours']} vs {r['base']} at {key}={r[key]}: {r['reduction_pct']:.1f} ± {r['ci95']:.1f} % "
-                  f"({r['seeds']} of {r['of_seeds']} seeds with a finite base)")
+            print(
+                f"{r['ours']} vs {r['base']} at {key}={r[key]}: {r['reduction_pct']:.1f} ± {r['ci95']:.1f} % "
+                f"({r['seeds']} of {r['of_seeds']} seeds with a finite base)"
+            )
     if args.along:
         for r in along(rows, key, args.series, args.ours, args.along):
-            print(f"{r['series']} at {key}={r[key]}: {r['mean_delay_s']:.3f} s, minus {key}={args.along}: "
-                  f"{r['diff_to_reference_s']:+.3f} ± {r['ci95']:.3f} s ({r['seeds']} seeds); hit ratio local "
-                  f"{r['hit_ratio_local']:.3f}, edge {r['hit_ratio_edge']:.3f}; lower bound {r['delay_lower_bound_s']:.3f} s")
+            print(
+                f"{r['series']} at {key}={r[key]}: {r['mean_delay_s']:.3f} s, minus {key}={args.along}: "
+                f"{r['diff_to_reference_s']:+.3f} ± {r['ci95']:.3f} s ({r['seeds']} seeds); hit ratio local "
+                f"{r['hit_ratio_local']:.3f}, edge {r['hit_ratio_edge']:.3f}; lower bound {r['delay_lower_bound_s']:.3f} s"
+            )
     return 0
 
 

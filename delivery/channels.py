@@ -15,9 +15,7 @@ class SlotChannels:
     h_true: np.ndarray
 
 
-def draw_channels(
-    rng: np.random.Generator, gain_lin: np.ndarray, antennas: int, csi_error: float
-) -> SlotChannels:
+def draw_channels(rng: np.random.Generator, gain_lin: np.ndarray, antennas: int, csi_error: float) -> SlotChannels:
     """Rayleigh block fading h = sqrt(beta) g, g ~ CN(0, I_L), redrawn every slot.
 
     The ENs know h_est; the true channel is h_est + e with e uniform in the ball

@@ -45,13 +45,19 @@ def register(app: typer.Typer) -> None:
     @sim.command("run")
     def run_cmd(
         library: str = typer.Option(..., "--library", help="PB library JSON, or 'synthetic'."),
-        policy: str = typer.Option("greedy", "--policy", help="random, popular, lfu, coarse, noncoop, greedy, optimal, or a registered one."),
+        policy: str = typer.Option(
+            "greedy", "--policy", help="random, popular, lfu, coarse, noncoop, greedy, optimal, or a registered one."
+        ),
         slots: int = typer.Option(20, "--slots", min=1),
         seed: int = typer.Option(0, "--seed"),
         config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
         set_: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
-        deliver_to: Optional[Path] = typer.Option(None, "--deliver-to", help="Write each user's received blocks per slot here (library exported from --store; delivery/device.py)."),
+        deliver_to: Optional[Path] = typer.Option(
+            None,
+            "--deliver-to",
+            help="Write each user's received blocks per slot here (library exported from --store; delivery/device.py).",
+        ),
         ctx: typer.Context = typer.Option(None, hidden=True),
     ) -> None:
         """Run one policy on one scenario and report the mean download delay."""
@@ -68,12 +74,21 @@ def register(app: typer.Typer) -> None:
                 from pbkit.store import Store
 
                 writer = DeviceWriter(Store.open(ctx.obj.store_dir, create=False), lib, deliver_to)
-            result = run_policy(cfg, lib, policy, slots, seed, on_slot=lambda r: (
-                writer is not None and writer.write_slot(r), progress.advance(task)))
+            result = run_policy(
+                cfg,
+                lib,
+                policy,
+                slots,
+                seed,
+                on_slot=lambda r: (writer is not None and writer.write_slot(r), progress.advance(task)),
+            )
         summary = result.summary()
         if as_json:
-            typer.echo(json.dumps({**summary, "config": cfg.replace(mode=result.mode).to_dict(),
-                                   "per_slot": result.slots}, indent=1))
+            typer.echo(
+                json.dumps(
+                    {**summary, "config": cfg.replace(mode=result.mode).to_dict(), "per_slot": result.slots}, indent=1
+                )
+            )
             return
         from rich.console import Console
         from rich.table import Table
@@ -117,8 +132,7 @@ def register(app: typer.Typer) -> None:
         seed_list = list(range(first_seed, first_seed + seeds))
         with Progress(transient=True, disable=as_json) as progress:
             task = progress.add_task("compare", total=len(names) * len(seed_list))
-            result = compare(cfg, lib, names, seed_list, slots,
-                             on_run=lambda r: progress.advance(task, 1))
+            result = compare(cfg, lib, names, seed_list, slots, on_run=lambda r: progress.advance(task, 1))
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare.json").write_text(json.dumps(result, indent=1))
         plot_compare(result, out / "compare.png")
@@ -131,18 +145,33 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"{len(seed_list)} seeds x {slots} slots (95 % t-interval over seeds)")
         paired = result.get("paired_vs_best_heuristic", {})
         best = next(iter(paired.values()))["vs"] if paired else None
-        for col in ("policy", "mode", "mean delay (s)", f"vs {best} (s, paired)", "waiting", "prep",
-                    "air", "retx", "local hit", "edge hit"):
+        for col in (
+            "policy",
+            "mode",
+            "mean delay (s)",
+            f"vs {best} (s, paired)",
+            "waiting",
+            "prep",
+            "air",
+            "retx",
+            "local hit",
+            "edge hit",
+        ):
             table.add_column(col, justify="right" if col not in ("policy", "mode") else "left")
         for name, row in result["policies"].items():
             d = row["mean_delay_s"]
             b = row["breakdown_s"]
             p = paired.get(name)
-            diff = (f"{p['mean_diff_s']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
-                    if p and name != best else "-")
-            table.add_row(name, row["mode"], f"{d['mean']:.3f} ± {d['ci95']:.3f}", diff,
-                          *(f"{b[k]:.3f}" for k in BREAKDOWN_KEYS),
-                          f"{row['hit_ratio_local']['mean']:.2f}", f"{row['hit_ratio_edge']['mean']:.2f}")
+            diff = f"{p['mean_diff_s']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" if p and name != best else "-"
+            table.add_row(
+                name,
+                row["mode"],
+                f"{d['mean']:.3f} ± {d['ci95']:.3f}",
+                diff,
+                *(f"{b[k]:.3f}" for k in BREAKDOWN_KEYS),
+                f"{row['hit_ratio_local']['mean']:.2f}",
+                f"{row['hit_ratio_edge']['mean']:.2f}",
+            )
         console = Console()
         if console.width < 160:  # keep the table on one line per policy in pipes and logs
             console = Console(width=160)

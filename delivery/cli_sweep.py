@@ -13,14 +13,18 @@ from delivery.errors import ConfigError
 
 
 def sweep_command(
-    library: str = typer.Option(..., "--library", help="PB library JSON, 'synthetic' or a shipped name (llama-2-lora, ...)."),
+    library: str = typer.Option(
+        ..., "--library", help="PB library JSON, 'synthetic' or a shipped name (llama-2-lora, ...)."
+    ),
     policies: str = typer.Option("lfu,greedy", "--policies", help="Comma-separated policy names."),
     seeds: int = typer.Option(2, "--seeds", min=1, help="Seeds 0..n-1 (or from --first-seed)."),
     first_seed: int = typer.Option(0, "--first-seed"),
     slots: int = typer.Option(20, "--slots", min=1),
     grid: list[str] = typer.Option([], "--grid", help="key=v1,v2,... (repeatable): a scenario setting to sweep."),
     out: Path = typer.Option(..., "--out", help="Directory for results.csv, summary.json, cells.jsonl."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel cells (default: all CPUs, or the cluster's)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=1, help="Parallel cells (default: all CPUs, or the cluster's)."
+    ),
     address: Optional[str] = typer.Option(None, "--address", help="Join a running Ray cluster (HOST:PORT or 'auto')."),
     config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting for every cell: key=value (repeatable)."),
@@ -37,15 +41,22 @@ def sweep_command(
     if clash:
         raise ConfigError(f"--grid {clash[0]}: also given with --set")
     lib = load_library_arg(library)
-    sweep = build_sweep(lambda extra: build_config(config, [*set_, *extra], where="--grid/--set"), grid_values, names,
-                        list(range(first_seed, first_seed + seeds)), slots)
+    sweep = build_sweep(
+        lambda extra: build_config(config, [*set_, *extra], where="--grid/--set"),
+        grid_values,
+        names,
+        list(range(first_seed, first_seed + seeds)),
+        slots,
+    )
     meta = {"command": {"library": library, "config": config, "set": list(set_), "grid": list(grid)}}
     report, summary = run_sweep(sweep, lib, out, workers=workers, address=address, meta=meta)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
-    typer.echo(f"{out}: {report.total} cells, {report.computed} computed, {report.skipped} already done "
-               f"({report.wall_s:.1f} s); results.csv, summary.json")
+    typer.echo(
+        f"{out}: {report.total} cells, {report.computed} computed, {report.skipped} already done "
+        f"({report.wall_s:.1f} s); results.csv, summary.json"
+    )
     for row in summary["rows"]:
         point = " ".join(f"{k}={row[k]}" for k in summary["grid_keys"])
         d = row["mean_delay_s"]

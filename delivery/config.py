@@ -12,10 +12,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from delivery.beamforming.result import METHODS as BEAMFORMERS  # one list of beamforming methods
 from delivery.errors import ConfigError
 from pbkit.common.settings import load_typed, read_settings
 
-from delivery.beamforming.result import METHODS as BEAMFORMERS  # one list of beamforming methods
 MODES = ("fine", "coarse", "noncoop")
 CHANGE_COSTS = ("delay", "separate")
 
@@ -69,13 +69,22 @@ class ScenarioConfig:
                 object.__setattr__(self, f.name, float(value))
             elif f.type == "str" and not isinstance(value, str):
                 raise ConfigError(f"{f.name} = {value!r} is not a string")
-        positive = ("n_nodes", "antennas", "n_users", "drift_period", "isd_m", "bandwidth_hz",
-                    "backhaul_bps", "cloud_bps", "zipf_gamma", "cache_fraction")
+        positive = (
+            "n_nodes",
+            "antennas",
+            "n_users",
+            "drift_period",
+            "isd_m",
+            "bandwidth_hz",
+            "backhaul_bps",
+            "cloud_bps",
+            "zipf_gamma",
+            "cache_fraction",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} = {getattr(self, name)!r} must be positive")
-        for name in ("noise_figure_db", "shadowing_db", "min_distance_m", "cloud_latency_s",
-                     "comp_margin_db"):
+        for name in ("noise_figure_db", "shadowing_db", "min_distance_m", "cloud_latency_s", "comp_margin_db"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} = {getattr(self, name)!r} must not be negative")
         if not -30.0 <= self.power_dbm <= 60.0:
@@ -86,8 +95,7 @@ class ScenarioConfig:
             raise ConfigError(f"cache_fraction = {self.cache_fraction} is above 1")
         if self.min_distance_m >= self.isd_m / math.sqrt(3):
             raise ConfigError(f"min_distance_m = {self.min_distance_m} leaves no room in a cell of ISD {self.isd_m} m")
-        for name, allowed in (("beamformer", BEAMFORMERS), ("mode", MODES),
-                              ("change_cost", CHANGE_COSTS)):
+        for name, allowed in (("beamformer", BEAMFORMERS), ("mode", MODES), ("change_cost", CHANGE_COSTS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} = {getattr(self, name)!r} is not one of {', '.join(allowed)}")
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from pbkit.errors import PbkitError
-from pbkit.library.grouping import parse_member
 from pbkit.library import PBEntry, PBLibrary
+from pbkit.library.grouping import parse_member
 from pbkit.store.objects import is_id
 
 
@@ -53,8 +53,8 @@ class UserDelivery:
     model: str
     delay_s: float
     path: Path
-    blocks: int         # store blocks written
-    linked: int         # of which hard links (the rest copies)
+    blocks: int  # store blocks written
+    linked: int  # of which hard links (the rest copies)
 
 
 class DeviceWriter:
@@ -70,14 +70,19 @@ class DeviceWriter:
         self.library = library
         self.out = Path(out_dir)
         self.blocks = [store_blocks_of(pb) for pb in library.pbs]
-        missing = [(pb, b) for pb, blocks in zip(library.pbs, self.blocks) for b in blocks
-                   if not is_id(b) or not store.objects.exists(b)]
+        missing = [
+            (pb, b)
+            for pb, blocks in zip(library.pbs, self.blocks)
+            for b in blocks
+            if not is_id(b) or not store.objects.exists(b)
+        ]
         if missing:
             pb, block = missing[0]
             raise DeliveryError(
                 f"{store.root}: library PB {pb.id[:16]} ({pb.label or 'no label'}) holds block "
                 f"{block[:16]}, which is not in this store ({len(missing)} such blocks); "
-                "--deliver-to needs a library exported from this store (pbkit --store S library export)")
+                "--deliver-to needs a library exported from this store (pbkit --store S library export)"
+            )
         try:  # before any slot is simulated: a file in the way fails now, not after the work
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -99,12 +104,23 @@ class DeviceWriter:
         written = []
         for k, arrivals in enumerate(result.arrivals):
             model = self.library.models[int(result.requests[k])]
-            written.append(self._write_user(slot_dir, result.slot, k, model.name, float(result.user_delay_s[k]),
-                                            arrivals, set(model.pbs)))
+            written.append(
+                self._write_user(
+                    slot_dir, result.slot, k, model.name, float(result.user_delay_s[k]), arrivals, set(model.pbs)
+                )
+            )
         return written
 
-    def _write_user(self, slot_dir: Path, slot: int, k: int, model: str, delay_s: float,
-                    arrivals: list[tuple[int, float]], model_pbs: set[str]) -> UserDelivery:
+    def _write_user(
+        self,
+        slot_dir: Path,
+        slot: int,
+        k: int,
+        model: str,
+        delay_s: float,
+        arrivals: list[tuple[int, float]],
+        model_pbs: set[str],
+    ) -> UserDelivery:
         final = slot_dir / f"user-{k}"
         tmp = Path(tempfile.mkdtemp(prefix=f".user-{k}.", dir=slot_dir))
         try:
@@ -113,8 +129,9 @@ class DeviceWriter:
             done: set[str] = set()
             for j, t in arrivals:
                 pb = self.library.pbs[int(j)]
-                entries.append({"id": pb.id, "bytes": pb.bytes, "arrival_s": float(t),
-                                "store_blocks": self.blocks[int(j)]})
+                entries.append(
+                    {"id": pb.id, "bytes": pb.bytes, "arrival_s": float(t), "store_blocks": self.blocks[int(j)]}
+                )
                 for b in self.blocks[int(j)]:
                     if b in done:
                         continue
@@ -151,7 +168,7 @@ class DeviceWriter:
 class Rebuilt:
     model: str
     path: Path
-    base: str | None = None        # the adapter's base, rebuilt from the same blocks
+    base: str | None = None  # the adapter's base, rebuilt from the same blocks
     base_path: Path | None = None
 
 

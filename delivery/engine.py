@@ -157,8 +157,14 @@ class _Progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-            self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar = Progress(
+                "{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(label, total=total, completed=done)
 
@@ -182,8 +188,6 @@ class _Progress:
             self._line(time.monotonic())
 
 
-
-
 @contextlib.contextmanager
 def ray_session(workers: int | None = None, address: str | None = None) -> Iterator[None]:
     """Ray for the duration of the block: embedded locally with `workers` CPUs, or joined to
@@ -192,8 +196,9 @@ def ray_session(workers: int | None = None, address: str | None = None) -> Itera
 
     started = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                      logging_level=logging.ERROR, configure_logging=True)
+        kwargs: dict[str, Any] = dict(
+            include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True
+        )
         if address is None:
             # "local": always a private instance, never whatever cluster another user started
             ray.init(address="local", num_cpus=workers or os.cpu_count(), **kwargs)
@@ -282,8 +287,14 @@ def run_cells(
     return report
 
 
-def _run_on_ray(todo: list[Cell], task, shared: Any, workers: int | None, address: str | None,
-                finish: Callable[[Cell, dict[str, Any]], None]) -> None:
+def _run_on_ray(
+    todo: list[Cell],
+    task,
+    shared: Any,
+    workers: int | None,
+    address: str | None,
+    finish: Callable[[Cell, dict[str, Any]], None],
+) -> None:
     import ray
 
     remote = ray.remote(num_cpus=1, max_retries=0)(_call)
@@ -308,8 +319,9 @@ def _run_on_ray(todo: list[Cell], task, shared: Any, workers: int | None, addres
                     cause = exc.cause if getattr(exc, "cause", None) is not None else exc
                     if isinstance(cause, PbkitError):
                         raise EngineError(f"cell {json.dumps(cell.params, sort_keys=True)[:200]}: {cause}") from None
-                    raise EngineError(f"cell {json.dumps(cell.params, sort_keys=True)[:200]}: "
-                                      f"{type(cause).__name__}: {cause}") from None
+                    raise EngineError(
+                        f"cell {json.dumps(cell.params, sort_keys=True)[:200]}: {type(cause).__name__}: {cause}"
+                    ) from None
                 finish(cell, result)
     finally:
         for ref in pending:

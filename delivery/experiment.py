@@ -103,17 +103,21 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     return float(arr.mean()), float(half)
 
 
-def paired_difference(values: list[float] | np.ndarray, reference: list[float] | np.ndarray,
-                      level: float = 0.95) -> dict[str, Any]:
+def paired_difference(
+    values: list[float] | np.ndarray, reference: list[float] | np.ndarray, level: float = 0.95
+) -> dict[str, Any]:
     """Per-seed differences values - reference (same seeds): mean, t-interval, ratio of means."""
     a = np.asarray(values, dtype=float)
     b = np.asarray(reference, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired difference: {a.shape} values against {b.shape} reference values")
     mean, half = t_interval(list(a - b), level)
-    return {"mean_diff_s": mean, "ci95": [mean - half, mean + half],
-            "ratio": float(a.mean() / b.mean()) if b.mean() > 0 else float("nan"),
-            "per_seed_diff": [float(x) for x in a - b]}
+    return {
+        "mean_diff_s": mean,
+        "ci95": [mean - half, mean + half],
+        "ratio": float(a.mean() / b.mean()) if b.mean() > 0 else float("nan"),
+        "per_seed_diff": [float(x) for x in a - b],
+    }
 
 
 HEURISTICS = ("random", "popular", "lfu", "greedy", "coarse", "noncoop", "optimal")
@@ -159,8 +163,10 @@ def compare(
     if heuristics:
         best = min(heuristics, key=lambda n: table[n]["mean_delay_s"]["mean"])
         for name, row in table.items():
-            paired[name] = {"vs": best, **paired_difference(row["per_seed_mean_delay_s"],
-                                                            table[best]["per_seed_mean_delay_s"])}
+            paired[name] = {
+                "vs": best,
+                **paired_difference(row["per_seed_mean_delay_s"], table[best]["per_seed_mean_delay_s"]),
+            }
     return {
         "paired_vs_best_heuristic": paired,
         "config": config.to_dict(),

@@ -23,7 +23,7 @@ from delivery.proxy import ProxyInstance, proxy_cost
 class ProxySolution:
     placement: np.ndarray
     cost: float
-    bound: float         # proven lower bound on the proxy optimum (= cost when status optimal)
+    bound: float  # proven lower bound on the proxy optimum (= cost when status optimal)
     status: str
 
 
@@ -37,11 +37,13 @@ def solve_milp(inst: ProxyInstance, time_limit_s: float = 60.0, rel_gap: float =
     n, j = inst.weight.shape
     nj = n * j
     w = inst.weight.reshape(-1)
-    c = np.concatenate([
-        np.zeros(nj),
-        (inst.weight * inst.t_backhaul[None, :]).reshape(-1),
-        (inst.weight * inst.t_cloud[None, :]).reshape(-1),
-    ])
+    c = np.concatenate(
+        [
+            np.zeros(nj),
+            (inst.weight * inst.t_backhaul[None, :]).reshape(-1),
+            (inst.weight * inst.t_cloud[None, :]).reshape(-1),
+        ]
+    )
     eye = identity(nj, format="csr")
     rows = np.nonzero(w > 0)[0]
     cover = hstack([eye, eye, eye]).tocsr()[rows]
@@ -51,25 +53,26 @@ def solve_milp(inst: ProxyInstance, time_limit_s: float = 60.0, rel_gap: float =
     r_idx, c_idx = [], []
     for m in range(n):
         others = np.nonzero(node_of != m)[0]  # cells (n', j') with n' != m
-        r_idx.append(others)                  # row (n', j') ...
+        r_idx.append(others)  # row (n', j') ...
         c_idx.append(m * j + col_of[others])  # ... gets x_{m, j'}
-    others_x = coo_matrix((-np.ones(sum(len(r) for r in r_idx)),
-                           (np.concatenate(r_idx), np.concatenate(c_idx))), shape=(nj, nj))
+    others_x = coo_matrix(
+        (-np.ones(sum(len(r) for r in r_idx)), (np.concatenate(r_idx), np.concatenate(c_idx))), shape=(nj, nj)
+    )
     link = hstack([others_x, eye, coo_matrix((nj, nj))])
     # capacity, scaled by C_n so every row is O(1)
-    cap_rows = coo_matrix(
-        (np.tile(inst.pb_bytes, n) / inst.capacity[node_of], (node_of, np.arange(nj))), shape=(n, nj)
-    )
+    cap_rows = coo_matrix((np.tile(inst.pb_bytes, n) / inst.capacity[node_of], (node_of, np.arange(nj))), shape=(n, nj))
     cap = hstack([cap_rows, coo_matrix((n, 2 * nj))])
     a = vstack([cover, link, cap]).tocsr()
     lo = np.concatenate([np.ones(len(rows)), np.full(nj, -np.inf), np.full(n, -np.inf)])
     hi = np.concatenate([np.full(len(rows), np.inf), np.zeros(nj), np.ones(n)])
     upper = np.ones(3 * nj)
     if not inst.migrate:
-        upper[nj:2 * nj] = 0.0
+        upper[nj : 2 * nj] = 0.0
     integrality = np.concatenate([np.ones(nj), np.zeros(2 * nj)])
     res = milp(
-        c, constraints=LinearConstraint(a, lo, hi), integrality=integrality,
+        c,
+        constraints=LinearConstraint(a, lo, hi),
+        integrality=integrality,
         bounds=Bounds(np.zeros(3 * nj), upper),
         options={"time_limit": time_limit_s, "mip_rel_gap": rel_gap},
     )

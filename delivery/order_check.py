@@ -21,9 +21,9 @@ from delivery.simulator import Simulator
 @dataclass(frozen=True)
 class OrderGap:
     units: int
-    scheduler_s: float   # mean user delay with the scheduler's order
-    best_s: float        # least mean user delay over every order
-    worst_s: float       # largest mean user delay over every order
+    scheduler_s: float  # mean user delay with the scheduler's order
+    best_s: float  # least mean user delay over every order
+    worst_s: float  # largest mean user delay over every order
 
     @property
     def gap(self) -> float:
@@ -31,8 +31,9 @@ class OrderGap:
         return self.scheduler_s / self.best_s - 1.0
 
 
-def order_gap(sim: Simulator, placement: np.ndarray, requests: np.ndarray, channels: SlotChannels,
-              max_units: int = 7) -> OrderGap:
+def order_gap(
+    sim: Simulator, placement: np.ndarray, requests: np.ndarray, channels: SlotChannels, max_units: int = 7
+) -> OrderGap:
     """Scheduler vs every order for one slot of `sim` (placement usable at once, fine/coarse).
 
     Raises ValueError when the slot has more than `max_units` units (the enumeration would be
@@ -49,9 +50,23 @@ def order_gap(sim: Simulator, placement: np.ndarray, requests: np.ndarray, chann
     bandwidth = cfg.bandwidth_hz / sim.n_nodes if cfg.mode == "noncoop" else cfg.bandwidth_hz
 
     def mean_delay(order) -> float:
-        out = deliver(units, cfg.n_users, channels.h_est, channels.h_true, sim.power_w, cfg.noise_w,
-                      bandwidth, sim.links, shared, cfg.beamformer, cfg.csi_error,
-                      np.random.default_rng(0), np.zeros(sim.n_nodes), np.zeros(sim.n_nodes), order=order)
+        out = deliver(
+            units,
+            cfg.n_users,
+            channels.h_est,
+            channels.h_true,
+            sim.power_w,
+            cfg.noise_w,
+            bandwidth,
+            sim.links,
+            shared,
+            cfg.beamformer,
+            cfg.csi_error,
+            np.random.default_rng(0),
+            np.zeros(sim.n_nodes),
+            np.zeros(sim.n_nodes),
+            order=order,
+        )
         return float(out.user_delay_s.mean())
 
     values = [mean_delay(fixed_order(list(p))) for p in itertools.permutations(range(len(units)))]

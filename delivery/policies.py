@@ -39,11 +39,11 @@ def _fill_by_rank(view, scores: np.ndarray) -> np.ndarray:
             model_score = scores[n] if scores.shape[1] == view.membership.shape[0] else None
             if model_score is None:
                 raise ValueError("coarse ranking needs per-model scores")
-            out[n] = fill_models(np.argsort(-model_score, kind="stable"), view.membership,
-                                 view.pb_bytes, int(view.capacity_bytes[n]))
+            out[n] = fill_models(
+                np.argsort(-model_score, kind="stable"), view.membership, view.pb_bytes, int(view.capacity_bytes[n])
+            )
         else:
-            out[n] = fill_in_order(np.argsort(-scores[n], kind="stable"), view.pb_bytes,
-                                   int(view.capacity_bytes[n]))
+            out[n] = fill_in_order(np.argsort(-scores[n], kind="stable"), view.pb_bytes, int(view.capacity_bytes[n]))
     return out
 
 
@@ -96,8 +96,9 @@ class CoarsePolicy:
         counts = view.request_counts.astype(float) + 1.0
         out = np.zeros((len(view.capacity_bytes), len(view.pb_bytes)), dtype=bool)
         for n in range(len(view.capacity_bytes)):
-            out[n] = fill_models(np.argsort(-counts[n], kind="stable"), view.membership,
-                                 view.pb_bytes, int(view.capacity_bytes[n]))
+            out[n] = fill_models(
+                np.argsort(-counts[n], kind="stable"), view.membership, view.pb_bytes, int(view.capacity_bytes[n])
+            )
         return out
 
 

@@ -22,12 +22,12 @@ from delivery.config import ScenarioConfig
 
 @dataclass(frozen=True)
 class ProxyInstance:
-    weight: np.ndarray      # (N, J) w_nj
+    weight: np.ndarray  # (N, J) w_nj
     t_backhaul: np.ndarray  # (J,)
-    t_cloud: np.ndarray     # (J,)
-    pb_bytes: np.ndarray    # (J,)
-    capacity: np.ndarray    # (N,)
-    migrate: bool           # False in noncoop mode
+    t_cloud: np.ndarray  # (J,)
+    pb_bytes: np.ndarray  # (J,)
+    capacity: np.ndarray  # (N,)
+    migrate: bool  # False in noncoop mode
 
 
 def demand_estimate(view, prior: float = 1.0) -> np.ndarray:

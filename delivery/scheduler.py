@@ -42,12 +42,12 @@ class Unit:
     """One multicast transmission of `size` bytes to `users`."""
 
     size: int
-    users: np.ndarray          # (G,) user indices
-    candidates: np.ndarray     # ENs that may serve (CoMP range of the group, or the home EN)
-    holder_ready: np.ndarray   # (N,) time each EN holds the content at; inf where it does not
-    can_migrate: bool          # False in noncoop: only the cloud can fill a missing PB
+    users: np.ndarray  # (G,) user indices
+    candidates: np.ndarray  # ENs that may serve (CoMP range of the group, or the home EN)
+    holder_ready: np.ndarray  # (N,) time each EN holds the content at; inf where it does not
+    can_migrate: bool  # False in noncoop: only the cloud can fill a missing PB
     pbs: tuple[int, ...] = ()  # library PB indices the unit carries (arrival records)
-    channel: int = 0           # units of one channel are sequential; channels run concurrently
+    channel: int = 0  # units of one channel are sequential; channels run concurrently
     source_ready: float = math.inf  # an EN outside holder_ready can send it over the backhaul from then
 
 
@@ -55,12 +55,12 @@ class Unit:
 class ScheduledUnit:
     unit: int
     serving: tuple[int, ...]
-    fetch: dict[int, str]      # EN -> "backhaul" | "cloud" for ENs that had to fetch
-    prep_s: float              # when every serving EN holds the content
+    fetch: dict[int, str]  # EN -> "backhaul" | "cloud" for ENs that had to fetch
+    prep_s: float  # when every serving EN holds the content
     start_s: float
     airtime_s: float
     retx_s: float
-    failed: np.ndarray         # users (subset of the unit's) that needed the retransmission
+    failed: np.ndarray  # users (subset of the unit's) that needed the retransmission
     est_min_snr: float
     channel: int = 0
 
@@ -109,11 +109,11 @@ class DesignMemo:
 class SlotRadio:
     """What every transmission of the slot shares: channels, budgets, band and beamformer."""
 
-    h_est: np.ndarray          # (K, N, L)
-    h_true: np.ndarray         # (K, N, L)
-    power_w: np.ndarray        # (N,)
+    h_est: np.ndarray  # (K, N, L)
+    h_true: np.ndarray  # (K, N, L)
+    power_w: np.ndarray  # (N,)
     noise_w: float
-    bandwidth_hz: float        # of one channel
+    bandwidth_hz: float  # of one channel
     links: Links
     method: str
     eps: float
@@ -132,8 +132,7 @@ class Timeline:
     channels of a slot; the channel clock `free` is this channel's own.
     """
 
-    def __init__(self, radio: SlotRadio, units: list[Unit], backhaul_free: np.ndarray,
-                 cloud_free: np.ndarray) -> None:
+    def __init__(self, radio: SlotRadio, units: list[Unit], backhaul_free: np.ndarray, cloud_free: np.ndarray) -> None:
         self.radio = radio
         self.units = units
         self.backhaul_free = backhaul_free
@@ -277,15 +276,24 @@ class Timeline:
             self.fetched.update((n, j) for j in u.pbs)
         r = self.radio
         idx = list(serving)
-        plan = plan_delivery(r.h_est[u.users][:, idx, :], r.h_true[u.users][:, idx, :], r.power_w[idx],
-                             r.noise_w, r.method, r.eps, r.rng, designer=r.design)
+        plan = plan_delivery(
+            r.h_est[u.users][:, idx, :],
+            r.h_true[u.users][:, idx, :],
+            r.power_w[idx],
+            r.noise_w,
+            r.method,
+            r.eps,
+            r.rng,
+            designer=r.design,
+        )
         bits = 8 * u.size
         tau = airtime(bits, _snr_floor(plan.rate_snr), r.bandwidth_hz)
         retx = airtime(bits, _snr_floor(plan.retry_snr), r.bandwidth_hz) if plan.retry is not None else 0.0
         start = max(self.free, prep_s)
         self.free = start + tau + retx
-        return ScheduledUnit(ui, serving, fetch, prep_s, start, tau, retx, u.users[plan.failed],
-                             float(plan.rate_snr), u.channel)
+        return ScheduledUnit(
+            ui, serving, fetch, prep_s, start, tau, retx, u.users[plan.failed], float(plan.rate_snr), u.channel
+        )
 
 
 class OrderEstimate:
@@ -299,10 +307,19 @@ class OrderEstimate:
     estimated airtimes c, r the estimated ready times; a user ends with its last unit.
     """
 
-    def __init__(self, need: np.ndarray, ready: np.ndarray, cost: np.ndarray, group: np.ndarray,
-                 free: float, weight: np.ndarray | None = None, link: np.ndarray | None = None,
-                 transfer: np.ndarray | None = None, lead: np.ndarray | None = None) -> None:
-        self.need = need                    # (K', U) bool: class of waiting users x pending unit
+    def __init__(
+        self,
+        need: np.ndarray,
+        ready: np.ndarray,
+        cost: np.ndarray,
+        group: np.ndarray,
+        free: float,
+        weight: np.ndarray | None = None,
+        link: np.ndarray | None = None,
+        transfer: np.ndarray | None = None,
+        lead: np.ndarray | None = None,
+    ) -> None:
+        self.need = need  # (K', U) bool: class of waiting users x pending unit
         # users with the same needs form one class (they finish together in some optimal
         # schedule); weight = class size, and moves act on whole classes
         self.weight = np.ones(need.shape[0]) if weight is None else np.asarray(weight, dtype=float)
@@ -447,7 +464,7 @@ def _neighbourhood(n: int) -> np.ndarray:
     for i in range(n):
         for j in range(n):
             if i != j:
-                moved = base[:i] + base[i + 1:]
+                moved = base[:i] + base[i + 1 :]
                 moved.insert(j, i)
                 rows.append(moved)
     for i in range(n):
@@ -458,8 +475,14 @@ def _neighbourhood(n: int) -> np.ndarray:
     return np.array(rows, dtype=int)
 
 
-def order_estimate(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
-                   cost: dict[int, float], fetches: dict[int, tuple[int, float, float]] | None = None) -> OrderEstimate:
+def order_estimate(
+    pending: list[int],
+    units: list[Unit],
+    free: float,
+    ready: dict[int, float],
+    cost: dict[int, float],
+    fetches: dict[int, tuple[int, float, float]] | None = None,
+) -> OrderEstimate:
     """The OrderEstimate of `pending`: its waiting users grouped into classes by the units they
     need, with each unit's estimated readiness, airtime and (optional) fetch over a link."""
     users = sorted({int(k) for ui in pending for k in units[ui].users})
@@ -469,13 +492,25 @@ def order_estimate(pending: list[int], units: list[Unit], free: float, ready: di
         need[[row[int(k)] for k in units[ui].users], col] = True
     classes, weight = np.unique(need, axis=0, return_counts=True)
     fetch = np.array([fetches[ui] for ui in pending], dtype=float).reshape(-1, 3) if fetches else None
-    return OrderEstimate(classes, np.array([ready[ui] for ui in pending]), np.array([cost[ui] for ui in pending]),
-                         np.array([len(units[ui].users) for ui in pending]), free, weight,
-                         *((fetch[:, 0].astype(int), fetch[:, 1], fetch[:, 2]) if fetch is not None else ()))
+    return OrderEstimate(
+        classes,
+        np.array([ready[ui] for ui in pending]),
+        np.array([cost[ui] for ui in pending]),
+        np.array([len(units[ui].users) for ui in pending]),
+        free,
+        weight,
+        *((fetch[:, 0].astype(int), fetch[:, 1], fetch[:, 2]) if fetch is not None else ()),
+    )
 
 
-def candidate_orders(pending: list[int], units: list[Unit], free: float, ready: dict[int, float],
-                     cost: dict[int, float], fetches: dict[int, tuple[int, float, float]] | None = None) -> list[list[int]]:
+def candidate_orders(
+    pending: list[int],
+    units: list[Unit],
+    free: float,
+    ready: dict[int, float],
+    cost: dict[int, float],
+    fetches: dict[int, tuple[int, float, float]] | None = None,
+) -> list[list[int]]:
     """Distinct sending orders worth timing exactly: the local-search optimum from each start of
     `OrderEstimate` (best estimate first), then the units by estimated readiness, larger group
     first (the simple rule; never worse than it)."""
@@ -485,7 +520,8 @@ def candidate_orders(pending: list[int], units: list[Unit], free: float, ready: 
     perms = sorted((est.improve(p) for p in est.starts()), key=est.total)
     out: list[list[int]] = []
     for seq in [[pending[i] for i in est.sequence(p)] for p in perms] + [
-            sorted(pending, key=lambda ui: (ready[ui], -len(units[ui].users), ui))]:
+        sorted(pending, key=lambda ui: (ready[ui], -len(units[ui].users), ui))
+    ]:
         if seq not in out:
             out.append(seq)
     return out
@@ -515,8 +551,9 @@ def deliver(
     once and return the ScheduledUnits in sending order.
     """
     memo = DesignMemo(designer)
-    radio = SlotRadio(h_est, h_true, np.asarray(power_w, dtype=float), noise_w, bandwidth_hz,
-                      links, method, eps, rng, memo)
+    radio = SlotRadio(
+        h_est, h_true, np.asarray(power_w, dtype=float), noise_w, bandwidth_hz, links, method, eps, rng, memo
+    )
     backhaul_free = backhaul_free.astype(float).copy()
     cloud_free = cloud_free.astype(float).copy()
     schedule: list[ScheduledUnit] = []
@@ -549,9 +586,15 @@ def deliver(
         cloud_bytes += timeline.cloud_bytes
         fetched |= timeline.fetched
     return DeliveryOutcome(
-        user_delay_s=delay, breakdown=parts, backhaul_bytes=int(bh_bytes), cloud_bytes=int(cloud_bytes),
-        solver_calls=memo.calls, cache_hits=memo.hits, schedule=schedule,
-        arrivals=_arrivals(units, schedule, n_users), fetched=fetched,
+        user_delay_s=delay,
+        breakdown=parts,
+        backhaul_bytes=int(bh_bytes),
+        cloud_bytes=int(cloud_bytes),
+        solver_calls=memo.calls,
+        cache_hits=memo.hits,
+        schedule=schedule,
+        arrivals=_arrivals(units, schedule, n_users),
+        fetched=fetched,
     )
 
 
@@ -566,7 +609,12 @@ def smith_order(ids: list[int], timeline: Timeline) -> list[ScheduledUnit]:
     fetches = {ui: timeline.estimated_fetch(ui) for ui in ids}
     orders = candidate_orders(list(ids), timeline.units, timeline.free, ready, cost, fetches)
     if len(orders) > 1:
-        orders = [min(orders, key=lambda seq: _completion_sum(timeline.units, [t.send(ui) for t in [timeline.fork()] for ui in seq]))]
+        orders = [
+            min(
+                orders,
+                key=lambda seq: _completion_sum(timeline.units, [t.send(ui) for t in [timeline.fork()] for ui in seq]),
+            )
+        ]
     return [timeline.send(ui) for ui in orders[0]]
 
 
@@ -584,9 +632,11 @@ def _completion_sum(units: list[Unit], sent: list[ScheduledUnit]) -> float:
 
 def fixed_order(sequence: list[int]) -> Callable[[list[int], Timeline], list[ScheduledUnit]]:
     """An order that sends the units of `sequence` as listed (for checks against the optimum)."""
+
     def order(ids: list[int], timeline: Timeline) -> list[ScheduledUnit]:
         wanted = set(ids)
         return [timeline.send(ui) for ui in sequence if ui in wanted]
+
     return order
 
 
@@ -641,5 +691,9 @@ def _account(units, schedule, n_users) -> tuple[np.ndarray, dict[str, np.ndarray
     airtime_s = member.T.astype(float) @ air
     retrans = failed.T.astype(float) @ retx
     waiting = delay - prep - airtime_s - retrans
-    return delay, {"waiting": np.maximum(waiting, 0.0), "preparation": prep,
-                   "airtime": airtime_s, "retransmission": retrans}
+    return delay, {
+        "waiting": np.maximum(waiting, 0.0),
+        "preparation": prep,
+        "airtime": airtime_s,
+        "retransmission": retrans,
+    }

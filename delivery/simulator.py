@@ -14,9 +14,9 @@ import numpy as np
 
 from delivery.channels import SlotChannels, draw_channels
 from delivery.config import ScenarioConfig
-from delivery.scheduler import DeliveryOutcome, Designer, Links, Unit, deliver
 from delivery.errors import CapacityError, ConfigError
 from delivery.requests import RequestProcess
+from delivery.scheduler import DeliveryOutcome, Designer, Links, Unit, deliver
 from delivery.storage import complete_models, project_scores, storage_bytes
 from delivery.topology import Topology, build_topology
 from pbkit.library import PBLibrary
@@ -27,17 +27,17 @@ class PolicyView:
     """What a proactive caching policy may see BEFORE the slot's requests."""
 
     slot: int
-    capacity_bytes: np.ndarray      # (N,)
-    pb_bytes: np.ndarray            # (J,)
-    membership: np.ndarray          # (I, J) bool, model i needs PB j
-    placement: np.ndarray           # (N, J) bool, the current placement (previous slot's)
-    request_counts: np.ndarray      # (N, I) cumulative requests seen at each EN (users by home EN)
-    last_requests: np.ndarray       # (N, I) requests in the last slot
-    users_per_node: np.ndarray      # (N,)
-    neighbours: np.ndarray          # (N, N) bool
-    mean_gain_db: np.ndarray        # (K, N) large-scale gain of each user to each EN
-    user_home: np.ndarray           # (K,)
-    mode: str = "fine"              # storage accounting the placement is checked against
+    capacity_bytes: np.ndarray  # (N,)
+    pb_bytes: np.ndarray  # (J,)
+    membership: np.ndarray  # (I, J) bool, model i needs PB j
+    placement: np.ndarray  # (N, J) bool, the current placement (previous slot's)
+    request_counts: np.ndarray  # (N, I) cumulative requests seen at each EN (users by home EN)
+    last_requests: np.ndarray  # (N, I) requests in the last slot
+    users_per_node: np.ndarray  # (N,)
+    neighbours: np.ndarray  # (N, N) bool
+    mean_gain_db: np.ndarray  # (K, N) large-scale gain of each user to each EN
+    user_home: np.ndarray  # (K,)
+    mode: str = "fine"  # storage accounting the placement is checked against
     config: ScenarioConfig | None = None  # link rates etc., for policies with a delay proxy
 
 
@@ -45,14 +45,14 @@ class PolicyView:
 class SlotResult:
     slot: int
     mean_delay_s: float
-    user_delay_s: np.ndarray        # (K,)
+    user_delay_s: np.ndarray  # (K,)
     breakdown: dict[str, np.ndarray]  # "waiting", "preparation", "airtime", "retransmission": (K,)
-    requests: np.ndarray            # (K,) model index requested by each user
-    hit_ratio_local: float          # share of requested PB bytes cached at the user's home EN
-    hit_ratio_edge: float           # share available at some EN (cached or migratable)
-    backhaul_bytes: int             # all EN-EN traffic of the slot, placement change included
-    cloud_bytes: int                # all cloud-EN traffic of the slot, placement change included
-    placement_change_bytes: int     # bytes newly written into caches this slot
+    requests: np.ndarray  # (K,) model index requested by each user
+    hit_ratio_local: float  # share of requested PB bytes cached at the user's home EN
+    hit_ratio_edge: float  # share available at some EN (cached or migratable)
+    backhaul_bytes: int  # all EN-EN traffic of the slot, placement change included
+    cloud_bytes: int  # all cloud-EN traffic of the slot, placement change included
+    placement_change_bytes: int  # bytes newly written into caches this slot
     solver_calls: int
     cache_hits: int
     delay_lower_bound_s: float = 0.0  # placement-free bound on mean_delay_s (docs: "Limits")
@@ -111,23 +111,36 @@ class Simulator:
         cap = config.cache_bytes if config.cache_bytes is not None else int(config.cache_fraction * unique)
         largest = int(self.pb_bytes.max())
         if cap < largest:
-            src = (f"cache_bytes {cap}" if config.cache_bytes is not None
-                   else f"cache_fraction {config.cache_fraction} of {unique} unique bytes = {cap}")
+            src = (
+                f"cache_bytes {cap}"
+                if config.cache_bytes is not None
+                else f"cache_fraction {config.cache_fraction} of {unique} unique bytes = {cap}"
+            )
             raise ConfigError(f"cache capacity ({src}) is below the largest PB ({largest} bytes)")
         self.capacity_bytes = np.full(self.n_nodes, cap, dtype=np.int64)
         self.topology: Topology = topology or build_topology(
-            topo_rng, config.n_nodes, config.n_users, config.isd_m, config.shadowing_db,
+            topo_rng,
+            config.n_nodes,
+            config.n_users,
+            config.isd_m,
+            config.shadowing_db,
             config.min_distance_m,
         )
         if self.topology.gain_db.shape != (config.n_users, config.n_nodes):
-            raise ConfigError(f"topology gains {self.topology.gain_db.shape} do not match "
-                              f"(n_users, n_nodes) = {(config.n_users, config.n_nodes)}")
+            raise ConfigError(
+                f"topology gains {self.topology.gain_db.shape} do not match "
+                f"(n_users, n_nodes) = {(config.n_users, config.n_nodes)}"
+            )
         home_gain = self.topology.gain_db[np.arange(config.n_users), self.topology.user_home]
         # CoMP range: EN n may join the serving set of a group containing user k
         self.in_range = self.topology.gain_db >= home_gain[:, None] - config.comp_margin_db
         self.requests = RequestProcess(
-            n_models=self.n_models, n_regions=config.n_nodes, gamma=config.zipf_gamma,
-            drift_period=config.drift_period, drift_swaps=config.drift_swaps, rng=req_rng,
+            n_models=self.n_models,
+            n_regions=config.n_nodes,
+            gamma=config.zipf_gamma,
+            drift_period=config.drift_period,
+            drift_swaps=config.drift_swaps,
+            rng=req_rng,
         )
         self.power_w = np.full(self.n_nodes, config.power_w)
         self.links = Links(config.backhaul_bps, config.cloud_bps, config.cloud_latency_s)
@@ -181,8 +194,9 @@ class Simulator:
         return arr
 
     # ------------------------------------------------------------------ one slot
-    def step(self, placement: np.ndarray, channels: SlotChannels | None = None,
-             requests: np.ndarray | None = None) -> SlotResult:
+    def step(
+        self, placement: np.ndarray, channels: SlotChannels | None = None, requests: np.ndarray | None = None
+    ) -> SlotResult:
         """Validate the placement, draw the slot's requests and channels, deliver, advance.
 
         `channels` and `requests` may be given to replay or hand-check a slot; the random
@@ -200,11 +214,21 @@ class Simulator:
         units = self._units(new, holder_ready, requests, source_ready)
         noncoop = cfg.mode == "noncoop"
         outcome: DeliveryOutcome = deliver(
-            units, cfg.n_users, channels.h_est, channels.h_true, self.power_w, cfg.noise_w,
+            units,
+            cfg.n_users,
+            channels.h_est,
+            channels.h_true,
+            self.power_w,
+            cfg.noise_w,
             # noncoop: every EN on its own orthogonal 1/N of the band (docs: "Delivery")
             cfg.bandwidth_hz / self.n_nodes if noncoop else cfg.bandwidth_hz,
-            self.links, self.designer, cfg.beamformer, cfg.csi_error,
-            self._bf_rng, np.zeros(self.n_nodes), np.zeros(self.n_nodes),
+            self.links,
+            self.designer,
+            cfg.beamformer,
+            cfg.csi_error,
+            self._bf_rng,
+            np.zeros(self.n_nodes),
+            np.zeros(self.n_nodes),
         )
         change_bytes, bh_bytes, cloud_bytes = self._background_loads(new, outcome.fetched)
         local, edge = self._hit_ratios(new, requests)
@@ -278,8 +302,13 @@ class Simulator:
                 cloud += size
         return change, bh, cloud
 
-    def _units(self, placement: np.ndarray, holder_ready: np.ndarray, requests: np.ndarray,
-               source_ready: np.ndarray | None = None) -> list[Unit]:
+    def _units(
+        self,
+        placement: np.ndarray,
+        holder_ready: np.ndarray,
+        requests: np.ndarray,
+        source_ready: np.ndarray | None = None,
+    ) -> list[Unit]:
         mode = self.config.mode
         if source_ready is None:
             source_ready = np.full(self.n_pbs, np.inf)
@@ -289,8 +318,17 @@ class Simulator:
             for j in np.nonzero(need.any(axis=0))[0]:
                 users = np.nonzero(need[:, j])[0]
                 cand = np.nonzero(self.in_range[users].any(axis=0))[0]
-                units.append(Unit(int(self.pb_bytes[j]), users, cand, holder_ready[:, j], True,
-                                  pbs=(int(j),), source_ready=float(source_ready[j])))
+                units.append(
+                    Unit(
+                        int(self.pb_bytes[j]),
+                        users,
+                        cand,
+                        holder_ready[:, j],
+                        True,
+                        pbs=(int(j),),
+                        source_ready=float(source_ready[j]),
+                    )
+                )
         elif mode == "coarse":
             complete = complete_models(placement, self.membership)
             for i in np.unique(requests):
@@ -299,8 +337,17 @@ class Simulator:
                 pbs = self.membership[i]
                 ready = np.where(complete[:, i], holder_ready[:, pbs].max(axis=1), np.inf)
                 source = float(source_ready[pbs].max())
-                units.append(Unit(int(self.model_bytes[i]), users, cand, ready, True,
-                                  pbs=tuple(int(j) for j in np.nonzero(pbs)[0]), source_ready=source))
+                units.append(
+                    Unit(
+                        int(self.model_bytes[i]),
+                        users,
+                        cand,
+                        ready,
+                        True,
+                        pbs=tuple(int(j) for j in np.nonzero(pbs)[0]),
+                        source_ready=source,
+                    )
+                )
         else:  # noncoop: each EN serves its own users on its own channel, PB by PB, no migration
             home = self.topology.user_home
             for n in np.unique(home):
@@ -309,8 +356,9 @@ class Simulator:
                     users = np.nonzero(mine & need[:, j])[0]
                     ready = np.full(self.n_nodes, np.inf)
                     ready[n] = holder_ready[n, j]
-                    units.append(Unit(int(self.pb_bytes[j]), users, np.array([n]), ready, False,
-                                      pbs=(int(j),), channel=int(n)))
+                    units.append(
+                        Unit(int(self.pb_bytes[j]), users, np.array([n]), ready, False, pbs=(int(j),), channel=int(n))
+                    )
         return units
 
     def _hit_ratios(self, placement: np.ndarray, requests: np.ndarray) -> tuple[float, float]:
@@ -340,5 +388,5 @@ class Simulator:
         """
         cfg = self.config
         amp = (np.sqrt(self.power_w)[None, :] * np.linalg.norm(h_true, axis=2)).sum(axis=1)
-        rate = cfg.bandwidth_hz * np.log2(1.0 + amp ** 2 / cfg.noise_w)
+        rate = cfg.bandwidth_hz * np.log2(1.0 + amp**2 / cfg.noise_w)
         return float((8 * self.model_bytes[requests] / rate).mean())

@@ -18,9 +18,7 @@ def complete_models(placement: np.ndarray, membership: np.ndarray) -> np.ndarray
     return missing == 0
 
 
-def storage_bytes(
-    placement: np.ndarray, membership: np.ndarray, pb_bytes: np.ndarray, mode: str
-) -> np.ndarray:
+def storage_bytes(placement: np.ndarray, membership: np.ndarray, pb_bytes: np.ndarray, mode: str) -> np.ndarray:
     """(N,) bytes used at each EN under the mode's accounting."""
     placement = np.asarray(placement, dtype=bool)
     if mode != "coarse":
@@ -44,8 +42,7 @@ def fill_in_order(order: np.ndarray, sizes: np.ndarray, capacity: int) -> np.nda
     return chosen
 
 
-def fill_models(order: np.ndarray, membership: np.ndarray, pb_bytes: np.ndarray,
-                capacity: int) -> np.ndarray:
+def fill_models(order: np.ndarray, membership: np.ndarray, pb_bytes: np.ndarray, capacity: int) -> np.ndarray:
     """Whole models in the given order under coarse accounting; returns the (J,) PB row."""
     row = np.zeros(membership.shape[1], dtype=bool)
     for i in order:
@@ -55,8 +52,9 @@ def fill_models(order: np.ndarray, membership: np.ndarray, pb_bytes: np.ndarray,
     return row
 
 
-def project_scores(scores: np.ndarray, pb_bytes: np.ndarray, capacity: np.ndarray,
-                   membership: np.ndarray, mode: str) -> np.ndarray:
+def project_scores(
+    scores: np.ndarray, pb_bytes: np.ndarray, capacity: np.ndarray, membership: np.ndarray, mode: str
+) -> np.ndarray:
     """Feasible placement from (N, J) scores: only positive scores, greedy by score per byte.
 
     In coarse mode the unit is a whole model, scored by the sum of its PBs' scores per

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from delivery.config import ScenarioConfig
+from delivery.engine import Cell, CellResult, RunReport, atomic_write_text, run_cells
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy, t_interval
-from delivery.engine import Cell, CellResult, RunReport, atomic_write_text, run_cells
 from pbkit.library import PBLibrary
 
 RESULT_COLUMNS = ("mean_delay_s", "mode", "hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s", "wall_s")
@@ -61,8 +61,10 @@ def library_digest(library: PBLibrary) -> str:
     """Digest of what the simulator reads of a library (PB ids and sizes, models and their PBs),
     part of every cell's key: another library gives other cells, while a re-export that only
     adds labels or store links (`members`) keeps the finished ones."""
-    content = {"pbs": [[pb.id, pb.bytes] for pb in library.pbs],
-               "models": [[m.name, list(m.pbs), m.kind, m.base] for m in library.models]}
+    content = {
+        "pbs": [[pb.id, pb.bytes] for pb in library.pbs],
+        "models": [[m.name, list(m.pbs), m.kind, m.base] for m in library.models],
+    }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -80,8 +82,16 @@ class Sweep:
     def cells(self, library: PBLibrary) -> list[Cell]:
         digest = library_digest(library)
         return [
-            Cell({"point": point, "policy": policy, "seed": seed, "slots": self.slots,
-                  "config": cfg.to_dict(), "library": digest})
+            Cell(
+                {
+                    "point": point,
+                    "policy": policy,
+                    "seed": seed,
+                    "slots": self.slots,
+                    "config": cfg.to_dict(),
+                    "library": digest,
+                }
+            )
             for point, cfg in zip(self.points, self.configs)
             for policy in self.policies
             for seed in self.seeds
@@ -103,9 +113,14 @@ def results_csv(results: list[CellResult], grid_keys: list[str]) -> str:
     writer.writerow([*grid_keys, "policy", "seed", *RESULT_COLUMNS])
     for r in results:
         p = r.cell.params
-        writer.writerow([*(p["point"][k] for k in grid_keys), p["policy"], p["seed"],
-                         *(repr(r.result[c]) if isinstance(r.result[c], float) else r.result[c]
-                           for c in RESULT_COLUMNS)])
+        writer.writerow(
+            [
+                *(p["point"][k] for k in grid_keys),
+                p["policy"],
+                p["seed"],
+                *(repr(r.result[c]) if isinstance(r.result[c], float) else r.result[c] for c in RESULT_COLUMNS),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -118,9 +133,13 @@ def summarise(results: list[CellResult], grid_keys: list[str]) -> list[dict[str,
     rows = []
     for members in groups.values():
         p = members[0].cell.params
-        row: dict[str, Any] = {**{k: p["point"][k] for k in grid_keys}, "policy": p["policy"],
-                               "mode": members[0].result["mode"], "n": len(members),
-                               "seeds": [m.cell.params["seed"] for m in members]}
+        row: dict[str, Any] = {
+            **{k: p["point"][k] for k in grid_keys},
+            "policy": p["policy"],
+            "mode": members[0].result["mode"],
+            "n": len(members),
+            "seeds": [m.cell.params["seed"] for m in members],
+        }
         for key in SUMMARY_KEYS:
             mean, half = t_interval([m.result[key] for m in members])
             row[key] = {"mean": mean, "ci95": half}
@@ -152,18 +171,20 @@ def run_sweep(
 
     def write(results: list[CellResult]) -> None:
         summary.clear()
-        summary.update({
-            "computed": computed["n"],
-            "cells": len(cells),
-            "finished": len(results),
-            "policies": sweep.policies,
-            "seeds": sweep.seeds,
-            "slots": sweep.slots,
-            "grid_keys": grid_keys,
-            "library": {"source": library.source, "synthetic": library.synthetic, **library.sharing()},
-            **(meta or {}),
-            "rows": summarise(results, grid_keys),
-        })
+        summary.update(
+            {
+                "computed": computed["n"],
+                "cells": len(cells),
+                "finished": len(results),
+                "policies": sweep.policies,
+                "seeds": sweep.seeds,
+                "slots": sweep.slots,
+                "grid_keys": grid_keys,
+                "library": {"source": library.source, "synthetic": library.synthetic, **library.sharing()},
+                **(meta or {}),
+                "rows": summarise(results, grid_keys),
+            }
+        )
         atomic_write_text(out / "results.csv", results_csv(results, grid_keys))
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
 
@@ -173,8 +194,17 @@ def run_sweep(
         computed["n"] = len(results) - finished_before
         write(results)
 
-    report = run_cells(cells, sweep_task, out, shared=library, workers=workers, address=address,
-                       write=counting_write, label=label, executor=executor)
+    report = run_cells(
+        cells,
+        sweep_task,
+        out,
+        shared=library,
+        workers=workers,
+        address=address,
+        write=counting_write,
+        label=label,
+        executor=executor,
+    )
     return report, summary
 
 

@@ -14,12 +14,12 @@ _HEX_NORMALS = np.array([[1.0, 0.0], [0.5, math.sqrt(3) / 2], [-0.5, math.sqrt(3
 
 @dataclass(frozen=True)
 class Topology:
-    node_xy: np.ndarray       # (N, 2) metres
-    user_xy: np.ndarray       # (K, 2) metres
-    distance_m: np.ndarray    # (K, N)
-    gain_db: np.ndarray       # (K, N) large-scale gain beta (negative dB: path loss + shadowing)
-    user_home: np.ndarray     # (K,) nearest EN
-    neighbours: np.ndarray    # (N, N) bool, hex-adjacent ENs (centre distance = ISD)
+    node_xy: np.ndarray  # (N, 2) metres
+    user_xy: np.ndarray  # (K, 2) metres
+    distance_m: np.ndarray  # (K, N)
+    gain_db: np.ndarray  # (K, N) large-scale gain beta (negative dB: path loss + shadowing)
+    user_home: np.ndarray  # (K,) nearest EN
+    neighbours: np.ndarray  # (N, N) bool, hex-adjacent ENs (centre distance = ISD)
 
     @property
     def gain_lin(self) -> np.ndarray:
@@ -61,8 +61,8 @@ def drop_users(
     out: list[np.ndarray] = []
     while sum(len(o) for o in out) < n_users:
         p = rng.uniform(lo, hi, size=(4 * n_users, 2))
-        rel = p[:, None, :] - node_xy[None, :, :]                     # (M, N, 2)
-        inside = (np.abs(rel @ _HEX_NORMALS.T) <= half).all(axis=2)   # (M, N)
+        rel = p[:, None, :] - node_xy[None, :, :]  # (M, N, 2)
+        inside = (np.abs(rel @ _HEX_NORMALS.T) <= half).all(axis=2)  # (M, N)
         far = (np.linalg.norm(rel, axis=2) >= min_distance_m).all(axis=1)
         out.append(p[inside.any(axis=1) & far])
     return np.concatenate(out)[:n_users]

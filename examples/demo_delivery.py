@@ -23,11 +23,22 @@ def main(workdir: Path) -> None:
     library = workdir / "library.json"
     spec = str(library) if library.exists() else "synthetic"
     print(f"delivery demo: policy comparison on {spec}")
-    code = pbkit_main([
-        "sim", "compare", "--library", spec,
-        "--policies", "random,popular,lfu,coarse,noncoop,greedy",
-        "--seeds", "3", "--slots", "8", "--out", str(workdir / "sim-compare"),
-    ])
+    code = pbkit_main(
+        [
+            "sim",
+            "compare",
+            "--library",
+            spec,
+            "--policies",
+            "random,popular,lfu,coarse,noncoop,greedy",
+            "--seeds",
+            "3",
+            "--slots",
+            "8",
+            "--out",
+            str(workdir / "sim-compare"),
+        ]
+    )
     if code != 0:
         raise SystemExit(code)
     if library.exists() and (workdir / "store").is_dir() and (workdir / "zoo").is_dir():
@@ -35,8 +46,11 @@ def main(workdir: Path) -> None:
 
 
 def _sha256_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def deliver_and_rebuild(workdir: Path, slots: int = 2) -> dict:
@@ -49,9 +63,26 @@ def deliver_and_rebuild(workdir: Path, slots: int = 2) -> dict:
     delivered = workdir / "delivered"
     shutil.rmtree(delivered, ignore_errors=True)
     store_dir, zoo = workdir / "store", workdir / "zoo"
-    code = pbkit_main(["--store", str(store_dir), "sim", "run", "--library", str(workdir / "library.json"),
-                       "--policy", "greedy", "--slots", str(slots), "--seed", "0", "--config", "small",
-                       "--deliver-to", str(delivered)])
+    code = pbkit_main(
+        [
+            "--store",
+            str(store_dir),
+            "sim",
+            "run",
+            "--library",
+            str(workdir / "library.json"),
+            "--policy",
+            "greedy",
+            "--slots",
+            str(slots),
+            "--seed",
+            "0",
+            "--config",
+            "small",
+            "--deliver-to",
+            str(delivered),
+        ]
+    )
     if code != 0:
         raise SystemExit(code)
     with Store.open(store_dir, create=False) as store:
@@ -65,14 +96,18 @@ def deliver_and_rebuild(workdir: Path, slots: int = 2) -> dict:
             print("no user received a zoo model in these slots; nothing to rebuild")
             return {}
         _, user_dir, m, kind = min(users, key=lambda u: u[0])
-        print(f"{user_dir.relative_to(workdir)}: {m['model']} ({kind}), {len(m['blocks'])} PBs, "
-              f"last block at {m['blocks'][-1]['arrival_s']:.3f} s, delay {m['delay_s']:.3f} s")
+        print(
+            f"{user_dir.relative_to(workdir)}: {m['model']} ({kind}), {len(m['blocks'])} PBs, "
+            f"last block at {m['blocks'][-1]['arrival_s']:.3f} s, delay {m['delay_s']:.3f} s"
+        )
         device = workdir / "device"
         shutil.rmtree(device, ignore_errors=True)
         built = rebuild(store, user_dir, device)
     same = _sha256_tree(built.path) == _sha256_tree(zoo / m["model"])
-    print(f"rebuilt {built.model}{f' and its base {built.base}' if built.base else ''} from the received "
-          f"blocks alone: bit-exact (SHA-256 of every file): {same}")
+    print(
+        f"rebuilt {built.model}{f' and its base {built.base}' if built.base else ''} from the received "
+        f"blocks alone: bit-exact (SHA-256 of every file): {same}"
+    )
     if not same:
         raise SystemExit("rebuilt model differs from the original")
     equal = outputs_equal(zoo / m["model"], zoo / built.base if built.base else None, built.path, built.base_path)

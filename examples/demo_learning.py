@@ -36,22 +36,24 @@ def main(workdir: Path) -> None:
         print(f"library: {lib_path} ({len(library.models)} models, {len(library.pbs)} PBs)")
     else:
         library = synthetic_library(np.random.default_rng(0))
-        print(f"library: synthetic ({len(library.models)} models, {len(library.pbs)} PBs); "
-              f"no {lib_path}")
+        print(f"library: synthetic ({len(library.models)} models, {len(library.pbs)} PBs); no {lib_path}")
     cfg = load_config("quick")
     # progress: a bar on a terminal, one line per validation otherwise (make demo, logs)
     trainer = Trainer(cfg, library, workdir / "learn-quick", progress=True)
     history = trainer.run(log=print)
-    print(f"trained {cfg.total_steps} slots in {trainer.wall:.0f} s; validation delay by step: "
-          + ", ".join(f"{r['step']}: {r['eval_delay_s']:.2f} s" for r in history))
+    print(
+        f"trained {cfg.total_steps} slots in {trainer.wall:.0f} s; validation delay by step: "
+        + ", ".join(f"{r['step']}: {r['eval_delay_s']:.2f} s" for r in history)
+    )
     makers = {name: None for name in HEURISTICS} | {"maasn-da": lambda: load_policy(trainer.out)}
     scenario = ScenarioConfig(beamformer="mrt")  # the quick config's training scenario; seconds, not minutes
     values = evaluate_policies(scenario, library, makers, SEEDS, SLOTS)
     result = summarise(values, HEURISTICS, ["maasn-da"])
     policy_table(result["policies"], f"mean delay over {len(SEEDS)} held-out seeds x {SLOTS} slots (95 % t-intervals)")
     p = result["paired"]["maasn-da"]
-    print(f"maasn-da - {p['vs']}: {p['mean_diff_s']:+.3f} s per seed, 95 % CI [{p['ci95'][0]:+.3f}, "
-          f"{p['ci95'][1]:+.3f}]")
+    print(
+        f"maasn-da - {p['vs']}: {p['mean_diff_s']:+.3f} s per seed, 95 % CI [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+    )
 
 
 if __name__ == "__main__":

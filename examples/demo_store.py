@@ -19,8 +19,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pbkit.zoo.bundled import BUNDLED_NAME, bundled_model_dir
 from pbkit.store import Store
+from pbkit.zoo.bundled import BUNDLED_NAME, bundled_model_dir
 
 FT_NAME = f"{BUNDLED_NAME}-pooler-ft"
 CHANGED = ("pooler.dense.weight", "pooler.dense.bias")
@@ -85,13 +85,25 @@ def main(workdir: Path) -> None:
             console.print(f"  ingest {name:<32} {r.kind:<17} {state}  ({r.seconds:.2f} s)")
 
         table = Table(title=f"PB store {store.root}", title_justify="left")
-        for col, justify in (("model", "left"), ("kind", "left"), ("base", "left"), ("logical MB", "right"),
-                             ("blocks", "right"), ("own MB", "right"), ("shared MB", "right")):
+        for col, justify in (
+            ("model", "left"),
+            ("kind", "left"),
+            ("base", "left"),
+            ("logical MB", "right"),
+            ("blocks", "right"),
+            ("own MB", "right"),
+            ("shared MB", "right"),
+        ):
             table.add_column(col, justify=justify)
         for row in store.dedup_table():
             table.add_row(
-                row["name"], row["kind"], row["base"] or "", f"{row['logical_bytes'] / 1e6:,.1f}", str(row["blocks"]),
-                f"{row['own_bytes'] / 1e6:,.2f}", f"{row['shared_bytes'] / 1e6:,.1f}",
+                row["name"],
+                row["kind"],
+                row["base"] or "",
+                f"{row['logical_bytes'] / 1e6:,.1f}",
+                str(row["blocks"]),
+                f"{row['own_bytes'] / 1e6:,.2f}",
+                f"{row['shared_bytes'] / 1e6:,.1f}",
             )
         console.print(table)
         s = store.stats()

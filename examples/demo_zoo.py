@@ -15,9 +15,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pbkit.library.export import export_library
 from pbkit.store import Store
 from pbkit.zoo.builder import ZooEvent, build_zoo
-from pbkit.library.export import export_library
 from pbkit.zoo.report import dedup_report, render_notes, render_table, write_report
 from pbkit.zoo.scan import scan_zoo
 from pbkit.zoo.spec import load_spec

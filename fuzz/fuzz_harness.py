@@ -14,11 +14,11 @@ import os
 import time
 from pathlib import Path
 
+from pbkit.common.settings import read_settings
 from pbkit.errors import PbkitError
 from pbkit.library import PBLibrary, load_library
-from pbkit.store.recipe import Recipe
 from pbkit.model.safetensors_layout import read_layout
-from pbkit.common.settings import read_settings
+from pbkit.store.recipe import Recipe
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "fuzz" / "data"
@@ -145,8 +145,10 @@ def seeds(target: str) -> list[bytes]:
     if target == "library":
         return [LIBRARY.read_bytes()]
     if target == "settings":
-        return [bytes([SETTINGS_SUFFIXES.index(p.suffix if p.suffix in SETTINGS_SUFFIXES else ".yaml")]) + p.read_bytes()
-                for p in SETTINGS]
+        return [
+            bytes([SETTINGS_SUFFIXES.index(p.suffix if p.suffix in SETTINGS_SUFFIXES else ".yaml")]) + p.read_bytes()
+            for p in SETTINGS
+        ]
     raise ValueError(target)
 
 
@@ -155,8 +157,9 @@ def one_input(target: str, data: bytes, scratch: Path) -> None:
     if target == "safetensors":
         if data:
             head = data[1:]
-            check_safetensors(scratch / "f.safetensors", head,
-                              len(head) + MINILM_DATA_BYTES + SIZE_DELTAS[data[0] % len(SIZE_DELTAS)])
+            check_safetensors(
+                scratch / "f.safetensors", head, len(head) + MINILM_DATA_BYTES + SIZE_DELTAS[data[0] % len(SIZE_DELTAS)]
+            )
     elif target == "recipe":
         check_recipe(data)
     elif target == "library":

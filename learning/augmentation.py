@@ -27,7 +27,7 @@ from learning.esn import EchoStateNetwork
 from learning.features import Snapshot
 
 HOLDOUT = 0.2
-WASHOUT = 2      # slots of each episode before the reservoir state is trusted
+WASHOUT = 2  # slots of each episode before the reservoir state is trusted
 MAX_SLOTS = 4000  # real slots kept for fitting (oldest dropped)
 
 
@@ -49,8 +49,9 @@ class PopularityForecaster:
     errors: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.esn = EchoStateNetwork(3, 1, reservoir=self.reservoir, spectral_radius=self.spectral_radius,
-                                    leak=self.leak, ridge=self.ridge)
+        self.esn = EchoStateNetwork(
+            3, 1, reservoir=self.reservoir, spectral_radius=self.spectral_radius, leak=self.leak, ridge=self.ridge
+        )
         self.data: dict[str, list[np.ndarray]] = {"x": [], "u": [], "y": [], "p": []}
         self.share = 0.0
         self._t = 0
@@ -65,8 +66,9 @@ class PopularityForecaster:
         self._t = 0
         return self.esn.update(self.esn.zero_state((self.n_nodes * self.n_models,)), series_inputs(snap))
 
-    def observe(self, x: np.ndarray, snap: Snapshot, next_snap: Snapshot,
-                popularity: np.ndarray | None = None) -> np.ndarray:
+    def observe(
+        self, x: np.ndarray, snap: Snapshot, next_snap: Snapshot, popularity: np.ndarray | None = None
+    ) -> np.ndarray:
         """Record one real slot (inputs of `snap`, target = next slot's shares; `popularity`
         (N, I), the true request probabilities of that slot, for measurement only); returns the
         reservoir states after `next_snap`."""
@@ -103,13 +105,20 @@ class PopularityForecaster:
         mse_cum = float(np.mean((u[cut:, :, 2] - target) ** 2))
         skill = 1.0 - mse / max(min(mse_ema, mse_cum), 1e-12)
         self.share = self.share_max * float(np.clip(skill / self.skill_full, 0.0, 1.0))
-        self.errors = {"forecast_mse": mse, "ema_mse": mse_ema, "cumulative_mse": mse_cum,
-                       "forecast_skill": skill, "synthetic_share": self.share}
+        self.errors = {
+            "forecast_mse": mse,
+            "ema_mse": mse_ema,
+            "cumulative_mse": mse_cum,
+            "forecast_skill": skill,
+            "synthetic_share": self.share,
+        }
         truth = np.array(self.data["p"][cut:], dtype=np.float64) if len(self.data["p"]) == slots else None
         if truth is not None and np.isfinite(truth).all():
-            true = {"forecast_mse_true": float(np.mean((pred - truth) ** 2)),
-                    "ema_mse_true": float(np.mean((u[cut:, :, 1] - truth) ** 2)),
-                    "cumulative_mse_true": float(np.mean((u[cut:, :, 2] - truth) ** 2))}
+            true = {
+                "forecast_mse_true": float(np.mean((pred - truth) ** 2)),
+                "ema_mse_true": float(np.mean((u[cut:, :, 1] - truth) ** 2)),
+                "cumulative_mse_true": float(np.mean((u[cut:, :, 2] - truth) ** 2)),
+            }
             best = max(min(true["ema_mse_true"], true["cumulative_mse_true"]), 1e-12)
             self.errors |= true | {"forecast_skill_true": 1.0 - true["forecast_mse_true"] / best}
         self.esn.fit(flat(x), flat(u), flat(y)[:, None])
@@ -134,18 +143,23 @@ class PopularityForecaster:
         """(K,) one model per user, drawn from its home EN's forecast popularity."""
         cdf = np.cumsum(popularity, axis=1)
         u = rng.random(len(user_home)) * cdf[user_home, -1]
-        return np.array([min(int(np.searchsorted(cdf[h], v, side="right")), popularity.shape[1] - 1)
-                         for h, v in zip(user_home, u)])
+        return np.array(
+            [min(int(np.searchsorted(cdf[h], v, side="right")), popularity.shape[1] - 1) for h, v in zip(user_home, u)]
+        )
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
         stacked = {k: (np.array(v) if v else np.zeros((0,))) for k, v in self.data.items()}
-        return {"esn": self.esn.state_dict(), "data": stacked, "share": self.share,
-                "errors": dict(self.errors), "t": self._t}
+        return {
+            "esn": self.esn.state_dict(),
+            "data": stacked,
+            "share": self.share,
+            "errors": dict(self.errors),
+            "t": self._t,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.esn.load_state_dict(state["esn"])
-        self.data = {k: [np.asarray(a) for a in v] if np.asarray(v).ndim > 1 else []
-                     for k, v in state["data"].items()}
+        self.data = {k: [np.asarray(a) for a in v] if np.asarray(v).ndim > 1 else [] for k, v in state["data"].items()}
         self.data.setdefault("p", [])
         self.share, self.errors, self._t = float(state["share"]), dict(state["errors"]), int(state["t"])

@@ -24,7 +24,7 @@ from safetensors.numpy import load_file, save_file
 
 from learning.errors import CheckpointError
 
-RUN = "checkpoint"   # the one place these file stems are written
+RUN = "checkpoint"  # the one place these file stems are written
 POLICY = "policy"
 
 
@@ -92,7 +92,9 @@ def load_state(path: str | os.PathLike[str], stem: str) -> dict[str, Any]:
     """
     weights, meta = run_files(path, stem)
     if Path(path).exists() and not Path(path).is_dir():
-        raise CheckpointError(f"{path}: not a checkpoint directory (a run directory holds {meta.name} and {weights.name})")
+        raise CheckpointError(
+            f"{path}: not a checkpoint directory (a run directory holds {meta.name} and {weights.name})"
+        )
     if not meta.exists() or not weights.exists():
         missing = meta if not meta.exists() else weights
         raise CheckpointError(f"{missing}: no checkpoint here (expected {meta.name} and {weights.name})")

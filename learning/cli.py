@@ -23,7 +23,7 @@ def library_arg(value: str) -> PBLibrary:
 
 
 def parse_seeds(text: str, option: str) -> list[int]:
-    """"1,2,3" -> [1, 2, 3]; raises LearnConfigError naming the option."""
+    """ "1,2,3" -> [1, 2, 3]; raises LearnConfigError naming the option."""
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -34,8 +34,9 @@ def parse_seeds(text: str, option: str) -> list[int]:
 
 
 def policy_table(rows: dict[str, dict], title: str) -> None:
-    from pbkit.common.progress import console  # no wrapping at 80 columns in logs and pipes
     from rich.table import Table
+
+    from pbkit.common.progress import console  # no wrapping at 80 columns in logs and pipes
 
     table = Table(title=title)
     for col in ("policy", "mean delay (s)", "95 % CI"):
@@ -46,16 +47,16 @@ def policy_table(rows: dict[str, dict], title: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    learn = typer.Typer(help="Multi-agent PB cache learner (MAASN-DA): train, eval, report.",
-                        no_args_is_help=True)
+    learn = typer.Typer(help="Multi-agent PB cache learner (MAASN-DA): train, eval, report.", no_args_is_help=True)
 
     @learn.command("train")
     def train(
         library: str = typer.Option(..., "--library", help="PB library JSON (or 'synthetic')."),
         out: Path = typer.Option(..., "--out", help="Run directory (policy, checkpoint, metrics.csv, tb/)."),
         config: str = typer.Option(None, "--config", help="YAML config, or 'quick' / 'full'."),
-        overrides: list[str] = typer.Option([], "--set", help="key=value override (repeatable); "
-                                                               "scenario.<field>=value for the scenario."),
+        overrides: list[str] = typer.Option(
+            [], "--set", help="key=value override (repeatable); scenario.<field>=value for the scenario."
+        ),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
         stop_after: int = typer.Option(None, "--stop-after", help="Stop (and checkpoint) after this many real steps."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -72,18 +73,24 @@ def register(app: typer.Typer) -> None:
         history = trainer.run(stop_after=stop_after)
         if history:
             last = history[-1]
-            typer.echo(f"step {last['step']}: validation mean delay {last['eval_delay_s']:.4f} s, best "
-                       f"{trainer.best:.4f} s (training {last['train_wall_s']:.0f} s); policy in {out}")
+            typer.echo(
+                f"step {last['step']}: validation mean delay {last['eval_delay_s']:.4f} s, best "
+                f"{trainer.best:.4f} s (training {last['train_wall_s']:.0f} s); policy in {out}"
+            )
 
     @learn.command("eval")
     def eval_(
         checkpoint: Path = typer.Option(..., "--checkpoint", help="Run directory of `pbkit learn train`."),
         library: str = typer.Option(..., "--library"),
-        seeds: str = typer.Option(",".join(str(s) for s in TEST_SEEDS), "--seeds",
-                                  help="Comma-separated scenario seeds (as `pbkit sim run --seed`)."),
+        seeds: str = typer.Option(
+            ",".join(str(s) for s in TEST_SEEDS),
+            "--seeds",
+            help="Comma-separated scenario seeds (as `pbkit sim run --seed`).",
+        ),
         slots: int = typer.Option(20, "--slots", min=1),
-        policies: str = typer.Option(",".join(HEURISTICS), "--policies",
-                                     help="Heuristics to run beside the checkpoint."),
+        policies: str = typer.Option(
+            ",".join(HEURISTICS), "--policies", help="Heuristics to run beside the checkpoint."
+        ),
         name: str = typer.Option("maasn-da", "--name", help="Name of the learner in the output."),
         scenario: str = typer.Option(None, "--config", help="Scenario file or bundled name, as `pbkit sim run`."),
         overrides: list[str] = typer.Option([], "--set", help="Scenario key=value overrides, as `pbkit sim run`."),
@@ -99,7 +106,7 @@ def register(app: typer.Typer) -> None:
         from learning.policy import load_policy
 
         lib = library_arg(library)
-        cfg = build_config(scenario, [o[len("scenario."):] if o.startswith("scenario.") else o for o in overrides])
+        cfg = build_config(scenario, [o[len("scenario.") :] if o.startswith("scenario.") else o for o in overrides])
         seed_list = parse_seeds(seeds, "--seeds")
         heuristics = [p.strip() for p in policies.split(",") if p.strip()]
         for p in heuristics:
@@ -113,8 +120,10 @@ def register(app: typer.Typer) -> None:
             return
         policy_table(result["policies"], f"{len(seed_list)} seeds x {slots} slots (95 % t-intervals)")
         for learner, p in result.get("paired", {}).items():
-            typer.echo(f"{learner} - {p['vs']}: {p['mean_diff_s']:+.4f} s per seed "
-                       f"(95 % CI [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}")
+            typer.echo(
+                f"{learner} - {p['vs']}: {p['mean_diff_s']:+.4f} s per seed "
+                f"(95 % CI [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}"
+            )
 
     @learn.command("report")
     def report(
@@ -123,25 +132,43 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Short training and sweeps (minutes)."),
         config: str = typer.Option(None, "--config", help="Training config instead of quick/full."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
-        train_seeds: str = typer.Option(None, "--train-seeds",
-                                        help="Comma-separated training seeds per learner (default 0-4; quick: 0)."),
-        eval_seeds: str = typer.Option(None, "--eval-seeds",
-                                       help="Comma-separated held-out scenario seeds (default 2000-2009)."),
+        train_seeds: str = typer.Option(
+            None, "--train-seeds", help="Comma-separated training seeds per learner (default 0-4; quick: 0)."
+        ),
+        eval_seeds: str = typer.Option(
+            None, "--eval-seeds", help="Comma-separated held-out scenario seeds (default 2000-2009)."
+        ),
         slots: int = typer.Option(None, "--slots", min=1, help="Slots per evaluation run (default 20; quick: 5)."),
-        variants: str = typer.Option(None, "--variants",
-                                     help=f"Learners to train (default maasn-da,maasn-noda; any of {', '.join(VARIANTS)})."),
+        variants: str = typer.Option(
+            None, "--variants", help=f"Learners to train (default maasn-da,maasn-noda; any of {', '.join(VARIANTS)})."
+        ),
         overrides: list[str] = typer.Option([], "--set", help="Evaluation scenario key=value overrides."),
-        heuristics: str = typer.Option(None, "--heuristics", help=f"Heuristics to compare (default {','.join(HEURISTICS)})."),
-        evaluated: str = typer.Option(None, "--evaluate", help="Learners run on the test seeds (default: every trained one)."),
+        heuristics: str = typer.Option(
+            None, "--heuristics", help=f"Heuristics to compare (default {','.join(HEURISTICS)})."
+        ),
+        evaluated: str = typer.Option(
+            None, "--evaluate", help="Learners run on the test seeds (default: every trained one)."
+        ),
         capacities: str = typer.Option(None, "--capacities", help="Cache fractions of the sweep ('' skips it)."),
-        csi_errors: str = typer.Option(None, "--csi-errors", help="CSI error bounds of the robust sweep ('' skips it)."),
-        optimum_seeds: str = typer.Option(None, "--optimum-seeds", help="Seeds of the small-instance optimum ('' skips it)."),
-        headroom: bool = typer.Option(None, "--headroom/--no-headroom",
-                                      help="Also run the oracles and the full-cache bound of learning.headroom "
-                                           "(default: yes, except with --quick)."),
-        workers: int = typer.Option(None, "--workers", min=1,
-                                    help="Run the training and evaluation runs on Ray with this many in parallel "
-                                         "(default: one by one in this process)."),
+        csi_errors: str = typer.Option(
+            None, "--csi-errors", help="CSI error bounds of the robust sweep ('' skips it)."
+        ),
+        optimum_seeds: str = typer.Option(
+            None, "--optimum-seeds", help="Seeds of the small-instance optimum ('' skips it)."
+        ),
+        headroom: bool = typer.Option(
+            None,
+            "--headroom/--no-headroom",
+            help="Also run the oracles and the full-cache bound of learning.headroom "
+            "(default: yes, except with --quick).",
+        ),
+        workers: int = typer.Option(
+            None,
+            "--workers",
+            min=1,
+            help="Run the training and evaluation runs on Ray with this many in parallel "
+            "(default: one by one in this process).",
+        ),
         address: str = typer.Option(None, "--address", help="Run them on the Ray cluster at this address."),
     ) -> None:
         """The evaluation protocol: writes OUT/results.json and plots. Every training and evaluation
@@ -167,6 +194,7 @@ def register(app: typer.Typer) -> None:
             if unknown or not names:
                 raise LearnConfigError(f"--variants {variants!r}: unknown {unknown} (have: {', '.join(VARIANTS)})")
             changes["variants"] = names
+
         def floats(text: str, option: str) -> tuple[float, ...]:
             try:
                 return tuple(float(v) for v in text.split(",") if v.strip())
@@ -186,7 +214,9 @@ def register(app: typer.Typer) -> None:
         if csi_errors is not None:
             changes["csi_errors"] = floats(csi_errors, "--csi-errors")
         if optimum_seeds is not None:
-            changes["optimum_seeds"] = tuple(parse_seeds(optimum_seeds, "--optimum-seeds")) if optimum_seeds.strip() else ()
+            changes["optimum_seeds"] = (
+                tuple(parse_seeds(optimum_seeds, "--optimum-seeds")) if optimum_seeds.strip() else ()
+            )
         if headroom is not None:
             changes["headroom"] = headroom
         if overrides:
@@ -196,12 +226,15 @@ def register(app: typer.Typer) -> None:
             changes["scenario"] = parse_set_overrides(overrides, ConfigError)
             ScenarioConfig.from_dict(changes["scenario"], where="--set")  # fail before training
         plan = dataclasses.replace(plan, **changes)
-        results = run_report(library_arg(library), out, plan, log=typer.echo, progress=progress,
-                             workers=workers, address=address)
+        results = run_report(
+            library_arg(library), out, plan, log=typer.echo, progress=progress, workers=workers, address=address
+        )
         policy_table(results["policies"], f"mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots")
         for name, p in results["paired"].items():
-            typer.echo(f"{name} - {p['vs']}: {p['mean_diff_s']:+.4f} s (95 % CI [{p['ci95'][0]:+.4f}, "
-                       f"{p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}")
+            typer.echo(
+                f"{name} - {p['vs']}: {p['mean_diff_s']:+.4f} s (95 % CI [{p['ci95'][0]:+.4f}, "
+                f"{p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}"
+            )
         typer.echo(f"wrote {out / 'results.json'}")
 
     app.add_typer(learn, name="learn")

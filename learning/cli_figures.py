@@ -15,13 +15,23 @@ DEFAULT_LIBRARIES = {"zoo": ".pbkit-demo/library.json", "llama-2-lora": "llama-2
 
 def figures_command(
     out: Path = typer.Option(..., "--out", help="Directory for the figures, figures.json, README.md and data/."),
-    library: list[str] = typer.Option([], "--library", help="LABEL=SPEC or SPEC (repeatable): a library file, "
-                                      "'synthetic' or a shipped name. Default: the demo zoo's library (if built) and llama-2-lora."),
+    library: list[str] = typer.Option(
+        [],
+        "--library",
+        help="LABEL=SPEC or SPEC (repeatable): a library file, "
+        "'synthetic' or a shipped name. Default: the demo zoo's library (if built) and llama-2-lora.",
+    ),
     seeds: int = typer.Option(10, "--seeds", min=1, help="Seeds per point (the same for every series)."),
     slots: int = typer.Option(2, "--slots", min=1, help="Slots per run."),
-    quick: bool = typer.Option(False, "--quick", help="Two points per axis, two series, 2 seeds, 1 slot (a smoke run)."),
-    panels: Optional[str] = typer.Option(None, "--panels", help="Comma-separated subset: capacity,users,antennas,power,csi,zipf."),
-    learn_results: Optional[Path] = typer.Option(None, "--learn-results", help="results.json of `pbkit learn report` for the learning curves."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Two points per axis, two series, 2 seeds, 1 slot (a smoke run)."
+    ),
+    panels: Optional[str] = typer.Option(
+        None, "--panels", help="Comma-separated subset: capacity,users,antennas,power,csi,zipf."
+    ),
+    learn_results: Optional[Path] = typer.Option(
+        None, "--learn-results", help="results.json of `pbkit learn report` for the learning curves."
+    ),
     config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting in every sweep: key=value (repeatable)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel cells (default: all CPUs)."),
@@ -32,14 +42,21 @@ def figures_command(
     from delivery.errors import ConfigError
     from learning.figures import PANELS, FigurePlan, run_figures
 
-    specs = list(library) or [f"{label}={spec}" for label, spec in DEFAULT_LIBRARIES.items()
-                              if label != "zoo" or Path(spec).exists()]
+    specs = list(library) or [
+        f"{label}={spec}" for label, spec in DEFAULT_LIBRARIES.items() if label != "zoo" or Path(spec).exists()
+    ]
     libs = {}
     for item in specs:
         label, sep, spec = item.partition("=")
         if not sep:
-            label, spec = (Path(item).parent.name.lstrip(".").removeprefix("pbkit-") or Path(item).stem
-                           if item.endswith(".json") else item), item
+            label, spec = (
+                (
+                    Path(item).parent.name.lstrip(".").removeprefix("pbkit-") or Path(item).stem
+                    if item.endswith(".json")
+                    else item
+                ),
+                item,
+            )
         libs[label] = load_library_arg(spec)
     names = tuple(p.name for p in PANELS)
     chosen = tuple(s.strip() for s in panels.split(",")) if panels else names
@@ -50,14 +67,25 @@ def figures_command(
         seeds, slots = min(seeds, 2), 1
     base = build_config(config, set_)
     plan = FigurePlan(
-        libraries=libs, out=out, seeds=seeds, slots=slots, quick=quick, config=base,
-        build_config=lambda extra: build_config(config, [*set_, *extra]), panels=chosen,
-        learn_results=learn_results, learn_note=_provenance(learn_results), workers=workers, address=address,
+        libraries=libs,
+        out=out,
+        seeds=seeds,
+        slots=slots,
+        quick=quick,
+        config=base,
+        build_config=lambda extra: build_config(config, [*set_, *extra]),
+        panels=chosen,
+        learn_results=learn_results,
+        learn_note=_provenance(learn_results),
+        workers=workers,
+        address=address,
         command="pbkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     data = run_figures(plan, log=lambda m: typer.echo(m, err=True))
-    typer.echo(f"{out}: {len(data['panels'])} panels on {', '.join(libs)}, {data['computed']} cells computed "
-               f"({data['wall_s']:.0f} s); README.md, figures.json")
+    typer.echo(
+        f"{out}: {len(data['panels'])} panels on {', '.join(libs)}, {data['computed']} cells computed "
+        f"({data['wall_s']:.0f} s); README.md, figures.json"
+    )
     for note in data["notes"]:
         typer.echo(f"  note: {note}")
 
@@ -78,8 +106,13 @@ def _provenance(path: Optional[Path]) -> str:
     if made:
         parts.append(f"made {made}")
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%cs, %h: %s", "--", path.name], cwd=path.parent,
-                             capture_output=True, text=True, timeout=10).stdout.strip()
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%cs, %h: %s", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out = ""
     if out:

@@ -7,13 +7,13 @@ field of TrainConfig. Unknown keys and ill-typed values raise LearnConfigError n
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pbkit.errors import PbkitError
 from pbkit.common.settings import load_typed, parse_set_overrides, parse_settings
+from pbkit.errors import PbkitError
 
 # Learner variants evaluated in the report: MAASN-DA and its ablations (overrides of TrainConfig).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -43,34 +43,34 @@ class TrainConfig:
     scenario: dict[str, Any] = field(default_factory=lambda: {"beamformer": "mrt"})
     # environment
     episode_slots: int = 20
-    ema_alpha: float = 0.3       # recent request shares: ~3-slot memory (cumulative counts are a feature too)
+    ema_alpha: float = 0.3  # recent request shares: ~3-slot memory (cumulative counts are a feature too)
     # run length and schedule (all counts are real environment steps = slots)
     total_steps: int = 1200
-    warmup_steps: int = 200      # real slots before the first RL update (includes the BC episodes)
+    warmup_steps: int = 200  # real slots before the first RL update (includes the BC episodes)
     updates_per_step: int = 1
-    batch_size: int = 16         # samples; each carries N x J PB rows (904 on the zoo library)
+    batch_size: int = 16  # samples; each carries N x J PB rows (904 on the zoo library)
     buffer_size: int = 20000
     # MAASN
-    actor: str = "asn"           # "asn" (action semantics) | "mlp" (ablation)
-    mixer: str = "qmix"          # "qmix" | "vdn" | "none" (independent learners)
+    actor: str = "asn"  # "asn" (action semantics) | "mlp" (ablation)
+    mixer: str = "qmix"  # "qmix" | "vdn" | "none" (independent learners)
     hidden: int = 32
     mixer_embed: int = 32
     gamma: float = 0.5
-    tau: float = 0.01            # soft target update rate
+    tau: float = 0.01  # soft target update rate
     lr_actor: float = 3e-4
     lr_critic: float = 1e-3
-    lr_final: float = 0.1        # learning rates decay linearly to this fraction at the end
+    lr_final: float = 0.1  # learning rates decay linearly to this fraction at the end
     gumbel_tau: float = 1.0
-    explore_eps: float = 0.05    # share of PB decisions sampled from the policy while acting
-    pi_reg: float = 1e-3         # FACMAC's logit regulariser
+    explore_eps: float = 0.05  # share of PB decisions sampled from the policy while acting
+    pi_reg: float = 1e-3  # FACMAC's logit regulariser
     grad_clip: float = 10.0
-    keep_bias: float = 0.5       # added to the score of PBs already cached (hysteresis against churn)
+    keep_bias: float = 0.5  # added to the score of PBs already cached (hysteresis against churn)
     # behaviour-cloning warm start from the greedy placement
-    bc_episodes: int = 6         # real episodes run by greedy, imitated, then kept in the replay
+    bc_episodes: int = 6  # real episodes run by greedy, imitated, then kept in the replay
     bc_epochs: int = 40
     bc_lr: float = 1e-3
-    bc_weight: float = 1.0       # imitation term in the actor loss, decays linearly to 0 over the run
-    actor_delay: int = 100       # real slots of critic-only updates after the warm start
+    bc_weight: float = 1.0  # imitation term in the actor loss, decays linearly to 0 over the run
+    actor_delay: int = 100  # real slots of critic-only updates after the warm start
     # data augmentation: ESN popularity forecasts drive the real simulator
     da: bool = True
     esn_reservoir: int = 40
@@ -78,13 +78,13 @@ class TrainConfig:
     esn_leak: float = 0.5
     esn_ridge: float = 1e-2
     da_refit_every: int = 100
-    da_rollout_every: int = 10   # real slots between synthetic branches
-    da_rollout_len: int = 5      # synthetic slots per branch
+    da_rollout_every: int = 10  # real slots between synthetic branches
+    da_rollout_len: int = 5  # synthetic slots per branch
     da_share_max: float = 0.5
-    da_skill_full: float = 0.1   # forecast skill at which the synthetic share reaches da_share_max
+    da_skill_full: float = 0.1  # forecast skill at which the synthetic share reaches da_share_max
     da_buffer_size: int = 10000
     # validation (best-checkpoint choice) and logging
-    eval_every: int = 200        # must be a multiple of episode_slots (checkpoints at episode ends)
+    eval_every: int = 200  # must be a multiple of episode_slots (checkpoints at episode ends)
     val_seeds: tuple[int, ...] = (1000, 1001, 1002)  # disjoint from the test seeds (2000+)
     eval_slots: int = 20
     threads: int = 1
@@ -94,9 +94,22 @@ class TrainConfig:
             raise LearnConfigError(f"actor = {self.actor!r} is not 'asn' or 'mlp'")
         if self.mixer not in ("qmix", "vdn", "none"):
             raise LearnConfigError(f"mixer = {self.mixer!r} is not 'qmix', 'vdn' or 'none'")
-        for name in ("episode_slots", "total_steps", "batch_size", "buffer_size", "eval_every",
-                     "eval_slots", "hidden", "esn_reservoir", "threads", "da_refit_every",
-                     "da_rollout_every", "da_rollout_len", "updates_per_step", "bc_epochs"):
+        for name in (
+            "episode_slots",
+            "total_steps",
+            "batch_size",
+            "buffer_size",
+            "eval_every",
+            "eval_slots",
+            "hidden",
+            "esn_reservoir",
+            "threads",
+            "da_refit_every",
+            "da_rollout_every",
+            "da_rollout_len",
+            "updates_per_step",
+            "bc_epochs",
+        ):
             if getattr(self, name) < 1:
                 raise LearnConfigError(f"{name} = {getattr(self, name)!r} must be at least 1")
         for name in ("bc_episodes", "actor_delay", "warmup_steps"):
@@ -104,10 +117,12 @@ class TrainConfig:
                 raise LearnConfigError(f"{name} = {getattr(self, name)!r} must not be negative")
         if self.total_steps % self.episode_slots:
             raise LearnConfigError(
-                f"total_steps = {self.total_steps} is not a multiple of episode_slots = {self.episode_slots}")
+                f"total_steps = {self.total_steps} is not a multiple of episode_slots = {self.episode_slots}"
+            )
         if self.eval_every % self.episode_slots:
             raise LearnConfigError(
-                f"eval_every = {self.eval_every} is not a multiple of episode_slots = {self.episode_slots}")
+                f"eval_every = {self.eval_every} is not a multiple of episode_slots = {self.episode_slots}"
+            )
         if self.bc_episodes * self.episode_slots > self.total_steps:
             raise LearnConfigError(f"bc_episodes = {self.bc_episodes} episodes exceed total_steps = {self.total_steps}")
         if not 0.0 < self.esn_spectral_radius < 1.0:

@@ -26,7 +26,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from delivery.config import ScenarioConfig
-from delivery.simulator import SlotResult, Simulator
+from delivery.simulator import Simulator, SlotResult
 from learning.features import (
     CACHE,
     NEIGHBOUR_FEATURES,
@@ -51,8 +51,15 @@ def reference_delay(scenario: ScenarioConfig, library: PBLibrary) -> float:
 class CacheEnv(ParallelEnv):
     metadata = {"name": "pbkit_cache_v1", "render_modes": []}
 
-    def __init__(self, library: PBLibrary, scenario: ScenarioConfig, episode_slots: int = 20,
-                 ema_alpha: float = 0.3, seed: int = 0, keep_bias: float = 0.5) -> None:
+    def __init__(
+        self,
+        library: PBLibrary,
+        scenario: ScenarioConfig,
+        episode_slots: int = 20,
+        ema_alpha: float = 0.3,
+        seed: int = 0,
+        keep_bias: float = 0.5,
+    ) -> None:
         self.library = library
         self.scenario = scenario
         self.episode_slots = int(episode_slots)
@@ -71,12 +78,12 @@ class CacheEnv(ParallelEnv):
         self.snap: Snapshot = snapshot(self.sim.policy_view(), None, self.ema_alpha)
 
     # ------------------------------------------------------------------ spaces
-    @functools.lru_cache(maxsize=None)
+    @functools.lru_cache(maxsize=None)  # noqa: B019 (PettingZoo asks for the same space object)
     def observation_space(self, agent: str) -> spaces.Space:
         width = OWN_FEATURES + self.layout.max_degree * NEIGHBOUR_FEATURES
         return spaces.Box(-np.inf, np.inf, (self.layout.n_pbs, width), np.float32)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.lru_cache(maxsize=None)  # noqa: B019
     def action_space(self, agent: str) -> spaces.Space:
         return spaces.MultiDiscrete(np.full(self.layout.n_pbs, self.layout.n_actions))
 
@@ -141,8 +148,7 @@ class CacheEnv(ParallelEnv):
     def joint_action(self, actions: dict[str, np.ndarray]) -> np.ndarray:
         return np.stack([np.asarray(actions[a], dtype=np.int64) for a in self.possible_agents])
 
-    def step_joint(self, actions: np.ndarray, scores: np.ndarray | None = None,
-                   requests: np.ndarray | None = None):
+    def step_joint(self, actions: np.ndarray, scores: np.ndarray | None = None, requests: np.ndarray | None = None):
         """Step with an (N, J) action array; `scores` (N, J) rank each EN's PBs (default: its
         "cache" choices first). The caches are filled from the ranking (`features.place`)."""
         actions = np.asarray(actions)
@@ -155,8 +161,9 @@ class CacheEnv(ParallelEnv):
         placement = place(self.layout, actions, scores, self.snap["placement"], self.keep_bias)
         return self.step_placement(placement, actions, requests)
 
-    def step_placement(self, placement: np.ndarray, actions: np.ndarray | None = None,
-                       requests: np.ndarray | None = None):
+    def step_placement(
+        self, placement: np.ndarray, actions: np.ndarray | None = None, requests: np.ndarray | None = None
+    ):
         """Step with a feasible placement (N, J); `requests` (K,) replaces the slot's drawn
         requests (synthetic slots). Effective actions: see `features.effective_actions`."""
         result = self.sim.step(placement, requests=requests)
@@ -167,8 +174,12 @@ class CacheEnv(ParallelEnv):
         done = self.slot >= self.episode_slots
         obs = self._observations()
         acts = np.zeros(placement.shape, dtype=np.int64) if actions is None else actions
-        info = {"mean_delay_s": float(result.mean_delay_s), "hit_ratio_local": float(result.hit_ratio_local),
-                "placement": placement, "effective_actions": effective_actions(self.layout, acts, placement)}
+        info = {
+            "mean_delay_s": float(result.mean_delay_s),
+            "hit_ratio_local": float(result.hit_ratio_local),
+            "placement": placement,
+            "effective_actions": effective_actions(self.layout, acts, placement),
+        }
         rewards = {a: reward for a in self.possible_agents}
         terminated = {a: False for a in self.possible_agents}
         truncated = {a: done for a in self.possible_agents}

@@ -104,8 +104,16 @@ def nrmse(prediction: np.ndarray, target: np.ndarray) -> float:
     return rmse / std if std > 0 else rmse
 
 
-def mackey_glass(n: int, tau: int = 17, beta: float = 0.2, gamma: float = 0.1, p: int = 10,
-                 dt: float = 1.0, subsample: int = 1, x0: float = 1.2) -> np.ndarray:
+def mackey_glass(
+    n: int,
+    tau: int = 17,
+    beta: float = 0.2,
+    gamma: float = 0.1,
+    p: int = 10,
+    dt: float = 1.0,
+    subsample: int = 1,
+    x0: float = 1.2,
+) -> np.ndarray:
     """The Mackey-Glass delay series (tau=17 is the standard chaotic benchmark), Euler-integrated."""
     history = int(tau / dt)
     steps = n * subsample + history

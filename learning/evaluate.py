@@ -30,16 +30,22 @@ from pbkit.library import PBLibrary
 PolicyFactory = Callable[[], Any]
 
 
-def run_seed(config: ScenarioConfig, library: PBLibrary, name: str, factory: PolicyFactory | None,
-             slots: int, seed: int) -> dict[str, Any]:
+def run_seed(
+    config: ScenarioConfig, library: PBLibrary, name: str, factory: PolicyFactory | None, slots: int, seed: int
+) -> dict[str, Any]:
     """One run's summary (`RunResult.summary()`): a heuristic by name (factory None) or a fresh
     policy object from `factory`. Raises delivery's ConfigError/CapacityError."""
     return run_policy(config, library, name if factory is None else factory(), slots, seed).summary()
 
 
-def evaluate_policies(config: ScenarioConfig, library: PBLibrary, policies: dict[str, PolicyFactory | None],
-                      seeds: list[int] | tuple[int, ...], slots: int,
-                      on_run: Callable[[str, int, float], None] | None = None) -> dict[str, np.ndarray]:
+def evaluate_policies(
+    config: ScenarioConfig,
+    library: PBLibrary,
+    policies: dict[str, PolicyFactory | None],
+    seeds: list[int] | tuple[int, ...],
+    slots: int,
+    on_run: Callable[[str, int, float], None] | None = None,
+) -> dict[str, np.ndarray]:
     """Per-seed mean delay (s) of every policy on every seed, through `delivery.experiment.compare`
     (factory None: the registered policy of that name)."""
     report = (lambda run: on_run(run.policy, run.seed, run.mean("mean_delay_s"))) if on_run else None
@@ -47,23 +53,24 @@ def evaluate_policies(config: ScenarioConfig, library: PBLibrary, policies: dict
     return {name: np.array(row["per_seed_mean_delay_s"]) for name, row in result["policies"].items()}
 
 
-def summarise(values: dict[str, np.ndarray], heuristics: list[str] | tuple[str, ...],
-              learners: list[str] | tuple[str, ...]) -> dict[str, Any]:
+def summarise(
+    values: dict[str, np.ndarray], heuristics: list[str] | tuple[str, ...], learners: list[str] | tuple[str, ...]
+) -> dict[str, Any]:
     """Means with 95 % t-intervals, and each learner's paired difference to the best heuristic
     (`delivery.experiment.paired_difference`)."""
     policies = {}
     for name, v in values.items():
         mean, half = t_interval(list(v))
-        policies[name] = {"mean_delay_s": mean, "ci95": [mean - half, mean + half],
-                          "per_seed": [float(x) for x in v]}
+        policies[name] = {"mean_delay_s": mean, "ci95": [mean - half, mean + half], "per_seed": [float(x) for x in v]}
     present = [h for h in heuristics if h in values]
     out: dict[str, Any] = {"policies": policies}
     if not present:
         return out
     best = min(present, key=lambda h: float(np.mean(values[h])))
     out["best_heuristic"] = best
-    out["paired"] = {name: {"vs": best, **paired_difference(values[name], values[best])}
-                     for name in learners if name in values}
+    out["paired"] = {
+        name: {"vs": best, **paired_difference(values[name], values[best])} for name in learners if name in values
+    }
     return out
 
 
@@ -109,14 +116,23 @@ def eval_task(params: dict[str, Any], library: PBLibrary) -> dict[str, Any]:
         config, policy = full_cache_scenario(config), FullCache()
     else:
         raise ValueError(f"evaluation cell: unknown policy spec {kind}/{name}")
-    return run_seed(config, library, name, (lambda: policy) if not isinstance(policy, str) else None,
-                    int(params["slots"]), seed)
+    return run_seed(
+        config, library, name, (lambda: policy) if not isinstance(policy, str) else None, int(params["slots"]), seed
+    )
 
 
-def evaluate_cells(config: ScenarioConfig, library: PBLibrary, specs: dict[str, dict[str, Any]],
-                   seeds: list[int] | tuple[int, ...], slots: int, out_dir: str | Path,
-                   workers: int | None = None, address: str | None = None, label: str = "evaluate",
-                   on_run: Callable[[str, int, float], None] | None = None) -> dict[str, np.ndarray]:
+def evaluate_cells(
+    config: ScenarioConfig,
+    library: PBLibrary,
+    specs: dict[str, dict[str, Any]],
+    seeds: list[int] | tuple[int, ...],
+    slots: int,
+    out_dir: str | Path,
+    workers: int | None = None,
+    address: str | None = None,
+    label: str = "evaluate",
+    on_run: Callable[[str, int, float], None] | None = None,
+) -> dict[str, np.ndarray]:
     """Per-seed mean delay of every named spec on every seed, as cells recorded in `out_dir`
     (finished cells are reused). In this process one by one unless `workers` or `address` is
     given (then on Ray). Raises EngineError when a run fails (delivery's errors inside)."""
@@ -142,7 +158,16 @@ def evaluate_cells(config: ScenarioConfig, library: PBLibrary, specs: dict[str, 
                 on_run(r.cell.params["name"], r.cell.params["seed"], r.result["mean_delay_s"])
 
     inline = workers is None and address is None
-    report = run_cells(cells, eval_task, out_dir, shared=library, workers=workers, address=address, write=write,
-                       label=label, executor="inline" if inline else "ray")
+    report = run_cells(
+        cells,
+        eval_task,
+        out_dir,
+        shared=library,
+        workers=workers,
+        address=address,
+        write=write,
+        label=label,
+        executor="inline" if inline else "ray",
+    )
     by_key = {r.cell.key: r.result["mean_delay_s"] for r in report.results}
     return {name: np.array([by_key[c.key] for c in cells if c.params["name"] == name]) for name in specs}

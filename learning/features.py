@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-OWN_FEATURES = 13       # per (EN, PB) features from the agent's own view
+OWN_FEATURES = 13  # per (EN, PB) features from the agent's own view
 NEIGHBOUR_FEATURES = 6  # per (EN, neighbour, PB) features received from that neighbour
-STATE_FEATURES = 10     # per PB features of the global state (critic only)
+STATE_FEATURES = 10  # per PB features of the global state (critic only)
 
 # Action codes per (EN, PB): 0 drop, 1 cache, 2 + d = ask neighbour d to hold the PB (pull from it)
 DROP, CACHE, PULL0 = 0, 1, 2
@@ -33,12 +33,12 @@ Snapshot = dict[str, Any]
 class Layout:
     """Static facts of a scenario that the features need."""
 
-    pb_bytes: np.ndarray       # (J,) int64
-    membership: np.ndarray     # (I, J) bool
-    capacity: np.ndarray       # (N,) int64 bytes
-    neighbours: np.ndarray     # (N, N) bool, no self loops
-    max_degree: int            # D, padded neighbour count (action space size is 2 + D)
-    drift_period: int = 10     # slots between request-ranking drifts (for the phase feature)
+    pb_bytes: np.ndarray  # (J,) int64
+    membership: np.ndarray  # (I, J) bool
+    capacity: np.ndarray  # (N,) int64 bytes
+    neighbours: np.ndarray  # (N, N) bool, no self loops
+    max_degree: int  # D, padded neighbour count (action space size is 2 + D)
+    drift_period: int = 10  # slots between request-ranking drifts (for the phase feature)
 
     @classmethod
     def from_view(cls, view, max_degree: int | None = None) -> "Layout":
@@ -90,7 +90,7 @@ class Layout:
         _, valid = self.neighbour_index()
         idx, _ = self.neighbour_index()
         mask = np.ones((self.n_nodes, self.n_pbs, self.n_actions), dtype=np.int8)
-        fits = self.pb_bytes[None, :] <= self.capacity[:, None]          # (N, J)
+        fits = self.pb_bytes[None, :] <= self.capacity[:, None]  # (N, J)
         mask[:, :, CACHE] = fits
         for d in range(self.max_degree):
             mask[:, :, PULL0 + d] = valid[:, d : d + 1] & fits[idx[:, d]]
@@ -151,19 +151,19 @@ def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
     sizes = layout.pb_bytes.astype(np.float64)
     mean_size = max(sizes.mean(), 1.0)
     total = max(sizes.sum(), 1.0)
-    p = np.asarray(snap["placement"]).astype(np.float64)             # (..., N, J)
+    p = np.asarray(snap["placement"]).astype(np.float64)  # (..., N, J)
     users = np.asarray(snap["users"], dtype=np.float64)
-    demand = np.asarray(snap["ema"], dtype=np.float64) @ member       # (..., N, J) share of users needing j
+    demand = np.asarray(snap["ema"], dtype=np.float64) @ member  # (..., N, J) share of users needing j
     demand_last = np.asarray(snap["last"], dtype=np.float64) @ member
     demand_cum = np.asarray(snap["cum"], dtype=np.float64) @ member
     gain = np.asarray(snap["gain"], dtype=np.float64)
     greedy = np.asarray(snap["greedy"]).astype(np.float64)
     phase = np.asarray(snap["phase"], dtype=np.float64)
     rel_users = users / np.maximum(users.mean(axis=-1, keepdims=True), 1e-9)
-    size_rel = np.log(np.maximum(sizes, 1.0) / mean_size)             # (J,)
+    size_rel = np.log(np.maximum(sizes, 1.0) / mean_size)  # (J,)
     density = np.minimum(demand_cum * (mean_size / np.maximum(sizes, 1.0)), 10.0) / 10.0
-    cap_rel = layout.capacity / total                                 # (N,)
-    shared_by = member.mean(axis=0)                                   # (J,) sharing degree
+    cap_rel = layout.capacity / total  # (N,)
+    shared_by = member.mean(axis=0)  # (J,) sharing degree
     batch = p.shape[:-2]
     n, j = layout.n_nodes, layout.n_pbs
 
@@ -172,35 +172,62 @@ def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
 
     angle = 2.0 * np.pi * phase[..., None, None]
     own = np.stack(
-        [p, bcast(size_rel[None, :]), bcast(cap_rel[:, None]), demand, demand_last, demand_cum, density,
-         bcast(rel_users[..., :, None]), bcast(shared_by[None, :]), gain, greedy,
-         bcast(np.sin(angle)), bcast(np.cos(angle))],
+        [
+            p,
+            bcast(size_rel[None, :]),
+            bcast(cap_rel[:, None]),
+            demand,
+            demand_last,
+            demand_cum,
+            density,
+            bcast(rel_users[..., :, None]),
+            bcast(shared_by[None, :]),
+            gain,
+            greedy,
+            bcast(np.sin(angle)),
+            bcast(np.cos(angle)),
+        ],
         axis=-1,
     )
     idx, valid = layout.neighbour_index()
-    v = valid[:, :, None].astype(np.float64)                          # (N, D, 1)
+    v = valid[:, :, None].astype(np.float64)  # (N, D, 1)
     nb = np.stack(
-        [p[..., idx, :] * v, demand[..., idx, :] * v, demand_cum[..., idx, :] * v, greedy[..., idx, :] * v,
-         np.broadcast_to(rel_users[..., idx, None], batch + idx.shape + (j,)) * v,
-         np.broadcast_to(v, batch + idx.shape + (j,))],
+        [
+            p[..., idx, :] * v,
+            demand[..., idx, :] * v,
+            demand_cum[..., idx, :] * v,
+            greedy[..., idx, :] * v,
+            np.broadcast_to(rel_users[..., idx, None], batch + idx.shape + (j,)) * v,
+            np.broadcast_to(v, batch + idx.shape + (j,)),
+        ],
         axis=-1,
-    )                                                                  # (..., N, D, J, F_nb)
+    )  # (..., N, D, J, F_nb)
     nb = np.moveaxis(nb, -3, -2).reshape(batch + (n, j, layout.max_degree * NEIGHBOUR_FEATURES))
     obs = np.concatenate([own, nb], axis=-1).astype(np.float32)
 
-    weight = rel_users[..., :, None] / n                               # user-weighted node average
+    weight = rel_users[..., :, None] / n  # user-weighted node average
     covered = (demand_cum * p * weight).sum(axis=-2) / np.maximum((demand_cum * weight).sum(axis=-2), 1e-9)
     state = np.stack(
-        [p.mean(axis=-2), demand.mean(axis=-2), demand.max(axis=-2), demand_cum.mean(axis=-2), covered,
-         np.broadcast_to(size_rel, batch + (j,)), np.broadcast_to(shared_by, batch + (j,)),
-         np.broadcast_to(cap_rel.mean(), batch + (j,)), greedy.mean(axis=-2), gain.mean(axis=-2)],
+        [
+            p.mean(axis=-2),
+            demand.mean(axis=-2),
+            demand.max(axis=-2),
+            demand_cum.mean(axis=-2),
+            covered,
+            np.broadcast_to(size_rel, batch + (j,)),
+            np.broadcast_to(shared_by, batch + (j,)),
+            np.broadcast_to(cap_rel.mean(), batch + (j,)),
+            greedy.mean(axis=-2),
+            gain.mean(axis=-2),
+        ],
         axis=-1,
     ).astype(np.float32)
     return obs, state
 
 
-def place(layout: Layout, actions: np.ndarray, scores: np.ndarray, previous: np.ndarray,
-          keep_bias: float) -> np.ndarray:
+def place(
+    layout: Layout, actions: np.ndarray, scores: np.ndarray, previous: np.ndarray, keep_bias: float
+) -> np.ndarray:
     """A feasible placement (N, J) bool that fills every cache from the actor's scores.
 
     Each EN ranks all PBs by score (the actor's cache-vs-drop logit margin), plus `keep_bias` for

@@ -37,22 +37,34 @@ from pbkit.library import PBLibrary
 @dataclass(frozen=True)
 class Panel:
     name: str
-    key: str                      # the scenario setting on the x axis
+    key: str  # the scenario setting on the x axis
     values: tuple[Any, ...]
     xlabel: str
     policies: tuple[str, ...] = ("lfu", "greedy")
-    series_key: str = "policy"    # what one line is: a policy, or another grid key
+    series_key: str = "policy"  # what one line is: a policy, or another grid key
     series_values: tuple[Any, ...] = ()
 
 
 PANELS: tuple[Panel, ...] = (
-    Panel("capacity", "cache_fraction", (0.15, 0.3, 0.5, 0.7), "cache capacity per EN (fraction of unique bytes)",
-          ("lfu", "greedy", "coarse", "noncoop")),
+    Panel(
+        "capacity",
+        "cache_fraction",
+        (0.15, 0.3, 0.5, 0.7),
+        "cache capacity per EN (fraction of unique bytes)",
+        ("lfu", "greedy", "coarse", "noncoop"),
+    ),
     Panel("users", "n_users", (10, 20, 30, 40), "number of users"),
     Panel("antennas", "antennas", (2, 4, 6, 8), "antennas per EN"),
     Panel("power", "power_dbm", (20.0, 25.0, 30.0, 35.0), "transmit power per EN (dBm)"),
-    Panel("csi", "csi_error", (0.0, 0.05, 0.1, 0.2), "CSI error bound (relative)", ("greedy",),
-          series_key="beamformer", series_values=("fast", "fast-backoff", "robust")),
+    Panel(
+        "csi",
+        "csi_error",
+        (0.0, 0.05, 0.1, 0.2),
+        "CSI error bound (relative)",
+        ("greedy",),
+        series_key="beamformer",
+        series_values=("fast", "fast-backoff", "robust"),
+    ),
     Panel("zipf", "zipf_gamma", (0.4, 0.8, 1.2, 1.6), "Zipf exponent of the requests"),
 )
 MODES = {"greedy": "fine (greedy)", "coarse": "coarse", "noncoop": "non-cooperative"}
@@ -80,8 +92,15 @@ class FigurePlan:
 
 def quick_panel(panel: Panel) -> Panel:
     """Two points per axis and at most two series: a smoke run of every panel."""
-    return Panel(panel.name, panel.key, (panel.values[0], panel.values[-1]), panel.xlabel,
-                 panel.policies[:2], panel.series_key, panel.series_values[:2])
+    return Panel(
+        panel.name,
+        panel.key,
+        (panel.values[0], panel.values[-1]),
+        panel.xlabel,
+        panel.policies[:2],
+        panel.series_key,
+        panel.series_values[:2],
+    )
 
 
 def panel_sweep(panel: Panel, plan: FigurePlan) -> Sweep:
@@ -119,8 +138,14 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
         except (OSError, ValueError) as exc:
             raise PbkitError(f"{plan.learn_results}: not a learn report results.json ({exc})") from None
     started = time.perf_counter()
-    data: dict[str, Any] = {"command": plan.command, "seeds": plan.seeds, "slots": plan.slots,
-                            "quick": plan.quick, "libraries": {}, "panels": {}}
+    data: dict[str, Any] = {
+        "command": plan.command,
+        "seeds": plan.seeds,
+        "slots": plan.slots,
+        "quick": plan.quick,
+        "libraries": {},
+        "panels": {},
+    }
     computed = 0
     notes: list[str] = []
     session = ray_session(plan.workers, plan.address) if plan.executor == "ray" else contextlib.nullcontext()
@@ -130,16 +155,28 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
             for panel in panels:
                 sweep = panel_sweep(panel, plan)
                 log(f"figures: {label} {panel.name}: {len(sweep.cells(library))} cells")
-                report, summary = run_sweep(sweep, library, out / "data" / label / panel.name,
-                                            workers=plan.workers, address=plan.address,
-                                            executor=plan.executor, label=f"{label} {panel.name}")
+                report, summary = run_sweep(
+                    sweep,
+                    library,
+                    out / "data" / label / panel.name,
+                    workers=plan.workers,
+                    address=plan.address,
+                    executor=plan.executor,
+                    label=f"{label} {panel.name}",
+                )
                 computed += report.computed
-                data["panels"][f"{label}/{panel.name}"] = {"panel": panel.name, "library": label,
-                                                          "key": panel.key, "series_key": panel.series_key,
-                                                          "rows": summary["rows"]}
+                data["panels"][f"{label}/{panel.name}"] = {
+                    "panel": panel.name,
+                    "library": label,
+                    "key": panel.key,
+                    "series_key": panel.series_key,
+                    "rows": summary["rows"],
+                }
                 for name, x, mean in draw_panel(summary["rows"], panel, label, plan, out / f"{label}-{panel.name}.png"):
-                    notes.append(f"`{label}-{panel.name}.png`: {name} at {panel.key} = {x:g} is off scale "
-                                 f"(mean {mean:.3g} s), marked at the top edge")
+                    notes.append(
+                        f"`{label}-{panel.name}.png`: {name} at {panel.key} = {x:g} is off scale "
+                        f"(mean {mean:.3g} s), marked at the top edge"
+                    )
                 if panel.name == "capacity":
                     draw_modes(summary["rows"], panel, label, plan, out / f"{label}-modes.png")
     if learn is not None:
@@ -182,7 +219,9 @@ def off_scale(rows: list[dict], panel: Panel) -> list[tuple[str, float, float]]:
     return [(name, x, m) for name, x, m in points if m > cap]
 
 
-def draw_panel(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, path: Path) -> list[tuple[str, float, float]]:
+def draw_panel(
+    rows: list[dict], panel: Panel, label: str, plan: FigurePlan, path: Path
+) -> list[tuple[str, float, float]]:
     """Mean delay against the panel's setting, one line per series, with 95 % bands. Points off
     scale (see OFF_SCALE) are left out of their line and marked at the top edge with their mean;
     returns them."""
@@ -195,21 +234,31 @@ def draw_panel(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, pat
         x, m, h = (np.array(v) for v in zip(*pts))
         hidden = np.array([any(o[0] == name and o[1] == xi for o in off) for xi in x])
         m, h = np.where(hidden, np.nan, m), np.where(hidden, np.nan, h)
-        line, = ax.plot(x, m, marker="o", ms=3, label=MODES.get(name, name) if panel.name == "capacity" else name)
+        (line,) = ax.plot(x, m, marker="o", ms=3, label=MODES.get(name, name) if panel.name == "capacity" else name)
         ax.fill_between(x, m - h, m + h, color=line.get_color(), alpha=0.2)
         colors[name] = line.get_color()
     if off:  # headroom above the lines for the off-scale marks
         low, high = ax.get_ylim()
         ax.set_ylim(low, high + 0.3 * (high - low))
     for name, x0, mean in off:
-        ax.annotate(f"{name}: {mean:.2g} s (off scale)", xy=(x0, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(-4, -18), textcoords="offset points", ha="right", va="top", fontsize=7,
-                    color=colors[name], arrowprops={"arrowstyle": "->", "color": colors[name]})
+        ax.annotate(
+            f"{name}: {mean:.2g} s (off scale)",
+            xy=(x0, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-4, -18),
+            textcoords="offset points",
+            ha="right",
+            va="top",
+            fontsize=7,
+            color=colors[name],
+            arrowprops={"arrowstyle": "->", "color": colors[name]},
+        )
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel("mean download delay (s)")
     ax.set_title(_subtitle(label, plan, n), fontsize=8)
-    ax.legend(fontsize=8, title=None if panel.series_key == "policy" else f"{panel.series_key} (greedy)",
-              title_fontsize=8)
+    ax.legend(
+        fontsize=8, title=None if panel.series_key == "policy" else f"{panel.series_key} (greedy)", title_fontsize=8
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -250,7 +299,7 @@ def draw_learning(results: dict, path: Path) -> None:
         steps = np.array([row["step"] for row in runs[0][:length]])
         stats = [t_interval([run[i]["eval_delay_s"] for run in runs]) for i in range(length)]
         m, h = np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
-        line, = ax.plot(steps, m, marker="o", ms=3, label=f"{name} ({len(runs)} training seeds)")
+        (line,) = ax.plot(steps, m, marker="o", ms=3, label=f"{name} ({len(runs)} training seeds)")
         ax.fill_between(steps, m - h, m + h, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("real environment steps (slots)")
     ax.set_ylabel("validation mean delay (s)")
@@ -271,19 +320,35 @@ def _pyplot():
 
 
 def _readme(plan: FigurePlan, panels: list[Panel], notes: list[str]) -> str:
-    lines = ["# Figures", "", "Made by:", "", "```", plan.command or "pbkit figures", "```", "",
-             f"{plan.seeds} seeds x {plan.slots} slots per point; bands are 95 % t-intervals over seeds; "
-             "every series of a panel uses the same seeds (paired). Data: `figures.json`; the sweeps "
-             "behind them (resumable) in `data/`.", ""]
+    lines = [
+        "# Figures",
+        "",
+        "Made by:",
+        "",
+        "```",
+        plan.command or "pbkit figures",
+        "```",
+        "",
+        f"{plan.seeds} seeds x {plan.slots} slots per point; bands are 95 % t-intervals over seeds; "
+        "every series of a panel uses the same seeds (paired). Data: `figures.json`; the sweeps "
+        "behind them (resumable) in `data/`.",
+        "",
+    ]
     for label in plan.libraries:
         for p in panels:
-            lines.append(f"- `{label}-{p.name}.png`: mean delay vs {p.xlabel}"
-                         + (f", lines: {p.series_key}" if p.series_key != "policy" else f", policies {', '.join(p.policies)}"))
+            lines.append(
+                f"- `{label}-{p.name}.png`: mean delay vs {p.xlabel}"
+                + (f", lines: {p.series_key}" if p.series_key != "policy" else f", policies {', '.join(p.policies)}")
+            )
             if p.name == "capacity":
-                lines.append(f"- `{label}-modes.png`: fine (greedy) vs coarse vs non-cooperative at the default capacity")
+                lines.append(
+                    f"- `{label}-modes.png`: fine (greedy) vs coarse vs non-cooperative at the default capacity"
+                )
     if plan.learn_results is not None:
         # the learn report is not rerun here: say which file (and run) the curves are drawn from
-        lines.append(f"- `learning-curves.png`: drawn from `{plan.learn_results}` as is (a `pbkit learn report` "
-                     f"results file; `pbkit figures` does not rerun the training){plan.learn_note}")
+        lines.append(
+            f"- `learning-curves.png`: drawn from `{plan.learn_results}` as is (a `pbkit learn report` "
+            f"results file; `pbkit figures` does not rerun the training){plan.learn_note}"
+        )
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

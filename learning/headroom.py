@@ -68,8 +68,8 @@ class OracleGreedy:
         requests = self.twin.requests
         if view.slot != requests.slot:
             raise ValueError(f"oracle out of step: view slot {view.slot}, twin slot {requests.slot}")
-        popularity = requests.popularity()                            # (N, I) before this slot's draw
-        drawn = requests.draw(self.twin.topology.user_home)            # the slot's requests (K,)
+        popularity = requests.popularity()  # (N, I) before this slot's draw
+        drawn = requests.draw(self.twin.topology.user_home)  # the slot's requests (K,)
         if self.kind == "greedy-truepop":
             demand = view.users_per_node[:, None] * popularity
         else:

@@ -24,8 +24,7 @@ from torch.nn import functional as F
 
 from learning.checkpoint import to_torch
 from learning.config import TrainConfig
-from learning.features import (CACHE, DROP, NEIGHBOUR_FEATURES, OWN_FEATURES, STATE_FEATURES, Layout,
-                               observe)
+from learning.features import CACHE, DROP, NEIGHBOUR_FEATURES, OWN_FEATURES, STATE_FEATURES, Layout, observe
 from learning.mixer import make_mixer
 from learning.networks import AgentCritic, gumbel_softmax_st, make_actor
 from learning.replay import split
@@ -42,11 +41,12 @@ class Maasn:
         self.critic_t = copy.deepcopy(self.critic)
         self.mixer_t = copy.deepcopy(self.mixer)
         critic_params = list(self.critic.parameters()) + (
-            list(self.mixer.parameters()) if self.mixer is not None else [])
+            list(self.mixer.parameters()) if self.mixer is not None else []
+        )
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr_actor)
         self.opt_critic = torch.optim.Adam(critic_params, lr=cfg.lr_critic)
         self.critic_params = critic_params
-        self.mask = torch.as_tensor(layout.action_mask())          # (N, J, A)
+        self.mask = torch.as_tensor(layout.action_mask())  # (N, J, A)
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
@@ -65,8 +65,9 @@ class Maasn:
         return logits.argmax(-1).numpy(), scores.double().numpy()
 
     # ------------------------------------------------------------------ warm start
-    def imitate(self, obs: np.ndarray, target: np.ndarray, epochs: int, batch: int,
-                rng: np.random.Generator) -> list[float]:
+    def imitate(
+        self, obs: np.ndarray, target: np.ndarray, epochs: int, batch: int, rng: np.random.Generator
+    ) -> list[float]:
         """Behaviour cloning: obs (S, N, J, F), target placement (S, N, J) bool; cross-entropy
         of cache (placed) vs drop. Returns the mean loss per epoch; targets are synced after."""
         x, y = torch.as_tensor(obs), torch.as_tensor(np.where(target, CACHE, DROP)).long()
@@ -77,7 +78,7 @@ class Maasn:
             order = rng.permutation(len(x))
             total = 0.0
             for start in range(0, len(x), batch):
-                idx = torch.as_tensor(order[start:start + batch])
+                idx = torch.as_tensor(order[start : start + batch])
                 loss = self._bc_loss(self.actor(x[idx], self.mask), y[idx])
                 self.opt_actor.zero_grad()
                 loss.backward()
@@ -98,8 +99,10 @@ class Maasn:
         obs, state = observe(self.layout, snap)
         obs2, state2 = observe(self.layout, snap2)
         return {
-            "obs": torch.as_tensor(obs), "state": torch.as_tensor(state),
-            "obs2": torch.as_tensor(obs2), "state2": torch.as_tensor(state2),
+            "obs": torch.as_tensor(obs),
+            "state": torch.as_tensor(state),
+            "obs2": torch.as_tensor(obs2),
+            "state2": torch.as_tensor(state2),
             "action": F.one_hot(torch.as_tensor(batch["action"]).long(), self.layout.n_actions).float(),
             "reward": torch.as_tensor(batch["reward"]).float(),
             "greedy": torch.as_tensor(np.where(batch["greedy"], CACHE, DROP)).long(),
@@ -148,8 +151,12 @@ class Maasn:
             self.opt_actor.step()
 
         self._soft_update()
-        return {"critic_loss": float(critic_loss.detach()), "actor_loss": float(actor_loss.detach()),
-                "q_mean": float(q.detach().mean())}
+        return {
+            "critic_loss": float(critic_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
+            "q_mean": float(q.detach().mean()),
+        }
+
     @torch.no_grad()
     def _soft_update(self) -> None:
         pairs = [(self.actor_t, self.actor), (self.critic_t, self.critic)]
@@ -161,8 +168,14 @@ class Maasn:
 
     # ------------------------------------------------------------------ persistence
     def modules(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
-        mods = {"actor": self.actor, "critic": self.critic, "actor_t": self.actor_t,
-                "critic_t": self.critic_t, "opt_actor": self.opt_actor, "opt_critic": self.opt_critic}
+        mods = {
+            "actor": self.actor,
+            "critic": self.critic,
+            "actor_t": self.actor_t,
+            "critic_t": self.critic_t,
+            "opt_actor": self.opt_actor,
+            "opt_critic": self.opt_critic,
+        }
         if self.mixer is not None and any(True for _ in self.mixer.parameters()):
             mods |= {"mixer": self.mixer, "mixer_t": self.mixer_t}
         return mods

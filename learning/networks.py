@@ -36,7 +36,7 @@ class ASNActor(nn.Module):
         self.own_head = nn.Linear(hidden, 2)
         self.query = nn.Linear(hidden, hidden, bias=False)
         self.pair = mlp([OWN_FEATURES + NEIGHBOUR_FEATURES, hidden])  # shared over neighbours
-        self.scale = hidden ** -0.5
+        self.scale = hidden**-0.5
 
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """obs (..., J, F), mask (..., J, A) -> logits (..., J, A)."""
@@ -45,7 +45,7 @@ class ASNActor(nn.Module):
         own_logits = self.own_head(F.relu(h))
         nb = obs[..., OWN_FEATURES:].unflatten(-1, (self.max_degree, NEIGHBOUR_FEATURES))
         pair_x = torch.cat([own_x.unsqueeze(-2).expand(*nb.shape[:-1], OWN_FEATURES), nb], -1)
-        e = F.relu(self.pair(pair_x))                                      # (..., J, D, H)
+        e = F.relu(self.pair(pair_x))  # (..., J, D, H)
         pull_logits = (self.query(h).unsqueeze(-2) * e).sum(-1) * self.scale
         logits = torch.cat([own_logits, pull_logits], -1)
         return logits.masked_fill(mask <= 0, NEG)

@@ -23,8 +23,7 @@ class LearnedPolicy:
 
     mode: str | None = None
 
-    def __init__(self, actor_state: dict[str, Any], cfg: TrainConfig, max_degree: int,
-                 name: str = "maasn-da") -> None:
+    def __init__(self, actor_state: dict[str, Any], cfg: TrainConfig, max_degree: int, name: str = "maasn-da") -> None:
         self.actor_state = {k: torch.as_tensor(np.asarray(v)).clone() for k, v in actor_state.items()}
         self.cfg, self.max_degree, self.name = cfg, max_degree, name
         self._learner = None
@@ -55,11 +54,13 @@ class LearnedPolicy:
         return place(self._layout, actions, scores, snap["placement"], self.cfg.keep_bias)
 
 
-def save_policy(directory: str | Path, actor: torch.nn.Module, cfg: TrainConfig, max_degree: int,
-                meta: dict[str, Any]) -> None:
+def save_policy(
+    directory: str | Path, actor: torch.nn.Module, cfg: TrainConfig, max_degree: int, meta: dict[str, Any]
+) -> None:
     """Write the actor's weights and config as the run's policy files."""
-    save_state(directory, {"config": cfg.to_dict(), "max_degree": max_degree,
-                           "actor": actor.state_dict(), **meta}, POLICY)
+    save_state(
+        directory, {"config": cfg.to_dict(), "max_degree": max_degree, "actor": actor.state_dict(), **meta}, POLICY
+    )
 
 
 def load_policy(checkpoint: str | Path, name: str = "maasn-da") -> LearnedPolicy:

@@ -23,9 +23,16 @@ class Replay:
 
     def __post_init__(self) -> None:
         c, n, j, i = self.capacity, self.n_nodes, self.n_pbs, self.n_models
-        shapes = {"placement": ((n, j), bool), "ema": ((n, i), np.float32), "last": ((n, i), np.float32),
-                  "cum": ((n, i), np.float32), "users": ((n,), np.float32), "phase": ((), np.float32),
-                  "gain": ((n, j), np.float32), "greedy": ((n, j), bool)}
+        shapes = {
+            "placement": ((n, j), bool),
+            "ema": ((n, i), np.float32),
+            "last": ((n, i), np.float32),
+            "cum": ((n, i), np.float32),
+            "users": ((n,), np.float32),
+            "phase": ((), np.float32),
+            "gain": ((n, j), np.float32),
+            "greedy": ((n, j), bool),
+        }
         self.data: dict[str, np.ndarray] = {}
         for prefix in ("", "next_"):
             for key in SNAPSHOT_KEYS:
@@ -51,8 +58,7 @@ class Replay:
         return {name: arr[idx] for name, arr in self.data.items()}
 
     def state_dict(self) -> dict:
-        return {"data": {k: v[: self.size].copy() for k, v in self.data.items()}, "ptr": self.ptr,
-                "size": self.size}
+        return {"data": {k: v[: self.size].copy() for k, v in self.data.items()}, "ptr": self.ptr, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:
         self.ptr, self.size = int(state["ptr"]), int(state["size"])

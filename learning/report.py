@@ -30,7 +30,7 @@ from pbkit.library import PBLibrary, synthetic_library
 
 @dataclass(frozen=True)
 class ReportPlan:
-    config: str                       # training config: bundled name or YAML path
+    config: str  # training config: bundled name or YAML path
     train_seeds: tuple[int, ...]
     variants: tuple[str, ...]
     eval_seeds: tuple[int, ...]
@@ -39,20 +39,43 @@ class ReportPlan:
     csi_errors: tuple[float, ...]
     robust_users: int
     robust_slots: int
-    robust_budget_s: float            # stop the (solver-bound) robust sweep after this long
+    robust_budget_s: float  # stop the (solver-bound) robust sweep after this long
     optimum_seeds: tuple[int, ...]
     scenario: dict[str, Any] = field(default_factory=dict)  # evaluation scenario overrides
     heuristics: tuple[str, ...] = HEURISTICS
     evaluated: tuple[str, ...] | None = None  # variants run on the test seeds (None: all trained)
-    headroom: bool = True             # also run the oracles of learning.headroom on the test seeds
+    headroom: bool = True  # also run the oracles of learning.headroom on the test seeds
 
 
 # quick: a smoke run of the whole protocol in about 3 minutes on the demo zoo library (no
 # headroom references, 2 slots per seed); full: the protocol of docs/learning.md §6
-QUICK = ReportPlan("quick", (0,), ("maasn-da", "maasn-noda"), (2000, 2001, 2002, 2003, 2004), 2,
-                   (0.3,), (), 4, 1, 0.0, (2000, 2001), headroom=False)
-FULL = ReportPlan("full", (0, 1, 2, 3, 4), ("maasn-da", "maasn-noda"), TEST_SEEDS, 20,
-                  (0.15, 0.3, 0.5), (0.05, 0.1, 0.2, 0.3), 4, 1, 300.0, (2000, 2001, 2002, 2003, 2004))
+QUICK = ReportPlan(
+    "quick",
+    (0,),
+    ("maasn-da", "maasn-noda"),
+    (2000, 2001, 2002, 2003, 2004),
+    2,
+    (0.3,),
+    (),
+    4,
+    1,
+    0.0,
+    (2000, 2001),
+    headroom=False,
+)
+FULL = ReportPlan(
+    "full",
+    (0, 1, 2, 3, 4),
+    ("maasn-da", "maasn-noda"),
+    TEST_SEEDS,
+    20,
+    (0.15, 0.3, 0.5),
+    (0.05, 0.1, 0.2, 0.3),
+    4,
+    1,
+    300.0,
+    (2000, 2001, 2002, 2003, 2004),
+)
 
 
 def small_library() -> PBLibrary:
@@ -78,19 +101,34 @@ def steps_to_fraction(curve: list[dict], fraction: float = 0.9) -> int | None:
     return int(steps[-1])
 
 
-FORECAST_KEYS = ("forecast_skill", "forecast_mse", "ema_mse", "cumulative_mse", "forecast_skill_true",
-                 "forecast_mse_true", "ema_mse_true", "cumulative_mse_true", "synthetic_share")
+FORECAST_KEYS = (
+    "forecast_skill",
+    "forecast_mse",
+    "ema_mse",
+    "cumulative_mse",
+    "forecast_skill_true",
+    "forecast_mse_true",
+    "ema_mse_true",
+    "cumulative_mse_true",
+    "synthetic_share",
+)
 
 
 def forecast_summary(runs: dict[int, Any]) -> dict[str, Any]:
     """The ESN's forecast errors at the end of each DA run (last validation row), per seed and
     mean: against realised request shares and against the true popularity (see
     learning.augmentation), beside the moving-average and cumulative-count baselines."""
-    last = {seed: {k: r.history[-1].get(k, float("nan")) for k in FORECAST_KEYS} for seed, r in runs.items() if r.history}
+    last = {
+        seed: {k: r.history[-1].get(k, float("nan")) for k in FORECAST_KEYS} for seed, r in runs.items() if r.history
+    }
     if not last:
         return {}
-    mean = {k: float(np.nanmean([row[k] for row in last.values()])) if any(np.isfinite(row[k]) for row in last.values())
-            else float("nan") for k in FORECAST_KEYS}
+    mean = {
+        k: float(np.nanmean([row[k] for row in last.values()]))
+        if any(np.isfinite(row[k]) for row in last.values())
+        else float("nan")
+        for k in FORECAST_KEYS
+    }
     return {"per_seed": {str(k): v for k, v in last.items()}, "mean": mean}
 
 
@@ -104,8 +142,14 @@ def feasible_capacities(fractions: tuple[float, ...], library: PBLibrary) -> tup
     smallest = float(np.ceil(100.0 * library.pb_sizes().max() / unique) / 100.0)
     chosen = sorted({max(float(f), smallest) for f in fractions})
     raised = [f for f in fractions if f < smallest]
-    note = (f"capacity fractions {raised} are below the largest PB "
-            f"({int(library.pb_sizes().max())} bytes); swept from {smallest} instead") if raised else ""
+    note = (
+        (
+            f"capacity fractions {raised} are below the largest PB "
+            f"({int(library.pb_sizes().max())} bytes); swept from {smallest} instead"
+        )
+        if raised
+        else ""
+    )
     return chosen, note
 
 
@@ -141,9 +185,18 @@ class Run:
     history: list[dict]
 
 
-def train_runs(library: PBLibrary, out: Path, base: TrainConfig, variants: tuple[str, ...],
-               seeds: tuple[int, ...], log: Callable[[str], None], progress: bool, prefix: str = "",
-               workers: int | None = None, address: str | None = None) -> dict[str, dict[int, Run]]:
+def train_runs(
+    library: PBLibrary,
+    out: Path,
+    base: TrainConfig,
+    variants: tuple[str, ...],
+    seeds: tuple[int, ...],
+    log: Callable[[str], None],
+    progress: bool,
+    prefix: str = "",
+    workers: int | None = None,
+    address: str | None = None,
+) -> dict[str, dict[int, Run]]:
     """Every variant on every training seed, as cells of the engine (in this process unless
     `workers`/`address`; finished runs are reused, interrupted ones resumed from their checkpoint)."""
     from delivery.engine import Cell, params_key, run_cells
@@ -167,22 +220,37 @@ def train_runs(library: PBLibrary, out: Path, base: TrainConfig, variants: tuple
             if r.cell.key not in done:
                 done.add(r.cell.key)
                 name, seed, _ = where[r.cell.key]
-                log(f"trained {prefix}{name} seed {seed}: best validation delay {r.result['best']:.3f} s "
-                    f"in {r.result['wall']:.0f} s")
+                log(
+                    f"trained {prefix}{name} seed {seed}: best validation delay {r.result['best']:.3f} s "
+                    f"in {r.result['wall']:.0f} s"
+                )
 
-    report = run_cells(cells, train_task, out / "training", shared=library, workers=workers, address=address,
-                       write=write, label="train", executor="inline" if workers is None and address is None else "ray")
+    report = run_cells(
+        cells,
+        train_task,
+        out / "training",
+        shared=library,
+        workers=workers,
+        address=address,
+        write=write,
+        label="train",
+        executor="inline" if workers is None and address is None else "ray",
+    )
     runs: dict[str, dict[int, Run]] = {}
     for r in report.results:
         name, seed, run_dir = where[r.cell.key]
-        runs.setdefault(name, {})[seed] = Run(name, seed, run_dir, r.result["best"], r.result["wall"],
-                                              r.result["history"])
+        runs.setdefault(name, {})[seed] = Run(
+            name, seed, run_dir, r.result["best"], r.result["wall"], r.result["history"]
+        )
     return runs
 
 
 def _learner_specs(runs: dict[str, dict[int, Run]]) -> dict[str, dict[str, Any]]:
-    return {f"{name}/seed{seed}": checkpoint(r.run_dir, name) for name, by_seed in runs.items()
-            for seed, r in by_seed.items()}
+    return {
+        f"{name}/seed{seed}": checkpoint(r.run_dir, name)
+        for name, by_seed in runs.items()
+        for seed, r in by_seed.items()
+    }
 
 
 def _with_pooled(values: dict[str, np.ndarray], runs: dict[str, dict[int, Run]]) -> dict[str, np.ndarray]:
@@ -191,8 +259,15 @@ def _with_pooled(values: dict[str, np.ndarray], runs: dict[str, dict[int, Run]])
     return values | pooled
 
 
-def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[str], None] = print,
-               progress: bool = True, workers: int | None = None, address: str | None = None) -> dict:
+def run_report(
+    library: PBLibrary,
+    out: Path,
+    plan: ReportPlan,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    workers: int | None = None,
+    address: str | None = None,
+) -> dict:
     """The protocol of the module docstring; every training run and every evaluation run is a cell
     of the experiment engine recorded under `out` (training/, evaluation/), so a rerun reuses
     them and `workers`/`address` run them on Ray. Raises EngineError, LearnConfigError,
@@ -201,8 +276,13 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     base_cfg: TrainConfig = load_config(plan.config)
     scenario = ScenarioConfig.from_dict(plan.scenario, where="report scenario")
     started = time.perf_counter()
-    results: dict = {"plan": asdict(plan), "library": library.sharing(), "scenario": scenario.to_dict(),
-                     "train_config": base_cfg.to_dict(), "date": time.strftime("%Y-%m-%d")}
+    results: dict = {
+        "plan": asdict(plan),
+        "library": library.sharing(),
+        "scenario": scenario.to_dict(),
+        "train_config": base_cfg.to_dict(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     on_run = (lambda n, s, v: log(f"  {n} seed {s}: {v:.3f} s")) if progress else None
     engine = {"workers": workers, "address": address}
 
@@ -238,8 +318,14 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     first = {"maasn-da": {plan.train_seeds[0]: runs["maasn-da"][plan.train_seeds[0]]}} if "maasn-da" in runs else {}
     for frac in capacities:
         sc = scenario.replace(cache_fraction=frac)
-        vals = evaluate(sc, library, {h: heuristic(h) for h in plan.heuristics} | _learner_specs(first),
-                        plan.eval_seeds, plan.eval_slots, f"capacity {frac}")
+        vals = evaluate(
+            sc,
+            library,
+            {h: heuristic(h) for h in plan.heuristics} | _learner_specs(first),
+            plan.eval_seeds,
+            plan.eval_slots,
+            f"capacity {frac}",
+        )
         sweep[str(frac)] = summarise(vals, plan.heuristics, [n for n in vals if n not in plan.heuristics])
     results["capacity_sweep"] = sweep
 
@@ -250,11 +336,20 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     small = small_library()
     small_sc = scenario.replace(n_users=8)
     small_cfg = TrainConfig.from_dict(base_cfg.to_dict() | {"scenario": dict(base_cfg.scenario) | {"n_users": 8}})
-    small_runs = train_runs(small, out, small_cfg, ("maasn-da",), plan.train_seeds[:1], log, progress, "small-",
-                            **engine)
-    vals = _with_pooled(evaluate(small_sc, small, {p: heuristic(p) for p in ("optimal", "greedy", "lfu", "random")}
-                                 | _learner_specs(small_runs), plan.optimum_seeds, plan.eval_slots, "small instance"),
-                        small_runs)
+    small_runs = train_runs(
+        small, out, small_cfg, ("maasn-da",), plan.train_seeds[:1], log, progress, "small-", **engine
+    )
+    vals = _with_pooled(
+        evaluate(
+            small_sc,
+            small,
+            {p: heuristic(p) for p in ("optimal", "greedy", "lfu", "random")} | _learner_specs(small_runs),
+            plan.optimum_seeds,
+            plan.eval_slots,
+            "small instance",
+        ),
+        small_runs,
+    )
     gap = summarise(vals, ("greedy", "lfu", "random"), ["maasn-da", "optimal"])
     results["small_instance"] = {"library": small.sharing(), "scenario": small_sc.to_dict(), **gap}
 
@@ -271,8 +366,16 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
                 if time.perf_counter() - t_rob > plan.robust_budget_s:
                     complete = False
                     break
-                vals_bf.append(evaluate(rob_sc.replace(beamformer=bf, csi_error=eps), small, {"greedy": heuristic("greedy")},
-                                        [s], plan.robust_slots, f"robust sweep eps {eps}")["greedy"][0])
+                vals_bf.append(
+                    evaluate(
+                        rob_sc.replace(beamformer=bf, csi_error=eps),
+                        small,
+                        {"greedy": heuristic("greedy")},
+                        [s],
+                        plan.robust_slots,
+                        f"robust sweep eps {eps}",
+                    )["greedy"][0]
+                )
             if vals_bf:
                 cell[bf] = summarise({bf: np.array(vals_bf)}, (), ())["policies"][bf]
         if "sdr" in cell and "robust" in cell and len(cell["sdr"]["per_seed"]) == len(cell["robust"]["per_seed"]):
@@ -283,8 +386,16 @@ def run_report(library: PBLibrary, out: Path, plan: ReportPlan, log: Callable[[s
     return _finish(results, out, plan, runs, main, gap, robust, started)
 
 
-def _finish(results: dict, out: Path, plan: ReportPlan, runs: dict[str, dict[int, Run]], main: dict,
-            gap: dict | None, robust: dict, started: float) -> dict:
+def _finish(
+    results: dict,
+    out: Path,
+    plan: ReportPlan,
+    runs: dict[str, dict[int, Run]],
+    main: dict,
+    gap: dict | None,
+    robust: dict,
+    started: float,
+) -> dict:
     """The issue's targets, computed from the measurements; results.json and the plots."""
     from delivery.engine import atomic_write_text
 
@@ -299,20 +410,27 @@ def _finish(results: dict, out: Path, plan: ReportPlan, runs: dict[str, dict[int
         targets[f"{key}_paired_diff_ci95"] = pooled["ci95"]
         targets[f"{key}_per_training_seed"] = {
             k.split("/", 1)[1]: {"ratio": v["ratio"], "mean_diff_s": v["mean_diff_s"], "ci95": v["ci95"]}
-            for k, v in paired.items() if k.startswith(variant + "/")}
+            for k, v in paired.items()
+            if k.startswith(variant + "/")
+        }
     if "maasn-da" in paired:
         da = paired["maasn-da"]
         targets["ratio_at_most_0.95_and_ci_below_zero"] = bool(da["ratio"] <= 0.95 and da["ci95"][1] < 0)
         per_seed = targets["maasn_da_per_training_seed"]
-        targets["no_training_seed_worse_than_best_heuristic"] = bool(all(v["mean_diff_s"] <= 0 for v in per_seed.values()))
+        targets["no_training_seed_worse_than_best_heuristic"] = bool(
+            all(v["mean_diff_s"] <= 0 for v in per_seed.values())
+        )
         if "coarse" in policies:
-            targets["fine_vs_coarse_pct"] = {k: _reduction(policies["coarse"]["mean_delay_s"],
-                                                           policies[k]["mean_delay_s"])
-                                             for k in ("maasn-da", "greedy", "lfu") if k in policies}
+            targets["fine_vs_coarse_pct"] = {
+                k: _reduction(policies["coarse"]["mean_delay_s"], policies[k]["mean_delay_s"])
+                for k in ("maasn-da", "greedy", "lfu")
+                if k in policies
+            }
     if gap is not None:
         opt = gap["policies"]["optimal"]["mean_delay_s"]
-        targets["optimality_gap_pct"] = {k: -_reduction(opt, gap["policies"][k]["mean_delay_s"])
-                                         for k in ("maasn-da", "greedy", "lfu")}
+        targets["optimality_gap_pct"] = {
+            k: -_reduction(opt, gap["policies"][k]["mean_delay_s"]) for k in ("maasn-da", "greedy", "lfu")
+        }
     # headroom: what better demand knowledge (oracles) or unlimited cache (bound) gives over the best heuristic
     for kind in (*ORACLES, *BOUNDS):
         if kind in paired:
@@ -322,8 +440,11 @@ def _finish(results: dict, out: Path, plan: ReportPlan, runs: dict[str, dict[int
     noda_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-noda", {}).values()]
     targets["steps_to_90pct_da"] = da_steps
     targets["steps_to_90pct_noda"] = noda_steps
-    targets["da_step_ratio"] = (float(np.mean([s for s in da_steps if s])) / float(np.mean([s for s in noda_steps if s]))
-                                if any(da_steps) and any(noda_steps) else None)
+    targets["da_step_ratio"] = (
+        float(np.mean([s for s in da_steps if s])) / float(np.mean([s for s in noda_steps if s]))
+        if any(da_steps) and any(noda_steps)
+        else None
+    )
     targets["forecast"] = forecast_summary(runs.get("maasn-da", {}))
     targets["robust_vs_nonrobust_pct"] = {k: v.get("reduction_pct") for k, v in robust.items()}
     results["targets"] = targets
@@ -361,8 +482,13 @@ def plot(results: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     fracs = sorted(sweep, key=float)
     for name in sweep[fracs[0]]["policies"]:
-        ax.plot([float(f) for f in fracs], [sweep[f]["policies"][name]["mean_delay_s"] for f in fracs], marker="o",
-                ms=3, label=name)
+        ax.plot(
+            [float(f) for f in fracs],
+            [sweep[f]["policies"][name]["mean_delay_s"] for f in fracs],
+            marker="o",
+            ms=3,
+            label=name,
+        )
     ax.set_xlabel("cache capacity (fraction of unique library bytes)")
     ax.set_ylabel("mean delay (s)")
     ax.legend(fontsize=7)

@@ -29,9 +29,9 @@ import torch
 
 from delivery.config import ScenarioConfig
 from delivery.policies import GreedyPolicy
+from learning.augmentation import PopularityForecaster
 from learning.checkpoint import RUN, load_state, save_state
 from learning.config import LearnConfigError, TrainConfig
-from learning.augmentation import PopularityForecaster
 from learning.env import CacheEnv
 from learning.errors import CheckpointError
 from learning.evaluate import evaluate_policies
@@ -69,15 +69,23 @@ class Trainer:
         self.rng_da = np.random.default_rng(da_ss)
         self.gen = torch.Generator().manual_seed(int(torch_ss.generate_state(1)[0]))
         self.scenario = scenario_of(cfg)
-        self.env = CacheEnv(self.library, self.scenario, cfg.episode_slots, cfg.ema_alpha, seed=cfg.seed,
-                            keep_bias=cfg.keep_bias)
+        self.env = CacheEnv(
+            self.library, self.scenario, cfg.episode_slots, cfg.ema_alpha, seed=cfg.seed, keep_bias=cfg.keep_bias
+        )
         layout = self.layout = self.env.layout
         self.learner = Maasn(cfg, layout, self.gen)
         self.replay = Replay(cfg.buffer_size, layout.n_nodes, layout.n_pbs, layout.n_models)
         self.synth = Replay(cfg.da_buffer_size, layout.n_nodes, layout.n_pbs, layout.n_models)
-        self.da = PopularityForecaster(layout.n_nodes, layout.n_models, cfg.esn_reservoir, cfg.esn_spectral_radius,
-                                       cfg.esn_leak, cfg.esn_ridge, cfg.da_share_max,
-                                       cfg.da_skill_full).init(self.rng_da)
+        self.da = PopularityForecaster(
+            layout.n_nodes,
+            layout.n_models,
+            cfg.esn_reservoir,
+            cfg.esn_spectral_radius,
+            cfg.esn_leak,
+            cfg.esn_ridge,
+            cfg.da_share_max,
+            cfg.da_skill_full,
+        ).init(self.rng_da)
         self.step = 0
         self.stats: dict = {"delay": [], "losses": [], "da": {}}
         self.synthetic_steps = 0
@@ -171,8 +179,9 @@ class Trainer:
 
     def validate(self) -> np.ndarray:
         """Per-seed mean delay of the current greedy actor on the validation seeds."""
-        return evaluate_policies(self.scenario, self.library, {"maasn-val": self.policy}, list(self.cfg.val_seeds),
-                                 self.cfg.eval_slots)["maasn-val"]
+        return evaluate_policies(
+            self.scenario, self.library, {"maasn-val": self.policy}, list(self.cfg.val_seeds), self.cfg.eval_slots
+        )["maasn-val"]
 
     # ------------------------------------------------------------------ main loop
     def run(self, stop_after: int | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
@@ -191,9 +200,14 @@ class Trainer:
         writer = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
         limit = cfg.total_steps if stop_after is None else min(cfg.total_steps, stop_after)
         stats = self.stats  # the open logging window (restored on resume)
-        with Progress(TextColumn("[bold]learn[/] {task.description}"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(),
-                      disable=not self.progress, transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]learn[/] {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TimeRemainingColumn(),
+            disable=not self.progress,
+            transient=True,
+        ) as bar:
             task = bar.add_task(f"seed {cfg.seed}", total=cfg.total_steps, completed=self.step)
             while self.step < limit:
                 t0 = time.perf_counter()
@@ -206,8 +220,10 @@ class Trainer:
                 bar.update(task, completed=self.step)
                 if warm or self.step % cfg.eval_every == 0 or self.step >= cfg.total_steps:
                     row = self._log(stats, writer)
-                    text = (f"seed {cfg.seed} step {self.step}/{cfg.total_steps}: validation delay "
-                            f"{row['eval_delay_s']:.3f} s (best {self.best:.3f} s), {self.wall:.0f} s")
+                    text = (
+                        f"seed {cfg.seed} step {self.step}/{cfg.total_steps}: validation delay "
+                        f"{row['eval_delay_s']:.3f} s (best {self.best:.3f} s), {self.wall:.0f} s"
+                    )
                     bar.update(task, description=text)
                     if lines:
                         log(f"learn {text}")
@@ -224,8 +240,13 @@ class Trainer:
         value = float(delays.mean())
         if value < self.best:
             self.best = value
-            save_policy(self.out, self.learner.actor, self.cfg, self.layout.max_degree,
-                        {"step": self.step, "validation_delay_s": value})
+            save_policy(
+                self.out,
+                self.learner.actor,
+                self.cfg,
+                self.layout.max_degree,
+                {"step": self.step, "validation_delay_s": value},
+            )
         row = {
             "step": self.step,
             "synthetic_steps": self.synthetic_steps,
@@ -269,20 +290,31 @@ class Trainer:
             "synth": self.synth.state_dict(),
             "da": self.da.state_dict(),
             "rng": {
-                "env": self.rng_env.bit_generator.state, "replay": self.rng_replay.bit_generator.state,
-                "da": self.rng_da.bit_generator.state, "gen": self.gen.get_state().tolist(),
-                "torch": torch.get_rng_state().tolist(), "env_np": self.env.rng_state(),
+                "env": self.rng_env.bit_generator.state,
+                "replay": self.rng_replay.bit_generator.state,
+                "da": self.rng_da.bit_generator.state,
+                "gen": self.gen.get_state().tolist(),
+                "torch": torch.get_rng_state().tolist(),
+                "env_np": self.env.rng_state(),
             },
-            "step": self.step, "synthetic_steps": self.synthetic_steps, "wall": self.wall, "best": self.best,
-            "history": self.history, "stats": self.stats,
+            "step": self.step,
+            "synthetic_steps": self.synthetic_steps,
+            "wall": self.wall,
+            "best": self.best,
+            "history": self.history,
+            "stats": self.stats,
         }
         save_state(self.out, state, RUN)
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
         return self.out
 
     def _fingerprint(self) -> list:
-        return [int(self.layout.pb_bytes.sum()), int(self.layout.n_pbs), int(self.layout.n_models),
-                int(self.layout.capacity.sum())]
+        return [
+            int(self.layout.pb_bytes.sum()),
+            int(self.layout.n_pbs),
+            int(self.layout.n_models),
+            int(self.layout.capacity.sum()),
+        ]
 
     @classmethod
     def resume(cls, out: Path, library: PBLibrary, progress: bool = True) -> "Trainer":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pbkit.errors import PbkitError
 from pbkit.common.settings import read_settings
+from pbkit.errors import PbkitError
 
 
 class SettingsError(PbkitError):
@@ -14,8 +14,12 @@ class SettingsError(PbkitError):
 
 @pytest.mark.parametrize(
     ("name", "text"),
-    [("a.yaml", "x: 1\ny: [1, 2]\n"), ("a.yml", "x: 1\ny: [1, 2]\n"), ("a.toml", "x = 1\ny = [1, 2]\n"),
-     ("a.json", '{"x": 1, "y": [1, 2]}')],
+    [
+        ("a.yaml", "x: 1\ny: [1, 2]\n"),
+        ("a.yml", "x: 1\ny: [1, 2]\n"),
+        ("a.toml", "x = 1\ny = [1, 2]\n"),
+        ("a.json", '{"x": 1, "y": [1, 2]}'),
+    ],
 )
 def test_every_format_gives_the_same_mapping(tmp_path, name, text):
     path = tmp_path / name
@@ -30,8 +34,12 @@ def test_empty_yaml_is_an_empty_mapping(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "text", "message"),
-    [("bad.yaml", "x: [1, 2\n", "not valid YAML"), ("bad.toml", "x = = 1\n", "not valid TOML"),
-     ("bad.json", "{", "not valid JSON"), ("list.yaml", "- 1\n- 2\n", "top level is not a mapping")],
+    [
+        ("bad.yaml", "x: [1, 2\n", "not valid YAML"),
+        ("bad.toml", "x = = 1\n", "not valid TOML"),
+        ("bad.json", "{", "not valid JSON"),
+        ("list.yaml", "- 1\n- 2\n", "top level is not a mapping"),
+    ],
 )
 def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, name, text, message):
     path = tmp_path / name

@@ -1,16 +1,25 @@
 """Single-group multicast beamforming for the CoMP simulator (docs/beamforming.md).
 
-    from delivery.beamforming import design
-    result = design(h, power, noise, "sdr", eps=0.0, rng=rng)   # h: (K, N, L) complex
-    result.w        # (N, L), every node within its budget
-    result.min_snr  # linear SNR guaranteed for every user of the group
+from delivery.beamforming import design
+result = design(h, power, noise, "sdr", eps=0.0, rng=rng)   # h: (K, N, L) complex
+result.w        # (N, L), every node within its budget
+result.min_snr  # linear SNR guaranteed for every user of the group
 """
 
 from .api import DEFAULT_RANDOMISATIONS, design
 from .cache import BeamformerCache
 from .closed_form import mrt, single_user
 from .fast import FastSettings
-from .result import METHODS, ROBUST_DESIGNS, ROBUST_METHODS, BeamformingError, BeamformingResult, evaluate, within_budget, worst_case_snr
+from .result import (
+    METHODS,
+    ROBUST_DESIGNS,
+    ROBUST_METHODS,
+    BeamformingError,
+    BeamformingResult,
+    evaluate,
+    within_budget,
+    worst_case_snr,
+)
 from .retransmission import DeliveryPlan, airtime, plan_delivery, rate_bps
 from .robust_sca import RobustScaSettings
 

@@ -68,17 +68,31 @@ def design(
         hit = cache.get(key)
         if hit is not None:
             return _finish(
-                hit.w, h, power, noise, eps, method, hit.status, hit.solver, hit.iterations,
-                hit.upper_bound, start, cached=True,
+                hit.w,
+                h,
+                power,
+                noise,
+                eps,
+                method,
+                hit.status,
+                hit.solver,
+                hit.iterations,
+                hit.upper_bound,
+                start,
+                cached=True,
             )
     problems = cache.problems if cache is not None else ProblemStore()
-    result = _design(h, power, noise, method, eps, rng, problems, n_random, fast, robust, single_user_closed_form, start)
+    result = _design(
+        h, power, noise, method, eps, rng, problems, n_random, fast, robust, single_user_closed_form, start
+    )
     if cache is not None:
         cache.put(key, result)
     return result
 
 
-def _design(h, power, noise, method, eps, rng, problems, n_random, fast, robust, single_user_closed_form, start) -> BeamformingResult:
+def _design(
+    h, power, noise, method, eps, rng, problems, n_random, fast, robust, single_user_closed_form, start
+) -> BeamformingResult:
     k = h.shape[0]
     design_eps = eps if method in ROBUST_DESIGNS else 0.0
     if k == 1 and single_user_closed_form:
@@ -117,15 +131,30 @@ def _design(h, power, noise, method, eps, rng, problems, n_random, fast, robust,
             v, iters = robust_sca(sp, eps, rng, fast, robust)
         else:
             v, _, iters = design_fast(sp, rng, fast, 0.0)
-        return _finish(sp.to_watts(v), h, power, noise, eps, method, "fallback-fast: solvers failed", None, iters, None, start)
+        return _finish(
+            sp.to_watts(v), h, power, noise, eps, method, "fallback-fast: solvers failed", None, iters, None, start
+        )
     return _finish(
-        sp.to_watts(out.v), h, power, noise, eps, method, out.status, out.solver, out.iterations,
-        out.upper_bound * sp.snr_unit, start,
+        sp.to_watts(out.v),
+        h,
+        power,
+        noise,
+        eps,
+        method,
+        out.status,
+        out.solver,
+        out.iterations,
+        out.upper_bound * sp.snr_unit,
+        start,
     )
 
 
 def robust_sca(
-    sp: ScaledProblem, eps: float, rng: np.random.Generator, fast: FastSettings, settings: RobustScaSettings,
+    sp: ScaledProblem,
+    eps: float,
+    rng: np.random.Generator,
+    fast: FastSettings,
+    settings: RobustScaSettings,
     extra_starts: list | None = None,
 ) -> tuple[np.ndarray, int]:
     """The "robust" design in normalised units: the SCA of robust_sca.py started from MRT,
@@ -144,7 +173,9 @@ def robust_sca(
     return v, steps
 
 
-def _finish(w, h, power, noise, eps, method, status, solver, iterations, upper_bound, start, cached=False) -> BeamformingResult:
+def _finish(
+    w, h, power, noise, eps, method, status, solver, iterations, upper_bound, start, cached=False
+) -> BeamformingResult:
     w = clip_to_budgets(np.asarray(w, dtype=np.complex128), power)
     snr = evaluate(w, h, noise)
     worst = worst_case_snr(w, h, noise, eps) if eps > 0 else snr

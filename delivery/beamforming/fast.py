@@ -41,7 +41,9 @@ class FastSettings:
     random_starts: int = 0  # extra random starts drawn from the rng
 
 
-def _starts(sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings, extra: list | None = None) -> list[np.ndarray]:
+def _starts(
+    sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings, extra: list | None = None
+) -> list[np.ndarray]:
     g = sp.g
     k, n = g.shape
     norms = np.linalg.norm(g, axis=1)

@@ -62,7 +62,9 @@ def validate(h: np.ndarray, power: np.ndarray, noise: float, eps: float) -> tupl
         raise BeamformingError("h: channel array contains NaN or infinity")
     power = np.asarray(power, dtype=np.float64).reshape(-1)
     if power.shape != (h.shape[1],):
-        raise BeamformingError(f"power: expected shape ({h.shape[1]},) (one budget per serving node), got {power.shape}")
+        raise BeamformingError(
+            f"power: expected shape ({h.shape[1]},) (one budget per serving node), got {power.shape}"
+        )
     if not np.all(np.isfinite(power)) or np.any(power < 0) or not np.any(power > 0):
         raise BeamformingError(f"power: budgets must be finite, >= 0 and not all zero, got {power.tolist()}")
     noise = float(noise)

@@ -113,7 +113,6 @@ def design_robust_sca(
     e_abs = sp.eps_abs(eps)
     V = np.atleast_2d(np.asarray(starts, dtype=np.complex128)).copy()
     S = V.shape[0]
-    rows = np.arange(S)
     fv = worst_gain(V, g, e_abs)
     # Dual warm start: weight on the users that are worst at the start (softmin of the gains).
     f0 = np.abs(V @ g.conj().T) - np.linalg.norm(V, axis=1, keepdims=True) * e_abs[None, :]
@@ -122,7 +121,7 @@ def design_robust_sca(
     pi /= pi.sum(axis=1, keepdims=True)
     alpha = 0.1 / np.maximum(np.abs(f0).mean(axis=1), 1e-300)  # (S,) dual step, BB-updated
     blocks = 0
-    for blocks in range(1, settings.outer + 1):
+    for blocks in range(1, settings.outer + 1):  # noqa: B007 (read after the loop)
         a = V @ g.conj().T
         mag = np.abs(a)
         phi = np.where(mag > 0, a / np.where(mag > 0, mag, 1.0), 1.0)
@@ -130,7 +129,7 @@ def design_robust_sca(
         pgc = pg.conj()
         dual = np.full(S, np.inf)
         pi_prev = grad_prev = None
-        for j in range(settings.inner):
+        for _j in range(settings.inner):
             x = _inner_max(np.einsum("sk,skn->sn", pi, pg), pi @ e_abs, sp.p, shape)
             grad = np.real(np.einsum("skn,sn->sk", pgc, x)) - vector_norms(x, axis=1, keepdims=True) * e_abs[None, :]
             dual = np.minimum(dual, np.sum(pi * grad, axis=1))  # D(pi) >= the SCA step's optimum

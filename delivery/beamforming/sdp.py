@@ -38,6 +38,7 @@ def _cvxpy():
     # METHODS tuple is imported by delivery.config.
     return importlib.import_module("cvxpy")
 
+
 # Tolerances 1e-7 for Clarabel: the complex-to-real embedding of a Hermitian cone is degenerate
 # and Clarabel stalls just above its 1e-8 defaults; 1e-7 relative is far below anything the
 # delay model sees. The final SNRs never come from the solver: they are recomputed exactly from w.
@@ -128,7 +129,9 @@ class RobustProblem:
         constraints = [self.W >> 0]
         for i in range(k):
             wg = cp.reshape(self.W @ self.g[i], (n, 1), order="F")
-            corner = cp.reshape(cp.real(cp.trace(self.G[i] @ self.W)) - self.t - self.lam[i] * self.e2[i], (1, 1), order="F")
+            corner = cp.reshape(
+                cp.real(cp.trace(self.G[i] @ self.W)) - self.t - self.lam[i] * self.e2[i], (1, 1), order="F"
+            )
             constraints.append(cp.bmat([[self.W + self.lam[i] * eye, wg], [wg.H, corner]]) >> 0)
         constraints += [pw <= self.p[i] for i, pw in enumerate(_node_power(self.W, n_nodes, n_ant))]
         penalty = cp.real(cp.trace(self.R @ self.W))  # rho (tr W - u^H W u)
@@ -169,7 +172,9 @@ class SubspaceRobustProblem:
         constraints = [self.X >> 0]
         for i in range(k):
             xq = cp.reshape(self.X @ self.q[i], (r, 1), order="F")
-            corner = cp.reshape(cp.real(cp.trace(self.Gq[i] @ self.X)) - self.t - self.lam[i] * self.e2[i], (1, 1), order="F")
+            corner = cp.reshape(
+                cp.real(cp.trace(self.Gq[i] @ self.X)) - self.t - self.lam[i] * self.e2[i], (1, 1), order="F"
+            )
             constraints.append(cp.bmat([[self.X + self.lam[i] * eye, xq], [xq.H, corner]]) >> 0)
         constraints += [cp.real(cp.trace(D @ self.X)) <= self.p[i] for i, D in enumerate(self.D)]
         self.problem = cp.Problem(cp.Maximize(self.t - cp.real(cp.trace(self.R @ self.X))), constraints)
@@ -200,7 +205,9 @@ class ProblemStore:
     def get(self, kind: str, shape: tuple[int, int, int]):
         key = (kind, *shape)
         if key not in self.problems:
-            self.problems[key] = {"sdr": SdrProblem, "robust": RobustProblem, "robust-sub": SubspaceRobustProblem}[kind](*shape)
+            self.problems[key] = {"sdr": SdrProblem, "robust": RobustProblem, "robust-sub": SubspaceRobustProblem}[
+                kind
+            ](*shape)
             self.builds += 1
         return self.problems[key]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +18,12 @@ from pbkit.errors import PbkitError
 
 # Modules that add commands to the app, in help order.
 COMMAND_MODULES = (
-    "pbkit.cli.store",   # ingest, assemble, verify, stats, ls, show, gc, rm, need
-    "pbkit.cli.zoo",     # zoo build, library export, report
-    "pbkit.cli.plan",    # plan
-    "delivery.cli",      # sim run, sim compare
-    "learning.cli",      # learn train, learn eval, learn report
-    "delivery.cli_sweep",   # sweep (on Ray)
+    "pbkit.cli.store",  # ingest, assemble, verify, stats, ls, show, gc, rm, need
+    "pbkit.cli.zoo",  # zoo build, library export, report
+    "pbkit.cli.plan",  # plan
+    "delivery.cli",  # sim run, sim compare
+    "learning.cli",  # learn train, learn eval, learn report
+    "delivery.cli_sweep",  # sweep (on Ray)
     "learning.cli_figures",  # figures
 )
 
@@ -159,5 +158,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pbkit: error: {where}: {_one_line(exc.strerror or str(exc))}", file=sys.stderr)
         return 1
     return 0
-
-

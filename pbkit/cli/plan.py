@@ -7,25 +7,37 @@ from pathlib import Path
 import typer
 
 from pbkit.cli.zoo import check_granularity
-from pbkit.library.grouping import GRANULARITIES
 from pbkit.common.sizes import format_size, size_option
+from pbkit.library.grouping import GRANULARITIES
 
 
 def plan_command(
     arch: str = typer.Option(None, "--arch", help="transformers config.json, or a shipped config name (see --list)."),
-    spec: Path = typer.Option(None, "--spec", help="Plan spec (YAML/JSON): families with fine-tunes and LoRA adapters."),
+    spec: Path = typer.Option(
+        None, "--spec", help="Plan spec (YAML/JSON): families with fine-tunes and LoRA adapters."
+    ),
     hub: str = typer.Option(None, "--hub", help="Hub repo id: plan from its safetensors headers (needs the network)."),
     revision: str = typer.Option(None, "--revision", help="Hub revision for --hub."),
     dtype: str = typer.Option(None, "--dtype", help="Float dtype of the base weights: float32, float16, bfloat16."),
-    architecture: str = typer.Option(None, "--architecture", help="Model class instead of the config's `architectures`."),
-    name: str = typer.Option(None, "--name", help="Model name for --arch (default: the file's stem; for config.json, the architecture)."),
+    architecture: str = typer.Option(
+        None, "--architecture", help="Model class instead of the config's `architectures`."
+    ),
+    name: str = typer.Option(
+        None, "--name", help="Model name for --arch (default: the file's stem; for config.json, the architecture)."
+    ),
     granularity: str = typer.Option("tensor", "--granularity", help=f"PB granularity: {', '.join(GRANULARITIES)}."),
     max_bytes: str = size_option(None, "--max-bytes", help="Largest PB, needed by --granularity fixed"),
     out: Path = typer.Option(None, "--out", help="Write the PB library JSON here."),
     list_configs: bool = typer.Option(False, "--list", help="List the shipped configs and exit."),
 ) -> None:
     """Plan PBs of a model (or a spec's families) on the meta device and write a PB library."""
-    from pbkit.library.plan import PlanError, plan_base, plan_from_hub, plan_spec, shipped_configs  # numpy, torch: when run
+    from pbkit.library.plan import (
+        PlanError,
+        plan_base,
+        plan_from_hub,
+        plan_spec,
+        shipped_configs,
+    )  # numpy, torch: when run
 
     if list_configs:
         for cfg in shipped_configs():
@@ -56,7 +68,9 @@ def plan_command(
         f"dedup {share['dedup_ratio']:.2f}x"
     )
     for m in plan.models:
-        typer.echo(f"  {m.name:40s} {m.kind:17s} {m.num_parameters / 1e6:>12,.1f} M params {format_size(m.nbytes):>12} own")
+        typer.echo(
+            f"  {m.name:40s} {m.kind:17s} {m.num_parameters / 1e6:>12,.1f} M params {format_size(m.nbytes):>12} own"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 import typer
+
 from pbkit.common.progress import Progress, console
 from pbkit.common.sizes import format_size
 
@@ -24,7 +25,13 @@ if TYPE_CHECKING:  # the store and rich's tables are imported by the commands th
 
     from pbkit.store import Store
 
-_PHASES = {"hash": "hashing", "write": "writing", "publish": "publishing", "assemble": "assembling", "verify": "verifying"}
+_PHASES = {
+    "hash": "hashing",
+    "write": "writing",
+    "publish": "publishing",
+    "assemble": "assembling",
+    "verify": "verifying",
+}
 
 
 def _err() -> Console:
@@ -74,7 +81,9 @@ def register(app: typer.Typer) -> None:
     def ingest(
         ctx: typer.Context,
         path: str = typer.Argument(..., help="Model directory, or a hub id (org/name)."),
-        name: Optional[str] = typer.Option(None, "--name", help="Name in the store (default: directory name or hub id)."),
+        name: Optional[str] = typer.Option(
+            None, "--name", help="Name in the store (default: directory name or hub id)."
+        ),
         base: Optional[str] = typer.Option(None, "--base", help="Stored model this one derives from."),
         revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -88,7 +97,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(result.to_dict())
             return
-        state = "already stored, unchanged" if result.unchanged else f"{result.new_objects} new objects, {format_size(result.new_bytes)} written"
+        state = (
+            "already stored, unchanged"
+            if result.unchanged
+            else f"{result.new_objects} new objects, {format_size(result.new_bytes)} written"
+        )
         base_s = f", base {result.base}" if result.base else ""
         _out().print(
             f"ingested [bold]{result.name}[/] ({result.kind}{base_s}): {result.files} files, "
@@ -174,10 +187,17 @@ def register(app: typer.Typer) -> None:
                 print(p, file=sys.stderr)
             _out().print(
                 f"verified {report.checked} objects ({format_size(report.bytes)}): "
-                + ("clean" if report.ok else f"{len(report.corrupt)} corrupt, {len(report.missing)} missing; "
-                   f"models hit: {', '.join(report.models_hit)}")
-                + (f"; {report.unreferenced_objects} unreferenced objects and {report.temp_files} temp files (gc removes them)"
-                   if report.unreferenced_objects or report.temp_files else "")
+                + (
+                    "clean"
+                    if report.ok
+                    else f"{len(report.corrupt)} corrupt, {len(report.missing)} missing; "
+                    f"models hit: {', '.join(report.models_hit)}"
+                )
+                + (
+                    f"; {report.unreferenced_objects} unreferenced objects and {report.temp_files} temp files (gc removes them)"
+                    if report.unreferenced_objects or report.temp_files
+                    else ""
+                )
             )
         if not report.ok:
             # A PbkitError (not typer.Exit, whose code pbkit.cli.main drops) gives a non-zero exit.
@@ -209,8 +229,15 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(
                 [
-                    {"name": r.name, "kind": r.kind, "base": r.base, "logical_bytes": r.logical_bytes,
-                     "recipe_id": r.recipe_id, "source": r.source, "created": r.created}
+                    {
+                        "name": r.name,
+                        "kind": r.kind,
+                        "base": r.base,
+                        "logical_bytes": r.logical_bytes,
+                        "recipe_id": r.recipe_id,
+                        "source": r.source,
+                        "created": r.created,
+                    }
                     for r in rows
                 ]
             )
@@ -223,7 +250,9 @@ def register(app: typer.Typer) -> None:
         _out().print(table)
 
     @app.command()
-    def show(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    def show(
+        ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")
+    ) -> None:
         """Show one model: kind, base, source, files and bytes shared with other models."""
         with _store(ctx) as store:
             info = store.model_info(name)
@@ -233,7 +262,9 @@ def register(app: typer.Typer) -> None:
         out = _out()
         out.print(f"[bold]{info['name']}[/]  {info['kind']}  recipe {info['recipe_id']}")
         if info["base"]:
-            out.print(f"base: {info['base']['name']} (recipe {info['base']['recipe_id'][:16]}, content {info['base']['content_digest'][:16]})")
+            out.print(
+                f"base: {info['base']['name']} (recipe {info['base']['recipe_id'][:16]}, content {info['base']['content_digest'][:16]})"
+            )
         out.print(f"source: {json.dumps(info['source'])}")
         out.print(f"{len(info['files'])} files, {format_size(info['logical_bytes'])}, {info['blocks']} distinct blocks")
         table = _table()
@@ -271,7 +302,9 @@ def register(app: typer.Typer) -> None:
     def need(
         ctx: typer.Context,
         name: str = typer.Argument(..., help="Requested model."),
-        have: Optional[List[str]] = typer.Option(None, "--have", help="Stored model(s) whose blocks the device holds (repeatable, or comma-separated)."),
+        have: Optional[List[str]] = typer.Option(
+            None, "--have", help="Stored model(s) whose blocks the device holds (repeatable, or comma-separated)."
+        ),
         have_blocks: Optional[Path] = typer.Option(None, "--have-blocks", help="Directory of blocks the device holds."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every needed block."),
         as_json: bool = typer.Option(False, "--json"),
@@ -299,7 +332,9 @@ def register(app: typer.Typer) -> None:
         for col in ("block id", "bytes", "kind", "tensors"):
             table.add_column(col)
         for b in report.needed:
-            table.add_row(b.id[:16], f"{b.nbytes:,}", b.kind, ", ".join(b.tensors[:3]) + (" ..." if len(b.tensors) > 3 else ""))
+            table.add_row(
+                b.id[:16], f"{b.nbytes:,}", b.kind, ", ".join(b.tensors[:3]) + (" ..." if len(b.tensors) > 3 else "")
+            )
         out.print(table)
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from pbkit.errors import PbkitError
+
 from pbkit.common.progress import console as make_console
 from pbkit.common.sizes import size_option
+from pbkit.errors import PbkitError
 
 
 class CliUsageError(PbkitError, ValueError):
@@ -64,7 +65,9 @@ def register(app: typer.Typer) -> None:
     def zoo_build(
         ctx: typer.Context,
         spec: str = typer.Argument(..., help="Spec file (YAML/TOML), or a packaged spec name such as 'default'."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Zoo directory (default: user cache dir/zoos/<spec name>)."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", help="Zoo directory (default: user cache dir/zoos/<spec name>)."
+        ),
         only: Optional[List[str]] = typer.Option(None, "--only", help="Build only these models (and their bases)."),
         as_json: bool = typer.Option(False, "--json", help="Print the build result as JSON."),
     ) -> None:
@@ -79,8 +82,11 @@ def register(app: typer.Typer) -> None:
         console = make_console(stderr=True)
         # On a terminal a bar; otherwise plain "model: i/n (x %), elapsed" lines every few seconds
         # while a model trains, and one line per finished model below.
-        with _open_store(ctx, create=True) as store, Progress(console=console) as bar, \
-                warnings.catch_warnings(record=True) as caught:
+        with (
+            _open_store(ctx, create=True) as store,
+            Progress(console=console) as bar,
+            warnings.catch_warnings(record=True) as caught,
+        ):
             warnings.simplefilter("always")
             task = bar.add_task(f"zoo {zspec.name}", total=len(zspec.model_names()) if not only else None)
 
@@ -100,7 +106,9 @@ def register(app: typer.Typer) -> None:
             _print_json(result.to_dict())
             return
         counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts().items()))
-        make_console().print(f"zoo {zspec.name}: {len(result.models)} models in {result.zoo_dir} ({counts}) in {result.seconds:.1f} s")
+        make_console().print(
+            f"zoo {zspec.name}: {len(result.models)} models in {result.zoo_dir} ({counts}) in {result.seconds:.1f} s"
+        )
 
     @lib_app.command("export")
     def library_export(
@@ -108,7 +116,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Library JSON file to write."),
         granularity: str = typer.Option("tensor", "--granularity", help="tensor | layer | fixed"),
         # SIZE options arrive as int bytes (pbkit.common.sizes.size_option parses them)
-        max_bytes: Optional[str] = size_option(None, "--max-bytes", help="PB size limit, needed by --granularity fixed"),
+        max_bytes: Optional[str] = size_option(
+            None, "--max-bytes", help="PB size limit, needed by --granularity fixed"
+        ),
         files: str = typer.Option("model", "--files", help="Non-tensor bytes: model (one PB per model) | each | none"),
         model: Optional[List[str]] = typer.Option(None, "--model", help="Export only these models (and their bases)."),
         as_json: bool = typer.Option(False, "--json", help="Print the sharing figures as JSON."),

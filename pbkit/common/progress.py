@@ -15,7 +15,6 @@ output is not a terminal.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -81,8 +80,9 @@ class _PlainLines:
             self.tasks[task_id] = _Task(description, total, started=self.clock())
             return task_id
 
-    def update(self, task_id: int, completed: float | None, total: float | None, advance: float | None,
-               description: str | None) -> None:
+    def update(
+        self, task_id: int, completed: float | None, total: float | None, advance: float | None, description: str | None
+    ) -> None:
         with self.lock:
             task = self.tasks[task_id]
             if description is not None:
@@ -99,8 +99,12 @@ class _PlainLines:
                 task.finished = True
                 if task.last_line is not None or now - task.started >= self.interval:
                     self._line(task, now)  # short work stays silent: no line at all
-            elif not done and (task.last_line is None and now - task.started >= self.interval
-                               or task.last_line is not None and now - task.last_line >= self.interval):
+            elif not done and (
+                task.last_line is None
+                and now - task.started >= self.interval
+                or task.last_line is not None
+                and now - task.last_line >= self.interval
+            ):
                 self._line(task, now)
 
     def _line(self, task: _Task, now: float) -> None:
@@ -108,8 +112,10 @@ class _PlainLines:
         elapsed = now - task.started
         if task.total:
             frac = min(1.0, task.completed / task.total)
-            text = (f"{task.description}: {_amount(task.completed, self.unit)}/{_amount(task.total, self.unit)} "
-                    f"({100 * frac:.0f} %), elapsed {_duration(elapsed)}")
+            text = (
+                f"{task.description}: {_amount(task.completed, self.unit)}/{_amount(task.total, self.unit)} "
+                f"({100 * frac:.0f} %), elapsed {_duration(elapsed)}"
+            )
             if 0 < frac < 1:
                 text += f", about {_duration(elapsed * (1 - frac) / frac)} left"
         else:
@@ -124,9 +130,18 @@ class Progress:
     `columns` (rich column objects) replace the default bar layout on a terminal.
     """
 
-    def __init__(self, *columns: Any, console: Any = None, transient: bool = False, disable: bool = False,
-                 interval: float = DEFAULT_INTERVAL_S, unit: str = "", stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic, **rich_options: Any) -> None:
+    def __init__(
+        self,
+        *columns: Any,
+        console: Any = None,
+        transient: bool = False,
+        disable: bool = False,
+        interval: float = DEFAULT_INTERVAL_S,
+        unit: str = "",
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **rich_options: Any,
+    ) -> None:
         self._bar: Any = None
         self._plain: _PlainLines | None = None
         self._disabled = disable
@@ -160,11 +175,27 @@ class Progress:
             return task_id
         return 0
 
-    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
-               advance: float | None = None, description: str | None = None, **_: Any) -> None:
+    def update(
+        self,
+        task_id: int,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        advance: float | None = None,
+        description: str | None = None,
+        **_: Any,
+    ) -> None:
         if self._bar is not None:
-            kwargs = {k: v for k, v in (("completed", completed), ("total", total), ("advance", advance),
-                                        ("description", description)) if v is not None}
+            kwargs = {
+                k: v
+                for k, v in (
+                    ("completed", completed),
+                    ("total", total),
+                    ("advance", advance),
+                    ("description", description),
+                )
+                if v is not None
+            }
             self._bar.update(task_id, **kwargs)
         elif self._plain is not None:
             self._plain.update(task_id, completed, total, advance, description)
@@ -178,8 +209,13 @@ def _rich_progress(columns: tuple[Any, ...], console: Any, transient: bool, unit
 
     if not columns:
         amount = (rp.DownloadColumn(), rp.TransferSpeedColumn()) if unit == "B" else (rp.MofNCompleteColumn(),)
-        columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), *amount, rp.TimeElapsedColumn(),
-                   rp.TimeRemainingColumn())
+        columns = (
+            rp.TextColumn("{task.description}"),
+            rp.BarColumn(),
+            *amount,
+            rp.TimeElapsedColumn(),
+            rp.TimeRemainingColumn(),
+        )
     return rp.Progress(*columns, console=console, transient=transient, **options)
 
 

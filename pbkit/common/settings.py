@@ -32,6 +32,7 @@ def _yaml_loader(yaml):
     # of flow collections (a fuzzed file of 3000 '[' took minutes); same safe constructor.
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
@@ -86,7 +87,7 @@ def _coerce(name: str, kind: str, value: Any, where: str, error: type[PbkitError
     if kind.endswith("|None") or kind.startswith("Optional["):
         if value is None:
             return None
-        kind = kind[:-5] if kind.endswith("|None") else kind[len("Optional["):-1]
+        kind = kind[:-5] if kind.endswith("|None") else kind[len("Optional[") : -1]
     if kind == "bool":
         if not isinstance(value, bool):
             raise _type_error(error, where, name, value, "true or false")
@@ -112,7 +113,7 @@ def _coerce(name: str, kind: str, value: Any, where: str, error: type[PbkitError
     if kind.startswith("tuple[") or kind.startswith("list["):
         if not isinstance(value, (list, tuple)):
             raise _type_error(error, where, name, value, "a list like [1, 2]")
-        inner = kind[kind.index("[") + 1:-1].split(",")[0]
+        inner = kind[kind.index("[") + 1 : -1].split(",")[0]
         items = [_coerce(name, inner, v, where, error) for v in value]
         return tuple(items) if kind.startswith("tuple[") else items
     if kind.startswith("dict"):
@@ -133,8 +134,10 @@ def load_typed(cls: type[T], data: Any, where: str, error: type[PbkitError]) -> 
         data = {}
     if not isinstance(data, dict):
         raise error(f"{where}: top level is not a mapping of settings")
-    kinds = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-             for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kinds = {
+        f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        for f in dataclasses.fields(cls)
+    }  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in kinds:

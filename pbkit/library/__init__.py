@@ -15,24 +15,49 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "GRANULARITIES": "format", "LIBRARY_FORMAT": "format", "LIBRARY_VERSION": "format",
-    "LibraryError": "format", "ModelEntry": "format", "PBEntry": "format", "PBLibrary": "format",
-    "load_library": "format", "synthetic_library": "synthetic", "resolve_library": "resolve",
-    "shipped_library_names": "resolve", "describe": "summary", "describe_text": "summary",
+    "GRANULARITIES": "format",
+    "LIBRARY_FORMAT": "format",
+    "LIBRARY_VERSION": "format",
+    "LibraryError": "format",
+    "ModelEntry": "format",
+    "PBEntry": "format",
+    "PBLibrary": "format",
+    "load_library": "format",
+    "synthetic_library": "synthetic",
+    "resolve_library": "resolve",
+    "shipped_library_names": "resolve",
+    "describe": "summary",
+    "describe_text": "summary",
 }
 __all__ = [
-    "GRANULARITIES", "LIBRARY_FORMAT", "LIBRARY_VERSION", "LibraryError", "ModelEntry", "PBEntry",
-    "PBLibrary", "describe", "describe_text", "load_library", "resolve_library",
-    "shipped_library_names", "synthetic_library",
+    "GRANULARITIES",
+    "LIBRARY_FORMAT",
+    "LIBRARY_VERSION",
+    "LibraryError",
+    "ModelEntry",
+    "PBEntry",
+    "PBLibrary",
+    "describe",
+    "describe_text",
+    "load_library",
+    "resolve_library",
+    "shipped_library_names",
+    "synthetic_library",
 ]
 
 if TYPE_CHECKING:
-    from pbkit.library.summary import describe, describe_text
     from pbkit.library.format import (
-        GRANULARITIES, LIBRARY_FORMAT, LIBRARY_VERSION, LibraryError, ModelEntry, PBEntry, PBLibrary,
+        GRANULARITIES,
+        LIBRARY_FORMAT,
+        LIBRARY_VERSION,
+        LibraryError,
+        ModelEntry,
+        PBEntry,
+        PBLibrary,
         load_library,
     )
     from pbkit.library.resolve import resolve_library, shipped_library_names
+    from pbkit.library.summary import describe, describe_text
     from pbkit.library.synthetic import synthetic_library
 
 

@@ -20,8 +20,8 @@ from typing import Any, Iterable, Sequence
 import blake3
 
 from pbkit.errors import PbkitError
+from pbkit.library import ModelEntry, PBEntry, PBLibrary
 from pbkit.library.grouping import group_tensors
-from pbkit.library import PBEntry, PBLibrary, ModelEntry
 from pbkit.store.recipe import FileRecipe, Recipe
 
 FILES_MODES = ("model", "each", "none")
@@ -67,16 +67,19 @@ def _files_pbs(recipe: Recipe, mode: str) -> list[_PB]:
     h = blake3.blake3(_FILES_DOMAIN)
     h.update("\n".join(sorted(pb.id for pb in small)).encode())
     members = tuple(t for pb in small for t in pb.tensors)
-    return weights + [_PB(h.hexdigest(), sum(pb.bytes for pb in small), f"files:{recipe.name}", members,
-                          tuple(pb.id for pb in small))]
+    return weights + [
+        _PB(h.hexdigest(), sum(pb.bytes for pb in small), f"files:{recipe.name}", members, tuple(pb.id for pb in small))
+    ]
 
 
 def _own_pbs(recipe: Recipe, granularity: str, max_bytes: int | None, files: str) -> list[_PB]:
     tensors = [t for f in sorted(recipe.files, key=lambda f: f.path) if f.kind == "safetensors" for t in f.tensors]
     # A group's members are the store's tensor blocks (or slices): the link a device needs to
     # be handed the stored bytes of a layer or fixed-size PB (delivery/device.py).
-    out = [_PB(g.id, g.bytes, g.label, g.tensors, g.members if g.members != (g.id,) else ())
-           for g in group_tensors(tensors, granularity, max_bytes)]
+    out = [
+        _PB(g.id, g.bytes, g.label, g.tensors, g.members if g.members != (g.id,) else ())
+        for g in group_tensors(tensors, granularity, max_bytes)
+    ]
     return out + _files_pbs(recipe, files)
 
 
@@ -148,13 +151,17 @@ def library_from_recipes(
                 pbs[pb.id] = pb
             elif prev.bytes != pb.bytes:  # a content id with two sizes means a broken store
                 raise ExportError(f"PB {pb.id}: {prev.bytes} bytes in one model, {pb.bytes} in {r.name}")
-        models.append(ModelEntry(name=r.name, pbs=tuple(p.id for p in entries), id=r.id, kind=r.kind, base=bases[r.name]))
+        models.append(
+            ModelEntry(name=r.name, pbs=tuple(p.id for p in entries), id=r.id, kind=r.kind, base=bases[r.name])
+        )
     src = dict(source or {})
     src.update({"kind": "store", "files": files, "max_bytes": max_bytes})
     if warnings:
         src["warnings"] = warnings
     return PBLibrary(
-        pbs=[PBEntry(id=p.id, bytes=p.bytes, label=p.label, tensors=p.tensors, members=p.members) for p in pbs.values()],
+        pbs=[
+            PBEntry(id=p.id, bytes=p.bytes, label=p.label, tensors=p.tensors, members=p.members) for p in pbs.values()
+        ],
         models=models,
         granularity=granularity,
         source=src,

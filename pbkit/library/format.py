@@ -121,9 +121,7 @@ class PBLibrary:
     # ----------------------------------------------------------------- validation
     def validate(self) -> None:
         if self.granularity not in GRANULARITIES:
-            raise LibraryError(
-                f"granularity {self.granularity!r} is not one of {', '.join(GRANULARITIES)}"
-            )
+            raise LibraryError(f"granularity {self.granularity!r} is not one of {', '.join(GRANULARITIES)}")
         if not self.pbs:
             raise LibraryError("library has no PBs")
         if not self.models:
@@ -165,7 +163,9 @@ class PBLibrary:
             nxt = model.base
             while nxt is not None:
                 if nxt in chain:
-                    raise LibraryError(f"model {_name(model.name)}: base chain loops ({' -> '.join(map(_name, chain + [nxt]))})")
+                    raise LibraryError(
+                        f"model {_name(model.name)}: base chain loops ({' -> '.join(map(_name, chain + [nxt]))})"
+                    )
                 chain.append(nxt)
                 nxt = bases[nxt]
 
@@ -179,8 +179,13 @@ class PBLibrary:
             "synthetic": self.synthetic,
             "source": self.source,
             "pbs": [
-                {"id": pb.id, "bytes": pb.bytes, "label": pb.label, "tensors": list(pb.tensors),
-                 **({"members": list(pb.members)} if pb.members else {})}
+                {
+                    "id": pb.id,
+                    "bytes": pb.bytes,
+                    "label": pb.label,
+                    "tensors": list(pb.tensors),
+                    **({"members": list(pb.members)} if pb.members else {}),
+                }
                 for pb in self.pbs
             ],
             "models": [
@@ -208,9 +213,7 @@ class PBLibrary:
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise LibraryError(f"{where}: version {version!r} is not a positive integer")
         if version > LIBRARY_VERSION:
-            raise LibraryError(
-                f"{where}: version {version!r} is newer than this pbkit reads ({LIBRARY_VERSION})"
-            )
+            raise LibraryError(f"{where}: version {version!r} is newer than this pbkit reads ({LIBRARY_VERSION})")
         for key in ("pbs", "models"):
             if not isinstance(data.get(key), list):
                 raise LibraryError(f"{where}: missing list {key!r}")

@@ -214,9 +214,7 @@ def _by_fixed(tensors: Sequence[TensorLike], max_bytes: int) -> list[GroupedPB]:
     return out
 
 
-def group_tensors(
-    tensors: Sequence[TensorLike], granularity: str, max_bytes: int | None = None
-) -> list[GroupedPB]:
+def group_tensors(tensors: Sequence[TensorLike], granularity: str, max_bytes: int | None = None) -> list[GroupedPB]:
     """Group one model's tensors (in checkpoint order) into PBs at `granularity`.
 
     `max_bytes` is required for `fixed` and rejected for the others. The result may list the

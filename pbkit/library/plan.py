@@ -20,10 +20,10 @@ from typing import Any, Iterable, Sequence
 
 import blake3
 
-from pbkit.errors import PbkitError
-from pbkit.library.grouping import group_tensors, layer_key, parse_member
-from pbkit.library import ModelEntry, PBEntry, PBLibrary
 from pbkit.common.settings import read_settings
+from pbkit.errors import PbkitError
+from pbkit.library import ModelEntry, PBEntry, PBLibrary
+from pbkit.library.grouping import group_tensors, layer_key, parse_member
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 CONFIGS_DIR = PLANS_DIR / "configs"
@@ -52,14 +52,42 @@ _ST_DTYPES = {
     "float8_e5m2": "F8_E5M2",
 }
 _ST_ITEMSIZE = {
-    "F64": 8, "I64": 8, "U64": 8, "C64": 8, "F32": 4, "I32": 4, "U32": 4,
-    "F16": 2, "BF16": 2, "I16": 2, "U16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1,
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "C64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
 }
 # safetensors lays data out by dtype (this order, widest first) then by name; measured on
 # safetensors 0.8 and checked against a real save in tests/plan.
 _ST_DATA_ORDER = (
-    "U64", "I64", "F64", "C64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16",
-    "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL",
+    "U64",
+    "I64",
+    "F64",
+    "C64",
+    "F32",
+    "U32",
+    "I32",
+    "BF16",
+    "F16",
+    "U16",
+    "I16",
+    "F8_E4M3",
+    "F8_E5M2",
+    "I8",
+    "U8",
+    "BOOL",
 )
 # Float dtypes a plan may be cast to with --dtype / `dtype:`.
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
@@ -136,9 +164,7 @@ class Plan:
                 if m.base not in own_groups:
                     raise PlanError(f"adapter {m.name}: base {m.base!r} is not in this plan")
                 used = {t.pb for t in m.base_tensors}
-                groups += [
-                    g for g in own_groups[m.base] if any(parse_member(x)[0] in used for x in g.members)
-                ]
+                groups += [g for g in own_groups[m.base] if any(parse_member(x)[0] in used for x in g.members)]
             groups += own_groups[m.name]
             for g in groups:
                 if g.id not in pbs:
@@ -199,9 +225,7 @@ def resolve_config_path(arch: str | Path, relative_to: Path | None = None) -> Pa
     for path in candidates:
         if path.is_file():
             return path
-    raise PlanError(
-        f"{arch}: no such config file and not a shipped config ({', '.join(shipped_configs())})"
-    )
+    raise PlanError(f"{arch}: no such config file and not a shipped config ({', '.join(shipped_configs())})")
 
 
 def load_config(arch: str | Path, relative_to: Path | None = None, overrides: dict | None = None):
@@ -387,7 +411,9 @@ class _Built:
 def _build(config, architecture, dtype, where, max_shard_size) -> _Built:
     model = build_meta_model(config, architecture, dtype, where)
     raw = checkpoint_tensors(model, max_shard_size)
-    return _Built(model, raw, getattr(model, "base_model_prefix", "") or "", _depth_order_blocks(raw), type(model).__name__)
+    return _Built(
+        model, raw, getattr(model, "base_model_prefix", "") or "", _depth_order_blocks(raw), type(model).__name__
+    )
 
 
 def plan_base(
@@ -415,8 +441,13 @@ def plan_base(
 def _base_tensors(built: _Built, family: str) -> tuple[PlannedTensor, ...]:
     return tuple(
         PlannedTensor(
-            t.name, t.dtype, t.shape, base_pb_id(family, _canonical(t.name, built.prefix), t.dtype, t.shape),
-            t.nbytes, t.file, t.is_param,
+            t.name,
+            t.dtype,
+            t.shape,
+            base_pb_id(family, _canonical(t.name, built.prefix), t.dtype, t.shape),
+            t.nbytes,
+            t.file,
+            t.is_param,
         )
         for t in built.raw
     )
@@ -526,9 +557,7 @@ def _plan_finetune(fam, family, base: _Built, ft: dict, fam_dtype, shard, path, 
     for t in built.raw:
         canon = _canonical(t.name, built.prefix)
         key = layer_key(t.name)
-        frozen = (key.kind == "block" and key.path in frozen_blocks) or (
-            key.kind == "embeddings" and freeze_embeddings
-        )
+        frozen = (key.kind == "block" and key.path in frozen_blocks) or (key.kind == "embeddings" and freeze_embeddings)
         # A frozen tensor is the base's own bytes (cast to this dtype): it keeps the base id.
         pb = base_pb_id(family, canon, t.dtype, t.shape) if frozen else own_pb_id(name, canon, t.dtype, t.shape)
         tensors.append(PlannedTensor(t.name, t.dtype, t.shape, pb, t.nbytes, t.file, t.is_param))
@@ -544,7 +573,9 @@ def _target_matches(module_name: str, targets: Any) -> bool:
     return any(module_name == t or module_name.endswith("." + t) for t in targets)
 
 
-def _plan_adapter(fam, family, base: _Built, base_model: PlannedModel, ad: dict, fam_dtype, path, where, cache) -> PlannedModel:
+def _plan_adapter(
+    fam, family, base: _Built, base_model: PlannedModel, ad: dict, fam_dtype, path, where, cache
+) -> PlannedModel:
     from torch import nn
     from transformers.pytorch_utils import Conv1D
 
@@ -559,14 +590,24 @@ def _plan_adapter(fam, family, base: _Built, base_model: PlannedModel, ad: dict,
     if ad.get("bias", "none") != "none":
         raise PlanError(f"{where}: only bias: none is planned")
     targets = ad.get("target_modules")
-    if not (isinstance(targets, str) or (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets))):
+    if not (
+        isinstance(targets, str) or (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets))
+    ):
         raise PlanError(f"{where}: target_modules must be a regex string or a non-empty list of names")
     to_save = ad.get("modules_to_save") or []
     if not isinstance(to_save, list) or not all(isinstance(m, str) for m in to_save):
         raise PlanError(f"{where}: modules_to_save must be a list of module names")
     # PEFT keeps LoRA weights in float32 when the base is fp16/bf16 (autocast_adapter_dtype=True).
     ad_dtype = _st_dtype(_torch_dtype(ad.get("dtype", "float32"), where))
-    built = _variant(fam, {k: v for k, v in ad.items() if k != "dtype"}, fam_dtype, fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE), path, where, cache)
+    built = _variant(
+        fam,
+        {k: v for k, v in ad.items() if k != "dtype"},
+        fam_dtype,
+        fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE),
+        path,
+        where,
+        cache,
+    )
     model = built.model
     output_layer = None
     if targets == "all-linear":
@@ -599,12 +640,17 @@ def _plan_adapter(fam, family, base: _Built, base_model: PlannedModel, ad: dict,
             a_shape, b_shape = (r, w[1] // module.groups, *w[2:]), (w[0], r, 1, 1)
         for part, shape in (("lora_A", a_shape), ("lora_B", b_shape)):
             n = f"base_model.model.{mod_name}.{part}.weight"
-            adapter.append(_RawTensor(n, ad_dtype, shape, math.prod(shape) * _ST_ITEMSIZE[ad_dtype], True, "adapter_model.safetensors"))
+            adapter.append(
+                _RawTensor(
+                    n, ad_dtype, shape, math.prod(shape) * _ST_ITEMSIZE[ad_dtype], True, "adapter_model.safetensors"
+                )
+            )
     if not adapter:
         raise PlanError(f"{where}: target_modules {ad.get('target_modules')!r} match no Linear/Conv1D/Conv2d module")
     missing_saves = [m for m in to_save if not any(s == m or s.endswith("." + m) for s in saved_modules)]
     if missing_saves:
         raise PlanError(f"{where}: modules_to_save {', '.join(missing_saves)} match no module")
+
     def under_saved(tensor_name: str) -> bool:
         mod_path = tensor_name.rsplit(".", 1)[0]
         return any(mod_path == s or mod_path.startswith(s + ".") for s in saved_modules)
@@ -617,7 +663,14 @@ def _plan_adapter(fam, family, base: _Built, base_model: PlannedModel, ad: dict,
             dt = _st_dtype(tensor.dtype)
             shape = tuple(int(s) for s in tensor.shape)
             adapter.append(
-                _RawTensor(f"base_model.model.{tname}", dt, shape, math.prod(shape) * _ST_ITEMSIZE[dt], tname in params, "adapter_model.safetensors")
+                _RawTensor(
+                    f"base_model.model.{tname}",
+                    dt,
+                    shape,
+                    math.prod(shape) * _ST_ITEMSIZE[dt],
+                    tname in params,
+                    "adapter_model.safetensors",
+                )
             )
     base_ids = {(_canonical(t.name, base.prefix), t.dtype, t.shape): t for t in base_model.tensors}
     needed: list[PlannedTensor] = []
@@ -656,7 +709,9 @@ def plan_from_hub(repo_id: str, revision: str | None = None) -> Plan:
     except (hub_errors.HfHubHTTPError, hub_errors.NotASafetensorsRepoError, hub_errors.SafetensorsParsingError) as exc:
         raise PlanError(f"{repo_id}: cannot plan from hub headers ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # httpx/OS-level network failures have no common hub base class
-        raise PlanError(f"{repo_id}: cannot reach the hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise PlanError(
+            f"{repo_id}: cannot reach the hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     return plan_from_metadata(meta, repo_id, revision)
 
 
@@ -671,7 +726,9 @@ def plan_from_metadata(meta, repo_id: str, revision: str | None = None) -> Plan:
             shape = tuple(int(s) for s in info.shape)
             start, end = info.data_offsets
             tensors.append(
-                PlannedTensor(tname, info.dtype, shape, base_pb_id(family, tname, info.dtype, shape), int(end - start), filename)
+                PlannedTensor(
+                    tname, info.dtype, shape, base_pb_id(family, tname, info.dtype, shape), int(end - start), filename
+                )
             )
     model = PlannedModel(repo_id, "base", "", tuple(tensors))
     return Plan([model], source={"hub": repo_id, "revision": revision})

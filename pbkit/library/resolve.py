@@ -35,6 +35,5 @@ def resolve_library(spec: str | os.PathLike[str]) -> PBLibrary:
 
         return load_library(LIBRARIES_DIR / f"{text}.json")
     raise LibraryError(
-        f"{text}: no such file, and not 'synthetic' or a shipped library "
-        f"({', '.join(shipped_library_names())})"
+        f"{text}: no such file, and not 'synthetic' or a shipped library ({', '.join(shipped_library_names())})"
     )

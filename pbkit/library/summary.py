@@ -19,8 +19,7 @@ def describe(library: PBLibrary) -> dict[str, Any]:
     sizes = library.pb_sizes()
     degree = member.sum(axis=0)
     histogram = {
-        int(d): {"pbs": int((degree == d).sum()), "bytes": int(sizes[degree == d].sum())}
-        for d in np.unique(degree)
+        int(d): {"pbs": int((degree == d).sum()), "bytes": int(sizes[degree == d].sum())} for d in np.unique(degree)
     }
     largest = int(np.argmax(sizes))
     model_bytes = library.model_bytes()

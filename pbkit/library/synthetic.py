@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from pbkit.library.format import LibraryError, ModelEntry, PBEntry, PBLibrary

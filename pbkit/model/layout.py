@@ -92,7 +92,9 @@ def inspect_layout(src: ResolvedSource) -> ModelLayout:
             mts = (mts,)
         adapter = AdapterInfo(
             peft_type=cfg.get("peft_type") if isinstance(cfg.get("peft_type"), str) else None,
-            base_model=cfg.get("base_model_name_or_path") if isinstance(cfg.get("base_model_name_or_path"), str) else None,
+            base_model=cfg.get("base_model_name_or_path")
+            if isinstance(cfg.get("base_model_name_or_path"), str)
+            else None,
             modules_to_save=tuple(str(m) for m in mts),
         )
 

@@ -151,7 +151,9 @@ def read_layout(path: str | os.PathLike[str]) -> SafetensorsLayout:
             file_size = os.fstat(f.fileno()).st_size
             prefix = f.read(_LEN_BYTES)
             if len(prefix) < _LEN_BYTES:
-                raise fail(f"not a safetensors file, or a truncated one: {file_size} bytes, shorter than the 8-byte header length")
+                raise fail(
+                    f"not a safetensors file, or a truncated one: {file_size} bytes, shorter than the 8-byte header length"
+                )
             (n,) = struct.unpack("<Q", prefix)
             if n > MAX_HEADER_BYTES:
                 raise fail(f"not a safetensors file: header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
@@ -209,9 +211,7 @@ def read_layout(path: str | os.PathLike[str]) -> SafetensorsLayout:
                 f"tensor {name!r}: data_offsets {offsets} span {offsets[1] - offsets[0]} bytes, "
                 f"but {dtype} {shape} needs {expected}"
             )
-        entries.append(
-            TensorEntry(name, dtype, tuple(shape), data_start + offsets[0], data_start + offsets[1])
-        )
+        entries.append(TensorEntry(name, dtype, tuple(shape), data_start + offsets[0], data_start + offsets[1]))
 
     # Data must tile [data_start, file_size) exactly, in offset order (what safetensors checks,
     # and what makes header + tensors == file).
@@ -221,9 +221,7 @@ def read_layout(path: str | os.PathLike[str]) -> SafetensorsLayout:
         if e.begin < cursor:
             raise fail(f"tensor {e.name!r}: data offsets overlap the previous tensor")
         if e.begin > cursor:
-            raise fail(
-                f"tensor {e.name!r}: gap of {e.begin - cursor} bytes before its data (offsets not contiguous)"
-            )
+            raise fail(f"tensor {e.name!r}: gap of {e.begin - cursor} bytes before its data (offsets not contiguous)")
         cursor = e.end
     if cursor > file_size:
         raise fail(f"truncated safetensors file: data ends at byte {cursor}, file has {file_size}")

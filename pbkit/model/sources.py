@@ -125,9 +125,7 @@ def list_model_files(root: Path) -> tuple[str, ...]:
             rel = full.relative_to(root).as_posix()
             if full.is_symlink():
                 real = full.resolve()
-                allowed = _within(real, real_root) or (
-                    real_blobs is not None and real.parent == real_blobs
-                )
+                allowed = _within(real, real_root) or (real_blobs is not None and real.parent == real_blobs)
                 if not allowed:
                     raise SourceError(f"{full}: escapes the model directory (symlink to {real})")
                 if not real.exists():
@@ -205,8 +203,8 @@ def resolve_source(
     if not _HUB_ID.match(spec_s) or "--" in spec_s or ".." in spec_s:
         raise SourceError(f"{spec_s}: no such directory, and not a hub id of the form org/name")
 
-    from huggingface_hub import snapshot_download
     from huggingface_hub import errors as hf_errors
+    from huggingface_hub import snapshot_download
 
     offline = _offline()
     try:

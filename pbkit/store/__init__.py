@@ -18,6 +18,13 @@ from pbkit.store.facade import (
 )
 
 __all__ = [
-    "STORE_FORMAT", "STORE_VERSION", "GcReport", "Store", "StoreCorruptError", "StoreError",
-    "StoreIOError", "StoreNotFoundError", "VerifyReport",
+    "STORE_FORMAT",
+    "STORE_VERSION",
+    "GcReport",
+    "Store",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreIOError",
+    "StoreNotFoundError",
+    "VerifyReport",
 ]

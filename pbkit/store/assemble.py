@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from pbkit.model.digest import StreamingBlob, StreamingPB, blob_id, file_sha256, pb_id
 from pbkit.errors import PbkitError
-from pbkit.store.objects import ObjectDir, anonymous_buffer as _anonymous, fsync_dir, is_id
+from pbkit.model.digest import StreamingBlob, StreamingPB, blob_id, file_sha256, pb_id
+from pbkit.store.objects import ObjectDir, fsync_dir, is_id
+from pbkit.store.objects import anonymous_buffer as _anonymous
 
 try:
     import fcntl
@@ -254,7 +255,9 @@ def assemble(
     blocks = recipe.blocks()
     for f in recipe.files:
         if sum(blocks[b].nbytes for b in f.block_ids()) != f.size:
-            raise AssemblyError(f"cannot assemble {recipe.name!r}: the recipe's blocks of {f.path} do not add up to its size")
+            raise AssemblyError(
+                f"cannot assemble {recipe.name!r}: the recipe's blocks of {f.path} do not add up to its size"
+            )
     if workers is None:
         workers = max(2, min(4, os.cpu_count() or 2))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -332,8 +335,9 @@ def _hasher(info: BlockInfo) -> StreamingPB | StreamingBlob:
 class _Run:
     """The shared state of one assembly: which blocks failed, progress, the stop flag."""
 
-    def __init__(self, blocks: dict[str, BlockInfo], source: BlockSource, durable: bool,
-                 progress: ProgressFn | None, total: int) -> None:
+    def __init__(
+        self, blocks: dict[str, BlockInfo], source: BlockSource, durable: bool, progress: ProgressFn | None, total: int
+    ) -> None:
         self.blocks, self.source, self.durable = blocks, source, durable
         self.progress, self.total, self.done = progress, total, 0
         self.stop = threading.Event()  # set at the first unavailable block or error: write nothing more
@@ -482,7 +486,9 @@ class _OutFile:
     again, and the fsync at the end only commits metadata. Without direct I/O a durable file
     asks the kernel to start writeback of each written buffer (`sync_file_range`, Linux)."""
 
-    def __init__(self, path: Path, size: int, durable: bool, writers: ThreadPoolExecutor, bufs: list[memoryview]) -> None:
+    def __init__(
+        self, path: Path, size: int, durable: bool, writers: ThreadPoolExecutor, bufs: list[memoryview]
+    ) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self.durable, self.writers = durable, writers
         self.direct = False

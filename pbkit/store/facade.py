@@ -90,9 +90,15 @@ class GcReport:
 
 def _store_entry(name: str) -> bool:
     """Whether a file name may appear in a store that another process is still creating."""
-    return name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "objects", "tmp", "lock", "lock-journal") or (
-        name.startswith(".pbkit-store.json.")
-    )
+    return name in (
+        "index.sqlite",
+        "index.sqlite-wal",
+        "index.sqlite-shm",
+        "objects",
+        "tmp",
+        "lock",
+        "lock-journal",
+    ) or (name.startswith(".pbkit-store.json."))
 
 
 class Store:
@@ -310,7 +316,9 @@ class Store:
                 hit.add(row.name)
                 continue
             if recipe.id != row.recipe_id:
-                report.problems.append(f"{self.root}: index recipe of {row.name!r} does not hash to its id {row.recipe_id[:16]}")
+                report.problems.append(
+                    f"{self.root}: index recipe of {row.name!r} does not hash to its id {row.recipe_id[:16]}"
+                )
                 hit.add(row.name)
         report.models_hit = sorted(hit)
         referenced = self.index.referenced_ids()
@@ -413,7 +421,11 @@ class Store:
             "kind": row.kind,
             "base": None
             if recipe.base is None
-            else {"name": recipe.base.name, "recipe_id": recipe.base.recipe_id, "content_digest": recipe.base.content_digest},
+            else {
+                "name": recipe.base.name,
+                "recipe_id": recipe.base.recipe_id,
+                "content_digest": recipe.base.content_digest,
+            },
             "source": row.source,
             "content_digest": row.content_digest,
             "created": row.created,
@@ -426,4 +438,3 @@ class Store:
                 for f in recipe.files
             ],
         }
-

@@ -115,7 +115,9 @@ class Index:
                 self._create_schema()
                 version = self._version()
             if version is None or version > INDEX_VERSION:
-                raise StoreIndexError(f"{path}: index version {version} is newer than this pbkit reads ({INDEX_VERSION})")
+                raise StoreIndexError(
+                    f"{path}: index version {version} is newer than this pbkit reads ({INDEX_VERSION})"
+                )
         except sqlite3.DatabaseError as exc:
             raise StoreIndexError(f"{path}: cannot open the store index ({exc})") from None
 
@@ -184,7 +186,9 @@ class Index:
         row = self.db.execute("SELECT recipe FROM models WHERE name=?", (name,)).fetchone()
         return None if row is None else row[0]
 
-    def publish(self, recipe: Recipe, recipe_json: bytes, blocks: Iterable[BlockInfo], shas: dict[str, tuple[StatKey, str]]) -> bool:
+    def publish(
+        self, recipe: Recipe, recipe_json: bytes, blocks: Iterable[BlockInfo], shas: dict[str, tuple[StatKey, str]]
+    ) -> bool:
         """Record a model, its files, blocks and references in one transaction.
 
         Returns False (and changes nothing) if the same recipe is already published under this
@@ -196,7 +200,9 @@ class Index:
         except sqlite3.OperationalError as exc:
             raise StoreIndexError(f"{self.path}: cannot publish model {recipe.name!r} ({exc})") from None
 
-    def _publish(self, recipe: Recipe, recipe_json: bytes, blocks: Iterable[BlockInfo], shas: dict[str, tuple[StatKey, str]]) -> bool:
+    def _publish(
+        self, recipe: Recipe, recipe_json: bytes, blocks: Iterable[BlockInfo], shas: dict[str, tuple[StatKey, str]]
+    ) -> bool:
         with self.transaction() as db:
             row = db.execute("SELECT recipe_id FROM models WHERE name=?", (recipe.name,)).fetchone()
             if row is not None:
@@ -296,4 +302,6 @@ def _model_row(r: tuple) -> ModelRow:
 
 
 def _block(r: tuple) -> BlockInfo:
-    return BlockInfo(id=r[0], nbytes=r[1], kind=r[2], dtype=r[3], shape=None if r[4] is None else tuple(json.loads(r[4])))
+    return BlockInfo(
+        id=r[0], nbytes=r[1], kind=r[2], dtype=r[3], shape=None if r[4] is None else tuple(json.loads(r[4]))
+    )

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
-from pbkit.model.digest import PARALLEL_MIN_BYTES, blob_id, file_sha256, pb_id
 from pbkit.errors import PbkitError
-from pbkit.store.index import Index, ModelExistsError, StatKey, UnknownModelError
+from pbkit.model.digest import PARALLEL_MIN_BYTES, blob_id, file_sha256, pb_id
 from pbkit.model.layout import ModelLayout, classify, inspect_layout
-from pbkit.store.objects import FileRegion, ObjectDir
-from pbkit.store.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef, content_digest
 from pbkit.model.safetensors_layout import SafetensorsLayout, TensorEntry, read_layout
 from pbkit.model.sources import ResolvedSource, resolve_source, safe_join
+from pbkit.store.index import Index, ModelExistsError, StatKey, UnknownModelError
+from pbkit.store.objects import FileRegion, ObjectDir
+from pbkit.store.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef, content_digest
 
 # progress(phase, done, total): phase "hash" and "write" count bytes; "publish" is 0/1 then 1/1.
 ProgressFn = Callable[[str, int, int], None]
@@ -290,12 +290,18 @@ def _resolve_base(index: Index, name: str, base: str | None, layout: ModelLayout
     hints = layout.base_hints()
     rows = index.models()
     for hint in hints:
-        hint_path = os.path.abspath(os.path.expanduser(hint)) if os.path.isabs(os.path.expanduser(hint)) or os.path.exists(hint) else None
+        hint_path = (
+            os.path.abspath(os.path.expanduser(hint))
+            if os.path.isabs(os.path.expanduser(hint)) or os.path.exists(hint)
+            else None
+        )
         for row in rows:
             if row.name == name:
                 continue
-            if row.name == hint or row.source.get("repo_id") == hint or (
-                hint_path is not None and row.source.get("path") == hint_path
+            if (
+                row.name == hint
+                or row.source.get("repo_id") == hint
+                or (hint_path is not None and row.source.get("path") == hint_path)
             ):
                 return row.name, warnings
     if layout.adapter is not None:
@@ -346,9 +352,7 @@ def ingest(
                 fresh.add(real)
                 return pool.submit(file_sha256, path)
 
-            files = _digest_files(
-                src, layouts, sha=sha, progress=progress, stage=batch.add, settle=batch.wait_copies
-            )
+            files = _digest_files(src, layouts, sha=sha, progress=progress, stage=batch.add, settle=batch.wait_copies)
 
         # (3) kind and base; re-ingesting a stored model keeps the base it was stored with
         if (

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pbkit.model.digest import blob_id
 from pbkit.errors import PbkitError
+from pbkit.model.digest import blob_id
 from pbkit.model.safetensors_layout import DTYPE_BITS, tensor_nbytes
 
 RECIPE_FORMAT = "pbkit-recipe"
@@ -161,8 +161,11 @@ class Recipe:
             base = obj["base"]
             if base is not None:
                 _need(isinstance(base, dict), "base is not an object or null")
-                base = BaseRef(_str(base["name"], "base name"), _hex(base["recipe_id"], "base recipe_id"),
-                               _hex(base["content_digest"], "base content_digest"))
+                base = BaseRef(
+                    _str(base["name"], "base name"),
+                    _hex(base["recipe_id"], "base recipe_id"),
+                    _hex(base["content_digest"], "base content_digest"),
+                )
             _need(isinstance(obj["source"], dict), "source is not an object")
             _need(isinstance(obj["files"], list), "files is not a list")
             files = tuple(_file_from_json(f) for f in obj["files"])
@@ -177,7 +180,9 @@ class Recipe:
         except RecipeError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise RecipeError(f"{where}: malformed recipe ({exc.__class__.__name__}: {_short(str(exc), 200)[1:-1]})") from None
+            raise RecipeError(
+                f"{where}: malformed recipe ({exc.__class__.__name__}: {_short(str(exc), 200)[1:-1]})"
+            ) from None
         except RecursionError:
             raise RecipeError(f"{where}: malformed recipe (nested too deeply)") from None
         return recipe
@@ -248,8 +253,10 @@ def _hex(value: Any, what: str) -> str:
 
 
 def _count(value: Any, what: str) -> int:
-    _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-          f"{what} {_short(value)} is not a non-negative integer")
+    _need(
+        isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+        f"{what} {_short(value)} is not a non-negative integer",
+    )
     return value
 
 
@@ -276,10 +283,18 @@ def _file_from_json(d: Any) -> FileRecipe:
         tensors = tuple(_tensor_from_json(t, path) for t in d["tensors"])
         # the header block (8-byte length + JSON) is what remains of the file after its tensors
         _need(size - sum(t.nbytes for t in tensors) >= 8, f"file {path!r}: size {size} leaves no room for a header")
-        return FileRecipe(path=path, size=size, sha256=sha, kind="safetensors",
-                          header_pb=_hex(d["header_pb"], f"file {path!r}: header_pb"), tensors=tensors)
+        return FileRecipe(
+            path=path,
+            size=size,
+            sha256=sha,
+            kind="safetensors",
+            header_pb=_hex(d["header_pb"], f"file {path!r}: header_pb"),
+            tensors=tensors,
+        )
     if d["kind"] == "blob":
-        return FileRecipe(path=path, size=size, sha256=sha, kind="blob", blob_pb=_hex(d["blob_pb"], f"file {path!r}: blob_pb"))
+        return FileRecipe(
+            path=path, size=size, sha256=sha, kind="blob", blob_pb=_hex(d["blob_pb"], f"file {path!r}: blob_pb")
+        )
     raise ValueError(f"file {path!r}: unknown kind {_short(d['kind'])}")
 
 

@@ -113,9 +113,7 @@ def _base_identity(fam: FamilySpec) -> dict[str, Any]:
         root = Path(fam.base.value)
         if not root.is_dir():
             raise ZooBuildError(f"{root}: base directory of family {fam.name} does not exist")
-        ident["files"] = {
-            str(p.relative_to(root)): blob_id_file(p) for p in sorted(root.rglob("*")) if p.is_file()
-        }
+        ident["files"] = {str(p.relative_to(root)): blob_id_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
     return ident
 
 

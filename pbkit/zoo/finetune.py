@@ -197,9 +197,7 @@ def _make_batches(
         ids = rng.choice(pool, size=(batch_size, body))
         first = ids[:, 0]
         if wrap:
-            ids = np.concatenate(
-                [np.full((batch_size, 1), cls_id), ids, np.full((batch_size, 1), sep_id)], axis=1
-            )
+            ids = np.concatenate([np.full((batch_size, 1), cls_id), ids, np.full((batch_size, 1), sep_id)], axis=1)
         input_ids = torch.from_numpy(ids.astype(np.int64))
         batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
         if task == "classification":
@@ -322,10 +320,7 @@ def frozen_parameter_names(model: torch.nn.Module, k: int) -> list[str]:
     for mod_name, module in model.named_modules():
         parts = mod_name.split(".")
         if isinstance(module, torch.nn.Embedding) or any("embed" in p for p in parts):
-            frozen.update(
-                f"{mod_name}.{n}" if mod_name else n
-                for n, _ in module.named_parameters()
-            )
+            frozen.update(f"{mod_name}.{n}" if mod_name else n for n, _ in module.named_parameters())
     names = {n for n, _ in model.named_parameters()}
     return sorted(frozen & names)
 
@@ -406,8 +401,14 @@ def finetune(base_dir: Path, out_dir: Path, spec: FinetuneSpec) -> Path:
         for name, param in model.named_parameters():
             param.requires_grad_(name not in frozen)
         batches = _make_batches(
-            rng, base_dir, model.config.vocab_size, spec.task, spec.num_labels,
-            spec.steps, spec.batch_size, spec.seq_len,
+            rng,
+            base_dir,
+            model.config.vocab_size,
+            spec.task,
+            spec.num_labels,
+            spec.steps,
+            spec.batch_size,
+            spec.seq_len,
         )
         _train(model, batches, spec.lr)
         with _atomic_dir(Path(out_dir)) as tmp:
@@ -472,8 +473,14 @@ def train_adapter(base_dir: Path, out_dir: Path, spec: AdapterSpec) -> Path:
         except ValueError as exc:  # e.g. target modules not found in the model
             raise FinetuneError(f"{spec.name}: peft rejected the adapter ({exc})") from None
         batches = _make_batches(
-            rng, base_dir, model.config.vocab_size, spec.task, spec.num_labels,
-            spec.steps, spec.batch_size, spec.seq_len,
+            rng,
+            base_dir,
+            model.config.vocab_size,
+            spec.task,
+            spec.num_labels,
+            spec.steps,
+            spec.batch_size,
+            spec.seq_len,
         )
         _train(peft_model, batches, spec.lr)
         with _atomic_dir(Path(out_dir)) as tmp, warnings.catch_warnings():
@@ -526,9 +533,7 @@ def load_for_inference(model_dir: Path, base_dir: Path | None = None) -> torch.n
             task_type = cfg.get("task_type")
             if task_type == "SEQ_CLS":
                 labels = _adapter_head_labels(model_dir) or 2
-                model = _from_pretrained(
-                    transformers.AutoModelForSequenceClassification, base, num_labels=labels
-                )
+                model = _from_pretrained(transformers.AutoModelForSequenceClassification, base, num_labels=labels)
                 if getattr(model.config, "pad_token_id", None) is None:
                     model.config.pad_token_id = _TINY_PAD  # as at training time
             elif task_type == "CAUSAL_LM":

@@ -110,7 +110,9 @@ class DedupReport:
 
 
 # ---------------------------------------------------------------- the schemes
-def _cdc(models: Sequence[ScannedModel], source: ByteSource, avg: int, min_size: int, max_size: int) -> tuple[int, int, int, dict[str, Any]]:
+def _cdc(
+    models: Sequence[ScannedModel], source: ByteSource, avg: int, min_size: int, max_size: int
+) -> tuple[int, int, int, dict[str, Any]]:
     """(unique bytes, distinct chunks, total chunks, details) of FastCDC over every file."""
     from pyfastcdc import FastCDC
 
@@ -151,9 +153,7 @@ def _torch_dtype(name: str) -> Any:
     return {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[name]
 
 
-def recoverable_by_cast(
-    tensors: dict[str, tuple[str, tuple[int, ...], int]], source: ByteSource
-) -> dict[str, str]:
+def recoverable_by_cast(tensors: dict[str, tuple[str, tuple[int, ...], int]], source: ByteSource) -> dict[str, str]:
     """Narrow tensors that are bit-exact casts of a wider tensor of the same shape.
 
     `tensors` maps each distinct PB id to (dtype, shape, nbytes). Returns {narrow pb: wide pb}.
@@ -177,7 +177,11 @@ def recoverable_by_cast(
                 continue
             for wid in wide_ids:
                 raw = bytearray(source.tensor_bytes(wid))
-                wide = torch.frombuffer(raw, dtype=_torch_dtype(wide_dtype)) if raw else torch.empty(0, dtype=_torch_dtype(wide_dtype))
+                wide = (
+                    torch.frombuffer(raw, dtype=_torch_dtype(wide_dtype))
+                    if raw
+                    else torch.empty(0, dtype=_torch_dtype(wide_dtype))
+                )
                 for d in targets:
                     cast = wide.to(_torch_dtype(d)).contiguous()
                     cid = pb_id(d, shape, cast.view(torch.uint8).numpy().tobytes())
@@ -295,7 +299,13 @@ def render_table(report: DedupReport) -> Any:
     table.add_column("units", justify="right")
     for key in SCHEMES:
         s = report.schemes[key]
-        table.add_row(SCHEME_TITLES[key], _mb(s.unique_bytes), f"{100 * s.saved_fraction:.1f} %", f"{s.ratio:.2f}x", f"{s.blocks:,}")
+        table.add_row(
+            SCHEME_TITLES[key],
+            _mb(s.unique_bytes),
+            f"{100 * s.saved_fraction:.1f} %",
+            f"{s.ratio:.2f}x",
+            f"{s.blocks:,}",
+        )
     return table
 
 
@@ -344,7 +354,14 @@ def plot_report(report: DedupReport, out_dir: str | os.PathLike[str]) -> list[Pa
     cells = member[:, order].astype(np.int8) * np.where(users[order] > 1, 2, 1)[None, :]
     height = max(3.0, 0.28 * len(names) + 1.5)
     fig, ax = plt.subplots(figsize=(12, height))
-    ax.imshow(cells, aspect="auto", interpolation="nearest", cmap=ListedColormap(["#ffffff", "#f4a261", "#264653"]), vmin=0, vmax=2)
+    ax.imshow(
+        cells,
+        aspect="auto",
+        interpolation="nearest",
+        cmap=ListedColormap(["#ffffff", "#f4a261", "#264653"]),
+        vmin=0,
+        vmax=2,
+    )
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel(f"PBs (tensor blocks, headers, files): {member.shape[1]:,}, most-shared first")
     ax.set_title("Which model uses which PB (dark: shared by >= 2 models, light: own)")

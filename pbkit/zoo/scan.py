@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pbkit.model.digest import blob_id, blob_id_file, file_sha256, pb_id
 from pbkit.errors import PbkitError
-from pbkit.store.recipe import TensorRef
+from pbkit.model.digest import blob_id, blob_id_file, file_sha256, pb_id
 from pbkit.model.safetensors_layout import is_safetensors, read_layout
 from pbkit.model.sources import list_model_files
+from pbkit.store.recipe import TensorRef
 
 
 class ScanError(PbkitError, ValueError):
@@ -107,7 +107,9 @@ def _scan_file(root: Path, rel: str, source: DirSource) -> ScannedFile:
     )
 
 
-def scan_dirs(models: dict[str, Path], meta: dict[str, dict[str, Any]] | None = None) -> tuple[list[ScannedModel], DirSource]:
+def scan_dirs(
+    models: dict[str, Path], meta: dict[str, dict[str, Any]] | None = None
+) -> tuple[list[ScannedModel], DirSource]:
     """Scan model directories (name -> path), in the order given."""
     source = DirSource(roots=dict(models))
     out: list[ScannedModel] = []

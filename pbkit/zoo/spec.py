@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from pbkit.errors import PbkitError
+
 from pbkit.common.settings import read_settings
+from pbkit.errors import PbkitError
 
 # Bump when the builder changes what a spec entry produces, so stale zoo outputs are rebuilt.
 BUILDER_VERSION = 1
@@ -234,7 +235,9 @@ def _train_fields(ctx: _Ctx, m: dict[str, Any], defaults: dict[str, Any], key: s
     return {
         "task": task,
         # An LM head has no label count; keep the field fixed so it does not perturb the hash.
-        "num_labels": 0 if task == "lm" else (1 if task == "regression" else ctx.integer(merged["num_labels"], f"{key}.num_labels", 2, 1000)),
+        "num_labels": 0
+        if task == "lm"
+        else (1 if task == "regression" else ctx.integer(merged["num_labels"], f"{key}.num_labels", 2, 1000)),
         "steps": ctx.integer(merged["steps"], f"{key}.steps", 1, 10_000),
         "lr": ctx.number(merged["lr"], f"{key}.lr"),
         "batch_size": ctx.integer(merged["batch_size"], f"{key}.batch_size", 1, 4096),
@@ -265,7 +268,9 @@ def _parse_task(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master:
     )
 
 
-def _parse_adapter(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str) -> AdapterEntrySpec:
+def _parse_adapter(
+    ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str
+) -> AdapterEntrySpec:
     m = ctx.mapping(raw, key, _ADAPTER_KEYS)
     if "name" not in m:
         raise ctx.fail(f"{key}.name", "missing")

@@ -42,8 +42,10 @@ def test_single_user_robust_optimum_beats_every_feasible_beamformer():
     assert snr > mrt_worst * 1.001
     # Random feasible beamformers (random directions and per-node powers) never do better.
     cand = rng.standard_normal((4000, 2, 2)) + 1j * rng.standard_normal((4000, 2, 2))
-    cand *= (np.sqrt(rng.uniform(0, 1, (4000, 2, 1)) * power[None, :, None])) / np.linalg.norm(cand, axis=2, keepdims=True)
-    for v in cand[:: 40]:
+    cand *= (np.sqrt(rng.uniform(0, 1, (4000, 2, 1)) * power[None, :, None])) / np.linalg.norm(
+        cand, axis=2, keepdims=True
+    )
+    for v in cand[::40]:
         assert worst_case_snr(v, h, NOISE, eps)[0] <= snr * (1 + 1e-12)
     # The S-procedure + DC solver and the numpy SCA both reach the closed form (every start of
     # the SCA has node 1 at full power, so it must find the lower power itself).

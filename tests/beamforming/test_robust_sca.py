@@ -32,7 +32,7 @@ def test_amplitudes_match_the_single_user_closed_form():
         a = _amplitudes(c[None, :], s, np.array([e]))[0]
         b = single_user_amplitudes(c, s**2, eps)
         assert np.all(a >= 0) and np.all(a <= s * (1 + 1e-12))
-        value = lambda x: x @ c - e * np.linalg.norm(x)  # noqa: E731
+        value = lambda x, c=c, e=e: x @ c - e * np.linalg.norm(x)
         assert value(a) >= value(b) - 1e-12 * max(1.0, abs(value(b)))
 
 
@@ -57,7 +57,7 @@ def test_guarantee_is_exact_and_holds_for_every_channel_in_the_ball():
 def test_never_worse_than_robust_fast_and_beats_it_at_large_eps():
     rng = np.random.default_rng(2)
     gains = []
-    for i in range(20):
+    for _i in range(20):
         h, power, eps = random_instance(rng, k_max=12)
         robust = design(h, power, NOISE, "robust", eps=eps)
         rfast = design(h, power, NOISE, "robust-fast", eps=eps)

@@ -22,7 +22,9 @@ def _models(capsys, store) -> list:
     return json.loads(out)
 
 
-@pytest.mark.parametrize("files", [{"README.md": "# my model\n"}, {"README.md": "x", "config.json": "{}", "notes.txt": "y"}])
+@pytest.mark.parametrize(
+    "files", [{"README.md": "# my model\n"}, {"README.md": "x", "config.json": "{}", "notes.txt": "y"}]
+)
 def test_directory_without_weights_is_refused(files, tmp_path, capsys):
     src = tmp_path / "docs"
     src.mkdir()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import re
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -66,8 +66,10 @@ def _tiny_model(root, seed: int, name_len: int = 0):
 
     root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    save_file({f"layer{i}.weight": rng.standard_normal((64, 64)).astype(np.float32) for i in range(3)},
-              str(root / "model.safetensors"))
+    save_file(
+        {f"layer{i}.weight": rng.standard_normal((64, 64)).astype(np.float32) for i in range(3)},
+        str(root / "model.safetensors"),
+    )
     (root / "config.json").write_text(json.dumps({"model_type": "toy"}))
     return root
 

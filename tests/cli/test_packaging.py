@@ -18,7 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 OWN = {"pbkit", "delivery", "learning"}
 # Which extra each part of the code belongs to ("" = the core dependencies).
-ZOO_MODULES = ("pbkit/zoo/", "pbkit/library/plan.py", "pbkit/zoo/finetune.py", "pbkit/zoo/bundled.py", "pbkit/model/legacy_pickle.py")
+ZOO_MODULES = (
+    "pbkit/zoo/",
+    "pbkit/library/plan.py",
+    "pbkit/zoo/finetune.py",
+    "pbkit/zoo/bundled.py",
+    "pbkit/model/legacy_pickle.py",
+)
 
 try:
     import tomllib
@@ -78,7 +84,10 @@ def _imports(path: Path) -> set[str]:
 def test_license_is_spdx_and_version_has_one_source():
     project = _project()
     assert project["project"]["license"] == "Apache-2.0"
-    assert any(re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in project["build-system"]["requires"])
+    assert any(
+        re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77
+        for r in project["build-system"]["requires"]
+    )
     assert "version" in project["project"]["dynamic"] and "version" not in project["project"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "pbkit.__version__"}
 
@@ -98,8 +107,10 @@ def test_every_import_is_declared_in_its_area():
             for module in sorted(_imports(path)):
                 candidates = dists.get(module, {_norm(module)})
                 if not candidates & declared:
-                    missing.append(f"{path.relative_to(ROOT)}: {module} ({'/'.join(sorted(candidates))}) "
-                                   f"not in {'pbkit[' + _area(path) + ']' if _area(path) else 'the core'}")
+                    missing.append(
+                        f"{path.relative_to(ROOT)}: {module} ({'/'.join(sorted(candidates))}) "
+                        f"not in {'pbkit[' + _area(path) + ']' if _area(path) else 'the core'}"
+                    )
     assert not missing, "\n".join(missing)
 
 

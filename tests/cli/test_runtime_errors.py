@@ -17,7 +17,10 @@ def _files(tmp):
 
 CASES = [
     (["learn", "eval", "--checkpoint", "{tmp}/no-such-run", "--library", "synthetic"], "no-such-run"),
-    (["learn", "eval", "--checkpoint", "{tmp}/junk.pt", "--library", "synthetic"], "junk.pt: not a checkpoint directory"),
+    (
+        ["learn", "eval", "--checkpoint", "{tmp}/junk.pt", "--library", "synthetic"],
+        "junk.pt: not a checkpoint directory",
+    ),
     (["learn", "eval", "--checkpoint", "{tmp}/empty-run", "--library", "synthetic"], "empty-run"),
     (["sim", "run", "--library", "{tmp}/no-such-lib.json", "--slots", "1"], "no-such-lib.json"),
     (["sim", "run", "--library", "{tmp}/junk.json", "--slots", "1"], "junk.json"),

@@ -8,8 +8,16 @@ from pbkit.cli import main
 from pbkit.store import Store, StoreNotFoundError
 
 READ_COMMANDS = [
-    ["ls"], ["show", "m"], ["verify"], ["stats"], ["need", "m", "--have", "b"], ["assemble", "m", "--out", "OUT"],
-    ["gc"], ["rm", "m"], ["library", "export", "--out", "OUT"], ["report", "--store", "--out", "OUT"],
+    ["ls"],
+    ["show", "m"],
+    ["verify"],
+    ["stats"],
+    ["need", "m", "--have", "b"],
+    ["assemble", "m", "--out", "OUT"],
+    ["gc"],
+    ["rm", "m"],
+    ["library", "export", "--out", "OUT"],
+    ["report", "--store", "--out", "OUT"],
 ]
 
 
@@ -43,8 +51,10 @@ def test_missing_extra_is_one_line_naming_the_extra(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['scipy'] = None; from pbkit.cli import main; "
-            "sys.exit(main(['sim', 'run', '--library', 'synthetic', '--slots', '1']))")
+    code = (
+        "import sys; sys.modules['scipy'] = None; from pbkit.cli import main; "
+        "sys.exit(main(['sim', 'run', '--library', 'synthetic', '--slots', '1']))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

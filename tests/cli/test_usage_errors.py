@@ -143,16 +143,30 @@ def test_usage_error_is_one_line_exit_2(path, case, param_name, bad, tmp_path, c
     assert "Traceback" not in err and out == ""
     if case == "missing" or case == "bad":
         option = next(p for p in cmd.params if p.name == param_name)
-        assert (option.opts[0] if option.param_type_name == "option" else option.name.upper()) in lines[0] or \
-            f"'{option.name}'" in lines[0], lines[0]
+        assert (option.opts[0] if option.param_type_name == "option" else option.name.upper()) in lines[
+            0
+        ] or f"'{option.name}'" in lines[0], lines[0]
     assert not (tmp_path / "store").exists(), "a refused command must not create a store"
 
 
 def test_tree_is_complete():
     """The walk sees every registered area (a failed registration would silently shrink it)."""
     names = {" ".join(p) for p, _ in LEAVES}
-    assert {"ingest", "assemble", "verify", "ls", "need", "zoo build", "library export", "plan",
-            "sim run", "sim compare", "learn train", "learn eval", "learn report"} <= names
+    assert {
+        "ingest",
+        "assemble",
+        "verify",
+        "ls",
+        "need",
+        "zoo build",
+        "library export",
+        "plan",
+        "sim run",
+        "sim compare",
+        "learn train",
+        "learn eval",
+        "learn report",
+    } <= names
 
 
 def test_version(capsys):

@@ -26,8 +26,9 @@ def tiny_library() -> PBLibrary:
 
 @pytest.fixture
 def small_library() -> PBLibrary:
-    return synthetic_library(np.random.default_rng(3), families=2, models_per_family=3,
-                             base_pbs=6, own_pbs=2, mean_pb_bytes=4e6)
+    return synthetic_library(
+        np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6, own_pbs=2, mean_pb_bytes=4e6
+    )
 
 
 @pytest.fixture
@@ -38,8 +39,16 @@ def tiny_sim():
 def _tiny_sim(library: PBLibrary, mode: str = "fine", cache_bytes: int = 3_000_000):
     """2 ENs with 1 antenna, user 0 at EN 0 and user 1 at EN 1; each hears only its own EN
     (a, b set so that SNR_0 = 1023 and SNR_1 = 31 at full power), no CSI error, MRT."""
-    cfg = ScenarioConfig(n_nodes=2, antennas=1, n_users=2, bandwidth_hz=1e6, csi_error=0.0,
-                         cache_bytes=cache_bytes, beamformer="mrt", mode=mode)
+    cfg = ScenarioConfig(
+        n_nodes=2,
+        antennas=1,
+        n_users=2,
+        bandwidth_hz=1e6,
+        csi_error=0.0,
+        cache_bytes=cache_bytes,
+        beamformer="mrt",
+        mode=mode,
+    )
     topo = Topology(
         node_xy=np.array([[0.0, 0.0], [250.0, 0.0]]),
         user_xy=np.array([[10.0, 0.0], [240.0, 0.0]]),

@@ -8,15 +8,33 @@ from pbkit.library import synthetic_library
 
 def _library(tmp_path):
     path = tmp_path / "library.json"
-    synthetic_library(np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6,
-                      own_pbs=2, mean_pb_bytes=4e6).save(path)
+    synthetic_library(
+        np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6, own_pbs=2, mean_pb_bytes=4e6
+    ).save(path)
     return path
 
 
 def test_sim_run_json(tmp_path, capsys):
     lib = _library(tmp_path)
-    args = ["sim", "run", "--library", str(lib), "--policy", "lfu", "--slots", "3", "--seed", "4",
-            "--config", "small", "--set", "beamformer=mrt", "--set", "csi_error=0", "--json"]
+    args = [
+        "sim",
+        "run",
+        "--library",
+        str(lib),
+        "--policy",
+        "lfu",
+        "--slots",
+        "3",
+        "--seed",
+        "4",
+        "--config",
+        "small",
+        "--set",
+        "beamformer=mrt",
+        "--set",
+        "csi_error=0",
+        "--json",
+    ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["slots"] == 3 and len(out["per_slot"]) == 3
@@ -32,9 +50,24 @@ def test_sim_run_json(tmp_path, capsys):
 def test_sim_compare_writes_table_plot_and_json(tmp_path, capsys):
     lib = _library(tmp_path)
     out_dir = tmp_path / "cmp"
-    args = ["sim", "compare", "--library", str(lib), "--policies", "lfu,coarse,noncoop",
-            "--seeds", "3", "--slots", "2", "--config", "small", "--set", "beamformer=mrt",
-            "--out", str(out_dir)]
+    args = [
+        "sim",
+        "compare",
+        "--library",
+        str(lib),
+        "--policies",
+        "lfu,coarse,noncoop",
+        "--seeds",
+        "3",
+        "--slots",
+        "2",
+        "--config",
+        "small",
+        "--set",
+        "beamformer=mrt",
+        "--out",
+        str(out_dir),
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "coarse" in text and "±" in text

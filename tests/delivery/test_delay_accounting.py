@@ -103,8 +103,7 @@ def test_robust_design_needs_no_retransmission(tiny_library):
     from delivery.config import ScenarioConfig
     from delivery.simulator import Simulator
 
-    cfg = ScenarioConfig(n_nodes=2, antennas=2, n_users=3, csi_error=0.3, beamformer="robust",
-                         cache_bytes=3_000_000)
+    cfg = ScenarioConfig(n_nodes=2, antennas=2, n_users=3, csi_error=0.3, beamformer="robust", cache_bytes=3_000_000)
     sim = Simulator(cfg, tiny_library, np.random.default_rng(4))
     r = sim.step(np.array([[True, True, False], [False, False, True]]))
     assert r.breakdown["retransmission"].sum() == 0.0

@@ -17,8 +17,7 @@ def test_policies_return_feasible_placements(name, small_library):
     kwargs = {"time_limit_s": 2.0} if name == "optimal" else {}
     policy = make_policy(name, **kwargs)
     mode = getattr(policy, "mode", None) or "fine"
-    sim = Simulator(ScenarioConfig(n_users=8, mode=mode, beamformer="mrt"), small_library,
-                    np.random.default_rng(0))
+    sim = Simulator(ScenarioConfig(n_users=8, mode=mode, beamformer="mrt"), small_library, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     for _ in range(2):
         view = sim.policy_view()

@@ -16,8 +16,14 @@ def _small_instances(count: int, seed: int):
     made = 0
     while made < count:
         lib = synthetic_library(rng, families=1, models_per_family=3, base_pbs=3, own_pbs=1, mean_pb_bytes=4e6)
-        cfg = ScenarioConfig(n_nodes=2, antennas=2, n_users=int(rng.integers(3, 6)), beamformer="mrt",
-                             cache_fraction=float(rng.choice([0.5, 1.0])), csi_error=0.0)
+        cfg = ScenarioConfig(
+            n_nodes=2,
+            antennas=2,
+            n_users=int(rng.integers(3, 6)),
+            beamformer="mrt",
+            cache_fraction=float(rng.choice([0.5, 1.0])),
+            csi_error=0.0,
+        )
         try:
             sim = Simulator(cfg, lib, np.random.default_rng(rng.integers(1 << 32)))
         except Exception:
@@ -43,13 +49,15 @@ def test_scheduler_finds_the_best_order_on_small_slots():
 
 @pytest.fixture(scope="module")
 def cache_sweep():
-    lib = synthetic_library(np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6,
-                            own_pbs=2, mean_pb_bytes=4e6)
+    lib = synthetic_library(
+        np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6, own_pbs=2, mean_pb_bytes=4e6
+    )
     out = {}
     for policy in ("lfu", "greedy", "popular"):
         for frac in (0.3, 0.6, 1.0):
-            cfg = ScenarioConfig(n_users=10, beamformer="mrt", csi_error=0.0, cache_fraction=frac,
-                                 change_cost="separate")
+            cfg = ScenarioConfig(
+                n_users=10, beamformer="mrt", csi_error=0.0, cache_fraction=frac, change_cost="separate"
+            )
             out[policy, frac] = [run_policy(cfg, lib, policy, 4, seed) for seed in (0, 1)]
     return out
 
@@ -83,8 +91,10 @@ def test_unneeded_cache_load_does_not_delay_anyone(tiny_sim):
     req = np.array([0, 1])
     first = np.array([[True, True, False, False], [False, False, False, False]])
     delays = {}
-    for name, second in (("without", first), ("with D", np.array([[True, True, False, False],
-                                                                  [False, False, False, True]]))):
+    for name, second in (
+        ("without", first),
+        ("with D", np.array([[True, True, False, False], [False, False, False, True]])),
+    ):
         sim, ch = tiny_sim(lib, cache_bytes=4_000_000)
         sim.step(first, channels=ch, requests=req)
         r = sim.step(second, channels=ch, requests=req)
@@ -134,8 +144,9 @@ def test_serving_set_pruning_gives_the_full_enumerations_choice(monkeypatch, bea
     worst-case SNR) never changes a slot: same delays as designing every prefix, fewer designs."""
     from delivery.scheduler import Timeline
 
-    lib = synthetic_library(np.random.default_rng(4), families=2, models_per_family=3, base_pbs=4, own_pbs=2,
-                            mean_pb_bytes=4e6)
+    lib = synthetic_library(
+        np.random.default_rng(4), families=2, models_per_family=3, base_pbs=4, own_pbs=2, mean_pb_bytes=4e6
+    )
     cfg = ScenarioConfig(n_users=10, beamformer=beamformer, csi_error=eps, cache_fraction=0.3)
     pruned = [run_policy(cfg, lib, "greedy", 2, seed) for seed in (0, 1)]
     monkeypatch.setattr(Timeline, "choose_serving", _choose_serving_by_full_enumeration)

@@ -15,22 +15,26 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from delivery.device import DeviceWriter, DeliveryError, rebuild  # noqa: E402
+from delivery.device import DeliveryError, DeviceWriter, rebuild  # noqa: E402
 from pbkit.cli import main  # noqa: E402
 from pbkit.library import load_library, resolve_library  # noqa: E402
+from pbkit.library.export import export_library  # noqa: E402
 from pbkit.store import Store  # noqa: E402
 from pbkit.zoo.builder import build_zoo  # noqa: E402
-from pbkit.library.export import export_library  # noqa: E402
 from pbkit.zoo.spec import parse_spec  # noqa: E402
 
 SPEC = {
-    "name": "device", "seed": 3,
-    "families": [{
-        "name": "gpt", "base": {"tiny": "gpt2"},
-        "defaults": {"steps": 1, "batch_size": 2, "seq_len": 8, "task": "lm"},
-        "task_models": [{"name": "k2", "frozen_layers": 2}],
-        "adapters": [{"name": "lora", "peft_type": "lora", "r": 4, "alpha": 8, "target_modules": ["c_attn"]}],
-    }],
+    "name": "device",
+    "seed": 3,
+    "families": [
+        {
+            "name": "gpt",
+            "base": {"tiny": "gpt2"},
+            "defaults": {"steps": 1, "batch_size": 2, "seq_len": 8, "task": "lm"},
+            "task_models": [{"name": "k2", "frozen_layers": 2}],
+            "adapters": [{"name": "lora", "peft_type": "lora", "r": 4, "alpha": 8, "target_modules": ["c_attn"]}],
+        }
+    ],
 }
 
 
@@ -45,8 +49,11 @@ def zoo(tmp_path_factory):
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("granularity", ["layer", "fixed"])
@@ -55,9 +62,30 @@ def test_every_user_rebuilds_its_model_from_received_blocks(zoo, tmp_path, granu
     lib = load_library(lib_path)
     assert any(pb.members for pb in lib.pbs)  # grouped PBs keep their link to the store's blocks
     out = tmp_path / "delivered"
-    assert main(["--store", str(zoo / "store"), "sim", "run", "--library", str(lib_path), "--slots", "2",
-                 "--seed", "1", "--config", "small", "--set", "beamformer=mrt", "--deliver-to", str(out),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "--store",
+                str(zoo / "store"),
+                "sim",
+                "run",
+                "--library",
+                str(lib_path),
+                "--slots",
+                "2",
+                "--seed",
+                "1",
+                "--config",
+                "small",
+                "--set",
+                "beamformer=mrt",
+                "--deliver-to",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     users = sorted(out.glob("slot-*/user-*"))
     assert len(users) == 2 * 6
@@ -70,8 +98,21 @@ def test_every_user_rebuilds_its_model_from_received_blocks(zoo, tmp_path, granu
         assert {b["id"] for b in manifest["blocks"]} == set(models[manifest["model"]].pbs)
         assert all(b["bytes"] == sizes[b["id"]] for b in manifest["blocks"])
         rebuilt = tmp_path / "asm" / user.parent.name / user.name
-        assert main(["--store", str(zoo / "store"), "assemble", manifest["model"],
-                     "--from-blocks", str(user), "--out", str(rebuilt)]) == 0
+        assert (
+            main(
+                [
+                    "--store",
+                    str(zoo / "store"),
+                    "assemble",
+                    manifest["model"],
+                    "--from-blocks",
+                    str(user),
+                    "--out",
+                    str(rebuilt),
+                ]
+            )
+            == 0
+        )
         assert _tree(rebuilt) == _tree(zoo / "zoo" / manifest["model"])
     block = next(p for p in users[0].iterdir() if p.name != "manifest.json")
     assert block.stat().st_nlink >= 2  # a hard link to the store's object, not a copy
@@ -88,20 +129,45 @@ def test_adapter_rebuilt_on_device_gives_equal_outputs(zoo, tmp_path):
         # run slots until some user asked for the adapter (deterministic for this seed)
         found = []
         cfg = ScenarioConfig.load(Path(__file__).parents[2] / "delivery/scenarios/small.yaml").replace(beamformer="mrt")
-        run_policy(cfg, lib, "lfu", 3, 0, on_slot=lambda r: found.extend(
-            u.path for u in writer.write_slot(r) if u.model == adapter.name))
+        run_policy(
+            cfg,
+            lib,
+            "lfu",
+            3,
+            0,
+            on_slot=lambda r: found.extend(u.path for u in writer.write_slot(r) if u.model == adapter.name),
+        )
         assert found, "no user requested the adapter in 3 slots"
         built = rebuild(store, found[0], tmp_path / "device")
     assert built.base == adapter.base
-    spec = importlib.util.spec_from_file_location("demo_delivery", Path(__file__).parents[2] / "examples/demo_delivery.py")
+    spec = importlib.util.spec_from_file_location(
+        "demo_delivery", Path(__file__).parents[2] / "examples/demo_delivery.py"
+    )
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     assert demo.outputs_equal(zoo / "zoo" / adapter.name, zoo / "zoo" / adapter.base, built.path, built.base_path)
 
 
 def test_deliver_to_refuses_a_library_without_store_blocks(zoo, tmp_path, capsys):
-    assert main(["--store", str(zoo / "store"), "sim", "run", "--library", "synthetic", "--slots", "1",
-                 "--config", "small", "--deliver-to", str(tmp_path / "d")]) == 2
+    assert (
+        main(
+            [
+                "--store",
+                str(zoo / "store"),
+                "sim",
+                "run",
+                "--library",
+                "synthetic",
+                "--slots",
+                "1",
+                "--config",
+                "small",
+                "--deliver-to",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "needs a library exported from this store" in err and err.count("\n") == 1
     with Store.open(zoo / "store", create=False) as store, pytest.raises(DeliveryError):
@@ -111,8 +177,25 @@ def test_deliver_to_refuses_a_library_without_store_blocks(zoo, tmp_path, capsys
 def test_deliver_to_a_file_fails_before_simulating(zoo, tmp_path, capsys):
     in_the_way = tmp_path / "a-file"
     in_the_way.write_text("x")
-    assert main(["--store", str(zoo / "store"), "sim", "run", "--library", str(zoo / "layer.json"),
-                 "--slots", "1", "--config", "small", "--deliver-to", str(in_the_way)]) == 2
+    assert (
+        main(
+            [
+                "--store",
+                str(zoo / "store"),
+                "sim",
+                "run",
+                "--library",
+                str(zoo / "layer.json"),
+                "--slots",
+                "1",
+                "--config",
+                "small",
+                "--deliver-to",
+                str(in_the_way),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "cannot create the delivery directory" in err and str(in_the_way) in err and err.count("\n") == 1
     assert in_the_way.read_text() == "x"

@@ -16,17 +16,31 @@ from pbkit.cli import main
 from pbkit.errors import PbkitError
 from pbkit.library import synthetic_library
 
-RESULTS = {"curves": {name: [[{"step": s, "eval_delay_s": 3.0 - s / 1000 + seed / 10} for s in (100, 200)]
-                             for seed in range(3)] for name in ("maasn-da", "maasn-noda")}}
+RESULTS = {
+    "curves": {
+        name: [[{"step": s, "eval_delay_s": 3.0 - s / 1000 + seed / 10} for s in (100, 200)] for seed in range(3)]
+        for name in ("maasn-da", "maasn-noda")
+    }
+}
 
 
 def _plan(tmp_path: Path, learn: Path | None) -> FigurePlan:
-    lib = synthetic_library(np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6,
-                            own_pbs=2, mean_pb_bytes=4e6)
+    lib = synthetic_library(
+        np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6, own_pbs=2, mean_pb_bytes=4e6
+    )
     sets = ["n_nodes=2", "antennas=2", "n_users=4", "beamformer=mrt"]
-    return FigurePlan(libraries={"syn": lib}, out=tmp_path / "fig", seeds=2, slots=1, quick=True,
-                      config=build_config(None, sets), build_config=lambda extra: build_config(None, [*sets, *extra]),
-                      learn_results=learn, executor="inline", command="pbkit figures --quick")
+    return FigurePlan(
+        libraries={"syn": lib},
+        out=tmp_path / "fig",
+        seeds=2,
+        slots=1,
+        quick=True,
+        config=build_config(None, sets),
+        build_config=lambda extra: build_config(None, [*sets, *extra]),
+        learn_results=learn,
+        executor="inline",
+        command="pbkit figures --quick",
+    )
 
 
 def test_quick_figures_draw_every_panel_and_resume(tmp_path):
@@ -72,9 +86,17 @@ def test_unreadable_learn_results_fail_before_any_sweep(tmp_path):
 def test_a_point_far_off_scale_is_marked_not_plotted(tmp_path):
     # the backed-off nominal beamformer at a large CSI error: ~1e11 s next to ~1 s
     panel = next(p for p in PANELS if p.name == "csi")
-    rows = [{"beamformer": bf, "csi_error": e, "policy": "greedy", "n": 10,
-             "mean_delay_s": {"mean": 1.5e11 if (bf, e) == ("fast-backoff", 0.2) else 1.0 + e, "ci95": 0.1}}
-            for bf in panel.series_values for e in panel.values]
+    rows = [
+        {
+            "beamformer": bf,
+            "csi_error": e,
+            "policy": "greedy",
+            "n": 10,
+            "mean_delay_s": {"mean": 1.5e11 if (bf, e) == ("fast-backoff", 0.2) else 1.0 + e, "ci95": 0.1},
+        }
+        for bf in panel.series_values
+        for e in panel.values
+    ]
     plan = _plan(tmp_path, None)
     assert draw_panel(rows, panel, "syn", plan, tmp_path / "csi.png") == [("fast-backoff", 0.2, 1.5e11)]
     assert (tmp_path / "csi.png").stat().st_size > 5000

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from pbkit.library import LibraryError, describe, resolve_library, shipped_library_names
 from pbkit.library.shipped import SHIPPED
 from pbkit.library.shipped.build import build
-from pbkit.library import LibraryError, describe, resolve_library, shipped_library_names
 
 
 def test_every_table_entry_is_shipped():

@@ -15,17 +15,18 @@ import numpy as np
 import pytest
 
 from delivery.cli import build_config
+from delivery.engine import CELLS_FILE, Cell, EngineError, read_finished, run_cells
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy
-from delivery.engine import CELLS_FILE, Cell, EngineError, read_finished, run_cells
 from delivery.sweep import build_sweep, grid_points, parse_grid, run_sweep
 from pbkit.cli import main
 from pbkit.library import synthetic_library
 
 
 def _library():
-    return synthetic_library(np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6,
-                             own_pbs=2, mean_pb_bytes=4e6)
+    return synthetic_library(
+        np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6, own_pbs=2, mean_pb_bytes=4e6
+    )
 
 
 def _rows(path):
@@ -45,8 +46,13 @@ def test_parse_grid_and_points():
 
 def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path):
     lib = _library()
-    sweep = build_sweep(lambda extra: build_config("small", ["beamformer=mrt", *extra]),
-                        parse_grid(["cache_fraction=0.2,0.5"]), ["lfu", "coarse"], [0, 1], 2)
+    sweep = build_sweep(
+        lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+        parse_grid(["cache_fraction=0.2,0.5"]),
+        ["lfu", "coarse"],
+        [0, 1],
+        2,
+    )
     report, summary = run_sweep(sweep, lib, tmp_path, executor="inline")
     assert report.computed == 8 and summary["computed"] == 8
     rows = _rows(tmp_path / "results.csv")
@@ -61,13 +67,23 @@ def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path):
     # a rerun finds every cell done; a larger grid computes only the new points
     report, summary = run_sweep(sweep, lib, tmp_path, executor="inline")
     assert report.computed == 0 and summary["computed"] == 0 and summary["finished"] == 8
-    more = build_sweep(lambda extra: build_config("small", ["beamformer=mrt", *extra]),
-                       parse_grid(["cache_fraction=0.2,0.5,0.8"]), ["lfu", "coarse"], [0, 1], 2)
+    more = build_sweep(
+        lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+        parse_grid(["cache_fraction=0.2,0.5,0.8"]),
+        ["lfu", "coarse"],
+        [0, 1],
+        2,
+    )
     report, summary = run_sweep(more, lib, tmp_path, executor="inline")
     assert report.computed == 4 and len(_rows(tmp_path / "results.csv")) == 12
     # other settings are other cells, never a stale result
-    other = build_sweep(lambda extra: build_config("small", ["beamformer=mrt", *extra]),
-                        parse_grid(["cache_fraction=0.2"]), ["lfu"], [0], 3)
+    other = build_sweep(
+        lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+        parse_grid(["cache_fraction=0.2"]),
+        ["lfu"],
+        [0],
+        3,
+    )
     assert run_sweep(other, lib, tmp_path, executor="inline")[0].computed == 1
 
 
@@ -80,8 +96,7 @@ def _square(params, shared):
 def test_engine_torn_line_write_callback_and_failure(tmp_path):
     cells = [Cell({"x": x}) for x in range(5)]
     seen = []
-    report = run_cells(cells[:3], _square, tmp_path, shared=1, executor="inline",
-                       write=lambda rs: seen.append(len(rs)))
+    report = run_cells(cells[:3], _square, tmp_path, shared=1, executor="inline", write=lambda rs: seen.append(len(rs)))
     assert report.computed == 3 and seen == [1, 2, 3, 3]
     with open(tmp_path / CELLS_FILE, "a") as fh:
         fh.write('{"key": "torn", "res')  # a kill during an append
@@ -112,8 +127,7 @@ KILL_SCRIPT = textwrap.dedent("""
 def test_killed_sweep_resumes_and_completes(tmp_path):
     out = tmp_path / "sweep"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], env=env,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(read_finished(out)) < 3 and proc.poll() is None:
         time.sleep(0.05)
@@ -125,15 +139,22 @@ def test_killed_sweep_resumes_and_completes(tmp_path):
     # leaves them one cell behind (never ahead, never torn); the rerun rewrites them.
     assert before - 1 <= len(_rows(out / "results.csv")) <= before
     lib = _library()
-    sweep = build_sweep(lambda extra: build_config("small", ["beamformer=mrt", *extra]),
-                        parse_grid(["n_users=4,6,8"]), ["lfu", "greedy"], [0, 1, 2], 3)
+    sweep = build_sweep(
+        lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+        parse_grid(["n_users=4,6,8"]),
+        ["lfu", "greedy"],
+        [0, 1, 2],
+        3,
+    )
     report, summary = run_sweep(sweep, lib, out, executor="inline")
     assert report.computed == 18 - before and summary["finished"] == 18
     rows = _rows(out / "results.csv")
     assert len(rows) == 18
     row = rows[-1]
     cfg = build_config("small", ["beamformer=mrt", f"n_users={row['n_users']}"])
-    assert float(row["mean_delay_s"]) == run_policy(cfg, lib, row["policy"], 3, int(row["seed"])).summary()["mean_delay_s"]
+    assert (
+        float(row["mean_delay_s"]) == run_policy(cfg, lib, row["policy"], 3, int(row["seed"])).summary()["mean_delay_s"]
+    )
 
 
 def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
@@ -141,9 +162,28 @@ def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
     lib_path = tmp_path / "lib.json"
     _library().save(lib_path)
     out = tmp_path / "out"
-    args = ["sweep", "--library", str(lib_path), "--policies", "lfu,greedy", "--seeds", "2",
-            "--slots", "2", "--grid", "cache_fraction=0.2,0.4", "--config", "small",
-            "--set", "beamformer=mrt", "--out", str(out), "--workers", "1", "--json"]
+    args = [
+        "sweep",
+        "--library",
+        str(lib_path),
+        "--policies",
+        "lfu,greedy",
+        "--seeds",
+        "2",
+        "--slots",
+        "2",
+        "--grid",
+        "cache_fraction=0.2,0.4",
+        "--config",
+        "small",
+        "--set",
+        "beamformer=mrt",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["computed"] == 8 and len(summary["rows"]) == 4

@@ -41,7 +41,9 @@ def test_blob_domain_differs_from_pb_domain():
     assert blob_id(b"") != pb_id("", (), b"")
 
 
-@pytest.mark.parametrize("size", [0, 1, 1023, 1025, PARALLEL_MIN_BYTES - 1, PARALLEL_MIN_BYTES, 3 * PARALLEL_MIN_BYTES + 17])
+@pytest.mark.parametrize(
+    "size", [0, 1, 1023, 1025, PARALLEL_MIN_BYTES - 1, PARALLEL_MIN_BYTES, 3 * PARALLEL_MIN_BYTES + 17]
+)
 def test_threaded_and_streamed_forms_agree(size):
     rnd = random.Random(size)
     data = rnd.randbytes(size)

@@ -66,12 +66,10 @@ NUMPY_DTYPES = {
 }
 
 shapes = st.lists(st.integers(0, 5), min_size=0, max_size=3).map(tuple)
-names = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=12
-).filter(lambda s: s != "__metadata__")
-metadata = st.none() | st.dictionaries(
-    st.text(max_size=8).filter(lambda s: s != ""), st.text(max_size=16), max_size=3
+names = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=12).filter(
+    lambda s: s != "__metadata__"
 )
+metadata = st.none() | st.dictionaries(st.text(max_size=8).filter(lambda s: s != ""), st.text(max_size=16), max_size=3)
 
 
 @st.composite
@@ -127,9 +125,7 @@ def test_torch_written_files_roundtrip(tmp_path, tensors, meta):
 def test_numpy_written_files_roundtrip(tmp_path, tensors, meta):
     assume(tensors or meta is None)  # see test_torch_written_files_roundtrip
     path = tmp_path / "n.safetensors"
-    arrays = {
-        k: np.frombuffer(raw, dtype=NUMPY_DTYPES[d]).reshape(s).copy() for k, (d, s, raw) in tensors.items()
-    }
+    arrays = {k: np.frombuffer(raw, dtype=NUMPY_DTYPES[d]).reshape(s).copy() for k, (d, s, raw) in tensors.items()}
     safetensors.numpy.save_file(arrays, path, metadata=meta)
     layout, data = check_roundtrip(path, meta)
     loaded = safetensors.numpy.load_file(path)

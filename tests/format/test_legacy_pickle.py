@@ -9,8 +9,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from pbkit.model.digest import pb_id
 from pbkit.errors import PbkitError
+from pbkit.model.digest import pb_id
 from pbkit.model.legacy_pickle import LegacyPickleError, load_state_dict_safely, tensor_raw
 from pbkit.model.safetensors_layout import read_layout
 
@@ -91,7 +91,9 @@ def test_real_model_state_dict_matches_safetensors(tmp_path, bundled_dir):
 def test_views_and_noncontiguous_tensors(tmp_path):
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     path = tmp_path / "pytorch_model.bin"
-    torch.save({"t": base.t(), "row": base[1], "scalar": torch.tensor(7, dtype=torch.int8), "empty": torch.empty(0, 3)}, path)
+    torch.save(
+        {"t": base.t(), "row": base[1], "scalar": torch.tensor(7, dtype=torch.int8), "empty": torch.empty(0, 3)}, path
+    )
     loaded = load_state_dict_safely(path)
     dtype, shape, raw = tensor_raw(loaded["t"])
     assert (dtype, shape) == ("F32", (4, 3)) and bytes(raw) == base.t().contiguous().numpy().tobytes()

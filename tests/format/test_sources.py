@@ -98,7 +98,10 @@ def test_hub_id_not_cached_offline_is_clear(hf_cache, offline):
     with pytest.raises(SourceError) as info:
         resolve_source("nobody/not-cached-model", cache_dir=cache)
     msg = str(info.value)
-    assert msg.startswith("nobody/not-cached-model: not a local directory, and no cached snapshot") and "HF_HUB_OFFLINE" in msg
+    assert (
+        msg.startswith("nobody/not-cached-model: not a local directory, and no cached snapshot")
+        and "HF_HUB_OFFLINE" in msg
+    )
     assert "\n" not in msg
     with pytest.raises(SourceError, match="revision v9"):
         resolve_source(REPO_ID, revision="v9", cache_dir=cache)
@@ -174,7 +177,14 @@ def test_index_weight_map_paths(tmp_path):
     root.mkdir()
     for s in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"):
         (root / s).write_bytes(b"")
-    idx = _index(root, {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"})
+    idx = _index(
+        root,
+        {
+            "a": "model-00001-of-00002.safetensors",
+            "b": "model-00002-of-00002.safetensors",
+            "c": "model-00001-of-00002.safetensors",
+        },
+    )
     assert check_index_paths(root, idx) == ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
     # shard names are relative to the index's own directory
     (root / "text_encoder").mkdir()

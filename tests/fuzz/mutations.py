@@ -13,12 +13,52 @@ from hypothesis import strategies as st
 
 # Pieces of text that matter to JSON/YAML/TOML/safetensors parsers.
 TOKENS = [
-    b"{", b"}", b"[", b"]", b'"', b",", b":", b"\\", b"\\u0000", b"\\ud800", b"\x00", b"\n", b"\r\n",
-    b"\xff\xfe", b"\xc3", b"1e999", b"-1", b"18446744073709551616", b"9" * 5000, b"NaN", b"Infinity",
-    b"null", b"true", b"[" * 3000, b"{\"a\":" * 3000, b"&a", b"*a", b"!!python/object:os.system",
-    b"<<: *a", b"---\n", b"...", b"%YAML 1.1\n", b"\t", b"[[x]]\n", b"x = 1\n", b'"""', b"'",
-    b'"dtype":"F4"', b'"shape":[3]', b'"data_offsets":[0,1]', b'"__metadata__":{}', b'"version":2',
-    b'"kind":"blob"', b'"base":"minilm-base"', b'"bytes":-5', b'"pbs":[]',
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b'"',
+    b",",
+    b":",
+    b"\\",
+    b"\\u0000",
+    b"\\ud800",
+    b"\x00",
+    b"\n",
+    b"\r\n",
+    b"\xff\xfe",
+    b"\xc3",
+    b"1e999",
+    b"-1",
+    b"18446744073709551616",
+    b"9" * 5000,
+    b"NaN",
+    b"Infinity",
+    b"null",
+    b"true",
+    b"[" * 3000,
+    b'{"a":' * 3000,
+    b"&a",
+    b"*a",
+    b"!!python/object:os.system",
+    b"<<: *a",
+    b"---\n",
+    b"...",
+    b"%YAML 1.1\n",
+    b"\t",
+    b"[[x]]\n",
+    b"x = 1\n",
+    b'"""',
+    b"'",
+    b'"dtype":"F4"',
+    b'"shape":[3]',
+    b'"data_offsets":[0,1]',
+    b'"__metadata__":{}',
+    b'"version":2',
+    b'"kind":"blob"',
+    b'"base":"minilm-base"',
+    b'"bytes":-5',
+    b'"pbs":[]',
 ]
 
 _huge = st.sampled_from([2**63 - 1, 2**63, 2**64, 2**64 + 7, -(2**63) - 1, 10**40, -1, 0, 1, 7])
@@ -28,8 +68,30 @@ VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([float("inf"), float("-inf"), float("nan"), 0.5, -0.0, 1e308]),
     st.text(max_size=12),
-    st.sampled_from(["", "..", "../../etc/passwd", "/abs", "a/../b", "x\\y", "F16", "BF16", "F4", "BOOL", "tensor",
-                     "blob", "safetensors", "adapter", "base", "layer", "fixed", "\n", "a\nb", "\ud800"]),
+    st.sampled_from(
+        [
+            "",
+            "..",
+            "../../etc/passwd",
+            "/abs",
+            "a/../b",
+            "x\\y",
+            "F16",
+            "BF16",
+            "F4",
+            "BOOL",
+            "tensor",
+            "blob",
+            "safetensors",
+            "adapter",
+            "base",
+            "layer",
+            "fixed",
+            "\n",
+            "a\nb",
+            "\ud800",
+        ]
+    ),
     st.none(),
     st.booleans(),
     st.just([]),
@@ -78,7 +140,13 @@ def _apply_json(doc: Any, draw) -> Any:
     elif op == "delete":
         del parent[key]
     elif op == "rename" and isinstance(parent, dict):
-        parent[draw(st.sampled_from(["", "x", "name", "dtype", "__metadata__", "id", key + "_"]) if isinstance(key, str) else st.just("k"))] = parent.pop(key)
+        parent[
+            draw(
+                st.sampled_from(["", "x", "name", "dtype", "__metadata__", "id", key + "_"])
+                if isinstance(key, str)
+                else st.just("k")
+            )
+        ] = parent.pop(key)
     elif op == "swap":
         other = paths[draw(st.integers(0, len(paths) - 1))]
         if other and other[: len(path)] != path and path[: len(other)] != other:

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import struct
 
+import fuzz_harness as H
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import fuzz_harness as H
 from mutations import byte_mutants, json_mutants, mutants
 
 COMMON = dict(
     derandomize=True,  # the same inputs on every run: a failure reproduces, CI is stable
     deadline=None,  # the per-input bound is fuzz_harness.TIME_LIMIT_S, asserted in the harness
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                           HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
     database=None,
 )
 N_SAFETENSORS, N_RECIPE, N_LIBRARY, N_SETTINGS = 2500, 2000, 2000, 3600  # 10 100 in all
@@ -42,12 +45,15 @@ def safetensors_files(draw) -> tuple[bytes, int]:
         head = struct.pack("<Q", len(text)) + text
         data_start = len(head)
     else:  # the real text with a lying length prefix
-        n = draw(st.sampled_from([0, 1, 7, len(HEADER) - 9, len(HEADER) - 7, 2**31, 2**63, 2**64 - 1,
-                                  100_000_000, 100_000_001]) | st.integers(0, 2**64 - 1))
+        n = draw(
+            st.sampled_from(
+                [0, 1, 7, len(HEADER) - 9, len(HEADER) - 7, 2**31, 2**63, 2**64 - 1, 100_000_000, 100_000_001]
+            )
+            | st.integers(0, 2**64 - 1)
+        )
         head = struct.pack("<Q", n) + HEADER[8:]
         data_start = len(HEADER)
     return head, max(0, data_start + H.MINILM_DATA_BYTES + draw(SIZE_DELTAS))
-
 
 
 def test_fuzz_safetensors_reader(tmp_path):

@@ -7,8 +7,22 @@ def test_train_resume_and_eval_from_the_command_line(tiny_library, tmp_path, cap
     lib = tiny_library.save(tmp_path / "library.json")
     out = tmp_path / "run"
     common = ["learn", "train", "--library", str(lib), "--out", str(out), "--no-progress"]
-    args = common + ["--config", "quick", "--set", "total_steps=40", "--set", "eval_every=20", "--set", "bc_episodes=1",
-                     "--set", "warmup_steps=20", "--set", "scenario.n_users=8", "--set", "eval_slots=3"]
+    args = common + [
+        "--config",
+        "quick",
+        "--set",
+        "total_steps=40",
+        "--set",
+        "eval_every=20",
+        "--set",
+        "bc_episodes=1",
+        "--set",
+        "warmup_steps=20",
+        "--set",
+        "scenario.n_users=8",
+        "--set",
+        "eval_slots=3",
+    ]
     assert main(args + ["--stop-after", "20"]) == 0
     assert main(common + ["--resume"]) == 0
     assert "step 40" in capsys.readouterr().out
@@ -16,8 +30,27 @@ def test_train_resume_and_eval_from_the_command_line(tiny_library, tmp_path, cap
     # the eval contract (issue 8 §3): one entry per policy plus the checkpoint's learner, on the
     # same seeded scenarios as `pbkit sim run` (small scenario: 8 users, MRT, to stay fast)
     scenario = ["--set", "n_users=8", "--set", "beamformer=mrt"]
-    assert main(["learn", "eval", "--checkpoint", str(out), "--library", str(lib), "--seeds", "100,101",
-                 "--slots", "4", "--policies", "lfu,greedy", *scenario, "--json"]) == 0
+    assert (
+        main(
+            [
+                "learn",
+                "eval",
+                "--checkpoint",
+                str(out),
+                "--library",
+                str(lib),
+                "--seeds",
+                "100,101",
+                "--slots",
+                "4",
+                "--policies",
+                "lfu,greedy",
+                *scenario,
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert set(result["policies"]) == {"lfu", "greedy", "maasn-da"}
     assert all(len(p["per_seed"]) == 2 and isinstance(p["mean_delay_s"], float) for p in result["policies"].values())
@@ -26,8 +59,25 @@ def test_train_resume_and_eval_from_the_command_line(tiny_library, tmp_path, cap
     assert paired["ci95"][0] <= paired["mean_diff_s"] <= paired["ci95"][1]
     runs = []
     for seed in (100, 101):
-        assert main(["sim", "run", "--library", str(lib), "--policy", "lfu", "--seed", str(seed), "--slots", "4",
-                     *scenario, "--json"]) == 0
+        assert (
+            main(
+                [
+                    "sim",
+                    "run",
+                    "--library",
+                    str(lib),
+                    "--policy",
+                    "lfu",
+                    "--seed",
+                    str(seed),
+                    "--slots",
+                    "4",
+                    *scenario,
+                    "--json",
+                ]
+            )
+            == 0
+        )
         runs.append(json.loads(capsys.readouterr().out)["mean_delay_s"])
     assert result["policies"]["lfu"]["per_seed"] == runs
     assert abs(result["policies"]["lfu"]["mean_delay_s"] - sum(runs) / 2) < 1e-12
@@ -61,8 +111,11 @@ def test_errors_are_one_line(tmp_path, capsys):
 
 
 def test_report_rejects_bad_train_seeds(tmp_path):
-    assert main(["learn", "report", "--library", "synthetic", "--out", str(tmp_path / "r"),
-                 "--train-seeds", "1,a"]) == 2
-    assert main(["learn", "report", "--library", "synthetic", "--out", str(tmp_path / "r"),
-                 "--variants", "maasn-xyz"]) == 2
+    assert (
+        main(["learn", "report", "--library", "synthetic", "--out", str(tmp_path / "r"), "--train-seeds", "1,a"]) == 2
+    )
+    assert (
+        main(["learn", "report", "--library", "synthetic", "--out", str(tmp_path / "r"), "--variants", "maasn-xyz"])
+        == 2
+    )
     assert not (tmp_path / "r").exists()

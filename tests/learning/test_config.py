@@ -14,11 +14,19 @@ def test_bundled_configs_and_overrides():
     assert load_config(None) == load_config("full")  # `learn train` without --config is the full run
 
 
-@pytest.mark.parametrize("pair,message", [
-    ("nosuch=1", "unknown key"), ("gamma=high", "not a number"), ("mixer=qplex", "mixer"),
-    ("eval_every=7", "multiple of episode_slots"), ("gamma", "key=value"), ("batch_size=1.5", "not an integer"),
-    ("da=1", "true or false"), ("val_seeds=[1, x]", "not an integer"),
-])
+@pytest.mark.parametrize(
+    "pair,message",
+    [
+        ("nosuch=1", "unknown key"),
+        ("gamma=high", "not a number"),
+        ("mixer=qplex", "mixer"),
+        ("eval_every=7", "multiple of episode_slots"),
+        ("gamma", "key=value"),
+        ("batch_size=1.5", "not an integer"),
+        ("da=1", "true or false"),
+        ("val_seeds=[1, x]", "not an integer"),
+    ],
+)
 def test_bad_overrides_name_the_problem(pair, message):
     with pytest.raises(LearnConfigError, match=message):
         TrainConfig().with_overrides([pair])

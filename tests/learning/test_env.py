@@ -23,7 +23,7 @@ def test_shapes_masks_and_state(tiny_library, tiny_scenario):
         assert mask[:, DROP].all()
         # pulls are allowed exactly toward real neighbours
         degree = int(lay.neighbours[n].sum())
-        assert mask[:, PULL0:PULL0 + degree].all() and not mask[:, PULL0 + degree:].any()
+        assert mask[:, PULL0 : PULL0 + degree].all() and not mask[:, PULL0 + degree :].any()
     assert env.state().shape == env.state_space.shape
     # the observation carries the placement: cache everything that fits, see it next slot
     obs, rew, term, trunc, info = env.step({a: np.full(lay.n_pbs, CACHE) for a in env.agents})
@@ -52,20 +52,21 @@ def test_placement_fills_capacity_from_scores_with_keep_bias_and_pulls(tiny_libr
     env = CacheEnv(tiny_library, tiny_scenario, seed=0)
     lay = env.layout
     actions = np.zeros((lay.n_nodes, lay.n_pbs), int)
-    scores = np.full((lay.n_nodes, lay.n_pbs), -5.0)   # the actor wants nothing anywhere
+    scores = np.full((lay.n_nodes, lay.n_pbs), -5.0)  # the actor wants nothing anywhere
     scores[0, 3] = 1.0
     none = np.zeros((lay.n_nodes, lay.n_pbs), bool)
     placement = place(lay, actions, scores, none, keep_bias=0.5)
-    assert placement[0, 3]                                        # the best-scored PB is admitted first
+    assert placement[0, 3]  # the best-scored PB is admitted first
     free = lay.capacity - placement.astype(np.int64) @ lay.pb_bytes
-    assert (free < lay.pb_bytes.min()).all() or placement.all()   # and every cache is filled anyway
+    assert (free < lay.pb_bytes.min()).all() or placement.all()  # and every cache is filled anyway
     # hysteresis: a held PB beats a slightly better-scored new one
     scores = np.zeros((lay.n_nodes, lay.n_pbs))
     scores[:, 1] = 0.3
     held = none.copy()
     held[:, 2] = True
-    tight = lay.__class__(lay.pb_bytes, lay.membership, np.full(lay.n_nodes, lay.pb_bytes[[1, 2]].max()),
-                          lay.neighbours, lay.max_degree)
+    tight = lay.__class__(
+        lay.pb_bytes, lay.membership, np.full(lay.n_nodes, lay.pb_bytes[[1, 2]].max()), lay.neighbours, lay.max_degree
+    )
     assert lay.pb_bytes[1] + lay.pb_bytes[2] > tight.capacity[0]  # room for one of the two only
     assert place(tight, actions, scores, held, keep_bias=0.5)[0, 2]
     assert place(tight, actions, scores, held, keep_bias=0.0)[0, 1]
@@ -79,7 +80,7 @@ def test_placement_fills_capacity_from_scores_with_keep_bias_and_pulls(tiny_libr
     assert placement[target, 5]
     eff = effective_actions(lay, actions, placement)
     assert eff[1, 5] == (CACHE if placement[1, 5] else PULL0)
-    assert (eff[placement] == CACHE).all()                       # what was placed is recorded as cache
+    assert (eff[placement] == CACHE).all()  # what was placed is recorded as cache
     placement[target, 5] = False
     placement[1, 5] = False
     assert effective_actions(lay, actions, placement)[1, 5] == DROP
@@ -102,7 +103,7 @@ def test_branch_keeps_the_users_and_draws_fresh_channels(tiny_library, tiny_scen
     twin = env.branch(99)
     assert np.array_equal(twin.view().user_home, env.view().user_home)
     assert np.array_equal(twin.snapshot()["placement"], env.snapshot()["placement"])
-    requests = np.zeros(tiny_scenario.n_users, int)              # everyone asks for model 0
+    requests = np.zeros(tiny_scenario.n_users, int)  # everyone asks for model 0
     _, _, _, _, info = twin.step_joint(np.ones((env.layout.n_nodes, env.layout.n_pbs), int), requests=requests)
     assert np.allclose(twin.snapshot()["last"][:, 1:], 0.0)
-    assert env.slot == 1 and twin.slot == 2                      # the real env did not move
+    assert env.slot == 1 and twin.slot == 2  # the real env did not move

@@ -13,7 +13,7 @@ def test_actors_serve_any_library_size_and_respect_masks():
         for n_pbs in (5, 40):
             obs = torch.randn(2, 4, n_pbs, width)
             mask = torch.ones(2, 4, n_pbs, 2 + degree)
-            mask[..., 3:] = 0   # only the first neighbour exists
+            mask[..., 3:] = 0  # only the first neighbour exists
             logits = actor(obs, mask)
             assert logits.shape == (2, 4, n_pbs, 2 + degree)
             assert (logits.argmax(-1) < 3).all()

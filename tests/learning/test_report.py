@@ -24,14 +24,28 @@ da_rollout_every: 5
 
 def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
-    plan = ReportPlan(str(tmp_path / "tiny.yaml"), (0,), ("maasn-da",), (2000, 2001, 2002), 2, (), (), 4, 1, 0.0, (),
-                      scenario={"beamformer": "mrt", "n_users": 8}, heuristics=("lfu", "greedy"))
+    plan = ReportPlan(
+        str(tmp_path / "tiny.yaml"),
+        (0,),
+        ("maasn-da",),
+        (2000, 2001, 2002),
+        2,
+        (),
+        (),
+        4,
+        1,
+        0.0,
+        (),
+        scenario={"beamformer": "mrt", "n_users": 8},
+        heuristics=("lfu", "greedy"),
+    )
     lines: list[str] = []
     results = run_report(tiny_library, tmp_path / "r", plan, log=lines.append, progress=False)
     saved = json.loads((tmp_path / "r" / "results.json").read_text())
     policies = saved["policies"]
-    assert {"lfu", "greedy", "maasn-da", "maasn-da/seed0", "greedy-truepop", "greedy-clairvoyant",
-            "fullcache"} <= set(policies)
+    assert {"lfu", "greedy", "maasn-da", "maasn-da/seed0", "greedy-truepop", "greedy-clairvoyant", "fullcache"} <= set(
+        policies
+    )
     assert all(len(p["per_seed"]) == 3 for p in policies.values()) and saved["eval_seeds"] == [2000, 2001, 2002]
     best = saved["best_heuristic"]
     assert saved["paired"]["maasn-da"]["vs"] == best

@@ -14,8 +14,17 @@ from learning.evaluate import evaluate_policies
 from learning.policy import load_policy, register_checkpoint
 from learning.trainer import Trainer
 
-TINY = dict(scenario={"beamformer": "mrt", "n_users": 8}, episode_slots=20, warmup_steps=40, bc_episodes=1,
-            actor_delay=20, val_seeds=(1000, 1001), eval_slots=6, da_refit_every=40, da_rollout_every=5)
+TINY = dict(
+    scenario={"beamformer": "mrt", "n_users": 8},
+    episode_slots=20,
+    warmup_steps=40,
+    bc_episodes=1,
+    actor_delay=20,
+    val_seeds=(1000, 1001),
+    eval_slots=6,
+    da_refit_every=40,
+    da_rollout_every=5,
+)
 
 
 def test_warm_start_matches_greedy_and_runs_through_the_harness(tiny_library, tmp_path):
@@ -24,8 +33,9 @@ def test_warm_start_matches_greedy_and_runs_through_the_harness(tiny_library, tm
     history = trainer.run()
     # the first validation is the behaviour-cloned actor: it places what greedy places
     scenario = ScenarioConfig(beamformer="mrt", n_users=8)
-    values = evaluate_policies(scenario, tiny_library, {"greedy": None, "bc": lambda: load_policy(tmp_path / "run")},
-                               [1000, 1001], 6)
+    values = evaluate_policies(
+        scenario, tiny_library, {"greedy": None, "bc": lambda: load_policy(tmp_path / "run")}, [1000, 1001], 6
+    )
     assert history[0]["step"] == 20 and history[0]["bc_loss"] < 0.2
     assert np.allclose(values["bc"], values["greedy"], rtol=0.01)  # greedy may leave bytes unused; place fills them
     # logs: CSV rows per validation, TensorBoard event file, forecast skill against both baselines

@@ -51,19 +51,18 @@ ADAPTERS = {
     "gpt2-ia3": ("tiny_gpt2", AdapterSpec("gpt2-ia3", peft_type="ia3", task="lm", seed=3)),
     "gpt2-lora-cls-mts": (
         "tiny_gpt2",
-        AdapterSpec("gpt2-lora-cls-mts", task="classification", num_labels=3,
-                    modules_to_save=["ln_f"], seed=4),
+        AdapterSpec("gpt2-lora-cls-mts", task="classification", num_labels=3, modules_to_save=["ln_f"], seed=4),
     ),
     "llama-lora": ("tiny_llama", AdapterSpec("llama-lora", task="lm", r=8, seed=5)),
     "llama-lora-emb": (
         "tiny_llama",
-        AdapterSpec("llama-lora-emb", task="lm", r=4,
-                    target_modules=["q_proj", "v_proj", "embed_tokens"], seed=6),
+        AdapterSpec("llama-lora-emb", task="lm", r=4, target_modules=["q_proj", "v_proj", "embed_tokens"], seed=6),
     ),
     "minilm-lora-reg": (
         "minilm",
-        AdapterSpec("minilm-lora-reg", task="regression", r=4,
-                    target_modules=["query", "key", "value"], steps=2, seed=7),
+        AdapterSpec(
+            "minilm-lora-reg", task="regression", r=4, target_modules=["query", "key", "value"], steps=2, seed=7
+        ),
     ),
 }
 # The name each base fixture is ingested under in the store tests.

@@ -72,9 +72,9 @@ def test_partial_finetune_keeps_frozen_tensors_bit_identical(minilm, minilm_part
     tuned_keys = content_keys(minilm_partial / "model.safetensors")
     shared = {tuned_keys[k] for k in tuned_keys if k in base}
     expected = {
-        k for k in tuned
-        if k.startswith("bert.embeddings.")
-        or any(k.startswith(f"bert.encoder.layer.{i}.") for i in range(3))
+        k
+        for k in tuned
+        if k.startswith("bert.embeddings.") or any(k.startswith(f"bert.encoder.layer.{i}.") for i in range(3))
     }
     assert len(expected) == 5 + 3 * 16
     assert shared == expected

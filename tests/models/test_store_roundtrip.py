@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pbkit.zoo.finetune import build_tiny_model, load_for_inference
 from pbkit.store import Store
+from pbkit.zoo.finetune import build_tiny_model, load_for_inference
 
 from .conftest import ADAPTERS, BASE_NAMES
 
@@ -76,8 +76,11 @@ def test_bundled_minilm_roundtrip(store, minilm, out_root):
     assert sha_tree(out) == sha_tree(minilm)  # incl. 1_Pooling/config.json and the tokenizer
     assert store.recipe("minilm").kind == "base"
     tok = AutoTokenizer.from_pretrained(out)
-    inputs = tok(["Parameter blocks are cached at the edge.", "A second, longer sentence here."],
-                 padding=True, return_tensors="pt")
+    inputs = tok(
+        ["Parameter blocks are cached at the edge.", "A second, longer sentence here."],
+        padding=True,
+        return_tensors="pt",
+    )
     original, rebuilt = load_for_inference(minilm), load_for_inference(out)
     assert torch.equal(outputs(original, inputs), outputs(rebuilt, inputs))
 
@@ -112,8 +115,11 @@ def test_adapter_needs_only_what_the_base_lacks(store, adapters, name):
     needed = [b for b in report.needed if b.kind == "tensor"]
     in_base = content_keys(base / "model.safetensors")
     file_tensors = load_file(str(adapter / "adapter_model.safetensors"))
-    new = {k for k, t in file_tensors.items()
-           if (t.dtype, tuple(t.shape), t.contiguous().view(torch.uint8).numpy().tobytes()) not in in_base}
+    new = {
+        k
+        for k, t in file_tensors.items()
+        if (t.dtype, tuple(t.shape), t.contiguous().view(torch.uint8).numpy().tobytes()) not in in_base
+    }
     assert {t.split(":", 1)[1] for b in needed for t in b.tensors} == new
     if name == "llama-lora-emb":
         # peft saved the (frozen) base embedding inside the adapter: a copy that dedups

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
-from pbkit.zoo.bundled import bundled_model_dir
 from pbkit.library.grouping import (
     GRANULARITIES,
     GroupingError,
@@ -23,6 +22,7 @@ from pbkit.library.grouping import (
     parse_member,
 )
 from pbkit.library.plan import build_meta_model, checkpoint_tensors, load_config
+from pbkit.zoo.bundled import bundled_model_dir
 
 
 @dataclass(frozen=True)

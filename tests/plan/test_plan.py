@@ -88,20 +88,52 @@ def test_dtype_override_halves_float_bytes_only():
 TINY = {
     "bert": (
         "BertForMaskedLM",
-        dict(model_type="bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=99),
+        dict(
+            model_type="bert",
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            vocab_size=99,
+        ),
     ),
     "gpt2": ("GPT2LMHeadModel", dict(model_type="gpt2", n_embd=32, n_layer=2, n_head=2, vocab_size=99, n_positions=64)),
     "llama": (
         "LlamaForCausalLM",
-        dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=99),
+        dict(
+            model_type="llama",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=99,
+        ),
     ),
     "llama-tied": (
         "LlamaForCausalLM",
-        dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=99, tie_word_embeddings=True),
+        dict(
+            model_type="llama",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=99,
+            tie_word_embeddings=True,
+        ),
     ),
     "vit": (
         "ViTForImageClassification",
-        dict(model_type="vit", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8, num_labels=5),
+        dict(
+            model_type="vit",
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+            num_labels=5,
+        ),
     ),
     "resnet": (
         "ResNetForImageClassification",
@@ -143,7 +175,9 @@ def test_tied_and_buffer_rules_are_visible(tmp_path):
     assert "transformer.wte.weight" in names and "lm_head.weight" not in names  # tied, written once
     resnet = plan_base(write_config(tmp_path, *TINY["resnet"], name="r")).models[0]
     buffers = [t for t in resnet.tensors if not t.is_param]
-    assert buffers and all(t.name.rsplit(".", 1)[1] in {"running_mean", "running_var", "num_batches_tracked"} for t in buffers)
+    assert buffers and all(
+        t.name.rsplit(".", 1)[1] in {"running_mean", "running_var", "num_batches_tracked"} for t in buffers
+    )
 
 
 # ---------------------------------------------------------------------------- spec: fine-tunes and adapters
@@ -157,7 +191,13 @@ def test_finetune_keeps_base_ids_of_frozen_blocks_only(tmp_path):
     cfg = write_config(tmp_path, *TINY["llama"])
     spec = tiny_spec(
         tmp_path,
-        [{"name": "base", "arch": cfg.name, "finetunes": [{"name": "ft", "frozen_blocks": 1, "count": 2}, {"name": "full", "frozen_blocks": 0}]}],
+        [
+            {
+                "name": "base",
+                "arch": cfg.name,
+                "finetunes": [{"name": "ft", "frozen_blocks": 1, "count": 2}, {"name": "full", "frozen_blocks": 0}],
+            }
+        ],
     )
     plan = plan_spec(spec)
     base, ft0, ft1, full = (plan.model(n) for n in ("base", "ft-0", "ft-1", "full"))
@@ -193,13 +233,24 @@ def test_lora_plan_equals_real_peft_save(tmp_path):
         cfg = write_config(tmp_path, base_arch, fields, name=family)
         spec = tiny_spec(
             tmp_path,
-            [{
-                "name": family, "arch": cfg.name,
-                # a BERT checkpoint holds the pre-training heads and the pooler a classifier reuses
-                **({"architecture": "BertForPreTraining"} if family == "bert" else {}),
-                "adapters": [{"name": "ad", "r": 4, "target_modules": targets, "modules_to_save": to_save,
-                              "architecture": architecture, "config": overrides}],
-            }],
+            [
+                {
+                    "name": family,
+                    "arch": cfg.name,
+                    # a BERT checkpoint holds the pre-training heads and the pooler a classifier reuses
+                    **({"architecture": "BertForPreTraining"} if family == "bert" else {}),
+                    "adapters": [
+                        {
+                            "name": "ad",
+                            "r": 4,
+                            "target_modules": targets,
+                            "modules_to_save": to_save,
+                            "architecture": architecture,
+                            "config": overrides,
+                        }
+                    ],
+                }
+            ],
         )
         planned = plan_spec(spec).model("ad")
         config, _ = load_config(cfg, overrides=overrides)
@@ -210,7 +261,9 @@ def test_lora_plan_equals_real_peft_save(tmp_path):
         )
         out = tmp_path / f"peft-{family}"
         peft_model.save_pretrained(out)
-        assert [(t.name, t.dtype, t.shape, t.nbytes) for t in planned.tensors] == header(out / "adapter_model.safetensors"), family
+        assert [(t.name, t.dtype, t.shape, t.nbytes) for t in planned.tensors] == header(
+            out / "adapter_model.safetensors"
+        ), family
         assert planned.kind == "adapter" and planned.base == family
 
 
@@ -218,11 +271,23 @@ def test_adapter_needs_its_base(tmp_path):
     cfg = write_config(tmp_path, *TINY["llama"])
     spec = tiny_spec(
         tmp_path,
-        [{"name": "base", "arch": cfg.name, "adapters": [
-            {"name": "lora", "r": 2, "target_modules": ["q_proj", "v_proj"], "count": 2},
-            {"name": "cls", "r": 2, "target_modules": ["q_proj"], "modules_to_save": ["score"],
-             "architecture": "LlamaForSequenceClassification", "config": {"num_labels": 2}},
-        ]}],
+        [
+            {
+                "name": "base",
+                "arch": cfg.name,
+                "adapters": [
+                    {"name": "lora", "r": 2, "target_modules": ["q_proj", "v_proj"], "count": 2},
+                    {
+                        "name": "cls",
+                        "r": 2,
+                        "target_modules": ["q_proj"],
+                        "modules_to_save": ["score"],
+                        "architecture": "LlamaForSequenceClassification",
+                        "config": {"num_labels": 2},
+                    },
+                ],
+            }
+        ],
     )
     plan = plan_spec(spec)
     lib = plan.to_library("tensor")
@@ -246,10 +311,21 @@ def test_adapter_needs_its_base(tmp_path):
 def test_spec_errors_are_one_line(tmp_path):
     cfg = write_config(tmp_path, *TINY["llama"])
     cases = [
-        ({"name": "b", "arch": cfg.name, "finetunes": [{"name": "f", "frozen_blocks": 3}]}, "frozen_blocks 3 is not in 0..2"),
+        (
+            {"name": "b", "arch": cfg.name, "finetunes": [{"name": "f", "frozen_blocks": 3}]},
+            "frozen_blocks 3 is not in 0..2",
+        ),
         ({"name": "b", "arch": cfg.name, "adapters": [{"name": "a", "target_modules": ["nope"]}]}, "match no Linear"),
-        ({"name": "b", "arch": cfg.name, "adapters": [{"name": "a", "target_modules": ["q_proj"],
-          "architecture": "LlamaForSequenceClassification"}]}, "neither the base checkpoint nor modules_to_save"),
+        (
+            {
+                "name": "b",
+                "arch": cfg.name,
+                "adapters": [
+                    {"name": "a", "target_modules": ["q_proj"], "architecture": "LlamaForSequenceClassification"}
+                ],
+            },
+            "neither the base checkpoint nor modules_to_save",
+        ),
         ({"name": "b", "arch": cfg.name, "finetunes": [{"name": "f", "frozn": 1}]}, "unknown key"),
         ({"name": "b", "arch": "missing.json"}, "no such config file"),
     ]
@@ -304,9 +380,13 @@ def test_plan_from_real_safetensors_headers():
     raw = path.read_bytes()
     h = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])
     h.pop("__metadata__", None)
-    infos = {k: TensorInfo(dtype=v["dtype"], shape=v["shape"], data_offsets=tuple(v["data_offsets"])) for k, v in h.items()}
+    infos = {
+        k: TensorInfo(dtype=v["dtype"], shape=v["shape"], data_offsets=tuple(v["data_offsets"])) for k, v in h.items()
+    }
     meta = SafetensorsRepoMetadata(
-        metadata=None, sharded=False, weight_map={k: "model.safetensors" for k in h},
+        metadata=None,
+        sharded=False,
+        weight_map={k: "model.safetensors" for k in h},
         files_metadata={"model.safetensors": SafetensorsFileMetadata(metadata={}, tensors=infos)},
     )
     model = plan_from_metadata(meta, "sentence-transformers/all-MiniLM-L6-v2").models[0]
@@ -322,10 +402,22 @@ def test_cli_writes_valid_libraries(tmp_path, capsys):
     assert lib.granularity == "tensor" and lib.source["kind"] == "plan"
 
     cfg = write_config(tmp_path, *TINY["gpt2"])
-    spec = tiny_spec(tmp_path, [{"name": "g", "arch": cfg.name, "finetunes": [{"name": "f", "frozen_blocks": 1}],
-                                 "adapters": [{"name": "a", "r": 2, "target_modules": ["c_attn"]}]}])
+    spec = tiny_spec(
+        tmp_path,
+        [
+            {
+                "name": "g",
+                "arch": cfg.name,
+                "finetunes": [{"name": "f", "frozen_blocks": 1}],
+                "adapters": [{"name": "a", "r": 2, "target_modules": ["c_attn"]}],
+            }
+        ],
+    )
     out2 = tmp_path / "fixed.json"
-    assert cli_main(["plan", "--spec", str(spec), "--granularity", "fixed", "--max-bytes", "8KiB", "--out", str(out2)]) == 0
+    assert (
+        cli_main(["plan", "--spec", str(spec), "--granularity", "fixed", "--max-bytes", "8KiB", "--out", str(out2)])
+        == 0
+    )
     lib2 = load_library(out2)
     assert lib2.granularity == "fixed" and max(p.bytes for p in lib2.pbs) <= 8192
     assert [m.kind for m in lib2.models] == ["base", "partial-finetune", "adapter"]

@@ -10,8 +10,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # for `import store_helpers` under --import-mode=importlib
 
-from pbkit.zoo.bundled import bundled_model_dir  # noqa: E402
 from pbkit.store import Store  # noqa: E402
+from pbkit.zoo.bundled import bundled_model_dir  # noqa: E402
 
 torch.set_num_threads(1)  # 2 shared cores; these tests are hash- and I/O-bound
 
@@ -31,5 +31,3 @@ def store(store_dir):
     s = Store.open(store_dir)
     yield s
     s.close()
-
-

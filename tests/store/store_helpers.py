@@ -54,7 +54,9 @@ def save_st(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None 
     return path
 
 
-def small_model(root: Path, tensors: dict[str, torch.Tensor], config: dict | None = None, filename="model.safetensors") -> Path:
+def small_model(
+    root: Path, tensors: dict[str, torch.Tensor], config: dict | None = None, filename="model.safetensors"
+) -> Path:
     """A model directory: config.json and one safetensors file."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(config or {"model_type": "toy"}))

@@ -8,10 +8,10 @@ import shutil
 import sqlite3
 
 import pytest
+from store_helpers import run_cli, sha256_tree, small_model, toy_tensors
 
 from pbkit.store import assemble as A
 from pbkit.store.recipe import RecipeError
-from store_helpers import run_cli, sha256_tree, small_model, toy_tensors
 
 
 @pytest.fixture
@@ -78,7 +78,9 @@ def test_deep_check_rejects_a_recipe_whose_sha256_disagrees(store, toy, tmp_path
 
 
 def test_cli_deep_assembly(capsys, store_dir, store, toy, tmp_path):
-    code, out, err = run_cli(capsys, "--store", str(store_dir), "assemble", "toy", "--out", str(tmp_path / "o"), "--deep")
+    code, out, err = run_cli(
+        capsys, "--store", str(store_dir), "assemble", "toy", "--out", str(tmp_path / "o"), "--deep"
+    )
     assert code == 0, err
     assert "SHA-256 verified" in out
     assert sha256_tree(tmp_path / "o") == sha256_tree(toy)

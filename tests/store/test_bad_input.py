@@ -10,9 +10,9 @@ import struct
 
 import pytest
 import torch
+from store_helpers import run_cli, save_st, small_model, store_state, toy_tensors
 
 from pbkit.store import Store
-from store_helpers import run_cli, save_st, small_model, store_state, toy_tensors
 
 
 def raw_st(header, data=b"", length=None) -> bytes:

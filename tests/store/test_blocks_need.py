@@ -8,9 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
+from store_helpers import finetune_of, run_cli, sha256_tree, small_model, toy_tensors
 
 from pbkit.store.assemble import AssemblyError
-from store_helpers import finetune_of, run_cli, sha256_tree, small_model, toy_tensors
 
 
 @pytest.fixture
@@ -80,7 +80,9 @@ def test_cli_assemble_from_blocks_lists_missing(capsys, store, two_models, tmp_p
     drop = sorted(b.id for b in recipe.blocks().values() if b.kind == "tensor")[:2]
     received = tmp_path / "rx"
     _deliver(store, "ft", received, rng, drop=set(drop))
-    code, _, err = run_cli(capsys, "--store", store.root, "assemble", "ft", "--out", tmp_path / "o", "--from-blocks", received)
+    code, _, err = run_cli(
+        capsys, "--store", store.root, "assemble", "ft", "--out", tmp_path / "o", "--from-blocks", received
+    )
     assert code != 0
     last = err.strip().splitlines()[-1]
     assert last.startswith("pbkit: error: cannot assemble 'ft'") and "2 missing" in last

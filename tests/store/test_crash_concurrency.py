@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 import pytest
+from store_helpers import PYTHON, REPO, finetune_of, sha256_tree
 
 from pbkit.store import Store
-from store_helpers import PYTHON, REPO, finetune_of, sha256_tree
 
 # Ingest in a child process that SIGKILLs itself on the N-th progress event of a phase:
 # "hash" (after a file is hashed), "write" (after an object is in place), "publish" (N=1: just
@@ -56,7 +56,10 @@ def test_sigkill_during_ingest(phase, at, bundled_dir, tmp_path):
     store_dir = tmp_path / "store"
     proc = subprocess.run(
         [PYTHON, "-c", KILLER, str(store_dir), str(bundled_dir), "minilm", phase, str(at)],
-        env=_env(), capture_output=True, text=True, timeout=120,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     _check_clean(store_dir, "minilm")
@@ -80,7 +83,9 @@ def test_sigkill_cli_ingest_at_random_times(bundled_dir, tmp_path):
     for delay in rng.uniform(0.2, 1.2, size=3):
         proc = subprocess.Popen(
             [PYTHON, "-m", "pbkit.cli", "--store", str(store_dir), "ingest", str(bundled_dir), "--name", "minilm"],
-            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -108,12 +113,15 @@ def test_two_processes_ingest_models_sharing_pbs(bundled_dir, tmp_path):
     procs = [
         subprocess.Popen(
             [PYTHON, "-m", "pbkit.cli", "--store", str(store_dir), "ingest", str(src), "--name", name, "--json"],
-            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for src, name in ((bundled_dir, "minilm"), (ft, "minilm-ft"))
     ]
     results = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
     with Store.open(store_dir) as s:
         assert sorted(s.list_models()) == ["minilm", "minilm-ft"]
@@ -154,7 +162,9 @@ def test_gc_waits_for_a_running_ingest(bundled_dir, tmp_path):
     with Store.open(store_dir) as s:
         proc = subprocess.Popen(
             [PYTHON, "-c", SLOW, str(store_dir), str(bundled_dir), "minilm", str(marker)],
-            env=_env(), stderr=subprocess.PIPE, text=True,
+            env=_env(),
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.time() + 60
         while not marker.exists() and proc.poll() is None and time.time() < deadline:

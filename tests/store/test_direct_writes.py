@@ -15,13 +15,13 @@ import os
 
 import numpy as np
 import pytest
-
-from pbkit.store import objects as objects_mod
-from pbkit.model.digest import blob_id, pb_id
-from pbkit.errors import PbkitError
-from pbkit.store.objects import FileRegion, ObjectDir
-from pbkit.store import Store
 from store_helpers import sha256_tree
+
+from pbkit.errors import PbkitError
+from pbkit.model.digest import blob_id, pb_id
+from pbkit.store import Store
+from pbkit.store import objects as objects_mod
+from pbkit.store.objects import FileRegion, ObjectDir
 
 MiB = 1 << 20
 # (offset, length): aligned and unaligned starts; whole blocks, a tail, one byte over the
@@ -154,7 +154,7 @@ def test_ingest_assembles_bit_exactly_with_aligned_and_unaligned_tensors(tmp_pat
         assert r.new_objects == 6  # header, three tensors, config.json, the recipe
         assert s.verify().ok
         s.assemble("m", tmp_path / "out")
-        for (begin, end), a in zip(spans, tensors.values()):
+        for (_begin, _end), a in zip(spans, tensors.values()):
             oid = pb_id("F32", a.shape, a.tobytes())
             assert s.objects.read(oid) == a.tobytes()
     assert sha256_tree(tmp_path / "out") == sha256_tree(model)

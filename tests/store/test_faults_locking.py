@@ -19,10 +19,10 @@ import textwrap
 import time
 
 import pytest
-
-from pbkit.store import Store
 from store_helpers import PYTHON, REPO, finetune_of, sha256_tree, store_state
 from store_helpers import object_files as object_files_now
+
+from pbkit.store import Store
 
 # Runs `pbkit ARGS` in a child whose low-level writes fail after a budget of bytes (or calls).
 FAULTY = textwrap.dedent(
@@ -119,7 +119,10 @@ def test_failed_write_leaves_store_unchanged(base_store, bundled_dir, tmp_path, 
     before = store_state(store_dir)
     proc = subprocess.run(
         [PYTHON, "-c", FAULTY, where, err, str(budget), "--store", str(store_dir), "ingest", str(ft), "--name", "ft"],
-        env=_env(), capture_output=True, text=True, timeout=180,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("pbkit: error: ")]
@@ -207,13 +210,18 @@ def test_gc_during_ingest_keeps_the_objects_it_will_reference(bundled_dir, tmp_p
     marker = tmp_path / "marker"
     ingest = subprocess.Popen(
         [PYTHON, "-c", DAWDLER, mode, str(store_dir), str(bundled_dir), "minilm", str(marker)],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 120
     while not marker.exists() and ingest.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     assert marker.exists(), ingest.communicate()[1]
-    gc = subprocess.run([PYTHON, "-c", GC, mode, str(store_dir)], env=_env(), capture_output=True, text=True, timeout=120)
+    gc = subprocess.run(
+        [PYTHON, "-c", GC, mode, str(store_dir)], env=_env(), capture_output=True, text=True, timeout=120
+    )
     out, err = ingest.communicate(timeout=120)
     assert ingest.returncode == 0 and gc.returncode == 0, err + gc.stderr
     published_at = float(out.split()[-1])

@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 import torch
+from store_helpers import object_files, run_cli, sha256_tree, small_model, toy_tensors
 
 from pbkit.store.recipe import Recipe
-from store_helpers import object_files, run_cli, sha256_tree, small_model, toy_tensors
 
 
 def test_tied_and_renamed_tensors_dedup(store, tmp_path):
@@ -45,9 +45,15 @@ def test_tied_and_renamed_tensors_dedup(store, tmp_path):
 
 def _tiny_bert(tmp_path):
     import transformers  # a hard dependency (pbkit[zoo]): a broken install fails, it does not skip
+
     cfg = transformers.BertConfig(
-        vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64, num_labels=3,
+        vocab_size=200,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
     )
     torch.manual_seed(0)
     return transformers, transformers.BertForSequenceClassification(cfg).eval()
@@ -92,6 +98,7 @@ def test_shard_index_escaping_the_model_dir_is_refused(capsys, store_dir, tmp_pa
 
 def test_lora_and_ia3_adapters(store, tmp_path):
     import peft  # a hard dependency (pbkit[zoo])
+
     transformers, model = _tiny_bert(tmp_path)
     base_dir = tmp_path / "bert-base"
     model.save_pretrained(base_dir)
@@ -156,6 +163,7 @@ def test_legacy_bin_is_a_whole_file_blob(store, tmp_path):
 def test_hub_cache_snapshot_offline(store, tmp_path, monkeypatch):
     """A real HF cache layout: snapshots/<rev>/ files are relative symlinks into blobs/."""
     import huggingface_hub  # noqa: F401  (a core dependency: the hub cache layout below is its)
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cache = tmp_path / "hub"
     repo = cache / "models--toyorg--toy"

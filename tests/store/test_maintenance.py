@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from pbkit.store.assemble import AssemblyError
-from pbkit.store import Store, StoreError
 from store_helpers import finetune_of, object_files, run_cli, sha256_tree, small_model, toy_tensors
+
+from pbkit.store import Store, StoreError
+from pbkit.store.assemble import AssemblyError
 
 
 @pytest.fixture
@@ -22,9 +22,7 @@ def populated(store, tmp_path):
 
 def test_verify_names_corrupt_and_missing_objects(store, populated, capsys, tmp_path):
     assert store.verify().ok
-    only_ft = next(
-        t.pb for f in store.recipe("ft").files for t in f.tensors if t.name == "layer2.weight"
-    )
+    only_ft = next(t.pb for f in store.recipe("ft").files for t in f.tensors if t.name == "layer2.weight")
     shared = next(t.pb for f in store.recipe("ft").files for t in f.tensors if t.name == "layer0.weight")
     path = store.objects.path(shared)
     data = bytearray(path.read_bytes())

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from store_helpers import save_st, sha256_tree
 
 from pbkit.store import Store
-from store_helpers import save_st, sha256_tree
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.int8, torch.uint8, torch.bool, torch.int64, torch.float64]
 
@@ -34,7 +34,9 @@ def tensor_sets(draw):
         g = torch.Generator().manual_seed(seed)
         t = torch.randint(0, 2 if dtype == torch.bool else 100, shape, generator=g).to(dtype)
         out[draw(st.from_regex(r"[a-z]{1,6}(\.[a-z0-9]{1,4}){0,2}", fullmatch=True)) + f"_{i}"] = t
-    meta = draw(st.one_of(st.none(), st.dictionaries(st.text("abc", min_size=1, max_size=3), st.text(max_size=5), max_size=2)))
+    meta = draw(
+        st.one_of(st.none(), st.dictionaries(st.text("abc", min_size=1, max_size=3), st.text(max_size=5), max_size=2))
+    )
     return out, meta
 
 
@@ -49,8 +51,14 @@ def test_any_tensor_set_round_trips(data):
         (src / "config.json").write_text("{}")
         with Store.open(work / "store") as store:
             r = store.ingest(src, name="m")
-            distinct = {(str(t.dtype), tuple(t.shape), t.contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-                         if t.numel() else b"") for t in tensors.values()}
+            distinct = {
+                (
+                    str(t.dtype),
+                    tuple(t.shape),
+                    t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"",
+                )
+                for t in tensors.values()
+            }
             assert r.blocks == len(distinct) + 2  # distinct tensors + header + config
             store.assemble("m", work / "out")
             assert sha256_tree(work / "out") == sha256_tree(src)

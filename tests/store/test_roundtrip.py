@@ -8,11 +8,11 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
+from store_helpers import finetune_of, object_files, run_cli, sha256_tree
 
 from pbkit.store.assemble import AssemblyError
 from pbkit.store.index import ModelExistsError
 from pbkit.store.ingest import digest_pass
-from store_helpers import finetune_of, object_files, run_cli, sha256_tree
 
 
 def test_bundled_minilm_round_trip_bit_exact(store, store_dir, bundled_dir, tmp_path):
@@ -46,6 +46,7 @@ def test_bundled_minilm_round_trip_bit_exact(store, store_dir, bundled_dir, tmp_
 
 def test_assembled_minilm_gives_identical_outputs(store, bundled_dir, tmp_path):
     import transformers  # a hard dependency (pbkit[zoo]): a broken install fails, it does not skip
+
     store.ingest(bundled_dir, name="minilm")
     out = tmp_path / "minilm"
     store.assemble("minilm", out)

@@ -20,6 +20,7 @@ from pbkit.zoo.builder import build_zoo  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))  # `import zoo_helpers` under --import-mode=importlib
 from zoo_helpers import small_spec  # noqa: E402
 
+
 @pytest.fixture(scope="session")
 def built_zoo(tmp_path_factory):
     """(zoo dir, store dir, build result) of SMALL_SPEC, built once per session."""

@@ -7,14 +7,14 @@ import json
 
 import pytest
 from safetensors import safe_open
-
 from zoo_helpers import SMALL_SPEC, small_spec
+
 from pbkit.cli import main as cli_main
-from pbkit.model.digest import file_sha256
 from pbkit.library import load_library
+from pbkit.library.export import ExportError, export_library
+from pbkit.model.digest import file_sha256
 from pbkit.store import Store
 from pbkit.zoo.builder import build_zoo, read_manifest
-from pbkit.library.export import ExportError, export_library
 
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 
@@ -134,7 +134,12 @@ def test_layer_and_fixed_granularity(libraries):
 def test_cli_export_roundtrip(built_zoo, tmp_path, capsys):
     _, store_dir, _ = built_zoo
     out = tmp_path / "lib.json"
-    assert cli_main(["--store", str(store_dir), "library", "export", "--granularity", "layer", "--out", str(out), "--json"]) == 0
+    assert (
+        cli_main(
+            ["--store", str(store_dir), "library", "export", "--granularity", "layer", "--out", str(out), "--json"]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     data = json.loads(out.read_text())
     assert data["format"] == "pbkit-pb-library" and data["version"] == 1 and data["synthetic"] is False
@@ -171,14 +176,26 @@ def test_path_and_hub_bases(tmp_path, monkeypatch):
             {
                 "name": "own",
                 "base": {"path": str(base)},
-                "adapters": [{"name": "a", "r": 2, "target_modules": ["q_proj"], "task": "lm", "steps": 1, "batch_size": 2, "seq_len": 8}],
+                "adapters": [
+                    {
+                        "name": "a",
+                        "r": 2,
+                        "target_modules": ["q_proj"],
+                        "task": "lm",
+                        "steps": 1,
+                        "batch_size": 2,
+                        "seq_len": 8,
+                    }
+                ],
             }
         ]
     }
     with Store.open(tmp_path / "store") as store:
         first = build_zoo(parse_spec(data), tmp_path / "zoo", store)
         assert [m.status for m in first.models] == ["built", "built"]
-        assert file_sha256(tmp_path / "zoo" / "own-base" / "model.safetensors") == file_sha256(base / "model.safetensors")
+        assert file_sha256(tmp_path / "zoo" / "own-base" / "model.safetensors") == file_sha256(
+            base / "model.safetensors"
+        )
         # the base's content changed: the family is rebuilt
         (base / "generation_config.json").write_text("{}")
         second = build_zoo(parse_spec(data), tmp_path / "zoo", store)

@@ -36,7 +36,11 @@ def test_seeds_do_not_depend_on_order():
 
 
 def test_spec_hash_follows_base_and_entry():
-    base = {"name": "f", "base": {"tiny": "gpt2", "seed": 1}, "task_models": [{"name": "a", "frozen_layers": 1, "task": "lm"}]}
+    base = {
+        "name": "f",
+        "base": {"tiny": "gpt2", "seed": 1},
+        "task_models": [{"name": "a", "frozen_layers": 1, "task": "lm"}],
+    }
     plan1 = plan_zoo(parse_spec({"families": [base]}))
     other_base = {**base, "base": {"tiny": "gpt2", "seed": 2}}
     plan2 = plan_zoo(parse_spec({"families": [other_base]}))
@@ -60,14 +64,46 @@ FAM = {"name": "f", "task_models": [{"name": "a", "frozen_layers": 1}]}
         ({"families": [{**FAM, "base": {"tiny": "t5"}}]}, "families[0].base.tiny", "not one of"),
         ({"families": [{**FAM, "base": {"tiny": "gpt2", "path": "/x"}}]}, "families[0].base", "exactly one"),
         ({"families": [{**FAM, "base": {"path": "/x", "revision": "main"}}]}, "families[0].base.revision", "hub"),
-        ({"families": [{"name": "f", "task_models": [{"name": "a"}]}]}, "families[0].task_models[0].frozen_layers", "missing"),
-        ({"families": [{"name": "f", "task_models": [{"name": "a", "frozen_layers": "two"}]}]}, "families[0].task_models[0].frozen_layers", "integer"),
-        ({"families": [{"name": "f", "task_models": [{"name": "a", "frozen_layers": 1, "steps": 0}]}]}, "families[0].task_models[0].steps", "not in"),
-        ({"families": [{"name": "f", "task_models": [{"name": "a", "frozen_layers": 1, "lr": -1}]}]}, "families[0].task_models[0].lr", "positive"),
-        ({"families": [{"name": "f", "task_models": [{"name": "a", "frozen_layers": 1, "dtype": "int8"}]}]}, "families[0].task_models[0].dtype", "not one of"),
-        ({"families": [{"name": "f", "adapters": [{"name": "x", "peft_type": "ia3", "r": 4}]}]}, "families[0].adapters[0].r", "IA3"),
-        ({"families": [{"name": "f", "adapters": [{"name": "x", "peft_type": "prefix"}]}]}, "families[0].adapters[0].peft_type", "not one of"),
-        ({"families": [{"name": "f", "adapters": [{"name": "x", "target_modules": 3}]}]}, "families[0].adapters[0].target_modules", "list of strings"),
+        (
+            {"families": [{"name": "f", "task_models": [{"name": "a"}]}]},
+            "families[0].task_models[0].frozen_layers",
+            "missing",
+        ),
+        (
+            {"families": [{"name": "f", "task_models": [{"name": "a", "frozen_layers": "two"}]}]},
+            "families[0].task_models[0].frozen_layers",
+            "integer",
+        ),
+        (
+            {"families": [{"name": "f", "task_models": [{"name": "a", "frozen_layers": 1, "steps": 0}]}]},
+            "families[0].task_models[0].steps",
+            "not in",
+        ),
+        (
+            {"families": [{"name": "f", "task_models": [{"name": "a", "frozen_layers": 1, "lr": -1}]}]},
+            "families[0].task_models[0].lr",
+            "positive",
+        ),
+        (
+            {"families": [{"name": "f", "task_models": [{"name": "a", "frozen_layers": 1, "dtype": "int8"}]}]},
+            "families[0].task_models[0].dtype",
+            "not one of",
+        ),
+        (
+            {"families": [{"name": "f", "adapters": [{"name": "x", "peft_type": "ia3", "r": 4}]}]},
+            "families[0].adapters[0].r",
+            "IA3",
+        ),
+        (
+            {"families": [{"name": "f", "adapters": [{"name": "x", "peft_type": "prefix"}]}]},
+            "families[0].adapters[0].peft_type",
+            "not one of",
+        ),
+        (
+            {"families": [{"name": "f", "adapters": [{"name": "x", "target_modules": 3}]}]},
+            "families[0].adapters[0].target_modules",
+            "list of strings",
+        ),
         ({"families": [{"name": "f", "defaults": {"rank": 3}}]}, "families[0].defaults.rank", "unknown key"),
         ({"families": [FAM, FAM]}, "families[1]", "defined twice"),
     ],
@@ -91,13 +127,18 @@ def test_bad_files_and_cli_exit(tmp_path, capsys):
     typo.write_text("families:\n  - name: f\n    adapters:\n      - {name: a, rank: 4}\n")
     assert cli_main(["--store", str(tmp_path / "s"), "zoo", "build", str(typo), "--out", str(tmp_path / "z")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"pbkit: error: {typo}: families[0].adapters[0].rank: unknown key (allowed: name, peft_type, r, alpha, target_modules, modules_to_save, seed, task, num_labels, steps, lr, batch_size, seq_len)"
+    assert (
+        err
+        == f"pbkit: error: {typo}: families[0].adapters[0].rank: unknown key (allowed: name, peft_type, r, alpha, target_modules, modules_to_save, seed, task, num_labels, steps, lr, batch_size, seq_len)"
+    )
     assert not (tmp_path / "z").exists()
 
 
 def test_toml_spec(tmp_path):
     path = tmp_path / "zoo.toml"
-    path.write_text('name = "t"\n[[families]]\nname = "f"\nbase = {tiny = "llama"}\n[[families.adapters]]\nname = "a"\ntarget_modules = ["q_proj"]\n')
+    path.write_text(
+        'name = "t"\n[[families]]\nname = "f"\nbase = {tiny = "llama"}\n[[families.adapters]]\nname = "a"\ntarget_modules = ["q_proj"]\n'
+    )
     spec = load_spec(path)
     assert spec.families[0].adapters[0].target_modules == ("q_proj",)
     assert Path(spec.path) == path

@@ -31,10 +31,16 @@ class ShippedLibrary:
 SHIPPED: dict[str, ShippedLibrary] = {
     lib.name: lib
     for lib in (
-        ShippedLibrary("llama-2-lora", "llama-2-lora.yaml", description="Llama-2-7B/13B, partial fine-tunes and LoRA adapters"),
+        ShippedLibrary(
+            "llama-2-lora", "llama-2-lora.yaml", description="Llama-2-7B/13B, partial fine-tunes and LoRA adapters"
+        ),
         ShippedLibrary("bert", "bert.yaml", description="BERT-base/large, partial fine-tunes and LoRA adapters"),
-        ShippedLibrary("vision", "vision.yaml", description="ViT-B/L/H and ResNet-50/101, partial fine-tunes and LoRA adapters"),
+        ShippedLibrary(
+            "vision", "vision.yaml", description="ViT-B/L/H and ResNet-50/101, partial fine-tunes and LoRA adapters"
+        ),
         ShippedLibrary("gpt2", "gpt2.yaml", description="GPT-2 S/M/L/XL, partial fine-tunes and LoRA adapters"),
-        ShippedLibrary("edge-catalogue", "edge-catalogue.yaml", description="mixed: Llama-2-7B, BERT, GPT-2, ViT, ResNet services"),
+        ShippedLibrary(
+            "edge-catalogue", "edge-catalogue.yaml", description="mixed: Llama-2-7B, BERT, GPT-2, ViT, ResNet services"
+        ),
     )
 }

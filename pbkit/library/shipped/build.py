@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from pbkit.library.shipped import SHIPPED, ShippedLibrary
 from pbkit.library import PBLibrary
+from pbkit.library.shipped import SHIPPED, ShippedLibrary
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "plans" / "specs"
 
@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         share = library.sharing()
         print(f"{lib.path}: {share['models']} models, {share['pbs']} PBs, unique {share['unique_bytes']:,} B")
     if stale:
-        print(f"pbkit: error: {', '.join(stale)}: shipped library differs from its spec (run make libraries)", file=sys.stderr)
+        print(
+            f"pbkit: error: {', '.join(stale)}: shipped library differs from its spec (run make libraries)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
