@@ -19,6 +19,7 @@ from pbkit.common.settings import load_typed, read_settings
 MODES = ("fine", "coarse", "noncoop")
 DEMANDS = ("stationary", "lifecycle", "diurnal", "spreading", "mobility", "trace")  # delivery/demand/
 CHANGE_COSTS = ("delay", "separate")
+CACHE_LOADS = ("shared", "background")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class ScenarioConfig:
     cache_fraction: float = 0.125
     cache_bytes: int | None = None  # explicit C_n in bytes; overrides cache_fraction
     change_cost: str = "delay"  # "delay": loading new PBs delays the slot; "separate": only counted
+    # With change_cost "delay": "shared": a slot's background cache loads run on the EN's backhaul
+    # and cloud links from the slot's end, so they hold up the next slot's fetches and a loaded PB
+    # serves from its arrival; "background": loads are free and ready by the next slot (before
+    # issue 15). docs/system-model.md, "Placement changes".
+    cache_loads: str = "shared"
     # requests (delivery/demand/; sources and guesses in docs/system-model.md, "Demand")
     demand: str = "lifecycle"  # one of DEMANDS
     zipf_gamma: float = 0.8  # skew of the Zipf weights every process draws popularity from
@@ -143,6 +149,7 @@ class ScenarioConfig:
             ("beamformer", BEAMFORMERS),
             ("mode", MODES),
             ("change_cost", CHANGE_COSTS),
+            ("cache_loads", CACHE_LOADS),
             ("demand", DEMANDS),
         ):
             if getattr(self, name) not in allowed:

@@ -142,6 +142,11 @@ class Simulator:
         self.request_counts = np.zeros((self.n_nodes, self.n_models), dtype=np.int64)
         self.last_requests = np.zeros((self.n_nodes, self.n_models), dtype=np.int64)
         self.slot = 0
+        # cache_loads "shared": link time still taken by the last slot's cache loads at this
+        # slot's start (per receiving EN), and when each loaded PB arrives (s into this slot)
+        self._busy_backhaul = np.zeros(self.n_nodes)
+        self._busy_cloud = np.zeros(self.n_nodes)
+        self._loading = np.zeros((self.n_nodes, self.n_pbs))
 
     def _set_range(self) -> None:
         """CoMP range: EN n may join the serving set of a group containing user k."""
@@ -174,7 +179,17 @@ class Simulator:
         channels this simulator will (random streams copied), and stepping it changes nothing
         here. Shares the library, designer and read-only arrays."""
         twin = copy.copy(self)
-        for name in ("_chan_rng", "_bf_rng", "requests", "placement", "request_counts", "last_requests"):
+        for name in (
+            "_chan_rng",
+            "_bf_rng",
+            "requests",
+            "placement",
+            "request_counts",
+            "last_requests",
+            "_busy_backhaul",
+            "_busy_cloud",
+            "_loading",
+        ):
             setattr(twin, name, copy.deepcopy(getattr(self, name)))
         return twin
 
@@ -237,10 +252,11 @@ class Simulator:
             cfg.beamformer,
             cfg.csi_error,
             self._bf_rng,
-            np.zeros(self.n_nodes),
-            np.zeros(self.n_nodes),
+            self._busy_backhaul.copy(),
+            self._busy_cloud.copy(),
         )
         change_bytes, bh_bytes, cloud_bytes = self._background_loads(new, outcome.fetched)
+        self._queue_loads(new, outcome.fetched, float(outcome.user_delay_s.max(initial=0.0)))
         local, edge = self._hit_ratios(new, requests)
         result = SlotResult(
             slot=self.slot,
@@ -288,10 +304,40 @@ class Simulator:
         noncoop uses no EN-to-EN links.
         """
         usable = new if (self.slot == 0 or self.config.change_cost == "separate") else new & self.placement
-        holder_ready = np.where(usable, 0.0, np.inf)
+        holder_ready = np.where(usable, self._loading, np.inf)  # shared loads: ready on arrival
         held = self.placement.any(axis=0) | usable.any(axis=0)
         source_ready = np.where(held & (self.config.mode != "noncoop"), 0.0, np.inf)
         return holder_ready, source_ready
+
+    def _shared_loads(self) -> bool:
+        return self.config.cache_loads == "shared" and self.config.change_cost == "delay"
+
+    def _queue_loads(self, new: np.ndarray, fetched: set[tuple[int, int]], slot_s: float) -> None:
+        """cache_loads "shared": queue this slot's background loads on each EN's links from the
+        slot's end (after what the previous loads still hold, if they outlast the slot); the
+        next slot starts with those links busy and each loaded PB ready when it arrives.
+        A conservative model: a link idle before the slot's end is not used for loads."""
+        self._loading = np.zeros((self.n_nodes, self.n_pbs))
+        if not self._shared_loads() or self.slot == 0:
+            self._busy_backhaul = np.zeros(self.n_nodes)
+            self._busy_cloud = np.zeros(self.n_nodes)
+            return
+        links = self.links
+        bh = np.maximum(self._busy_backhaul - slot_s, 0.0)
+        cloud = np.maximum(self._busy_cloud - slot_s, 0.0)
+        added = new & ~self.placement
+        held_before = self.placement.any(axis=0) & (self.config.mode != "noncoop")
+        for n, j in zip(*np.nonzero(added)):
+            if (int(n), int(j)) in fetched:
+                continue  # fetched on demand this slot: already in the cache
+            size = float(self.pb_bytes[j])
+            if held_before[j]:
+                bh[n] += 8 * size / links.backhaul_bps
+                self._loading[n, j] = bh[n]
+            else:
+                cloud[n] += 8 * size / links.cloud_bps
+                self._loading[n, j] = cloud[n] + links.cloud_latency_s
+        self._busy_backhaul, self._busy_cloud = bh, cloud
 
     def _background_loads(self, new: np.ndarray, fetched: set[tuple[int, int]]) -> tuple[int, int, int]:
         """Bytes of this slot's placement change: (all added, via backhaul, via cloud).
