@@ -37,9 +37,10 @@ class ScenarioConfig:
     csi_error: float = 0.1
     comp_margin_db: float = 10.0  # EN n may serve user k if beta_kn >= beta_k,home - margin
     # caching
-    # C_n as a fraction of the library's unique bytes: 4 ENs x 0.125 hold at most half of the
-    # catalogue together, so storage is scarce (the "everything-fits" preset uses 0.3 x 4 = 1.2)
-    cache_fraction: float = 0.125
+    # C_n as a fraction of the library's unique bytes: 4 ENs x 0.03 hold 12 % of the catalogue
+    # together (issue 15: at most half), where placement matters on hub-catalogue (docs/results.md
+    # "Headroom"; at 0.125 the ENs hold nearly every requested byte). "everything-fits": 0.3 x 4 = 1.2
+    cache_fraction: float = 0.03
     cache_bytes: int | None = None  # explicit C_n in bytes; overrides cache_fraction
     change_cost: str = "delay"  # "delay": loading new PBs delays the slot; "separate": only counted
     # With change_cost "delay": "shared": a slot's background cache loads run on the EN's backhaul

@@ -2,9 +2,10 @@
 
 - `fullcache`: every PB at every EN, run with room for the whole catalogue (a bound: the
   schedule never gets slower with more cache, so no placement within the real capacity beats it).
-- `oracle`: the greedy heuristic fed the TRUE expected demand of the slot its placement serves.
-  A PB added to a cache before slot t is loaded during slot t and serves from slot t + 1, so
-  the slot served is t + 1 (slot 0 starts from caches filled off-line: slots 0 and 1).
+- `oracle`: the greedy heuristic fed the TRUE expected demand of the slots its placement serves.
+  A PB added to a cache before slot t is loaded during slot t and serves from slot t + 1, while
+  the PBs it keeps serve slot t too: so slots t and t + 1 (`serves="both"`, the default);
+  `serves="next"` feeds slot t + 1 alone (slot 0, whose caches are filled off-line: both).
 - `search`: a placement search simulated on the actual future: candidates (oracle for slots
   t + 1, t and both, greedy on the actual requests of t + 1, the current placement) and then
   local moves (swap the weakest cached PB of an EN for the strongest uncached one), each scored
@@ -48,15 +49,17 @@ class OraclePolicy:
     name = "oracle"
     mode: str | None = None
 
-    def __init__(self, lookahead: int = 1) -> None:
-        self.lookahead = lookahead
+    def __init__(self, serves: str = "both") -> None:
+        if serves not in ("next", "both"):
+            raise ValueError(f"serves {serves!r} is not 'next' or 'both'")
+        self.serves = serves  # "next": slot t + 1; "both": slots t (kept PBs) and t + 1
 
     def place(self, view, rng: np.random.Generator | None = None) -> np.ndarray:
         truth = _truth(view, self.name)
         t = view.slot
-        demand = truth.demand(t + self.lookahead)
-        if t == 0 and self.lookahead > 0:  # caches filled off-line serve slot 0 as well
-            demand = demand + truth.demand(0)
+        demand = truth.demand(t + 1)
+        if t == 0 or self.serves == "both":  # caches filled off-line serve slot 0 as well
+            demand = demand + truth.demand(t)
         return greedy_on_demand(view, demand)
 
 
@@ -66,7 +69,7 @@ class SearchPolicy:
     name = "search"
     mode: str | None = None
 
-    def __init__(self, moves: int = 4, horizon: int = 2) -> None:
+    def __init__(self, moves: int = 2, horizon: int = 2) -> None:
         self.moves = moves
         self.horizon = horizon
         self.evaluations = 0

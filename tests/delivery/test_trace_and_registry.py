@@ -146,7 +146,7 @@ def test_headroom_smoke(tmp_path, capsys):
         capsys,
         ["sim", "headroom", "--library", "synthetic", "--scenario", "small", "--set", "beamformer=mrt"]
         + ["--regimes", "default,stationary", "--policies", "greedy,lfu,oracle,fullcache"]
-        + ["--seeds", "2", "--slots", "2", "--out", str(tmp_path / "h"), "--json"],
+        + ["--seeds", "2", "--slots", "2", "--warmup", "1", "--out", str(tmp_path / "h"), "--json"],
     )
     assert res.exit_code == 0, res.output
     table = json.loads(res.stdout)["table"]
