@@ -257,7 +257,8 @@ def test_lora_plan_equals_real_peft_save(tmp_path):
         torch.manual_seed(0)
         peft_model = get_peft_model(
             getattr(transformers, architecture)(config),
-            LoraConfig(r=4, target_modules=targets, modules_to_save=to_save or None),
+            # GPT-2's Conv1D stores weights transposed: say so (peft would warn and set it itself)
+            LoraConfig(r=4, target_modules=targets, modules_to_save=to_save or None, fan_in_fan_out=family == "gpt2"),
         )
         out = tmp_path / f"peft-{family}"
         peft_model.save_pretrained(out)
