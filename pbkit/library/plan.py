@@ -24,6 +24,7 @@ from pbkit.common.settings import read_settings
 from pbkit.errors import PbkitError
 from pbkit.library import ModelEntry, PBEntry, PBLibrary
 from pbkit.library.grouping import group_tensors, layer_key, parse_member
+from pbkit.model.dtypes import CAST_DTYPES, DTYPE_SIZES, st_code
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 CONFIGS_DIR = PLANS_DIR / "configs"
@@ -32,43 +33,6 @@ CONFIGS_DIR = PLANS_DIR / "configs"
 DEFAULT_MAX_SHARD_SIZE = "50GB"
 _ID_DOMAIN = "pbkit-plan-v1"
 
-# torch dtype name -> safetensors dtype code (what a checkpoint header and TensorRef carry).
-_ST_DTYPES = {
-    "float64": "F64",
-    "float32": "F32",
-    "float16": "F16",
-    "bfloat16": "BF16",
-    "int64": "I64",
-    "int32": "I32",
-    "int16": "I16",
-    "int8": "I8",
-    "uint8": "U8",
-    "uint16": "U16",
-    "uint32": "U32",
-    "uint64": "U64",
-    "bool": "BOOL",
-    "complex64": "C64",
-    "float8_e4m3fn": "F8_E4M3",
-    "float8_e5m2": "F8_E5M2",
-}
-_ST_ITEMSIZE = {
-    "F64": 8,
-    "I64": 8,
-    "U64": 8,
-    "C64": 8,
-    "F32": 4,
-    "I32": 4,
-    "U32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I16": 2,
-    "U16": 2,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-}
 # safetensors lays data out by dtype (this order, widest first) then by name; measured on
 # safetensors 0.8 and checked against a real save in tests/plan.
 _ST_DATA_ORDER = (
@@ -90,7 +54,7 @@ _ST_DATA_ORDER = (
     "BOOL",
 )
 # Float dtypes a plan may be cast to with --dtype / `dtype:`.
-FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+FLOAT_DTYPES = CAST_DTYPES
 
 
 class PlanError(PbkitError, ValueError):
@@ -298,10 +262,10 @@ def build_meta_model(config, architecture: str | None = None, dtype: str | None 
 
 
 def _st_dtype(torch_dtype) -> str:
-    name = str(torch_dtype).removeprefix("torch.")
-    if name not in _ST_DTYPES:
-        raise PlanError(f"dtype {name} has no safetensors code")
-    return _ST_DTYPES[name]
+    try:
+        return st_code(str(torch_dtype))
+    except KeyError:
+        raise PlanError(f"dtype {torch_dtype} has no safetensors code") from None
 
 
 @dataclass(frozen=True)
@@ -369,7 +333,7 @@ def checkpoint_tensors(model, max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
         for name, tensor in (revert_weight_conversion(model, part) if part else {}).items():
             dtype = _st_dtype(tensor.dtype)
             shape = tuple(int(s) for s in tensor.shape)
-            raw.append(_RawTensor(name, dtype, shape, math.prod(shape) * _ST_ITEMSIZE[dtype], is_param))
+            raw.append(_RawTensor(name, dtype, shape, math.prod(shape) * DTYPE_SIZES[dtype], is_param))
     return _assign_shards(raw, max_shard_size, "model.safetensors")
 
 
@@ -642,7 +606,7 @@ def _plan_adapter(
             n = f"base_model.model.{mod_name}.{part}.weight"
             adapter.append(
                 _RawTensor(
-                    n, ad_dtype, shape, math.prod(shape) * _ST_ITEMSIZE[ad_dtype], True, "adapter_model.safetensors"
+                    n, ad_dtype, shape, math.prod(shape) * DTYPE_SIZES[ad_dtype], True, "adapter_model.safetensors"
                 )
             )
     if not adapter:
@@ -667,7 +631,7 @@ def _plan_adapter(
                     f"base_model.model.{tname}",
                     dt,
                     shape,
-                    math.prod(shape) * _ST_ITEMSIZE[dt],
+                    math.prod(shape) * DTYPE_SIZES[dt],
                     tname in params,
                     "adapter_model.safetensors",
                 )
