@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 import blake3
 
 from pbkit.common.settings import read_settings
+from pbkit.common.sizes import SizeError, parse_size
 from pbkit.errors import PbkitError
 from pbkit.library import ModelEntry, PBEntry, PBLibrary
 from pbkit.library.grouping import group_tensors, layer_key, parse_member
@@ -295,7 +296,8 @@ def _assign_shards(tensors: list[_RawTensor], max_shard_size: int | str, weights
         {t.name: t for t in tensors},
         get_storage_size=lambda t: t.nbytes,
         filename_pattern=pattern,
-        max_shard_size=max_shard_size,
+        # bytes from pbkit's parser: huggingface_hub's own refuses `64MiB`
+        max_shard_size=parse_size(max_shard_size, "max_shard_size", minimum=1),
     )
     out: list[_RawTensor] = []
     for filename in sorted(split.filename_to_tensors):
@@ -458,6 +460,14 @@ def load_spec(path: str | Path) -> dict:
     return data
 
 
+def _shard_size(fam: dict, where: str) -> int:
+    """A family's `max_shard_size` in bytes through pbkit's one size parser (`64MiB`, `2GB`, ...)."""
+    try:
+        return parse_size(fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE), f"{where}: max_shard_size", minimum=1)
+    except SizeError as exc:
+        raise PlanError(str(exc)) from None
+
+
 def plan_spec(path: str | Path, dtype: str | None = None) -> Plan:
     """Plan every family of a spec file: each base, its fine-tunes and its adapters.
 
@@ -475,7 +485,7 @@ def plan_spec(path: str | Path, dtype: str | None = None) -> Plan:
         _check_keys(fam, _FAMILY_KEYS, where)
         family = fam["name"]
         fam_dtype = dtype or fam.get("dtype")
-        shard = fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE)
+        shard = _shard_size(fam, where)
         base = _variant(fam, {}, fam_dtype, shard, path, where, cache)
         planned = [PlannedModel(family, "base", base.architecture, _base_tensors(base, family))]
         for ft in _expand(fam.get("finetunes"), f"{where}.finetunes"):
@@ -567,7 +577,7 @@ def _plan_adapter(
         fam,
         {k: v for k, v in ad.items() if k != "dtype"},
         fam_dtype,
-        fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE),
+        _shard_size(fam, where),
         path,
         where,
         cache,
