@@ -106,9 +106,25 @@ class ScenarioConfig:
 
     @property
     def noise_w(self) -> float:
-        """Thermal noise -174 dBm/Hz over the band plus the receiver noise figure."""
-        dbm = -174.0 + 10.0 * math.log10(self.bandwidth_hz) + self.noise_figure_db
+        """Thermal noise -174 dBm/Hz over the whole band plus the receiver noise figure."""
+        return self.noise_w_over(self.bandwidth_hz)
+
+    def noise_w_over(self, band_hz: float) -> float:
+        """Thermal noise -174 dBm/Hz over `band_hz` plus the receiver noise figure, in W."""
+        dbm = -174.0 + 10.0 * math.log10(band_hz) + self.noise_figure_db
         return 10 ** ((dbm - 30.0) / 10.0)
+
+    @property
+    def channel_bandwidth_hz(self) -> float:
+        """The band one channel transmits on: the whole band in the cooperative modes, an
+        orthogonal 1/N of it per EN in noncoop (docs/system-model.md, "Delivery")."""
+        return self.bandwidth_hz / self.n_nodes if self.mode == "noncoop" else self.bandwidth_hz
+
+    @property
+    def channel_noise_w(self) -> float:
+        """Noise over the band one channel actually uses (`channel_bandwidth_hz`): a receiver
+        filters out the rest of the band, so noncoop at N ENs sees 1/N of the full band's noise."""
+        return self.noise_w_over(self.channel_bandwidth_hz)
 
     # ------------------------------------------------------------------ construction
     def replace(self, **overrides: Any) -> "ScenarioConfig":

@@ -212,16 +212,15 @@ class Simulator:
 
         holder_ready, source_ready = self._holders(new)
         units = self._units(new, holder_ready, requests, source_ready)
-        noncoop = cfg.mode == "noncoop"
         outcome: DeliveryOutcome = deliver(
             units,
             cfg.n_users,
             channels.h_est,
             channels.h_true,
             self.power_w,
-            cfg.noise_w,
-            # noncoop: every EN on its own orthogonal 1/N of the band (docs: "Delivery")
-            cfg.bandwidth_hz / self.n_nodes if noncoop else cfg.bandwidth_hz,
+            # noncoop: every EN on its own orthogonal 1/N of the band, with that band's noise
+            cfg.channel_noise_w,
+            cfg.channel_bandwidth_hz,
             self.links,
             self.designer,
             cfg.beamformer,

@@ -48,14 +48,16 @@ def test_coarse_mode_hand_computed(tiny_library, tiny_sim):
 
 
 def test_noncoop_hand_computed(tiny_library, tiny_sim):
-    # Home ENs only, each cell on its own half of the band, both at the same time (rates halve):
-    # EN 0: A 1.6 s, B 3.2 s from t = 0 -> user 0 done at 4.8 s.
-    # EN 1: A from the cloud (ready 0.02 + 8/200 = 0.06 s) 3.2 s, then C (cloud queue: ready
-    # 0.02 + 32/200 = 0.18 s) 9.6 s -> user 1 done at 0.06 + 3.2 + 9.6 = 12.86 s.
+    # Home ENs only, each cell on its own half of the band with that half's noise, both at the
+    # same time: the SNRs double (1023 -> 2046, 31 -> 62) and the band halves.
+    # EN 0: A then B from t = 0 -> user 0 done after 24 Mbit at 0.5e6 log2(2047) bit/s.
+    # EN 1: A from the cloud (ready 0.02 + 8/200 = 0.06 s), then C (cloud queue: ready
+    # 0.18 s, before A ends) -> user 1 done at 0.06 + 32 Mbit / (0.5e6 log2(63)).
     sim, ch = tiny_sim(tiny_library, mode="noncoop")
     r = sim.step(PLACEMENT, channels=ch, requests=REQ)
-    assert r.user_delay_s == pytest.approx([4.8, 12.86])
-    assert r.breakdown["airtime"] == pytest.approx([4.8, 12.8])
+    rate0, rate1 = 0.5e6 * np.log2(2047.0), 0.5e6 * np.log2(63.0)
+    assert r.user_delay_s == pytest.approx([24e6 / rate0, 0.06 + 32e6 / rate1])
+    assert r.breakdown["airtime"] == pytest.approx([24e6 / rate0, 32e6 / rate1])
     assert r.breakdown["preparation"] == pytest.approx([0.0, 0.06])
     starts = sorted((item.channel, item.start_s) for item in sim.last_outcome.schedule)
     assert starts[0] == (0, 0.0) and starts[2] == (1, pytest.approx(0.06))  # concurrent cells
@@ -64,6 +66,48 @@ def test_noncoop_hand_computed(tiny_library, tiny_sim):
     for item in sim.last_outcome.schedule:
         users = units[item.unit].users
         assert set(item.serving) == {int(sim.topology.user_home[u]) for u in users}
+
+
+@pytest.mark.parametrize("n_nodes", [2, 4])
+def test_noncoop_noise_is_over_its_own_band(n_nodes):
+    # One user alone in a cell: noncoop sends on B/N with the noise of B/N, so its rate is
+    # (B/N) log2(1 + N snr_B), snr_B its SNR with the full band's noise (charging the full
+    # band's noise, as before, gave (B/N) log2(1 + snr_B): 6 dB too little SNR at N = 4).
+    from delivery.channels import SlotChannels
+    from delivery.config import ScenarioConfig
+    from delivery.simulator import Simulator
+    from delivery.topology import Topology
+    from pbkit.library import ModelEntry, PBEntry, PBLibrary
+
+    lib = PBLibrary(pbs=[PBEntry("A", 1_000_000)], models=[ModelEntry("m0", ("A",))])
+    cfg = ScenarioConfig(
+        n_nodes=n_nodes,
+        antennas=1,
+        n_users=1,
+        bandwidth_hz=1e6,
+        csi_error=0.0,
+        beamformer="mrt",
+        mode="noncoop",
+        cache_bytes=1_000_000,
+    )
+    xy = np.array([[250.0 * n, 0.0] for n in range(n_nodes)])
+    gain = np.full((1, n_nodes), -200.0)
+    gain[0, 0] = -80.0
+    topo = Topology(
+        node_xy=xy,
+        user_xy=np.array([[10.0, 0.0]]),
+        distance_m=np.linalg.norm(xy - [10.0, 0.0], axis=1)[None, :],
+        gain_db=gain,
+        user_home=np.array([0]),
+        neighbours=~np.eye(n_nodes, dtype=bool),
+    )
+    sim = Simulator(cfg, lib, np.random.default_rng(0), topology=topo)
+    snr_full_band = 100.0
+    h = np.zeros((1, n_nodes, 1), dtype=complex)
+    h[0, 0, 0] = np.sqrt(snr_full_band * cfg.noise_w / cfg.power_w)
+    r = sim.step(np.ones((n_nodes, 1), dtype=bool), channels=SlotChannels(h_est=h, h_true=h), requests=np.array([0]))
+    band = 1e6 / n_nodes
+    assert r.user_delay_s[0] == pytest.approx(8e6 / (band * np.log2(1.0 + n_nodes * snr_full_band)), rel=1e-9)
 
 
 def test_placement_change_delays_next_slot(tiny_library, tiny_sim):
