@@ -108,15 +108,10 @@ class Simulator:
         self.n_pbs = len(self.pb_bytes)
         self.n_models = len(self.model_bytes)
         unique = int(self.pb_bytes[self.membership.any(axis=0)].sum())
+        # A PB larger than the capacity is uncacheable: no placement holds it (storage and the
+        # policies only place what fits), so every request for it is served from the cloud
+        # through CoMP like any other missing PB. Not a configuration error (issue 15).
         cap = config.cache_bytes if config.cache_bytes is not None else int(config.cache_fraction * unique)
-        largest = int(self.pb_bytes.max())
-        if cap < largest:
-            src = (
-                f"cache_bytes {cap}"
-                if config.cache_bytes is not None
-                else f"cache_fraction {config.cache_fraction} of {unique} unique bytes = {cap}"
-            )
-            raise ConfigError(f"cache capacity ({src}) is below the largest PB ({largest} bytes)")
         self.capacity_bytes = np.full(self.n_nodes, cap, dtype=np.int64)
         self.topology: Topology = topology or build_topology(
             topo_rng,
