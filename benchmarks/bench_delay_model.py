@@ -120,6 +120,7 @@ def _mean_with(sim, placement, requests, channels, order) -> float:
         np.zeros(sim.n_nodes),
         np.zeros(sim.n_nodes),
         order=order,
+        max_se=cfg.max_spectral_efficiency,
     )
     return float(out.user_delay_s.mean())
 

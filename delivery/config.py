@@ -34,6 +34,9 @@ class ScenarioConfig:
     min_distance_m: float = 10.0  # users are dropped no closer than this to any EN
     csi_error: float = 0.1
     comp_margin_db: float = 10.0  # EN n may serve user k if beta_kn >= beta_k,home - margin
+    # physics (issue 15): the rate cap of the one rate rule, b/s/Hz: 3GPP TS 38.214 Table
+    # 5.1.3.1-2 (256QAM) MCS 27, 948/1024 x 8 (= delivery.beamforming.MAX_SPECTRAL_EFFICIENCY)
+    max_spectral_efficiency: float = 7.4063
     # caching
     cache_fraction: float = 0.3  # C_n as a fraction of the library's unique bytes
     cache_bytes: int | None = None  # explicit C_n in bytes; overrides cache_fraction
@@ -80,6 +83,7 @@ class ScenarioConfig:
             "cloud_bps",
             "zipf_gamma",
             "cache_fraction",
+            "max_spectral_efficiency",
         )
         for name in positive:
             if getattr(self, name) <= 0:

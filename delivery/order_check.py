@@ -65,6 +65,7 @@ def order_gap(
             np.zeros(sim.n_nodes),
             np.zeros(sim.n_nodes),
             order=order,
+            max_se=cfg.max_spectral_efficiency,
         )
         return float(out.user_delay_s.mean())
 

@@ -223,6 +223,7 @@ class Simulator:
             self._bf_rng,
             np.zeros(self.n_nodes),
             np.zeros(self.n_nodes),
+            max_se=cfg.max_spectral_efficiency,
         )
         change_bytes, bh_bytes, cloud_bytes = self._background_loads(new, outcome.fetched)
         local, edge = self._hit_ratios(new, requests)
@@ -378,9 +379,12 @@ class Simulator:
         No multicast beamformer gives user k more than the single-user optimum
         (sum_n sqrt(P_n) ||h_kn||)^2 / sigma^2 under per-EN budgets, every byte of k's model
         must reach k, and preparation and waiting are non-negative: a bound for any placement,
-        order, serving set, beamformer and mode.
+        order, serving set, beamformer and mode. The rate is the one rate rule's (capped);
+        noncoop's B/N with the noise of B/N gives no more than B with the noise of B.
         """
+        from delivery.beamforming.retransmission import rate_bps
+
         cfg = self.config
         amp = (np.sqrt(self.power_w)[None, :] * np.linalg.norm(h_true, axis=2)).sum(axis=1)
-        rate = cfg.bandwidth_hz * np.log2(1.0 + amp**2 / cfg.noise_w)
+        rate = rate_bps(amp**2 / cfg.noise_w, cfg.bandwidth_hz, cfg.max_spectral_efficiency)
         return float((8 * self.model_bytes[requests] / rate).mean())

@@ -89,6 +89,7 @@ def test_noncoop_noise_is_over_its_own_band(n_nodes):
         beamformer="mrt",
         mode="noncoop",
         cache_bytes=1_000_000,
+        max_spectral_efficiency=64.0,
     )
     xy = np.array([[250.0 * n, 0.0] for n in range(n_nodes)])
     gain = np.full((1, n_nodes), -200.0)
@@ -152,3 +153,58 @@ def test_robust_design_needs_no_retransmission(tiny_library):
     r = sim.step(np.array([[True, True, False], [False, False, True]]))
     assert r.breakdown["retransmission"].sum() == 0.0
     assert r.delay_lower_bound_s <= r.mean_delay_s
+
+
+@pytest.mark.parametrize("method", ["mrt", "fast-harq"])
+def test_scheduler_times_units_by_the_plans_rule(small_library, method):
+    # the scheduler's airtimes are DeliveryPlan.airtimes of plan_delivery (one rule, tested in
+    # tests/beamforming/test_retransmission.py), each user's retransmission share its own
+    from delivery.beamforming import design, plan_delivery
+    from delivery.channels import draw_channels
+    from delivery.config import ScenarioConfig
+    from delivery.scheduler import DesignMemo, Links, deliver
+    from delivery.simulator import Simulator
+
+    cfg = ScenarioConfig(n_users=10, csi_error=0.3, beamformer=method)
+    sim = Simulator(cfg, small_library, np.random.default_rng(1))
+    ch = draw_channels(np.random.default_rng(7), sim.topology.gain_lin, cfg.antennas, cfg.csi_error)
+    placement = sim.project(np.ones((sim.n_nodes, sim.n_pbs)))
+    requests = np.arange(cfg.n_users) % sim.n_models
+    units = sim._units(placement, np.where(placement, 0.0, np.inf), requests)
+    memo = DesignMemo(design)  # deterministic designs (rng=None inside design: a fixed seed)
+    out = deliver(
+        units,
+        cfg.n_users,
+        ch.h_est,
+        ch.h_true,
+        sim.power_w,
+        cfg.noise_w,
+        cfg.bandwidth_hz,
+        Links(1e9, 2e8, 0.02),
+        memo,
+        method,
+        cfg.csi_error,
+        None,
+        np.zeros(4),
+        np.zeros(4),
+        max_se=cfg.max_spectral_efficiency,
+    )
+    retx = 0.0
+    for item in out.schedule:
+        u, idx = units[item.unit], list(item.serving)
+        plan = plan_delivery(
+            ch.h_est[u.users][:, idx],
+            ch.h_true[u.users][:, idx],
+            sim.power_w[idx],
+            cfg.noise_w,
+            method,
+            cfg.csi_error,
+            designer=memo,
+        )
+        bits = 8 * u.size
+        assert (item.airtime_s, item.retx_s) == pytest.approx(plan.airtimes(bits, cfg.bandwidth_hz))
+        extra = plan.user_extra(bits, cfg.bandwidth_hz)
+        assert item.extra_of() == pytest.approx({int(k): float(x) for k, x in zip(u.users, extra) if x > 0})
+        retx += item.retx_s
+    assert retx > 0
+    assert sum(out.breakdown.values()) == pytest.approx(out.user_delay_s, rel=1e-9)
