@@ -37,6 +37,10 @@ class ScenarioConfig:
     # physics (issue 15): the rate cap of the one rate rule, b/s/Hz: 3GPP TS 38.214 Table
     # 5.1.3.1-2 (256QAM) MCS 27, 948/1024 x 8 (= delivery.beamforming.MAX_SPECTRAL_EFFICIENCY)
     max_spectral_efficiency: float = 7.4063
+    # small-scale fading per coherence block: T_c = 0.423 / f_D (Rappaport, Wireless
+    # Communications, eq. 5.40c) at f_D = v f_c / c = 9.72 Hz (pedestrian 3 km/h, f_c = 3.5 GHz)
+    coherence_time_s: float = 0.0435
+    fading_states: int = 4  # independent states a long transmission cycles through (1: frozen)
     # caching
     cache_fraction: float = 0.3  # C_n as a fraction of the library's unique bytes
     cache_bytes: int | None = None  # explicit C_n in bytes; overrides cache_fraction
@@ -84,6 +88,8 @@ class ScenarioConfig:
             "zipf_gamma",
             "cache_fraction",
             "max_spectral_efficiency",
+            "coherence_time_s",
+            "fading_states",
         )
         for name in positive:
             if getattr(self, name) <= 0:

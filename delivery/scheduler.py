@@ -125,6 +125,11 @@ class SlotRadio:
     rng: np.random.Generator
     design: DesignMemo
     max_se: float = MAX_SPECTRAL_EFFICIENCY  # rate cap, b/s/Hz (retransmission.rate_bps)
+    # further small-scale fading states (M-1, K, N, L) a long transmission passes through, one per
+    # coherence block of `coherence_s` in turn (None: one state for the whole slot)
+    more_est: np.ndarray | None = None
+    more_true: np.ndarray | None = None
+    coherence_s: float = math.inf
 
     def airtime(self, bits: float, snr: float) -> float:
         """The one rate rule (retransmission.airtime) on this slot's band and cap."""
@@ -280,23 +285,7 @@ class Timeline:
                 continue
             fetch[n] = how
             self.fetched.update((n, j) for j in u.pbs)
-        r = self.radio
-        idx = list(serving)
-        plan = plan_delivery(
-            r.h_est[u.users][:, idx, :],
-            r.h_true[u.users][:, idx, :],
-            r.power_w[idx],
-            r.noise_w,
-            r.method,
-            r.eps,
-            r.rng,
-            designer=r.design,
-            max_se=r.max_se,
-        )
-        # the one airtime/retransmission rule: the plan's (retransmission.py)
-        bits = 8 * u.size
-        tau, retx = plan.airtimes(bits, r.bandwidth_hz)
-        extra = plan.user_extra(bits, r.bandwidth_hz)[plan.failed]
+        tau, retx, failed, extra, rate_snr = self._transmit(u, serving)
         start = max(self.free, prep_s)
         self.free = start + tau + retx
         return ScheduledUnit(
@@ -307,11 +296,62 @@ class Timeline:
             start,
             tau,
             retx,
-            u.users[plan.failed],
-            float(plan.rate_snr),
+            u.users[failed],
+            rate_snr,
             u.channel,
-            failed_extra_s=extra,
+            failed_extra_s=extra[failed],
         )
+
+    def _plan(self, u: Unit, serving: tuple[int, ...], state: int):
+        r = self.radio
+        idx = list(serving)
+        if state == 0:
+            h_est, h_true = r.h_est, r.h_true
+        else:
+            h_est, h_true = r.more_est[state - 1], r.more_true[state - 1]
+        return plan_delivery(
+            h_est[u.users][:, idx, :],
+            h_true[u.users][:, idx, :],
+            r.power_w[idx],
+            r.noise_w,
+            r.method,
+            r.eps,
+            r.rng,
+            designer=r.design,
+            max_se=r.max_se,
+        )
+
+    def _transmit(self, u: Unit, serving: tuple[int, ...]) -> tuple[float, float, np.ndarray, np.ndarray, float]:
+        """(first-transmission s, retransmission s, failed (G,) bool, each user's extra s (G,),
+        the first state's design SNR).
+
+        The one airtime/retransmission rule is the plan's (retransmission.py). A transmission
+        longer than a coherence block passes through the slot's fading states in turn, one per
+        block, each state with its own design on its own CSI (the serving set stays): with m
+        states used, each carries the bits of an equal share of the first transmission's time,
+        so tau = bits / mean_m R1_m, m = min(M, ceil(tau / T_c)); each state's bits are then
+        recovered by its own plan's rule, and the retransmissions add up.
+        """
+        r = self.radio
+        bits = 8 * u.size
+        n_states = 1 + (0 if r.more_est is None else len(r.more_est))
+        plans = [self._plan(u, serving, 0)]
+        used = 1
+        while True:
+            rates = np.array([bits / p.airtimes(bits, r.bandwidth_hz)[0] for p in plans[:used]])
+            tau = bits / rates.mean()
+            need = min(n_states, max(1, math.ceil(tau / r.coherence_s - 1e-9)))
+            if need <= used:
+                break
+            plans += [self._plan(u, serving, m) for m in range(len(plans), need)]
+            used = need
+        share = bits * rates / rates.sum()  # bits each state carries in the first transmission
+        extra = np.zeros(len(u.users))
+        retx = 0.0
+        for plan, b in zip(plans[:used], share):
+            extra += plan.user_extra(b, r.bandwidth_hz)
+            retx += plan.airtimes(b, r.bandwidth_hz)[1]
+        return tau, retx, extra > 0, extra, float(plans[0].rate_snr)
 
 
 class OrderEstimate:
@@ -562,17 +602,34 @@ def deliver(
     cloud_free: np.ndarray,
     order: Callable[[list[int], Timeline], list[ScheduledUnit]] | None = None,
     max_se: float = MAX_SPECTRAL_EFFICIENCY,
+    more_est: np.ndarray | None = None,
+    more_true: np.ndarray | None = None,
+    coherence_s: float = math.inf,
 ) -> DeliveryOutcome:
     """Schedule and time every unit; returns per-user delays with their exact breakdown.
 
     `bandwidth_hz` is one channel's band, `noise_w` the noise over it, `max_se` the cap on
-    spectral efficiency (b/s/Hz) of the one rate rule. `order(unit_ids, timeline)` replaces the scheduler
+    spectral efficiency (b/s/Hz) of the one rate rule; `more_est`/`more_true` (M-1, K, N, L) the
+    further fading states a transmission longer than `coherence_s` passes through (SlotChannels). `order(unit_ids, timeline)` replaces the scheduler
     (tests compare it with every order of a small instance); it must `timeline.send` each unit
     once and return the ScheduledUnits in sending order.
     """
     memo = DesignMemo(designer)
     radio = SlotRadio(
-        h_est, h_true, np.asarray(power_w, dtype=float), noise_w, bandwidth_hz, links, method, eps, rng, memo, max_se
+        h_est,
+        h_true,
+        np.asarray(power_w, dtype=float),
+        noise_w,
+        bandwidth_hz,
+        links,
+        method,
+        eps,
+        rng,
+        memo,
+        max_se,
+        more_est,
+        more_true,
+        coherence_s,
     )
     backhaul_free = backhaul_free.astype(float).copy()
     cloud_free = cloud_free.astype(float).copy()

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from delivery.channels import SlotChannels, draw_channels
+from delivery.channels import SlotChannels, draw_states
 from delivery.config import ScenarioConfig
 from delivery.errors import CapacityError, ConfigError
 from delivery.requests import RequestProcess
@@ -201,7 +201,9 @@ class Simulator:
         new = self.check_placement(placement)
         home = self.topology.user_home
         drawn_requests = self.requests.draw(home)
-        drawn_channels = draw_channels(self._chan_rng, self.topology.gain_lin, cfg.antennas, cfg.csi_error)
+        drawn_channels = draw_states(
+            self._chan_rng, self.topology.gain_lin, cfg.antennas, cfg.csi_error, cfg.fading_states
+        )
         requests = drawn_requests if requests is None else np.asarray(requests, dtype=int)
         channels = drawn_channels if channels is None else channels
 
@@ -224,6 +226,9 @@ class Simulator:
             np.zeros(self.n_nodes),
             np.zeros(self.n_nodes),
             max_se=cfg.max_spectral_efficiency,
+            more_est=channels.more_est,
+            more_true=channels.more_true,
+            coherence_s=cfg.coherence_time_s,
         )
         change_bytes, bh_bytes, cloud_bytes = self._background_loads(new, outcome.fetched)
         local, edge = self._hit_ratios(new, requests)
@@ -240,7 +245,7 @@ class Simulator:
             placement_change_bytes=change_bytes,
             solver_calls=outcome.solver_calls,
             cache_hits=outcome.cache_hits,
-            delay_lower_bound_s=self._lower_bound(channels.h_true, requests),
+            delay_lower_bound_s=self._lower_bound(channels, requests),
             arrivals=outcome.arrivals,
         )
         self.last_outcome = outcome
@@ -373,18 +378,21 @@ class Simulator:
         edge = float(((need & placement.any(axis=0)).astype(np.int64) @ self.pb_bytes).sum())
         return local / total, edge / total
 
-    def _lower_bound(self, h_true: np.ndarray, requests: np.ndarray) -> float:
+    def _lower_bound(self, channels: SlotChannels, requests: np.ndarray) -> float:
         """Mean over users of 8 * model bytes / best single-user rate with every EN at full power.
 
         No multicast beamformer gives user k more than the single-user optimum
         (sum_n sqrt(P_n) ||h_kn||)^2 / sigma^2 under per-EN budgets, every byte of k's model
         must reach k, and preparation and waiting are non-negative: a bound for any placement,
         order, serving set, beamformer and mode. The rate is the one rate rule's (capped);
-        noncoop's B/N with the noise of B/N gives no more than B with the noise of B.
+        noncoop's B/N with the noise of B/N gives no more than B with the noise of B. With
+        several fading states a transmission's rate is a mean over states, so at most the best
+        state's: the bound takes each user's best state.
         """
         from delivery.beamforming.retransmission import rate_bps
 
         cfg = self.config
-        amp = (np.sqrt(self.power_w)[None, :] * np.linalg.norm(h_true, axis=2)).sum(axis=1)
+        h_true = np.stack([true for _, true in channels.states()])  # (M, K, N, L)
+        amp = (np.sqrt(self.power_w)[None, None, :] * np.linalg.norm(h_true, axis=3)).sum(axis=2).max(axis=0)
         rate = rate_bps(amp**2 / cfg.noise_w, cfg.bandwidth_hz, cfg.max_spectral_efficiency)
         return float((8 * self.model_bytes[requests] / rate).mean())

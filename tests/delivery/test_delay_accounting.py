@@ -208,3 +208,24 @@ def test_scheduler_times_units_by_the_plans_rule(small_library, method):
         retx += item.retx_s
     assert retx > 0
     assert sum(out.breakdown.values()) == pytest.approx(out.user_delay_s, rel=1e-9)
+
+
+def test_a_long_transmission_sees_a_fresh_fading_state_per_coherence_block(tiny_library, tiny_sim):
+    # user 0 alone gets B (16 Mbit): SNR 1023 in the starting state (10 b/s/Hz), 255 in the
+    # second (8 b/s/Hz). 1.6 s spans many 43.5 ms blocks, so both states carry equal time:
+    # tau = 16 Mbit / mean(10, 8) Mbit/s. With a coherence time longer than the transmission it
+    # sees the starting state only (1.6 s).
+    from delivery.channels import SlotChannels
+
+    sim, ch = tiny_sim(tiny_library)
+    second = ch.h_est.copy()
+    second[0, 0, 0] *= np.sqrt(255 / 1023)
+    faded = SlotChannels(ch.h_est, ch.h_true, second[None], second[None])
+    sim.step(PLACEMENT, channels=faded, requests=REQ)
+    b_unit = next(item for item in sim.last_outcome.schedule if item.unit == 1)
+    assert b_unit.airtime_s == pytest.approx(16e6 / 9e6)
+    sim, ch = tiny_sim(tiny_library)
+    sim.config = sim.config.replace(coherence_time_s=10.0)
+    sim.step(PLACEMENT, channels=faded, requests=REQ)
+    b_unit = next(item for item in sim.last_outcome.schedule if item.unit == 1)
+    assert b_unit.airtime_s == pytest.approx(1.6)
