@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from delivery.engine import atomic_write_text
+from pbkit.common.fs import atomic_write_text
 from delivery.experiment import paired_difference, t_interval
 from delivery.sweep import Sweep, run_sweep
 from pbkit.library import PBLibrary
