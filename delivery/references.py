@@ -6,9 +6,10 @@
   A PB added to a cache before slot t is loaded during slot t and serves from slot t + 1, while
   the PBs it keeps serve slot t too: so slots t and t + 1 (`serves="both"`, the default);
   `serves="next"` feeds slot t + 1 alone (slot 0, whose caches are filled off-line: both).
-- `search`: a placement search simulated on the actual future: candidates (oracle for slots
-  t + 1, t and both, greedy on the actual requests of t + 1, the current placement) and then
-  local moves (swap the weakest cached PB of an EN for the strongest uncached one), each scored
+- `search`: a placement search simulated on the actual future: candidates (oracle's placement,
+  greedy on the true demand of slot t + 1 alone, greedy on the actual requests of t + 1, the
+  current placement) and then `moves` local moves (default 1: each costs two simulated slots;
+  swap the weakest cached PB of an EN for the strongest uncached ones), each scored
   by simulating slots t and t + 1 on a fork of the simulator (the very requests, channels and
   solver draws the run will see), keeping the best. An upper reference, not an optimum: it is
   myopic (two slots) and searches a small neighbourhood.
@@ -69,7 +70,7 @@ class SearchPolicy:
     name = "search"
     mode: str | None = None
 
-    def __init__(self, moves: int = 2, horizon: int = 2) -> None:
+    def __init__(self, moves: int = 1, horizon: int = 2) -> None:
         self.moves = moves
         self.horizon = horizon
         self.evaluations = 0
@@ -97,7 +98,7 @@ class SearchPolicy:
             np.add.at(actual, (view.user_home, truth.requests(t + 1)), 1.0)
         except ConfigError:
             actual = nxt
-        candidates = [greedy_on_demand(view, d) for d in (nxt, now, now + nxt, actual + 0.01 * nxt)]
+        candidates = [greedy_on_demand(view, d) for d in (now + nxt, nxt, actual + 0.01 * nxt)]
         used = storage_bytes(view.placement, view.membership, view.pb_bytes, view.mode)
         if t > 0 and (used <= view.capacity_bytes).all():
             candidates.append(view.placement.copy())
