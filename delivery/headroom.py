@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from pbkit.common.fs import atomic_write_text
 from delivery.experiment import paired_difference, t_interval
 from delivery.sweep import Sweep, run_sweep
+from pbkit.common.fs import atomic_write_text
 from pbkit.library import PBLibrary
 
 REGIMES = ("default", "stationary", "everything-fits", "legacy", "diurnal", "spreading", "mobility")
@@ -68,6 +68,15 @@ def headroom_table(
     table: dict[str, Any] = {}
     for regime, runs in per_seed.items():
         heur = [h for h in heuristics if h in runs]
+        if not heur:  # nothing to compare with (e.g. a run of references only): means alone
+            table[regime] = {
+                "best_heuristic": None,
+                "policies": {
+                    n: {"mean_delay_s": t_interval(v)[0], "ci95": t_interval(v)[1], "n": len(v)}
+                    for n, v in runs.items()
+                },
+            }
+            continue
         best = min(heur, key=lambda h: float(np.mean(runs[h])))
         rows: dict[str, Any] = {}
         for name in [*dict.fromkeys(["greedy", best, *heur, *references, *runs])]:
@@ -152,6 +161,9 @@ def format_table(result: dict[str, Any]) -> str:
     for regime, block in result["table"].items():
         best = block["best_heuristic"]
         for name, row in block["policies"].items():
+            if best is None:
+                lines.append(f"| {regime} | {name} | {row['mean_delay_s']:.3f} ± {row['ci95']:.3f} | - | - |")
+                continue
             label = f"{name} (best heuristic)" if name == best else name
             diff = (
                 "-"
