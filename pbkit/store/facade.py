@@ -48,13 +48,13 @@ class StoreNotFoundError(StoreError):
 class StoreIOError(PbkitError):
     """An operating-system error (disk full, permission denied) during ingest or assembly."""
 
-    exit_code = 1  # a runtime failure, not bad input (pbkit.cli.main)
+    exit_code = 1  # a runtime failure, not bad input (pbkit.errors.PbkitError)
 
 
 class StoreCorruptError(PbkitError):
     """`verify` found corrupt or missing objects."""
 
-    exit_code = 1  # a runtime finding, not bad input (pbkit.cli.main)
+    exit_code = 1  # a runtime finding, not bad input (pbkit.errors.PbkitError)
 
 
 @dataclass
