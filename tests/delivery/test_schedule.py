@@ -130,14 +130,11 @@ def _choose_serving_by_full_enumeration(self, u, prep):
     """Timeline.choose_serving without its pruning bound: design every prefix, same rule."""
     import math
 
-    from delivery.beamforming.retransmission import airtime
-    from delivery.scheduler import _snr_floor
-
     r, ends = self.radio, {}
     ens = [p[2] for p in prep]
     for i in range(len(prep)):
-        snr = _snr_floor(self._design(u.users, tuple(sorted(ens[: i + 1]))).min_snr)
-        ends[i + 1] = max(self.free, prep[i][0]) + airtime(8 * u.size, snr, r.bandwidth_hz)
+        snr = self._design(u.users, tuple(sorted(ens[: i + 1]))).min_snr
+        ends[i + 1] = max(self.free, prep[i][0]) + r.airtime(8 * u.size, snr)
     best_end, best_r = math.inf, 1
     for size in sorted(ends):
         if ends[size] < best_end * (1 - 1e-12):
