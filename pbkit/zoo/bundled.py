@@ -18,3 +18,7 @@ def bundled_model_dir() -> Path:
     if not (path / "model.safetensors").is_file():
         raise RuntimeError(f"{path}: bundled model files are missing (model.safetensors)")
     return path
+
+
+if __name__ == "__main__":  # `python -m pbkit.zoo.bundled`: the directory, for `pbkit ingest "$(...)"`
+    print(bundled_model_dir())
