@@ -181,6 +181,31 @@ class Store:
         finally:
             rw.close()
 
+    def shared_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held by writers that add objects before publishing them (ingest, pull): gc waits."""
+        return self._lock(exclusive=False)
+
+    def register(self, recipe: Recipe, recipe_json: bytes) -> bool:
+        """Publish a model whose blocks are all in the object directory already (a pull put them
+        there, each verified against its id); writes the recipe object and the index rows in one
+        transaction. Returns False if the same recipe is already registered under its name.
+
+        Raises StoreIndexError when a block is absent or a base it names is not in the store,
+        ModelExistsError when the name holds another recipe."""
+        missing = [b for b in recipe.blocks() if not self.objects.exists(b)]
+        if missing:
+            raise StoreIndexError(f"{self.root}: cannot register {recipe.name!r}: {len(missing)} blocks are not stored")
+        if recipe.base is not None and self.index.model(recipe.base.name) is None:
+            raise StoreIndexError(
+                f"{self.root}: cannot register {recipe.name!r}: its base {recipe.base.name!r} is absent"
+            )
+        row = self.index.model(recipe.name)
+        if row is not None and row.recipe_id == recipe.id:
+            return False
+        self.objects.write_many([(recipe.id, recipe_json)])
+        blocks = list(recipe.blocks().values()) + [BlockInfo(recipe.id, len(recipe_json), "recipe")]
+        return self.index.publish(recipe, recipe_json, blocks, {})
+
     # ------------------------------------------------------------------ ingest / assemble
     def ingest(
         self,
