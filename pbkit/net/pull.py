@@ -57,6 +57,7 @@ class PullReport:
     fetched_bytes: int  # block bytes received over the network
     skipped_bytes: int  # block bytes of the pulled models the store already held
     recipe_bytes: int  # bytes of the recipes received
+    header_bytes: int  # bytes of the HTTP response status lines and headers received
     registered: list[str] = field(default_factory=list)  # models newly registered, base first
     seconds: float = 0.0
     out_dir: str | None = None
@@ -105,6 +106,7 @@ def pull(
         fetched_bytes=session.fetched,
         skipped_bytes=skipped,
         recipe_bytes=session.recipe_bytes,
+        header_bytes=session.header_bytes,
         registered=registered,
     )
     if out is not None:
@@ -118,6 +120,7 @@ class _Session:
         self.store, self.client, self.url = store, client, url
         self.fetched = 0
         self.recipe_bytes = 0
+        self.header_bytes = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
 
@@ -134,6 +137,7 @@ class _Session:
         if resp.status_code != 200:
             raise PullError(f"{where}: HTTP {resp.status_code} ({_error_text(resp)})")
         self.recipe_bytes += len(resp.content)
+        self.header_bytes += _header_size(resp)
         try:
             recipe = Recipe.from_json(resp.content, where=where)
         except RecipeError as exc:
@@ -222,6 +226,8 @@ class _Session:
         try:
             try:
                 with self.client.stream("GET", path) as resp:
+                    with self.lock:
+                        self.header_bytes += _header_size(resp)
                     if resp.status_code != 200:
                         resp.read()
                         raise PullError(f"{where}: HTTP {resp.status_code} ({_error_text(resp)})")
@@ -246,6 +252,12 @@ class _Session:
             if not ok:
                 os.unlink(tmp)
         self.store.objects.commit_file(info.id, tmp)
+
+
+def _header_size(resp: httpx.Response) -> int:
+    """Bytes of a response's status line and headers as sent (HTTP/1.1)."""
+    status = len(f"HTTP/1.1 {resp.status_code} {resp.reason_phrase}\r\n")
+    return status + sum(len(k) + len(v) + 4 for k, v in resp.headers.raw) + 2
 
 
 def _write_all(fd: int, data: bytes) -> None:
