@@ -145,7 +145,8 @@ def test_resume_after_sigkill(origin, origin_store, sources, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
-    assert d["fetched_blocks"] == len(ft_blocks - held)  # only what was still missing
+    wanted = ft_blocks | set(block_infos_of(origin_store, "base"))  # the base comes along: the store keeps bases
+    assert d["fetched_blocks"] == len(wanted - held)  # only what was still missing
     with Store.open(dev, create=False) as s:
         assert s.verify().ok
         s.assemble("ft", tmp_path / "ft")
