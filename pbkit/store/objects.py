@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from pbkit.common.fs import fsync_dir
 from pbkit.errors import PbkitError
 
 try:
@@ -154,7 +155,7 @@ class ObjectDir:
         src = self.path(obj_id)
         with open(src, "rb") as fin:
             size = os.fstat(fin.fileno()).st_size
-            out_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            out_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for any new file
             try:
                 if not _reflink(fin.fileno(), out_fd):
                     _copy_region(fin.fileno(), 0, size, out_fd)
@@ -180,7 +181,7 @@ class ObjectDir:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
         if placed:
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         return placed
 
     def remove(self, obj_id: str) -> int:
@@ -302,7 +303,7 @@ class WriteBatch:
                     on_written(obj_id, n)
         if dirs:
             dirs.add(self.objects.root)
-            list(self._pool.map(_fsync_dir, sorted(dirs)))
+            list(self._pool.map(fsync_dir, sorted(dirs)))
         self._cleanup()
         return written, nbytes
 
@@ -520,16 +521,4 @@ def _anonymous(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-fsync_dir = _fsync_dir
 anonymous_buffer = _anonymous
