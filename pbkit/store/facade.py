@@ -187,7 +187,8 @@ class Store:
     def register(self, recipe: Recipe, recipe_json: bytes) -> bool:
         """Publish a model whose blocks are all in the object directory already (a pull put them
         there, each verified against its id); writes the recipe object and the index rows in one
-        transaction. Returns False if the same recipe is already registered under its name.
+        transaction. Returns False if the same recipe is already registered under its name. The
+        caller holds `shared_lock()` from before its blocks were written, so gc cannot take them.
 
         Raises StoreIndexError when a block is absent or a base it names is not in the store,
         ModelExistsError when the name holds another recipe."""
@@ -298,7 +299,8 @@ class Store:
 
     def need(self, name: str, have: Iterable[str]) -> _assemble.NeedReport:
         """Blocks and bytes of model `name` and of its base chain (`base_chain`: what a device must
-        hold to run it; an adapter's base, ...) not among the block ids `have`. The report's `chain` lists the models counted.
+        hold to run it; an adapter's base, ...) not among the block ids `have`. The report's
+        `extra["chain"]` lists the models counted.
 
         Raises UnknownModelError (no such model, or a base on its chain missing)."""
         from pbkit.store import assemble as _assemble
@@ -323,7 +325,7 @@ class Store:
         )
 
     def dependants(self, name: str) -> list[str]:
-        """Every stored model whose base chain contains `name` (children first, then theirs)."""
+        """Every stored model built on `name`, directly or through others (children first, then theirs)."""
         children: dict[str, list[str]] = {}
         for row in self.index.models():
             if row.base is not None:
