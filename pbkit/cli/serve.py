@@ -57,6 +57,9 @@ def register(app: typer.Typer) -> None:
         else:
             from pbkit.store import Store
 
+            if capacity is not None or cache_dir is not None:
+                raise typer.BadParameter("--capacity and --cache-dir are for an edge (with --upstream URL)")
+
             Store.open(ctx.obj.store_dir, create=False).close()  # a wrong --store fails now, not per request
             backend = OriginBackend(Path(ctx.obj.store_dir))
             what = f"store {ctx.obj.store_dir}"

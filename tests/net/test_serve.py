@@ -149,6 +149,8 @@ def test_edge_refuses_bad_options(capsys):
     assert code == 2 and "--policy" in err
     code, _, err = run_cli(capsys, "serve", "--upstream", "http://127.0.0.1:1")
     assert code == 2 and "--capacity" in err
+    code, _, err = run_cli(capsys, "serve", "--capacity", "1MB")
+    assert code == 2 and "--upstream" in err
 
 
 def test_eviction_orders():
