@@ -35,7 +35,7 @@ from pbkit.model.sources import ResolvedSource, resolve_source, safe_join
 from pbkit.store.index import Index, ModelExistsError, StatKey, UnknownModelError
 from pbkit.store.objects import FileRegion, ObjectDir
 from pbkit.store.recipe import BaseRef, BlockInfo, DeltaStep, FileRecipe, Recipe, TensorRef, content_digest
-from pbkit.store.references import Deferred, DeltaPolicy, ReferenceFinder, base_chain, plan
+from pbkit.store.references import DeltaPlanner, DeltaPolicy, ReferenceFinder, base_chain
 
 # progress(phase, done, total): phase "hash" and "write" count bytes; "publish" is 0/1 then 1/1.
 ProgressFn = Callable[[str, int, int], None]
@@ -365,8 +365,7 @@ def ingest(
     layout, layouts = _validate(src)  # (1) nothing is written on bad input
 
     existing = index.model(name)
-    finder: ReferenceFinder | None = None
-    deferred: list[Deferred] = []
+    planner: DeltaPlanner | None = None
     if delta is not None:  # references come from the base chain, known before hashing
         pre_base = base
         if pre_base is None and existing is not None and existing.base is not None:
@@ -377,19 +376,15 @@ def ingest(
             finder = ReferenceFinder(base_chain(index, pre_base))
             if existing is not None:  # a re-ingest reuses its stored deltas instead of recomputing them
                 finder.learn_chains(Recipe.from_json(index.recipe_json(name) or "", where=f"recipe of {name!r}"))
-
-    def defer(t: TensorRef, region: FileRegion) -> bool:
-        assert finder is not None
-        if not finder.wants(t.name, t.dtype, t.shape, t.pb) or objects.exists(t.pb):
-            return False
-        deferred.append(Deferred(t, region))
-        return True
+            planner = DeltaPlanner(finder, objects, delta)
 
     # (2)+(4) in one pass: each block is hashed straight from an mmap of its file, then (if not
     # yet in the store) copied into a temporary file of a write batch; SHA-256 of each file runs
     # in a helper thread meanwhile (hashlib and blake3 release the GIL). Nothing is visible in
     # the store until the batch commits. The shared lock keeps gc from removing the temp files.
-    with write_lock(), objects.batch() as batch:
+    with write_lock(), objects.batch() as batch, contextlib.ExitStack() as stack:
+        if planner is not None:
+            stack.callback(planner.close)
         # SHA-256 is sequential within a file and the slowest hash here (~2 GB/s per core), so
         # the files of a sharded checkpoint are hashed by as many threads as there are cores.
         workers = max(1, min(len(src.files), (os.cpu_count() or 2) - 1, 8))
@@ -410,13 +405,13 @@ def ingest(
                 progress=progress,
                 stage=batch.add,
                 settle=batch.wait_copies,
-                defer=defer if finder is not None else None,
+                defer=planner.offer if planner is not None else None,
             )
 
         chains: dict[str, tuple[DeltaStep, ...]] = {}
         outcome = None
-        if finder is not None and delta is not None and deferred:
-            outcome = plan(deferred, finder, objects, delta, set(batch.ids))
+        if planner is not None:
+            outcome = planner.finish(set(batch.ids))
             for pid, region in outcome.exact:
                 batch.add(pid, region)
             for bid, data in outcome.blocks:

@@ -12,11 +12,10 @@ See docs/delta-blocks.md.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,68 +165,87 @@ class _FileMaps:
             m.close()
 
 
-def _reference_bytes(objects: ObjectDir, ref: TensorRef) -> Any:
-    """The reference's bytes from the store, checked against its PB id; None if unusable."""
-    info = BlockInfo(ref.pb, ref.nbytes, "tensor", ref.dtype, ref.shape, chain=ref.delta)
+def _encode_against(objects: ObjectDir, ref: TensorRef, target: Any) -> bytes | None:
+    """The delta block of `target` against `ref`, whose bytes are read from the store and checked
+    against its PB id first (the content check); None if the reference is missing or corrupt."""
+    if ref.delta:  # the reference is itself a delta: rebuilt (and verified) in memory
+        info = BlockInfo(ref.pb, ref.nbytes, "tensor", ref.dtype, ref.shape, chain=ref.delta)
+        try:
+            return _delta.encode(target, rebuild_tensor(StoreBlocks(objects), info), ref.dtype)
+        except BlockUnavailable:
+            return None
     try:
-        if ref.delta:
-            return rebuild_tensor(StoreBlocks(objects), info)
-        with open(objects.path(ref.pb), "rb") as f:
-            data = f.read()
-    except (BlockUnavailable, FileNotFoundError):
+        f = open(objects.path(ref.pb), "rb")
+    except FileNotFoundError:
         return None
-    if len(data) != ref.nbytes or pb_id(ref.dtype, ref.shape, data) != ref.pb:
-        return None
-    return data
+    with f:
+        if os.fstat(f.fileno()).st_size != ref.nbytes:
+            return None
+        if ref.nbytes == 0:
+            return _delta.encode(target, b"", ref.dtype) if pb_id(ref.dtype, ref.shape, b"") == ref.pb else None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if pb_id(ref.dtype, ref.shape, m) != ref.pb:
+                return None
+            return _delta.encode(target, m, ref.dtype)
 
 
-def plan(
-    deferred: list[Deferred], finder: ReferenceFinder, objects: ObjectDir, policy: DeltaPolicy, exact_ids: set[str]
-) -> DeltaOutcome:
-    """Decide, for each held-back tensor, delta or exact; compute the new delta blocks.
+class DeltaPlanner:
+    """Decides, tensor by tensor as the ingest hashes them, delta or exact, and computes the
+    delta blocks on two helper threads meanwhile (encoding overlaps the hashing and copying).
 
-    A PB already stored exactly (`objects`) or staged exactly in this ingest (`exact_ids`) stays
-    exact; a PB the base chain stores as a delta reuses that chain; otherwise a delta against
-    the candidate reference is computed (two tensors at a time) and kept if it saves enough."""
-    out = DeltaOutcome(chains={}, exact=[], blocks=[])
-    todo: dict[str, tuple[Deferred, TensorRef]] = {}
-    for d in deferred:
-        t = d.tensor
-        if t.pb in out.chains or t.pb in todo or t.pb in exact_ids:
-            continue
-        if objects.exists(t.pb):
-            exact_ids.add(t.pb)
-            continue
-        reuse = finder.stored_chain(t.pb)
+    `offer` is called for each tensor right after it is hashed: False means "store it exactly
+    now" (no candidate reference, or already stored exactly); True means the planner holds it.
+    `finish` waits for the encodings and returns the outcome: a held PB whose delta saves at
+    least `policy.min_saving` gets a chain, a PB the base chain stores as a delta reuses that
+    chain, the rest is to be stored exactly after all."""
+
+    def __init__(self, finder: ReferenceFinder, objects: ObjectDir, policy: DeltaPolicy) -> None:
+        self.finder, self.objects, self.policy = finder, objects, policy
+        self.maps = _FileMaps()
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="pbkit-delta")
+        self.held: dict[str, tuple[Deferred, TensorRef | None, Future[bytes | None] | None]] = {}
+
+    def offer(self, t: TensorRef, region: FileRegion) -> bool:
+        if t.pb in self.held:
+            return True
+        if not self.finder.wants(t.name, t.dtype, t.shape, t.pb) or self.objects.exists(t.pb):
+            return False
+        reuse = self.finder.stored_chain(t.pb)
         if reuse is not None:
-            out.chains[t.pb] = reuse
-            continue
-        ref = finder.candidate(t.name, t.dtype, t.shape)
-        if ref is None or ref.pb == t.pb:  # (an identical reference stored exactly would exist)
-            out.exact.append((t.pb, d.region))
-            exact_ids.add(t.pb)
-            continue
-        todo[t.pb] = (d, ref)
+            self.held[t.pb] = (Deferred(t, region), None, None)
+            return True
+        ref = self.finder.candidate(t.name, t.dtype, t.shape)
+        if ref is None or ref.pb == t.pb:
+            return False
+        self.held[t.pb] = (Deferred(t, region), ref, self.pool.submit(self._encode, ref, region))
+        return True
 
-    with contextlib.closing(_FileMaps()) as maps, ThreadPoolExecutor(2, thread_name_prefix="pbkit-delta") as pool:
+    def _encode(self, ref: TensorRef, region: FileRegion) -> bytes | None:
+        with self.maps.region(region) as target:
+            return _encode_against(self.objects, ref, target)
 
-        def one(item: tuple[Deferred, TensorRef]) -> tuple[Deferred, TensorRef, bytes | None]:
-            d, ref = item
-            ref_bytes = _reference_bytes(objects, ref)
-            if ref_bytes is None:
-                return d, ref, None
-            with maps.region(d.region) as target:
-                return d, ref, _delta.encode(target, ref_bytes, d.tensor.dtype)
-
-        for d, ref, block in pool.map(one, todo.values()):
+    def finish(self, exact_ids: set[str]) -> DeltaOutcome:
+        """The outcome; PBs in `exact_ids` (staged exactly by this ingest meanwhile) stay exact."""
+        out = DeltaOutcome(chains={}, exact=[], blocks=[])
+        for pid, (d, ref, job) in self.held.items():
             t = d.tensor
-            if block is None or len(block) > (1.0 - policy.min_saving) * t.nbytes:
-                out.exact.append((t.pb, d.region))
-                exact_ids.add(t.pb)
+            if ref is None:  # the base chain stores this very PB as a delta
+                out.chains[pid] = self.finder.stored_chain(pid) or ()
+                continue
+            assert job is not None
+            block = job.result()
+            if pid in exact_ids:
+                continue
+            if block is None or len(block) > (1.0 - self.policy.min_saving) * t.nbytes:
+                out.exact.append((pid, d.region))
                 continue
             bid = blob_id(block)
             out.blocks.append((bid, block))
-            out.chains[t.pb] = (DeltaStep(bid, len(block), ref.pb),) + ref.delta
+            out.chains[pid] = (DeltaStep(bid, len(block), ref.pb),) + ref.delta
             out.tensor_bytes += t.nbytes
             out.delta_bytes += len(block)
-    return out
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.maps.close()
