@@ -217,3 +217,30 @@ def test_cli_ingest_delta(capsys, store_dir, family):
     assert code == 2 and "pbkit: error:" in err and "1.5" in err
     with Store.open(store_dir) as s:
         assert s.list_models() == ["A", "B"]
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "layer", "fixed"])
+def test_library_export_carries_references_and_closes_demand_sets(store, family, granularity):
+    from pbkit.library import PBLibrary
+    from pbkit.library.export import export_library
+
+    _ingest_family(store, family)
+    lib = export_library(store, granularity=granularity, max_bytes=8192 if granularity == "fixed" else None)
+    by_id = {p.id: p for p in lib.pbs}
+    deltas = [p for p in lib.pbs if p.references]
+    assert deltas
+    pbs = {m.name: set(m.pbs) for m in lib.models}
+    for m in lib.models:  # closed under references (PBLibrary.validate checks it too)
+        for p in m.pbs:
+            assert set(by_id[p].references) <= pbs[m.name]
+    # C's demand reaches A's exactly stored tensors through B's deltas; A needs no delta PB
+    assert not any(by_id[p].references for p in pbs["A"])
+    if granularity == "tensor":  # the roots of C's chains are A's tensor PBs
+        roots = {t.delta[-1].ref for f in store.recipe("C").files for t in f.tensors if t.delta}
+        assert roots and roots <= pbs["C"] & pbs["A"]
+    c_only = sum(by_id[p].bytes for p in pbs["C"] - pbs["B"])
+    assert c_only < 0.6 * sum(by_id[p].bytes for p in pbs["A"])  # C's own PBs are small deltas
+    d = lib.to_dict()
+    assert d["version"] == 2
+    back = PBLibrary.from_dict(d)
+    assert {p.id: p.references for p in back.pbs} == {p.id: p.references for p in lib.pbs}
