@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from pbkit.common.fs import atomic_write_text
 from delivery.experiment import paired_difference, t_interval
 from delivery.sweep import Sweep, run_sweep
+from pbkit.common.fs import atomic_write_text
 from pbkit.library import PBLibrary
 
 REGIMES = ("default", "stationary", "everything-fits", "legacy", "diurnal", "spreading", "mobility")

@@ -1,6 +1,6 @@
 """A caching policy of your own, run without editing pbkit (docs/experiments.md, "Your own policy").
 
-    pbkit sim run --library hub-catalogue --policy examples.my_policy:RecentGreedy --slots 5
+pbkit sim run --library hub-catalogue --policy examples.my_policy:RecentGreedy --slots 5
 """
 
 import numpy as np
