@@ -85,6 +85,7 @@ def headroom_command(
         out,
         workers=workers,
         meta=meta,
+        warmup=warmup,
     )
     if as_json:
         typer.echo(json.dumps(result, indent=1))

@@ -149,7 +149,9 @@ def test_headroom_smoke(tmp_path, capsys):
         + ["--seeds", "2", "--slots", "2", "--warmup", "1", "--out", str(tmp_path / "h"), "--json"],
     )
     assert res.exit_code == 0, res.output
-    table = json.loads(res.stdout)["table"]
+    result = json.loads(res.stdout)
+    assert result["warmup"] == 1  # each seed's figure leaves slot 0 out
+    table = result["table"]
     for regime in ("default", "stationary"):
         rows = table[regime]["policies"]
         assert table[regime]["best_heuristic"] in ("greedy", "lfu")
