@@ -48,7 +48,7 @@ BUILTIN: tuple[PolicyEntry, ...] = (
     PolicyEntry("coarse", "delivery.policies:CoarsePolicy", "baseline", "whole models, coarse delivery", True),
     PolicyEntry("noncoop", "delivery.policies:NoncoopPolicy", "baseline", "no cooperation between ENs", True),
     PolicyEntry(
-        "oracle", "delivery.references:OraclePolicy", "reference", "greedy on the true demand of the slot served"
+        "oracle", "delivery.references:OraclePolicy", "reference", "greedy on the true demand of slots t and t+1"
     ),
     PolicyEntry(
         "search", "delivery.references:SearchPolicy", "reference", "placement search simulated on the true future"
