@@ -96,7 +96,9 @@ def test_license_is_spdx_and_version_has_one_source():
 
 def test_all_installs_every_extra():
     project = _project()
-    assert _requirements(project, "all") == set().union(*(_requirements(project, e) for e in ("zoo", "sim", "learn", "net")))
+    assert _requirements(project, "all") == set().union(
+        *(_requirements(project, e) for e in ("zoo", "sim", "learn", "net"))
+    )
 
 
 def test_every_import_is_declared_in_its_area():
