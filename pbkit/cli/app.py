@@ -129,22 +129,25 @@ def main(argv: list[str] | None = None) -> int:
     Exit codes (docs/cli.md): 0 success; 2 a usage or input error (unknown command or option, a
     missing or malformed value, a PbkitError: bad file, not a store, unknown model); 1 a runtime
     failure (an OSError such as a full disk, a corrupt store found by `verify`, a PbkitError whose
-    class sets `exit_code = 1`, a package of an extra that is not installed); 130 interrupted. Every error is one line on stderr,
+    class sets `exit_code = 1`, a package of an extra that is not installed); 130 interrupted (one
+    line, `pbkit: interrupted`). Every error is one line on stderr,
     `pbkit: error: <file or value>: <problem>`; a traceback means a bug in pbkit.
     """
     try:
         app = build_app()
         # With standalone_mode=False click returns a typer.Exit code instead of raising it.
         rv = app(args=argv, prog_name="pbkit", standalone_mode=False)
+        if rv == 130:  # typer turns Ctrl-C into a silent Exit(130); pbkit never exits 130 itself
+            print("pbkit: interrupted", file=sys.stderr)
         if isinstance(rv, int):
             return rv
     except PbkitError as exc:
         print(f"pbkit: error: {_one_line(str(exc))}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 2))
+        return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        print("pbkit: aborted", file=sys.stderr)
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C while the app is built, or an aborted prompt
+        print("pbkit: interrupted", file=sys.stderr)
         return 130
     except typer.TyperException as exc:  # click's own errors (typer vendors click as typer._click)
         if type(exc).__name__ == "NoArgsIsHelpError":  # `pbkit` or `pbkit sim` alone: the help text

@@ -86,12 +86,21 @@ def register(app: typer.Typer) -> None:
         ),
         base: Optional[str] = typer.Option(None, "--base", help="Stored model this one derives from."),
         revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit)."),
+        delta: bool = typer.Option(
+            False, "--delta", help="Store tensors that differ from the base chain's as lossless delta blocks."
+        ),
+        delta_min_saving: float = typer.Option(
+            0.10, "--delta-min-saving", help="Keep a delta block only if it saves at least this fraction."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Cut a model (or adapter) into parameter blocks and store them."""
+        from pbkit.store.references import DeltaPolicy
+
+        policy = DeltaPolicy(delta_min_saving) if delta else None  # checked before the store is opened
         with _store(ctx, create=True) as store, _progress() as progress, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = store.ingest(path, name=name, base=base, revision=revision, progress=progress)
+            result = store.ingest(path, name=name, base=base, revision=revision, progress=progress, delta=policy)
         for w in caught:
             print(f"pbkit: warning: {w.message}", file=sys.stderr)
         if as_json:
@@ -103,6 +112,8 @@ def register(app: typer.Typer) -> None:
             else f"{result.new_objects} new objects, {format_size(result.new_bytes)} written"
         )
         base_s = f", base {result.base}" if result.base else ""
+        if result.delta_tensors:
+            state += f"; {result.delta_tensors} tensors ({format_size(result.delta_tensor_bytes)}) stored as deltas"
         _out().print(
             f"ingested [bold]{result.name}[/] ({result.kind}{base_s}): {result.files} files, "
             f"{result.blocks} blocks, {format_size(result.logical_bytes)}; {state}; recipe {result.recipe_id[:16]}"

@@ -30,6 +30,7 @@ from pbkit.store.recipe import BlockInfo, Recipe, RecipeError
 if TYPE_CHECKING:  # imported by the methods that use them: `pbkit ls` starts without them
     from pbkit.store import assemble as _assemble
     from pbkit.store import ingest as _ingest
+    from pbkit.store.references import DeltaPolicy
 
 
 STORE_FORMAT = "pbkit-store"
@@ -48,7 +49,7 @@ class StoreNotFoundError(StoreError):
 class StoreIOError(PbkitError):
     """An operating-system error (disk full, permission denied) during ingest or assembly."""
 
-    exit_code = 1  # a runtime failure, not bad input (pbkit.cli.main)
+    exit_code = 1  # a runtime failure, not bad input (pbkit.errors.PbkitError)
 
 
 class ModelInUseError(PbkitError):
@@ -58,7 +59,7 @@ class ModelInUseError(PbkitError):
 class StoreCorruptError(PbkitError):
     """`verify` found corrupt or missing objects."""
 
-    exit_code = 1  # a runtime finding, not bad input (pbkit.cli.main)
+    exit_code = 1  # a runtime finding, not bad input (pbkit.errors.PbkitError)
 
 
 @dataclass
@@ -215,8 +216,10 @@ class Store:
         revision: str | None = None,
         progress: ProgressFn | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        delta: DeltaPolicy | None = None,
     ) -> _ingest.IngestResult:
-        """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.store.ingest."""
+        """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.store.ingest.
+        With `delta`, tensors may be stored as delta blocks against the base chain."""
         from pbkit.store import ingest as _ingest
 
         try:
@@ -230,6 +233,7 @@ class Store:
                 progress=progress,
                 write_lock=lambda: self._lock(exclusive=False),
                 cache_dir=cache_dir,
+                delta=delta,
             )
         except OSError as exc:  # disk full, permissions, a file vanishing under us
             raise StoreIOError(f"{exc.filename or self.root}: ingest failed ({exc.strerror or exc})") from None
