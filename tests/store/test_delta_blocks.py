@@ -92,6 +92,9 @@ def test_every_dtype_and_a_chain_round_trip(store, family, tmp_path):
         store.assemble(name, out)
         assert sha256_tree(out) == sha256_tree(family[name])
     assert store.verify().ok
+    table = {r["name"]: r for r in store.dedup_table()}
+    assert table["A"]["delta_bytes"] == 0 and 0 < table["B"]["delta_bytes"] == rb.delta_new_bytes
+    assert store.stats()["delta_bytes"] == rb.delta_new_bytes + rc.delta_new_bytes
     assert json.loads(store.index.recipe_json("C"))["version"] == 2
     assert json.loads(store.index.recipe_json("A"))["version"] == 1  # no deltas: unchanged format
 
