@@ -474,6 +474,7 @@ class Store:
         models = db.execute("SELECT COUNT(*), COALESCE(SUM(logical_bytes), 0) FROM models").fetchone()
         blocks = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind != 'recipe'").fetchone()
         tensors = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind = 'tensor'").fetchone()
+        deltas = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind = 'delta'").fetchone()
         shared = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind != 'recipe' AND id IN "
             "(SELECT pb FROM refs GROUP BY pb HAVING COUNT(*) > 1)"
@@ -489,16 +490,20 @@ class Store:
             "saved_bytes": logical - unique,
             "tensor_blocks": int(tensors[0]),
             "tensor_bytes": int(tensors[1]),
+            "delta_blocks": int(deltas[0]),  # lossless delta blocks (docs/delta-blocks.md)
+            "delta_bytes": int(deltas[1]),
             "shared_blocks": int(shared[0]),
             "shared_block_bytes": int(shared[1]),
         }
 
     def dedup_table(self) -> list[dict[str, Any]]:
-        """Per model: logical bytes, block bytes, bytes in blocks no other model uses ("own")."""
+        """Per model: logical bytes, block bytes, bytes in blocks no other model uses ("own"), and
+        bytes of its delta blocks ("delta")."""
         db = self.index.db
         rows = db.execute(
             "SELECT m.name, m.kind, m.base, m.logical_bytes, COUNT(p.id), COALESCE(SUM(p.bytes), 0), "
-            "COALESCE(SUM(CASE WHEN (SELECT COUNT(*) FROM refs o WHERE o.pb = r.pb) = 1 THEN p.bytes ELSE 0 END), 0) "
+            "COALESCE(SUM(CASE WHEN (SELECT COUNT(*) FROM refs o WHERE o.pb = r.pb) = 1 THEN p.bytes ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN p.kind = 'delta' THEN p.bytes ELSE 0 END), 0) "
             "FROM models m JOIN refs r ON r.model = m.name JOIN pbs p ON p.id = r.pb AND p.kind != 'recipe' "
             "GROUP BY m.name ORDER BY m.created, m.name"
         ).fetchall()
@@ -512,6 +517,7 @@ class Store:
                 "block_bytes": r[5],
                 "own_bytes": r[6],
                 "shared_bytes": r[5] - r[6],
+                "delta_bytes": r[7],
             }
             for r in rows
         ]
