@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "pbkit.cli.store",  # ingest, assemble, verify, stats, ls, show, gc, rm, need
     "pbkit.cli.zoo",  # zoo build, library export, report
     "pbkit.cli.plan",  # plan
+    "pbkit.cli.serve",  # serve, pull (the net extra, imported when they run)
     "delivery.cli",  # sim run, sim compare
     "learning.cli",  # learn train, learn eval, learn report
     "delivery.cli_sweep",  # sweep (on Ray)
@@ -97,6 +98,11 @@ def _usage_message(exc: typer.TyperException) -> str:
     return _one_line(f"{where}{exc.format_message()}{hint}")
 
 
+# Where pbkit's metadata does not list a package (a source tree that is not installed, or installed
+# before the extra existed), the extra that brings it.
+_EXTRA_OF = {"starlette": "net", "uvicorn": "net", "httpx": "net", "httpcore": "net", "h11": "net", "anyio": "net"}
+
+
 def _missing_extra_message(module: str) -> str:
     """`scipy is not installed; this command needs pbkit[sim] ...`, the extra read from pbkit's metadata."""
     import re
@@ -111,6 +117,8 @@ def _missing_extra_message(module: str) -> str:
                 extras.append(m.group(2))
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         pass
+    if not extras and top.lower() in _EXTRA_OF:
+        extras.append(_EXTRA_OF[top.lower()])
     wanted = " or ".join(f"'pbkit[{e}]'" for e in dict.fromkeys(extras)) or "'pbkit[all]'"
     return f"{top}: not installed; this command needs it: pip install {wanted} ('pbkit[all]' installs everything)"
 

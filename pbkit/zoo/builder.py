@@ -319,7 +319,7 @@ def _build_locked(
             stale_base = pinned is None or pinned.recipe_id != recipe_ids.get(planned.base_name)
         if marker is None or recipe_id is None or marker.get("recipe_id") != recipe_id or stale_base:
             if recipe_id is not None:
-                store.remove(planned.name)  # a different build under this name
+                store.remove(planned.name, cascade=True)  # a different build: its children are re-ingested after it
             store.ingest(out, name=planned.name, base=planned.base_name)
             recipe_id = store.recipe(planned.name).id
             if status == "reused":

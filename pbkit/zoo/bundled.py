@@ -30,3 +30,7 @@ def bundled_model_dir() -> Path:
     if not (path / "model.safetensors").is_file():
         raise BundledModelError(f"{path}: bundled model files are missing (model.safetensors); reinstall pbkit[zoo]")
     return path
+
+
+if __name__ == "__main__":  # `python -m pbkit.zoo.bundled`: the directory, for `pbkit ingest "$(...)"`
+    print(bundled_model_dir())
