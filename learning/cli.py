@@ -37,7 +37,7 @@ def policy_table(rows: dict[str, dict], title: str) -> None:
     from pbkit.common.progress import console  # no wrapping at 80 columns in logs and pipes
 
     table = Table(title=title)
-    for col in ("policy", "mean delay (s)", "95 % CI"):
+    for col in ("policy", "mean delay (s)", "95 % CI (s)"):
         table.add_column(col, justify="right" if col != "policy" else "left")
     for name, r in sorted(rows.items(), key=lambda kv: kv[1]["mean_delay_s"]):
         table.add_row(name, f"{r['mean_delay_s']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         paired differences to the best heuristic with 95 % intervals."""
         import json
 
-        from delivery.cli import scenario_source
+        from delivery.cli import scenario_label, scenario_source
         from delivery.config import ScenarioConfig
         from delivery.policies import make_policy
         from learning.evaluate import evaluate_policies, summarise
@@ -122,7 +122,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result, indent=1))
             return
-        policy_table(result["policies"], f"{len(seed_list)} seeds x {slots} slots (95 % t-intervals)")
+        policy_table(
+            result["policies"],
+            f"library {library}, {scenario_label(source, overrides)}: {len(seed_list)} seeds x {slots} slots "
+            "(95 % t-intervals)",
+        )
         for learner, p in result.get("paired", {}).items():
             typer.echo(
                 f"{learner} - {p['vs']}: {p['mean_diff_s']:+.4f} s per seed "
@@ -233,7 +237,10 @@ def register(app: typer.Typer) -> None:
         results = run_report(
             library_arg(library), out, plan, log=typer.echo, progress=progress, workers=workers, address=address
         )
-        policy_table(results["policies"], f"mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots")
+        policy_table(
+            results["policies"],
+            f"library {library}: mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots",
+        )
         for name, p in results["paired"].items():
             typer.echo(
                 f"{name} - {p['vs']}: {p['mean_diff_s']:+.4f} s (95 % CI [{p['ci95'][0]:+.4f}, "
