@@ -14,7 +14,7 @@ from pbkit.common.seeds import SEEDS_GRAMMAR, parse_seeds
 if TYPE_CHECKING:  # the simulator (numpy, scipy, cvxpy) is imported when a command runs, not at start-up
     from pbkit.library import PBLibrary
 
-SCENARIO_HELP = "Scenario: a YAML/TOML file, or a bundled name ('default', 'small')."
+SCENARIO_HELP = "Scenario: a YAML/TOML file, or a bundled name such as 'default' or 'small' (delivery/scenarios/)."
 
 
 def load_library_arg(spec: str) -> PBLibrary:

@@ -92,7 +92,9 @@ def register(app: typer.Typer) -> None:
         ),
         name: str = typer.Option("maasn-da", "--name", help="Name of the learner in the output."),
         scenario: str = typer.Option(
-            None, "--scenario", help="Scenario: a YAML/TOML file, or a bundled name ('default', 'small')."
+            None,
+            "--scenario",
+            help="Scenario: a YAML/TOML file, or a bundled name such as 'default' or 'small' (delivery/scenarios/).",
         ),
         legacy_config: str = typer.Option(None, "--config", hidden=True, help="Deprecated: use --scenario."),
         overrides: list[str] = typer.Option([], "--set", help="Scenario key=value overrides, as `pbkit sim run`."),

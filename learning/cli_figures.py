@@ -35,7 +35,9 @@ def figures_command(
         None, "--learn-results", help="results.json of `pbkit learn report` for the learning curves."
     ),
     scenario: Optional[str] = typer.Option(
-        None, "--scenario", help="Scenario: a YAML/TOML file, or a bundled name ('default', 'small')."
+        None,
+        "--scenario",
+        help="Scenario: a YAML/TOML file, or a bundled name such as 'default' or 'small' (delivery/scenarios/).",
     ),
     config: Optional[str] = typer.Option(None, "--config", hidden=True, help="Deprecated: use --scenario."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting in every sweep: key=value (repeatable)."),
