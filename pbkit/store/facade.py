@@ -310,17 +310,22 @@ class Store:
         from pbkit.store import assemble as _assemble
 
         chain = self.base_chain(name)
+        have = set(have)
+        # Each model of the chain through assembly's own `need` (which follows delta chains only
+        # as far as a held reference), then the union: a block two of them need counts once.
+        needed: dict[str, BlockInfo] = {}
         blocks: dict[str, BlockInfo] = {}
         for model in chain:
-            for bid, info in self.recipe(model).blocks().items():
+            recipe = self.recipe(model)
+            for b in _assemble.need(recipe, have).needed:
+                needed.setdefault(b.id, b)
+            for bid, info in recipe.blocks().items():
                 blocks.setdefault(bid, info)
-        have = set(have)
-        needed = [b for b in blocks.values() if b.id not in have]
         total = sum(b.nbytes for b in blocks.values())
-        needed_bytes = sum(b.nbytes for b in needed)
+        needed_bytes = sum(b.nbytes for b in needed.values())
         return _assemble.NeedReport(
             model=name,
-            needed=needed,
+            needed=list(needed.values()),
             needed_bytes=needed_bytes,
             have_bytes=total - needed_bytes,
             total_blocks=len(blocks),
