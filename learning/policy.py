@@ -28,7 +28,7 @@ class LearnedPolicy:
         self.cfg, self.max_degree, self.name = cfg, max_degree, name
         self._learner = None
         self._layout: Layout | None = None
-        self._ema: np.ndarray | None = None
+        self._previous: dict | None = None
         self._last_slot = -1
 
     def _start(self, view) -> None:
@@ -40,15 +40,15 @@ class LearnedPolicy:
             self._learner = Maasn(self.cfg, layout, torch.Generator().manual_seed(0))
             self._learner.actor.load_state_dict(self.actor_state)
             self._learner.actor.eval()
-        self._ema = None
+        self._previous = None
 
     def place(self, view, rng: np.random.Generator | None = None) -> np.ndarray:
         """Raises ValueError if the scenario has more neighbours per EN than the actor knows."""
         if self._learner is None or view.slot <= self._last_slot or view.slot == 0:
             self._start(view)
         self._last_slot = view.slot
-        snap = snapshot(view, self._ema, self.cfg.ema_alpha)
-        self._ema = snap["ema"]
+        snap = snapshot(view, self._previous, self.cfg.ema_alpha)
+        self._previous = snap
         obs, _ = observe(self._layout, snap)
         actions, scores = self._learner.act(obs, explore=False)
         return place(self._layout, actions, scores, snap["placement"], self.cfg.keep_bias)
