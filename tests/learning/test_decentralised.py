@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import delivery.policies as policies
-from learning.baseline import ReferenceTrack, replay_slot, twin
+from learning.baseline import replay_slot, twin
 from learning.config import TrainConfig
 from learning.env import CacheEnv
 from learning.features import OWN_FEATURES, observe
