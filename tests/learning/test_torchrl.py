@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
 def test_mappo_runs_through_torchrl_on_the_env(tiny_library, tiny_scenario):
+    import torchrl_mappo
     from torchrl.envs import PettingZooWrapper
     from torchrl.envs.utils import MarlGroupMapType, check_env_specs
 
-    import torchrl_mappo
     from learning.env import CacheEnv
 
     env = CacheEnv(tiny_library, tiny_scenario, episode_slots=4, seed=0, baseline="lfu")
