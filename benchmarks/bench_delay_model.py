@@ -110,8 +110,8 @@ def _mean_with(sim, placement, requests, channels, order) -> float:
         channels.h_est,
         channels.h_true,
         sim.power_w,
-        cfg.noise_w,
-        cfg.bandwidth_hz,
+        cfg.channel_noise_w,
+        cfg.channel_bandwidth_hz,
         sim.links,
         DesignMemo(sim.designer),
         cfg.beamformer,
@@ -120,6 +120,7 @@ def _mean_with(sim, placement, requests, channels, order) -> float:
         np.zeros(sim.n_nodes),
         np.zeros(sim.n_nodes),
         order=order,
+        max_se=cfg.max_spectral_efficiency,
     )
     return float(out.user_delay_s.mean())
 

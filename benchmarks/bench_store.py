@@ -45,11 +45,9 @@ from typing import Callable
 
 import blake3
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from pbkit.zoo.bundled import bundled_model_dir  # the installed package, as every benchmark (make setup)
 
-from pbkit.zoo.bundled import bundled_model_dir  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # (label, ours, baseline, target, direction): direction ">=" compares baseline_time/our_time
 # (a throughput ratio); "<=" compares our_time/baseline_time.

@@ -34,6 +34,13 @@ class ScenarioConfig:
     min_distance_m: float = 10.0  # users are dropped no closer than this to any EN
     csi_error: float = 0.1
     comp_margin_db: float = 10.0  # EN n may serve user k if beta_kn >= beta_k,home - margin
+    # physics (issue 15): the rate cap of the one rate rule, b/s/Hz: 3GPP TS 38.214 Table
+    # 5.1.3.1-2 (256QAM) MCS 27, 948/1024 x 8 (= delivery.beamforming.MAX_SPECTRAL_EFFICIENCY)
+    max_spectral_efficiency: float = 7.4063
+    # small-scale fading per coherence block: T_c = 0.423 / f_D (Rappaport, Wireless
+    # Communications, eq. 5.40c) at f_D = v f_c / c = 9.72 Hz (pedestrian 3 km/h, f_c = 3.5 GHz)
+    coherence_time_s: float = 0.0435
+    fading_states: int = 4  # independent states a long transmission cycles through (1: frozen)
     # caching
     cache_fraction: float = 0.3  # C_n as a fraction of the library's unique bytes
     cache_bytes: int | None = None  # explicit C_n in bytes; overrides cache_fraction
@@ -80,6 +87,9 @@ class ScenarioConfig:
             "cloud_bps",
             "zipf_gamma",
             "cache_fraction",
+            "max_spectral_efficiency",
+            "coherence_time_s",
+            "fading_states",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -106,9 +116,25 @@ class ScenarioConfig:
 
     @property
     def noise_w(self) -> float:
-        """Thermal noise -174 dBm/Hz over the band plus the receiver noise figure."""
-        dbm = -174.0 + 10.0 * math.log10(self.bandwidth_hz) + self.noise_figure_db
+        """Thermal noise -174 dBm/Hz over the whole band plus the receiver noise figure."""
+        return self.noise_w_over(self.bandwidth_hz)
+
+    def noise_w_over(self, band_hz: float) -> float:
+        """Thermal noise -174 dBm/Hz over `band_hz` plus the receiver noise figure, in W."""
+        dbm = -174.0 + 10.0 * math.log10(band_hz) + self.noise_figure_db
         return 10 ** ((dbm - 30.0) / 10.0)
+
+    @property
+    def channel_bandwidth_hz(self) -> float:
+        """The band one channel transmits on: the whole band in the cooperative modes, an
+        orthogonal 1/N of it per EN in noncoop (docs/system-model.md, "Delivery")."""
+        return self.bandwidth_hz / self.n_nodes if self.mode == "noncoop" else self.bandwidth_hz
+
+    @property
+    def channel_noise_w(self) -> float:
+        """Noise over the band one channel actually uses (`channel_bandwidth_hz`): a receiver
+        filters out the rest of the band, so noncoop at N ENs sees 1/N of the full band's noise."""
+        return self.noise_w_over(self.channel_bandwidth_hz)
 
     # ------------------------------------------------------------------ construction
     def replace(self, **overrides: Any) -> "ScenarioConfig":

@@ -23,11 +23,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pbkit.common.fs import atomic_dir
 from pbkit.errors import PbkitError
 from pbkit.library import PBEntry, PBLibrary
 from pbkit.library.grouping import parse_member
@@ -122,8 +122,8 @@ class DeviceWriter:
         model_pbs: set[str],
     ) -> UserDelivery:
         final = slot_dir / f"user-{k}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".user-{k}.", dir=slot_dir))
-        try:
+        # A rerun into the same directory replaces the slot's old files.
+        with atomic_dir(final, overwrite=True, prefix=f".user-{k}.") as tmp:
             received = {int(j) for j, _ in arrivals}
             entries, linked, count = [], 0, 0
             done: set[str] = set()
@@ -142,13 +142,6 @@ class DeviceWriter:
                         count += 1
             manifest = {"model": model, "delay_s": delay_s, "blocks": entries}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-            os.chmod(tmp, 0o755)
-            if final.exists():  # a rerun into the same directory replaces the slot's old files
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return UserDelivery(slot, k, model, delay_s, final, count, linked)
 
     def _place(self, block: str, dst: Path) -> int:

@@ -25,7 +25,7 @@ Contract:
   settings left in the file are simply not used.
 * After each finished cell, and once at the end, `write(results)` is called with the results
   of the cells finished so far, in cell order (`list[CellResult]`): rewrite derived tables there,
-  atomically (`atomic_write_text`). If nothing is left to compute, Ray is not started at all.
+  atomically (`pbkit.common.fs.atomic_write_text`). If nothing is left to compute, Ray is not started at all.
 * Parallelism: with `address=None` Ray starts embedded on this machine with `workers` CPUs
   (default: all), dashboard off, logs quiet, and is shut down at the end; `address="HOST:PORT"`
   (or "auto") joins a running cluster, where `workers` bounds the tasks in flight. Workers on a
@@ -48,7 +48,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,23 +91,6 @@ class RunReport:
     skipped: int = 0
     results: list[CellResult] = field(default_factory=list)
     wall_s: float = 0.0
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, fsync and rename: readers see the old
-    or the new file, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_finished(out_dir: Path) -> dict[str, dict[str, Any]]:

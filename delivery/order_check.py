@@ -47,7 +47,6 @@ def order_gap(
     if len(units) > max_units:
         raise ValueError(f"{len(units)} units: enumerating every order needs at most {max_units}")
     shared = DesignMemo(sim.designer)
-    bandwidth = cfg.bandwidth_hz / sim.n_nodes if cfg.mode == "noncoop" else cfg.bandwidth_hz
 
     def mean_delay(order) -> float:
         out = deliver(
@@ -56,8 +55,8 @@ def order_gap(
             channels.h_est,
             channels.h_true,
             sim.power_w,
-            cfg.noise_w,
-            bandwidth,
+            cfg.channel_noise_w,
+            cfg.channel_bandwidth_hz,
             sim.links,
             shared,
             cfg.beamformer,
@@ -66,6 +65,7 @@ def order_gap(
             np.zeros(sim.n_nodes),
             np.zeros(sim.n_nodes),
             order=order,
+            max_se=cfg.max_spectral_efficiency,
         )
         return float(out.user_delay_s.mean())
 

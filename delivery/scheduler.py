@@ -22,12 +22,10 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.beamforming.result import ROBUST_METHODS
-from delivery.beamforming.retransmission import airtime, plan_delivery
+from delivery.beamforming.retransmission import MAX_SPECTRAL_EFFICIENCY, airtime, plan_delivery
 
 # designer(h (K,S,L), power (S,), noise, method, eps, rng) -> object with .w (S, L) and .min_snr
 Designer = Callable[..., Any]
-
-_SNR_FLOOR = 1e-12  # a group nobody can hear still gets a finite (huge) airtime
 
 
 @dataclass(frozen=True)
@@ -59,10 +57,17 @@ class ScheduledUnit:
     prep_s: float  # when every serving EN holds the content
     start_s: float
     airtime_s: float
-    retx_s: float
-    failed: np.ndarray  # users (subset of the unit's) that needed the retransmission
+    retx_s: float  # channel time after the first transmission (retransmission or HARQ rounds)
+    failed: np.ndarray  # users (subset of the unit's) that needed more than the first transmission
     est_min_snr: float
     channel: int = 0
+    failed_extra_s: np.ndarray | None = None  # per failed user, seconds after the first transmission
+    # until it decoded (<= retx_s; None: retx_s for each)
+
+    def extra_of(self) -> dict[int, float]:
+        """Failed user -> seconds it waited after the first transmission."""
+        extra = np.full(len(self.failed), self.retx_s) if self.failed_extra_s is None else self.failed_extra_s
+        return {int(k): float(x) for k, x in zip(self.failed, extra)}
 
 
 @dataclass
@@ -119,10 +124,16 @@ class SlotRadio:
     eps: float
     rng: np.random.Generator
     design: DesignMemo
+    max_se: float = MAX_SPECTRAL_EFFICIENCY  # rate cap, b/s/Hz (retransmission.rate_bps)
+    # further small-scale fading states (M-1, K, N, L) a long transmission passes through, one per
+    # coherence block of `coherence_s` in turn (None: one state for the whole slot)
+    more_est: np.ndarray | None = None
+    more_true: np.ndarray | None = None
+    coherence_s: float = math.inf
 
-
-def _snr_floor(snr: float) -> float:
-    return max(float(snr), _SNR_FLOOR)
+    def airtime(self, bits: float, snr: float) -> float:
+        """The one rate rule (retransmission.airtime) on this slot's band and cap."""
+        return airtime(bits, snr, self.bandwidth_hz, self.max_se)
 
 
 class Timeline:
@@ -163,8 +174,8 @@ class Timeline:
         prep = self.preparation(u)
         chosen = prep[: self.choose_serving(u, prep)]
         serving = tuple(sorted(p[2] for p in chosen))
-        snr = _snr_floor(self._design(u.users, serving).min_snr)
-        return max(p[0] for p in chosen), airtime(8 * u.size, snr, self.radio.bandwidth_hz)
+        snr = self._design(u.users, serving).min_snr
+        return max(p[0] for p in chosen), self.radio.airtime(8 * u.size, snr)
 
     def estimated_fetch(self, ui: int) -> tuple[int, float, float]:
         """(link, transfer s, fixed lead s) of the fetch unit ui needs, or (-1, 0, 0) when held.
@@ -239,14 +250,14 @@ class Timeline:
         snr_ub = (np.cumsum(amp, axis=1) ** 2).min(axis=0) / r.noise_w  # (m,): prefix 1..m
         if r.method in ROBUST_METHODS:  # min_snr is a worst case within eps: at most (1 - eps)^2 of it
             snr_ub = snr_ub * max(0.0, 1.0 - r.eps) ** 2
-        bound = [max(self.free, prep[i][0]) + airtime(bits, _snr_floor(snr_ub[i]), r.bandwidth_hz) for i in range(m)]
+        bound = [max(self.free, prep[i][0]) + r.airtime(bits, snr_ub[i]) for i in range(m)]
         ends: dict[int, float] = {}
         best = math.inf
         for i in sorted(range(m), key=lambda i: (bound[i], i)):
             if bound[i] > best * (1 + 1e-9):
                 break
-            snr = _snr_floor(self._design(u.users, tuple(sorted(ens[: i + 1]))).min_snr)
-            ends[i + 1] = max(self.free, prep[i][0]) + airtime(bits, snr, r.bandwidth_hz)
+            snr = self._design(u.users, tuple(sorted(ens[: i + 1]))).min_snr
+            ends[i + 1] = max(self.free, prep[i][0]) + r.airtime(bits, snr)
             best = min(best, ends[i + 1])
         best_end, best_r = math.inf, 1
         for size in sorted(ends):  # the rule of a full enumeration: ascending size, strict improvement
@@ -274,26 +285,73 @@ class Timeline:
                 continue
             fetch[n] = how
             self.fetched.update((n, j) for j in u.pbs)
+        tau, retx, failed, extra, rate_snr = self._transmit(u, serving)
+        start = max(self.free, prep_s)
+        self.free = start + tau + retx
+        return ScheduledUnit(
+            ui,
+            serving,
+            fetch,
+            prep_s,
+            start,
+            tau,
+            retx,
+            u.users[failed],
+            rate_snr,
+            u.channel,
+            failed_extra_s=extra[failed],
+        )
+
+    def _plan(self, u: Unit, serving: tuple[int, ...], state: int):
         r = self.radio
         idx = list(serving)
-        plan = plan_delivery(
-            r.h_est[u.users][:, idx, :],
-            r.h_true[u.users][:, idx, :],
+        if state == 0:
+            h_est, h_true = r.h_est, r.h_true
+        else:
+            h_est, h_true = r.more_est[state - 1], r.more_true[state - 1]
+        return plan_delivery(
+            h_est[u.users][:, idx, :],
+            h_true[u.users][:, idx, :],
             r.power_w[idx],
             r.noise_w,
             r.method,
             r.eps,
             r.rng,
             designer=r.design,
+            max_se=r.max_se,
         )
+
+    def _transmit(self, u: Unit, serving: tuple[int, ...]) -> tuple[float, float, np.ndarray, np.ndarray, float]:
+        """(first-transmission s, retransmission s, failed (G,) bool, each user's extra s (G,),
+        the first state's design SNR).
+
+        The one airtime/retransmission rule is the plan's (retransmission.py). A transmission
+        longer than a coherence block passes through the slot's fading states in turn, one per
+        block, each state with its own design on its own CSI (the serving set stays): with m
+        states used, each carries the bits of an equal share of the first transmission's time,
+        so tau = bits / mean_m R1_m, m = min(M, ceil(tau / T_c)); each state's bits are then
+        recovered by its own plan's rule, and the retransmissions add up.
+        """
+        r = self.radio
         bits = 8 * u.size
-        tau = airtime(bits, _snr_floor(plan.rate_snr), r.bandwidth_hz)
-        retx = airtime(bits, _snr_floor(plan.retry_snr), r.bandwidth_hz) if plan.retry is not None else 0.0
-        start = max(self.free, prep_s)
-        self.free = start + tau + retx
-        return ScheduledUnit(
-            ui, serving, fetch, prep_s, start, tau, retx, u.users[plan.failed], float(plan.rate_snr), u.channel
-        )
+        n_states = 1 + (0 if r.more_est is None else len(r.more_est))
+        plans = [self._plan(u, serving, 0)]
+        used = 1
+        while True:
+            rates = np.array([bits / p.airtimes(bits, r.bandwidth_hz)[0] for p in plans[:used]])
+            tau = bits / rates.mean()
+            need = min(n_states, max(1, math.ceil(tau / r.coherence_s - 1e-9)))
+            if need <= used:
+                break
+            plans += [self._plan(u, serving, m) for m in range(len(plans), need)]
+            used = need
+        share = bits * rates / rates.sum()  # bits each state carries in the first transmission
+        extra = np.zeros(len(u.users))
+        retx = 0.0
+        for plan, b in zip(plans[:used], share):
+            extra += plan.user_extra(b, r.bandwidth_hz)
+            retx += plan.airtimes(b, r.bandwidth_hz)[1]
+        return tau, retx, extra > 0, extra, float(plans[0].rate_snr)
 
 
 class OrderEstimate:
@@ -543,16 +601,35 @@ def deliver(
     backhaul_free: np.ndarray,
     cloud_free: np.ndarray,
     order: Callable[[list[int], Timeline], list[ScheduledUnit]] | None = None,
+    max_se: float = MAX_SPECTRAL_EFFICIENCY,
+    more_est: np.ndarray | None = None,
+    more_true: np.ndarray | None = None,
+    coherence_s: float = math.inf,
 ) -> DeliveryOutcome:
     """Schedule and time every unit; returns per-user delays with their exact breakdown.
 
-    `bandwidth_hz` is one channel's band. `order(unit_ids, timeline)` replaces the scheduler
+    `bandwidth_hz` is one channel's band, `noise_w` the noise over it, `max_se` the cap on
+    spectral efficiency (b/s/Hz) of the one rate rule; `more_est`/`more_true` (M-1, K, N, L) the
+    further fading states a transmission longer than `coherence_s` passes through (SlotChannels). `order(unit_ids, timeline)` replaces the scheduler
     (tests compare it with every order of a small instance); it must `timeline.send` each unit
     once and return the ScheduledUnits in sending order.
     """
     memo = DesignMemo(designer)
     radio = SlotRadio(
-        h_est, h_true, np.asarray(power_w, dtype=float), noise_w, bandwidth_hz, links, method, eps, rng, memo
+        h_est,
+        h_true,
+        np.asarray(power_w, dtype=float),
+        noise_w,
+        bandwidth_hz,
+        links,
+        method,
+        eps,
+        rng,
+        memo,
+        max_se,
+        more_est,
+        more_true,
+        coherence_s,
     )
     backhaul_free = backhaul_free.astype(float).copy()
     cloud_free = cloud_free.astype(float).copy()
@@ -623,10 +700,9 @@ def _completion_sum(units: list[Unit], sent: list[ScheduledUnit]) -> float:
     done: dict[int, float] = {}
     for item in sent:
         first = item.start_s + item.airtime_s
-        failed = set(int(k) for k in item.failed)
+        extra = item.extra_of()
         for k in units[item.unit].users:
-            end = first + item.retx_s if int(k) in failed else first
-            done[int(k)] = max(done.get(int(k), 0.0), end)
+            done[int(k)] = max(done.get(int(k), 0.0), first + extra.get(int(k), 0.0))
     return sum(done.values())
 
 
@@ -645,10 +721,9 @@ def _arrivals(units: list[Unit], schedule: list[ScheduledUnit], n_users: int) ->
     for item in schedule:
         u = units[item.unit]
         first = item.start_s + item.airtime_s
-        failed = set(int(k) for k in item.failed)
+        extra = item.extra_of()
         for k in u.users:
-            t = first + item.retx_s if int(k) in failed else first
-            out[int(k)].extend((j, t) for j in u.pbs)
+            out[int(k)].extend((j, first + extra.get(int(k), 0.0)) for j in u.pbs)
     for row in out:
         row.sort(key=lambda a: (a[1], a[0]))
     return out
@@ -660,14 +735,14 @@ def _account(units, schedule, n_users) -> tuple[np.ndarray, dict[str, np.ndarray
     The channel timeline up to the end of user k's last unit is a sequence of idle gaps
     (waiting for preparation) and busy periods (airtime, retransmissions). Idle gaps count as
     k's preparation, k's own units' airtime and retransmissions as its airtime and
-    retransmission, everything else (other users' units, or a retransmission k did not need)
-    as waiting. The four parts sum to the delay exactly. Users without units here get zeros.
+    retransmission (its own share: a HARQ user that decoded after 2 of 3 rounds is charged 1),
+    everything else (other users' units, or retransmission time k did not need) as waiting. The four parts sum to the delay exactly. Users without units here get zeros.
     """
     n_units = len(schedule)
     idle = np.zeros(n_units)
     busy = np.zeros(n_units)
     member = np.zeros((n_units, n_users), dtype=bool)
-    failed = np.zeros((n_units, n_users), dtype=bool)
+    own_extra = np.zeros((n_units, n_users))
     air = np.zeros(n_units)
     retx = np.zeros(n_units)
     free = 0.0
@@ -676,7 +751,8 @@ def _account(units, schedule, n_users) -> tuple[np.ndarray, dict[str, np.ndarray
         air[s], retx[s] = item.airtime_s, item.retx_s
         busy[s] = item.airtime_s + item.retx_s
         member[s, units[item.unit].users] = True
-        failed[s, item.failed] = True
+        for k, x in item.extra_of().items():
+            own_extra[s, k] = x
         free = item.start_s + busy[s]
     last = np.where(member.any(axis=0), n_units - 1 - np.argmax(member[::-1], axis=0), -1)
     cum_idle = np.cumsum(idle)
@@ -685,11 +761,11 @@ def _account(units, schedule, n_users) -> tuple[np.ndarray, dict[str, np.ndarray
     delay = np.zeros(n_users)
     prep = np.zeros(n_users)
     li = last[has]
-    # a user that decoded its last unit first time leaves before that unit's retransmission
-    delay[has] = cum_idle[li] + cum_busy[li] - np.where(failed[li, np.nonzero(has)[0]], 0.0, retx[li])
+    # a user leaves its last unit once it decoded, before the rest of that unit's retransmissions
+    delay[has] = cum_idle[li] + cum_busy[li] - (retx[li] - own_extra[li, np.nonzero(has)[0]])
     prep[has] = cum_idle[li]
     airtime_s = member.T.astype(float) @ air
-    retrans = failed.T.astype(float) @ retx
+    retrans = own_extra.sum(axis=0)
     waiting = delay - prep - airtime_s - retrans
     return delay, {
         "waiting": np.maximum(waiting, 0.0),

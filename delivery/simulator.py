@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from delivery.channels import SlotChannels, draw_channels
+from delivery.channels import SlotChannels, draw_states
 from delivery.config import ScenarioConfig
 from delivery.errors import CapacityError, ConfigError
 from delivery.requests import RequestProcess
@@ -108,15 +108,10 @@ class Simulator:
         self.n_pbs = len(self.pb_bytes)
         self.n_models = len(self.model_bytes)
         unique = int(self.pb_bytes[self.membership.any(axis=0)].sum())
+        # A PB larger than the capacity is uncacheable: no placement holds it (storage and the
+        # policies only place what fits), so every request for it is served from the cloud
+        # through CoMP like any other missing PB. Not a configuration error (issue 15).
         cap = config.cache_bytes if config.cache_bytes is not None else int(config.cache_fraction * unique)
-        largest = int(self.pb_bytes.max())
-        if cap < largest:
-            src = (
-                f"cache_bytes {cap}"
-                if config.cache_bytes is not None
-                else f"cache_fraction {config.cache_fraction} of {unique} unique bytes = {cap}"
-            )
-            raise ConfigError(f"cache capacity ({src}) is below the largest PB ({largest} bytes)")
         self.capacity_bytes = np.full(self.n_nodes, cap, dtype=np.int64)
         self.topology: Topology = topology or build_topology(
             topo_rng,
@@ -206,22 +201,23 @@ class Simulator:
         new = self.check_placement(placement)
         home = self.topology.user_home
         drawn_requests = self.requests.draw(home)
-        drawn_channels = draw_channels(self._chan_rng, self.topology.gain_lin, cfg.antennas, cfg.csi_error)
+        drawn_channels = draw_states(
+            self._chan_rng, self.topology.gain_lin, cfg.antennas, cfg.csi_error, cfg.fading_states
+        )
         requests = drawn_requests if requests is None else np.asarray(requests, dtype=int)
         channels = drawn_channels if channels is None else channels
 
         holder_ready, source_ready = self._holders(new)
         units = self._units(new, holder_ready, requests, source_ready)
-        noncoop = cfg.mode == "noncoop"
         outcome: DeliveryOutcome = deliver(
             units,
             cfg.n_users,
             channels.h_est,
             channels.h_true,
             self.power_w,
-            cfg.noise_w,
-            # noncoop: every EN on its own orthogonal 1/N of the band (docs: "Delivery")
-            cfg.bandwidth_hz / self.n_nodes if noncoop else cfg.bandwidth_hz,
+            # noncoop: every EN on its own orthogonal 1/N of the band, with that band's noise
+            cfg.channel_noise_w,
+            cfg.channel_bandwidth_hz,
             self.links,
             self.designer,
             cfg.beamformer,
@@ -229,6 +225,10 @@ class Simulator:
             self._bf_rng,
             np.zeros(self.n_nodes),
             np.zeros(self.n_nodes),
+            max_se=cfg.max_spectral_efficiency,
+            more_est=channels.more_est,
+            more_true=channels.more_true,
+            coherence_s=cfg.coherence_time_s,
         )
         change_bytes, bh_bytes, cloud_bytes = self._background_loads(new, outcome.fetched)
         local, edge = self._hit_ratios(new, requests)
@@ -245,7 +245,7 @@ class Simulator:
             placement_change_bytes=change_bytes,
             solver_calls=outcome.solver_calls,
             cache_hits=outcome.cache_hits,
-            delay_lower_bound_s=self._lower_bound(channels.h_true, requests),
+            delay_lower_bound_s=self._lower_bound(channels, requests),
             arrivals=outcome.arrivals,
         )
         self.last_outcome = outcome
@@ -378,15 +378,21 @@ class Simulator:
         edge = float(((need & placement.any(axis=0)).astype(np.int64) @ self.pb_bytes).sum())
         return local / total, edge / total
 
-    def _lower_bound(self, h_true: np.ndarray, requests: np.ndarray) -> float:
+    def _lower_bound(self, channels: SlotChannels, requests: np.ndarray) -> float:
         """Mean over users of 8 * model bytes / best single-user rate with every EN at full power.
 
         No multicast beamformer gives user k more than the single-user optimum
         (sum_n sqrt(P_n) ||h_kn||)^2 / sigma^2 under per-EN budgets, every byte of k's model
         must reach k, and preparation and waiting are non-negative: a bound for any placement,
-        order, serving set, beamformer and mode.
+        order, serving set, beamformer and mode. The rate is the one rate rule's (capped);
+        noncoop's B/N with the noise of B/N gives no more than B with the noise of B. With
+        several fading states a transmission's rate is a mean over states, so at most the best
+        state's: the bound takes each user's best state.
         """
+        from delivery.beamforming.retransmission import rate_bps
+
         cfg = self.config
-        amp = (np.sqrt(self.power_w)[None, :] * np.linalg.norm(h_true, axis=2)).sum(axis=1)
-        rate = cfg.bandwidth_hz * np.log2(1.0 + amp**2 / cfg.noise_w)
+        h_true = np.stack([true for _, true in channels.states()])  # (M, K, N, L)
+        amp = (np.sqrt(self.power_w)[None, None, :] * np.linalg.norm(h_true, axis=3)).sum(axis=2).max(axis=0)
+        rate = rate_bps(amp**2 / cfg.noise_w, cfg.bandwidth_hz, cfg.max_spectral_efficiency)
         return float((8 * self.model_bytes[requests] / rate).mean())

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from delivery.config import ScenarioConfig
-from delivery.engine import Cell, CellResult, RunReport, atomic_write_text, run_cells
+from delivery.engine import Cell, CellResult, RunReport, run_cells
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy, t_interval
+from pbkit.common.fs import atomic_write_text
 from pbkit.library import PBLibrary
 
 RESULT_COLUMNS = ("mean_delay_s", "mode", "hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s", "wall_s")

@@ -397,7 +397,7 @@ def _finish(
     started: float,
 ) -> dict:
     """The issue's targets, computed from the measurements; results.json and the plots."""
-    from delivery.engine import atomic_write_text
+    from pbkit.common.fs import atomic_write_text
 
     policies, paired, best = main["policies"], main["paired"], main["best_heuristic"]
     targets: dict[str, Any] = {"best_heuristic": best}

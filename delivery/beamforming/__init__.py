@@ -20,7 +20,7 @@ from .result import (
     within_budget,
     worst_case_snr,
 )
-from .retransmission import DeliveryPlan, airtime, plan_delivery, rate_bps
+from .retransmission import MAX_SPECTRAL_EFFICIENCY, DeliveryPlan, airtime, plan_delivery, rate_bps
 from .robust_sca import RobustScaSettings
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_RANDOMISATIONS",
     "DeliveryPlan",
     "FastSettings",
+    "MAX_SPECTRAL_EFFICIENCY",
     "METHODS",
     "ROBUST_DESIGNS",
     "ROBUST_METHODS",

@@ -46,7 +46,8 @@ def design(
     """Max-min SNR multicast beamformer for channels h (K, N, L), per-node budgets power (N,) in W.
 
     method: "mrt" (closed form), "sdr" (relaxation + Gaussian randomisation), "fast" (numpy SCA,
-    no solver), "fast-backoff" (fast's beamformer, min_snr = its exact worst case within eps),
+    no solver), "fast-backoff" (fast's beamformer, min_snr = its exact worst case within eps), "fast-harq"
+    (fast's beamformer and rate, sent with incremental-redundancy HARQ: retransmission.py),
     "robust" (numpy SCA on the exact worst-case gain; robust_sca.py), "robust-fast" (SCA on
     worst-case margins with every node at full power), "robust-sdp" (S-procedure LMIs + DC
     rank-one steps; an offline reference, minutes for 20 users). For the methods in
@@ -101,7 +102,7 @@ def _design(
     if method == "mrt":
         return _finish(closed_form.mrt(h, power), h, power, noise, eps, method, "closed-form", None, 0, None, start)
     sp = scale_problem(h, power, noise)
-    if method in ("fast", "fast-backoff", "robust-fast"):
+    if method in ("fast", "fast-backoff", "fast-harq", "robust-fast"):
         v, _, iters = design_fast(sp, rng, fast, design_eps)
         return _finish(sp.to_watts(v), h, power, noise, eps, method, "heuristic", None, iters, None, start)
     if method == "robust":

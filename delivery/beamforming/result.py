@@ -14,12 +14,15 @@ import numpy as np
 
 from pbkit.errors import PbkitError
 
-METHODS = ("mrt", "sdr", "fast", "fast-backoff", "robust", "robust-fast", "robust-sdp")
+METHODS = ("mrt", "sdr", "fast", "fast-backoff", "fast-harq", "robust", "robust-fast", "robust-sdp")
 # Designed for the worst case within eps (eps changes the beamformer).
 ROBUST_DESIGNS = ("robust", "robust-fast", "robust-sdp")
 # min_snr (so the rate) is the exact worst case within eps: the robust designs, and the nominal
 # design with its rate backed off to that worst case.
 ROBUST_METHODS = (*ROBUST_DESIGNS, "fast-backoff")
+# The nominal design sent with hybrid ARQ, incremental redundancy (retransmission.py): its rate is
+# the estimated min SNR's, failed users accumulate redundancy rounds instead of a genie resend.
+HARQ_METHODS = ("fast-harq",)
 
 # Budgets hold to this relative slack (rounding of the final per-node rescale).
 BUDGET_RTOL = 1e-9

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pbkit.common.fs import atomic_write_json
 from pbkit.errors import PbkitError
 
 LIBRARY_FORMAT = "pbkit-pb-library"
@@ -280,27 +280,13 @@ class PBLibrary:
         return lib
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically (temporary file, fsync, rename).
+        """Write atomically (temporary file, fsync, rename) with the umask's file mode.
 
         Raises:
-            OSError: the file cannot be written; the error names `path` (not the temporary file).
+            OSError: the file cannot be written; the error names `path` (not the temporary file),
+                or the ancestor that is a file (NotADirectoryError).
         """
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_json(path, self.to_dict(), indent=1)
 
 
 def load_library(path: str | os.PathLike[str]) -> PBLibrary:

@@ -21,9 +21,11 @@ from typing import Any, Iterable, Sequence
 import blake3
 
 from pbkit.common.settings import read_settings
+from pbkit.common.sizes import SizeError, parse_size
 from pbkit.errors import PbkitError
 from pbkit.library import ModelEntry, PBEntry, PBLibrary
 from pbkit.library.grouping import group_tensors, layer_key, parse_member
+from pbkit.model.dtypes import CAST_DTYPES, DTYPE_SIZES, st_code
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 CONFIGS_DIR = PLANS_DIR / "configs"
@@ -32,43 +34,6 @@ CONFIGS_DIR = PLANS_DIR / "configs"
 DEFAULT_MAX_SHARD_SIZE = "50GB"
 _ID_DOMAIN = "pbkit-plan-v1"
 
-# torch dtype name -> safetensors dtype code (what a checkpoint header and TensorRef carry).
-_ST_DTYPES = {
-    "float64": "F64",
-    "float32": "F32",
-    "float16": "F16",
-    "bfloat16": "BF16",
-    "int64": "I64",
-    "int32": "I32",
-    "int16": "I16",
-    "int8": "I8",
-    "uint8": "U8",
-    "uint16": "U16",
-    "uint32": "U32",
-    "uint64": "U64",
-    "bool": "BOOL",
-    "complex64": "C64",
-    "float8_e4m3fn": "F8_E4M3",
-    "float8_e5m2": "F8_E5M2",
-}
-_ST_ITEMSIZE = {
-    "F64": 8,
-    "I64": 8,
-    "U64": 8,
-    "C64": 8,
-    "F32": 4,
-    "I32": 4,
-    "U32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I16": 2,
-    "U16": 2,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-}
 # safetensors lays data out by dtype (this order, widest first) then by name; measured on
 # safetensors 0.8 and checked against a real save in tests/plan.
 _ST_DATA_ORDER = (
@@ -90,7 +55,7 @@ _ST_DATA_ORDER = (
     "BOOL",
 )
 # Float dtypes a plan may be cast to with --dtype / `dtype:`.
-FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+FLOAT_DTYPES = CAST_DTYPES
 
 
 class PlanError(PbkitError, ValueError):
@@ -298,10 +263,10 @@ def build_meta_model(config, architecture: str | None = None, dtype: str | None 
 
 
 def _st_dtype(torch_dtype) -> str:
-    name = str(torch_dtype).removeprefix("torch.")
-    if name not in _ST_DTYPES:
-        raise PlanError(f"dtype {name} has no safetensors code")
-    return _ST_DTYPES[name]
+    try:
+        return st_code(str(torch_dtype))
+    except KeyError:
+        raise PlanError(f"dtype {torch_dtype} has no safetensors code") from None
 
 
 @dataclass(frozen=True)
@@ -331,7 +296,8 @@ def _assign_shards(tensors: list[_RawTensor], max_shard_size: int | str, weights
         {t.name: t for t in tensors},
         get_storage_size=lambda t: t.nbytes,
         filename_pattern=pattern,
-        max_shard_size=max_shard_size,
+        # bytes from pbkit's parser: huggingface_hub's own refuses `64MiB`
+        max_shard_size=parse_size(max_shard_size, "max_shard_size", minimum=1),
     )
     out: list[_RawTensor] = []
     for filename in sorted(split.filename_to_tensors):
@@ -369,7 +335,7 @@ def checkpoint_tensors(model, max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
         for name, tensor in (revert_weight_conversion(model, part) if part else {}).items():
             dtype = _st_dtype(tensor.dtype)
             shape = tuple(int(s) for s in tensor.shape)
-            raw.append(_RawTensor(name, dtype, shape, math.prod(shape) * _ST_ITEMSIZE[dtype], is_param))
+            raw.append(_RawTensor(name, dtype, shape, math.prod(shape) * DTYPE_SIZES[dtype], is_param))
     return _assign_shards(raw, max_shard_size, "model.safetensors")
 
 
@@ -494,6 +460,14 @@ def load_spec(path: str | Path) -> dict:
     return data
 
 
+def _shard_size(fam: dict, where: str) -> int:
+    """A family's `max_shard_size` in bytes through pbkit's one size parser (`64MiB`, `2GB`, ...)."""
+    try:
+        return parse_size(fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE), f"{where}: max_shard_size", minimum=1)
+    except SizeError as exc:
+        raise PlanError(str(exc)) from None
+
+
 def plan_spec(path: str | Path, dtype: str | None = None) -> Plan:
     """Plan every family of a spec file: each base, its fine-tunes and its adapters.
 
@@ -511,7 +485,7 @@ def plan_spec(path: str | Path, dtype: str | None = None) -> Plan:
         _check_keys(fam, _FAMILY_KEYS, where)
         family = fam["name"]
         fam_dtype = dtype or fam.get("dtype")
-        shard = fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE)
+        shard = _shard_size(fam, where)
         base = _variant(fam, {}, fam_dtype, shard, path, where, cache)
         planned = [PlannedModel(family, "base", base.architecture, _base_tensors(base, family))]
         for ft in _expand(fam.get("finetunes"), f"{where}.finetunes"):
@@ -603,7 +577,7 @@ def _plan_adapter(
         fam,
         {k: v for k, v in ad.items() if k != "dtype"},
         fam_dtype,
-        fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE),
+        _shard_size(fam, where),
         path,
         where,
         cache,
@@ -642,7 +616,7 @@ def _plan_adapter(
             n = f"base_model.model.{mod_name}.{part}.weight"
             adapter.append(
                 _RawTensor(
-                    n, ad_dtype, shape, math.prod(shape) * _ST_ITEMSIZE[ad_dtype], True, "adapter_model.safetensors"
+                    n, ad_dtype, shape, math.prod(shape) * DTYPE_SIZES[ad_dtype], True, "adapter_model.safetensors"
                 )
             )
     if not adapter:
@@ -667,7 +641,7 @@ def _plan_adapter(
                     f"base_model.model.{tname}",
                     dt,
                     shape,
-                    math.prod(shape) * _ST_ITEMSIZE[dt],
+                    math.prod(shape) * DTYPE_SIZES[dt],
                     tname in params,
                     "adapter_model.safetensors",
                 )

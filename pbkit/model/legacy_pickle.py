@@ -18,34 +18,12 @@ from pathlib import Path
 import torch
 
 from pbkit.errors import PbkitError
+from pbkit.model.dtypes import TORCH_TO_ST
 
-# torch dtype -> safetensors dtype name, so PB ids of tensors read from a .bin equal those of
-# the same tensors read from a .safetensors file.
+# torch dtype -> safetensors code (pbkit.model.dtypes), for the dtypes this torch has.
 TORCH_TO_ST_DTYPE: dict[torch.dtype, str] = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
-    torch.complex64: "C64",
+    getattr(torch, name): st for name, st in TORCH_TO_ST.items() if hasattr(torch, name)
 }
-for _name, _st in (
-    ("uint16", "U16"),
-    ("uint32", "U32"),
-    ("uint64", "U64"),
-    ("float8_e4m3fn", "F8_E4M3"),
-    ("float8_e5m2", "F8_E5M2"),
-    ("float8_e4m3fnuz", "F8_E4M3FNUZ"),
-    ("float8_e5m2fnuz", "F8_E5M2FNUZ"),
-    ("float8_e8m0fnu", "F8_E8M0"),
-):
-    if hasattr(torch, _name):
-        TORCH_TO_ST_DTYPE[getattr(torch, _name)] = _st
 
 
 class LegacyPickleError(PbkitError, ValueError):

@@ -19,38 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pbkit.errors import PbkitError
-
-# Bits per element of every dtype in safetensors 0.8's `Dtype` enum (safetensors/src/tensor.rs).
-# Sub-byte types (F4, F6_*) are packed; a tensor of them must fill whole bytes, as safetensors
-# itself requires (numel * bits % 8 == 0).
-DTYPE_BITS: dict[str, int] = {
-    "BOOL": 8,
-    "F4": 4,
-    "F6_E2M3": 6,
-    "F6_E3M2": 6,
-    "U8": 8,
-    "I8": 8,
-    "F8_E5M2": 8,
-    "F8_E4M3": 8,
-    "F8_E8M0": 8,
-    "F8_E4M3FNUZ": 8,
-    "F8_E5M2FNUZ": 8,
-    "I16": 16,
-    "U16": 16,
-    "F16": 16,
-    "BF16": 16,
-    "I32": 32,
-    "U32": 32,
-    "F32": 32,
-    "C64": 64,
-    "F64": 64,
-    "I64": 64,
-    "U64": 64,
-}
-
-# Bytes per element for the byte-aligned dtypes. Sub-byte dtypes have no whole-byte size: use
-# `tensor_nbytes` (or an entry's `end - begin`) rather than numel * DTYPE_SIZES[dtype].
-DTYPE_SIZES: dict[str, int] = {k: v // 8 for k, v in DTYPE_BITS.items() if v % 8 == 0}
+from pbkit.model.dtypes import DTYPE_BITS, DTYPE_SIZES  # noqa: F401 (re-exported: where readers look)
 
 MAX_HEADER_BYTES = 100_000_000
 _LEN_BYTES = 8

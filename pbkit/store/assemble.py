@@ -19,7 +19,6 @@ import mmap
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -27,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
+from pbkit.common.fs import fsync_dir, make_temp_dir, replace_dir
 from pbkit.errors import PbkitError
 from pbkit.model.digest import StreamingBlob, StreamingPB, blob_id, file_sha256, pb_id
-from pbkit.store.objects import ObjectDir, fsync_dir, is_id
+from pbkit.store.objects import ObjectDir, is_id
 from pbkit.store.objects import anonymous_buffer as _anonymous
 
 try:
@@ -260,8 +260,7 @@ def assemble(
             )
     if workers is None:
         workers = max(2, min(4, os.cpu_count() or 2))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.pbkit-tmp-", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir, prefix=f".{out_dir.name}.pbkit-tmp-")  # the umask's mode, not mkdtemp's 0700
     run = _Run(blocks, source, durable, progress, recipe.logical_bytes)
     for b in blocks.values():
         if not source.has(b.id):
@@ -303,9 +302,7 @@ def assemble(
             with ThreadPoolExecutor(max_workers=16) as dir_pool:
                 list(dir_pool.map(fsync_dir, sorted({p.parent for p in paths} | {tmp})))
         try:
-            if out_dir.is_dir():
-                out_dir.rmdir()  # empty (checked above); rename needs it gone on some systems
-            os.rename(tmp, out_dir)
+            replace_dir(tmp, out_dir)  # an empty out_dir (checked above) is replaced
         except OSError as exc:  # something appeared at out_dir meanwhile
             raise AssemblyError(f"{out_dir}: cannot put the assembled model in place ({exc.strerror})") from None
         if durable:

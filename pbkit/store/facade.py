@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from pbkit.common.fs import atomic_write_text
 from pbkit.errors import PbkitError
 from pbkit.store.index import Index, UnknownModelError
 from pbkit.store.objects import ObjectDir
@@ -141,9 +142,7 @@ class Store:
             if root.is_dir() and any(not _store_entry(p.name) for p in root.iterdir()):
                 raise StoreError(f"{root}: not a pbkit store and not empty; refusing to create a store there")
             root.mkdir(parents=True, exist_ok=True)
-            tmp_marker = root / f".pbkit-store.json.{os.getpid()}"
-            tmp_marker.write_text(json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}) + "\n")
-            os.replace(tmp_marker, marker)
+            atomic_write_text(marker, json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}) + "\n")
         objects = ObjectDir(root / "objects", root / "tmp")
         objects.ensure()
         (root / "lock").touch(exist_ok=True)

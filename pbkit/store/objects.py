@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from pbkit.common.fs import fsync_dir
 from pbkit.errors import PbkitError
 
 try:
@@ -264,7 +265,7 @@ class WriteBatch:
                     on_written(obj_id, n)
         if dirs:
             dirs.add(self.objects.root)
-            list(self._pool.map(_fsync_dir, sorted(dirs)))
+            list(self._pool.map(fsync_dir, sorted(dirs)))
         self._cleanup()
         return written, nbytes
 
@@ -468,16 +469,4 @@ def _anonymous(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-fsync_dir = _fsync_dir
 anonymous_buffer = _anonymous

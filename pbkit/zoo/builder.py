@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pbkit.common.fs import atomic_dir, atomic_write_json
 from pbkit.errors import PbkitError
 from pbkit.zoo.spec import (
     AdapterEntrySpec,
@@ -133,7 +134,8 @@ def plan_zoo(spec: ZooSpec) -> list[PlannedModel]:
 # ---------------------------------------------------------------- building one model
 def _copy_model_dir(src: Path, dst: Path) -> None:
     # Follow symlinks (a hub snapshot links into blobs/) so the zoo holds real files.
-    shutil.copytree(src, dst, symlinks=False, ignore=shutil.ignore_patterns(".git", ".cache"))
+    # `dst` is the (empty) temporary directory of `atomic_dir`.
+    shutil.copytree(src, dst, symlinks=False, ignore=shutil.ignore_patterns(".git", ".cache"), dirs_exist_ok=True)
 
 
 def _materialise_base(fam: FamilySpec, tmp: Path) -> None:
@@ -236,13 +238,7 @@ def _read_marker(zoo_dir: Path, name: str) -> dict[str, Any] | None:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=1, sort_keys=True)
 
 
 def _store_recipe_id(store: Any, name: str) -> str | None:
@@ -307,13 +303,8 @@ def _build_locked(
         if not dir_ok:
             if out.exists():
                 shutil.rmtree(out)  # built from another spec (or torn): never mix versions
-            tmp = zoo_dir / f"{_TMP_PREFIX}{planned.name}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            try:
+            with atomic_dir(out, prefix=f"{_TMP_PREFIX}{planned.name}-") as tmp:
                 _build_into(planned, fam, zoo_dir, tmp)
-                os.replace(tmp, out)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
             marker = None
             status = "built"
         recipe_id = _store_recipe_id(store, planned.name)

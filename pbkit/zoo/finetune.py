@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from pbkit.common.fs import atomic_dir
 from pbkit.errors import PbkitError
 
 TINY_ARCHS = ("gpt2", "llama", "bert")
@@ -110,17 +109,8 @@ def _atomic_dir(out_dir: Path) -> Iterator[Path]:
     """Write into a temporary sibling directory, rename it to `out_dir` only on success."""
     out_dir = Path(out_dir)
     _check_out(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary model directory
-    try:
+    with atomic_dir(out_dir, prefix=f".tmp-{out_dir.name}-") as tmp:
         yield tmp
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _check_out(out_dir: Path) -> None:

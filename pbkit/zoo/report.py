@@ -25,6 +25,7 @@ import blake3
 import numpy as np
 
 from pbkit.model.digest import pb_id
+from pbkit.model.dtypes import DTYPE_SIZES, FLOAT_CODES, ST_TO_TORCH
 from pbkit.zoo.scan import ByteSource, ScannedModel
 
 # Xet's chunker: 64 KiB target, 8 KiB minimum, 128 KiB maximum (anchors.md; xet-core).
@@ -33,7 +34,7 @@ CDC_MIN = 8 * 1024
 CDC_MAX = 128 * 1024
 
 # Floating dtypes a tensor can be canonicalised across, by safetensors name, with width in bytes.
-FLOAT_WIDTH = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+FLOAT_WIDTH = {code: DTYPE_SIZES[code] for code in FLOAT_CODES}
 SCHEMES = ("logical", "file", "tensor", "cdc", "canonical")
 SCHEME_TITLES = {
     "logical": "logical (no dedup)",
@@ -147,10 +148,10 @@ def _cdc(
     return unique, len(seen), total, details
 
 
-def _torch_dtype(name: str) -> Any:
+def _torch_dtype(code: str) -> Any:
     import torch
 
-    return {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[name]
+    return getattr(torch, ST_TO_TORCH[code])
 
 
 def recoverable_by_cast(tensors: dict[str, tuple[str, tuple[int, ...], int]], source: ByteSource) -> dict[str, str]:

@@ -18,6 +18,7 @@ import blake3
 
 from pbkit.common.settings import read_settings
 from pbkit.errors import PbkitError
+from pbkit.model.dtypes import CAST_DTYPES
 
 # Bump when the builder changes what a spec entry produces, so stale zoo outputs are rebuilt.
 BUILDER_VERSION = 1
@@ -26,7 +27,7 @@ BASE_SOURCES = ("bundled", "path", "hub", "tiny")
 TINY_ARCHS = ("gpt2", "llama", "bert")
 TASKS = ("classification", "regression", "lm")
 PEFT_TYPES = ("lora", "ia3")
-SAVE_DTYPES = ("float16", "bfloat16")
+SAVE_DTYPES = tuple(d for d in CAST_DTYPES if d != "float32")  # a zoo entry only narrows
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 # Training defaults when neither the entry nor its family's `defaults` sets them: a few real

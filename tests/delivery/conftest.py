@@ -38,7 +38,8 @@ def tiny_sim():
 
 def _tiny_sim(library: PBLibrary, mode: str = "fine", cache_bytes: int = 3_000_000):
     """2 ENs with 1 antenna, user 0 at EN 0 and user 1 at EN 1; each hears only its own EN
-    (a, b set so that SNR_0 = 1023 and SNR_1 = 31 at full power), no CSI error, MRT."""
+    (a, b set so that SNR_0 = 1023 and SNR_1 = 31 at full power), no CSI error, MRT, and no
+    effective rate cap (10 b/s/Hz would be capped at 7.4063 by default)."""
     cfg = ScenarioConfig(
         n_nodes=2,
         antennas=1,
@@ -48,6 +49,7 @@ def _tiny_sim(library: PBLibrary, mode: str = "fine", cache_bytes: int = 3_000_0
         cache_bytes=cache_bytes,
         beamformer="mrt",
         mode=mode,
+        max_spectral_efficiency=64.0,
     )
     topo = Topology(
         node_xy=np.array([[0.0, 0.0], [250.0, 0.0]]),

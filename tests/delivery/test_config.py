@@ -54,6 +54,17 @@ def test_load_yaml_and_toml(tmp_path):
         ScenarioConfig.load(tmp_path / "broken.toml")
 
 
-def test_capacity_below_largest_pb(small_library):
-    with pytest.raises(ConfigError, match="largest PB"):
-        Simulator(ScenarioConfig(cache_fraction=0.001), small_library, np.random.default_rng(0))
+def test_pb_larger_than_the_cache_is_uncacheable_not_refused(small_library):
+    # every EN's cache is smaller than the largest PB: the scenario runs, the PB is never placed
+    # and whoever needs it gets it from the cloud
+    cfg = ScenarioConfig(n_users=8, cache_fraction=0.001, beamformer="mrt")
+    sim = Simulator(cfg, small_library, np.random.default_rng(0))
+    big = int(np.argmax(sim.pb_bytes))
+    assert sim.pb_bytes[big] > sim.capacity_bytes[0]
+    placement = sim.project(np.ones((sim.n_nodes, sim.n_pbs)))
+    assert not placement[:, big].any()
+    r = sim.step(placement)
+    needers = sim.membership[r.requests][:, big]
+    assert np.isfinite(r.user_delay_s).all()
+    if needers.any():
+        assert r.cloud_bytes >= sim.pb_bytes[big]

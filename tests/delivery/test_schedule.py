@@ -11,10 +11,14 @@ from delivery.simulator import Simulator
 from pbkit.library import ModelEntry, PBEntry, PBLibrary, synthetic_library
 
 
-def _small_instances(count: int, seed: int):
+def _small_instances(count: int, seed: int, max_tries: int = 200):
+    """`count` small slots; fails (instead of looping for ever) if `max_tries` draws do not give them."""
     rng = np.random.default_rng(seed)
     made = 0
-    while made < count:
+    last_error: Exception | None = None
+    for _ in range(max_tries):
+        if made == count:
+            return
         lib = synthetic_library(rng, families=1, models_per_family=3, base_pbs=3, own_pbs=1, mean_pb_bytes=4e6)
         cfg = ScenarioConfig(
             n_nodes=2,
@@ -26,7 +30,8 @@ def _small_instances(count: int, seed: int):
         )
         try:
             sim = Simulator(cfg, lib, np.random.default_rng(rng.integers(1 << 32)))
-        except Exception:
+        except Exception as e:  # some random libraries do not fit the scenario; draw again
+            last_error = e
             continue
         placement = sim.project(rng.uniform(size=(sim.n_nodes, sim.n_pbs)))
         requests = rng.integers(0, sim.n_models, cfg.n_users)
@@ -36,6 +41,8 @@ def _small_instances(count: int, seed: int):
             continue
         made += 1
         yield sim, placement, requests, channels
+    if made < count:
+        pytest.fail(f"only {made} of {count} small instances in {max_tries} draws (last error: {last_error!r})")
 
 
 def test_scheduler_finds_the_best_order_on_small_slots():
@@ -123,14 +130,11 @@ def _choose_serving_by_full_enumeration(self, u, prep):
     """Timeline.choose_serving without its pruning bound: design every prefix, same rule."""
     import math
 
-    from delivery.beamforming.retransmission import airtime
-    from delivery.scheduler import _snr_floor
-
     r, ends = self.radio, {}
     ens = [p[2] for p in prep]
     for i in range(len(prep)):
-        snr = _snr_floor(self._design(u.users, tuple(sorted(ens[: i + 1]))).min_snr)
-        ends[i + 1] = max(self.free, prep[i][0]) + airtime(8 * u.size, snr, r.bandwidth_hz)
+        snr = self._design(u.users, tuple(sorted(ens[: i + 1]))).min_snr
+        ends[i + 1] = max(self.free, prep[i][0]) + r.airtime(8 * u.size, snr)
     best_end, best_r = math.inf, 1
     for size in sorted(ends):
         if ends[size] < best_end * (1 - 1e-12):

@@ -199,3 +199,38 @@ def test_deliver_to_a_file_fails_before_simulating(zoo, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot create the delivery directory" in err and str(in_the_way) in err and err.count("\n") == 1
     assert in_the_way.read_text() == "x"
+
+
+def test_pb_larger_than_every_cache_is_served_from_the_cloud(tmp_path, capsys):
+    # issue 15's failing case: the bundled MiniLM and one partial fine-tune, exported with
+    # --granularity layer, then `sim run --deliver-to` with default settings. The word embeddings
+    # (47.7 MB) exceed cache_fraction 0.3 of the unique bytes: they are uncacheable, not refused.
+    from pbkit.zoo.bundled import bundled_model_dir
+    from pbkit.zoo.finetune import FinetuneSpec, finetune
+
+    base = bundled_model_dir()
+    partial = finetune(base, tmp_path / "minilm-k3", FinetuneSpec("minilm-k3", num_labels=3, frozen_layers=5, steps=1))
+    store_dir = tmp_path / "store"
+    assert main(["--store", str(store_dir), "ingest", str(base), "--name", "minilm"]) == 0
+    assert main(["--store", str(store_dir), "ingest", str(partial), "--name", "minilm-k3", "--base", "minilm"]) == 0
+    lib_path = tmp_path / "lib.json"
+    args = ["--store", str(store_dir), "library", "export", "--granularity", "layer", "--out", str(lib_path)]
+    assert main(args) == 0
+    capsys.readouterr()
+    lib = load_library(lib_path)
+    largest = max(pb.bytes for pb in lib.pbs)
+    unique = sum(pb.bytes for pb in lib.pbs)
+    assert largest > 0.3 * unique  # the case the issue reports: no EN can cache this PB
+    out = tmp_path / "delivered"
+    run = ["--store", str(store_dir), "sim", "run", "--library", str(lib_path), "--slots", "1", "--json"]
+    assert main([*run, "--deliver-to", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["per_slot"][0]["cloud_bytes"] >= largest
+    users = sorted(out.glob("slot-*/user-*"))
+    assert len(users) == 20  # the default scenario's users, each with its whole model
+    sizes = {pb.id: pb.bytes for pb in lib.pbs}
+    models = {m.name: m for m in lib.models}
+    for user in users:
+        manifest = json.loads((user / "manifest.json").read_text())
+        assert {b["id"] for b in manifest["blocks"]} == set(models[manifest["model"]].pbs)
+        assert all(b["bytes"] == sizes[b["id"]] for b in manifest["blocks"])

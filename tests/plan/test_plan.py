@@ -257,7 +257,8 @@ def test_lora_plan_equals_real_peft_save(tmp_path):
         torch.manual_seed(0)
         peft_model = get_peft_model(
             getattr(transformers, architecture)(config),
-            LoraConfig(r=4, target_modules=targets, modules_to_save=to_save or None),
+            # GPT-2's Conv1D stores weights transposed: say so (peft would warn and set it itself)
+            LoraConfig(r=4, target_modules=targets, modules_to_save=to_save or None, fan_in_fan_out=family == "gpt2"),
         )
         out = tmp_path / f"peft-{family}"
         peft_model.save_pretrained(out)
@@ -433,3 +434,16 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     assert cli_main(["plan", "--arch", "gpt2", "--granularity", "fixed", "--out", str(tmp_path / "x.json")]) == 2
     assert "needs --max-bytes" in capsys.readouterr().err
     assert cli_main(["plan", "--out", str(tmp_path / "x.json")]) == 2
+
+
+def test_spec_max_shard_size_takes_every_size_form(tmp_path):
+    cfg = write_config(tmp_path, *TINY["gpt2"])
+    files = {}
+    for size in ("64MiB", "67108864", "20kB"):
+        spec = tiny_spec(tmp_path, [{"name": "g", "arch": cfg.name, "max_shard_size": size}])
+        files[size] = {t.file for t in plan_spec(spec).model("g").tensors}
+    assert files["64MiB"] == files["67108864"] == {"model.safetensors"}
+    assert len(files["20kB"]) > 1  # a tiny GPT-2 is > 20 kB: sharded
+    spec = tiny_spec(tmp_path, [{"name": "g", "arch": cfg.name, "max_shard_size": "64XB"}])
+    with pytest.raises(PlanError, match=r"families\[0\]: max_shard_size '64XB': not a size"):
+        plan_spec(spec)

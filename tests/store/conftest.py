@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))  # for `import store_helpers` under --import-mode=importlib
 
 from pbkit.store import Store  # noqa: E402
 from pbkit.zoo.bundled import bundled_model_dir  # noqa: E402

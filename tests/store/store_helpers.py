@@ -1,4 +1,4 @@
-"""Helpers shared by the store tests (imported as `store_helpers`; conftest puts this dir on sys.path)."""
+"""Helpers shared by the store tests (imported as `store_helpers` through pytest's `pythonpath` in pyproject.toml)."""
 
 from __future__ import annotations
 

@@ -108,3 +108,17 @@ def test_recipe_with_a_path_outside_the_model_dir_is_refused(store, toy, bad_pat
     blob["path"] = bad_path
     with pytest.raises(RecipeError, match="not a plain relative path"):
         Recipe.from_json(json.dumps(body))
+
+
+def test_assembled_directory_and_files_follow_the_umask(store, toy, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "assembled"
+        store.assemble("toy", out)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # mkdtemp's 0700 must not leak through the rename
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()} == {0o644}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +12,10 @@ import torch
 torch.set_num_threads(1)  # 2 cores shared with other work
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from zoo_helpers import small_spec  # noqa: E402
+
 from pbkit.store import Store  # noqa: E402
 from pbkit.zoo.builder import build_zoo  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))  # `import zoo_helpers` under --import-mode=importlib
-from zoo_helpers import small_spec  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
                 stale.append(name)
             continue
         library.save(lib.path)
-        lib.path.chmod(0o644)
         share = library.sharing()
         print(f"{lib.path}: {share['models']} models, {share['pbs']} PBs, unique {share['unique_bytes']:,} B")
     if stale:
