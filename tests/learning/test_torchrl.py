@@ -1,21 +1,17 @@
 """The learner's environment through TorchRL (benchmarks/torchrl_mappo.py): specs check, and one
 collector batch trains MAPPO's loss. Skipped when the `marl` extra is not installed."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 pytest.importorskip("torchrl")
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
 def test_mappo_runs_through_torchrl_on_the_env(tiny_library, tiny_scenario):
-    import torchrl_mappo
     from torchrl.envs import PettingZooWrapper
     from torchrl.envs.utils import MarlGroupMapType, check_env_specs
 
+    from benchmarks import torchrl_mappo
     from learning.env import CacheEnv
 
     env = CacheEnv(tiny_library, tiny_scenario, episode_slots=4, seed=0, baseline="lfu")
