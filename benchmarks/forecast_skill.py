@@ -64,7 +64,7 @@ def run_regime(library, scenario, seed: int, episodes: int, slots: int) -> dict[
         prev = None
         slot = 0
 
-        def view():
+        def view(slot: int, last: np.ndarray, counts: np.ndarray) -> SimpleNamespace:
             return SimpleNamespace(
                 slot=slot,
                 placement=np.zeros((n, sim.n_pbs), bool),
@@ -74,7 +74,7 @@ def run_regime(library, scenario, seed: int, episodes: int, slots: int) -> dict[
                 config=scenario,
             )
 
-        snap = snapshot(view(), prev, cfg.ema_alpha)
+        snap = snapshot(view(slot, last, counts), prev, cfg.ema_alpha)
         x = fc.start_episode(snap)
         for t in range(slots):
             truth = np.asarray(sim.requests.popularity(), dtype=np.float64)
@@ -83,7 +83,7 @@ def run_regime(library, scenario, seed: int, episodes: int, slots: int) -> dict[
             np.add.at(last, (sim.topology.user_home, requests), 1)
             counts = counts + last
             slot += 1
-            snap2 = snapshot(view(), snap, cfg.ema_alpha)
+            snap2 = snapshot(view(slot, last, counts), snap, cfg.ema_alpha)
             if t >= 2:
                 rows.append((x.copy(), series_inputs(snap), np.asarray(snap2["last"]).reshape(-1), truth.reshape(-1)))
             x = fc.advance(x, snap2)
