@@ -70,6 +70,8 @@ class CacheEnv(ParallelEnv):
         self.ema_alpha = float(ema_alpha)
         self.keep_bias = float(keep_bias)
         self.reference = ReferenceTrack(baseline) if baseline else None
+        if self.reference is not None:
+            self.reference.start(scenario, library, seed)  # in step with self.sim until a reset
         self.forecaster = None  # optional callable(snapshot) -> (N, I) forecast of the next shares
         self.sim = Simulator(scenario, library, np.random.default_rng(seed))
         self.layout = Layout.from_view(self.sim.policy_view())
@@ -141,7 +143,7 @@ class CacheEnv(ParallelEnv):
         self.snap = snapshot(self.sim.policy_view(), None, self.ema_alpha)
         self.slot = 0
         if self.reference is not None:
-            self.reference.reset(sim_seed)
+            self.reference.start(self.scenario, self.library, sim_seed)
         self.agents = list(self.possible_agents)
         return self._observations(), self._infos()
 
@@ -156,7 +158,7 @@ class CacheEnv(ParallelEnv):
         sim.last_requests = self.sim.last_requests.copy()
         sim.slot = self.sim.slot
         twin.sim, twin.snap, twin.agents = sim, self.snapshot(), list(self.possible_agents)
-        twin.reference = None  # synthetic slots: no replay of a reference
+        twin.reference = None  # synthetic slots: no reference (their requests are the forecast's)
         twin._np_random = np.random.default_rng(seed)
         return twin
 
@@ -185,6 +187,8 @@ class CacheEnv(ParallelEnv):
         if self.reference is not None and requests is None:
             reference = self.reference.delay(self.sim)  # the same slot, before it is drawn
         result = self.sim.step(placement, requests=requests)
+        if reference is not None:
+            self.reference.check(result.requests)
         self.last_result = result
         self.slot += 1
         self.snap = self._next_snapshot()
