@@ -63,10 +63,12 @@ QUICK = ReportPlan(
     (2000, 2001),
     headroom=False,
 )
+# the ablations of issue 16 on the same seeds: no DA, no neighbour messages, no attention, mean critic
+ABLATIONS = ("maasn-noda", "maasn-nomsg", "maasn-noattn", "maasn-meancritic")
 FULL = ReportPlan(
     "full",
     (0, 1, 2, 3, 4),
-    ("maasn-da", "maasn-noda"),
+    ("maasn-da", *ABLATIONS),
     TEST_SEEDS,
     20,
     (0.15, 0.3, 0.5),
@@ -461,17 +463,24 @@ def plot(results: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, style in (("maasn-da", "-"), ("maasn-noda", "--")):
-        runs = results["curves"].get(name, [])
+    for name, runs in results["curves"].items():
+        runs = [run for run in runs if run]
         if not runs:
             continue
-        steps = [r["step"] for r in runs[0]]
-        delay = np.mean([[r["eval_delay_s"] for r in run] for run in runs], axis=0)
-        ax.plot(steps, delay, style, marker="o", ms=3, label=name)
+        length = min(len(run) for run in runs)
+        steps = [r["step"] for r in runs[0][:length]]
+        delays = np.array([[r["eval_delay_s"] for r in run[:length]] for run in runs])
+        mean = delays.mean(axis=0)
+        (line,) = ax.plot(steps, mean, "-" if name == "maasn-da" else "--", marker="o", ms=3, label=name)
+        if len(runs) > 1:  # band: 95 % t-interval of the mean over training seeds
+            from scipy import stats
+
+            half = stats.t.ppf(0.975, len(runs) - 1) * delays.std(axis=0, ddof=1) / np.sqrt(len(runs))
+            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("real environment steps (slots)")
     ax.set_ylabel("validation mean delay (s)")
-    ax.set_title("learning curves, with and without DA")
-    ax.legend()
+    ax.set_title("learning curves (mean, 95 % band over training seeds)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=120)
     plt.close(fig)
