@@ -95,6 +95,7 @@ class TrainConfig:
     da_share_max: float = 0.5
     da_skill_full: float = 0.1  # forecast skill at which the synthetic share reaches da_share_max
     da_buffer_size: int = 10000
+    forecast_input: bool = True  # the ESN's forecast of the next slot's shares as an input feature
     # validation (best-checkpoint choice) and logging
     eval_every: int = 200  # must be a multiple of episode_slots (checkpoints at episode ends)
     val_seeds: tuple[int, ...] = (1000, 1001, 1002)  # disjoint from the test seeds (2000+)

@@ -109,6 +109,7 @@ class Trainer:
         env.reset(seed=int(self.rng_env.integers(2**31 - 1)))
         snap = env.snapshot()
         x = da.start_episode(snap)
+        self._forecast_into(x, snap, env)
         heuristic = GreedyPolicy()
         nstep = NStep(cfg.n_step, cfg.gamma)
         for _ in range(cfg.episode_slots):
@@ -122,8 +123,9 @@ class Trainer:
             info = info[env.possible_agents[0]]
             snap2 = env.snapshot()
             reward = float(next(iter(rewards.values())))
-            nstep.push(snap, info["effective_actions"], reward, snap2, self.replay)
             x = da.observe(x, snap, snap2, popularity)
+            self._forecast_into(x, snap2, env)
+            nstep.push(snap, info["effective_actions"], reward, snap2, self.replay)
             self.step += 1
             stats["delay"].append(info["mean_delay_s"])
             if np.isfinite(info["reference_delay_s"]):
@@ -180,11 +182,20 @@ class Trainer:
             # no replayed reference on synthetic slots: the baseline is the real slots' mean paired
             # reference (a constant, so it shifts Q only and keeps real and synthetic rewards on one scale)
             reward = -(info["mean_delay_s"] - self._reference_level()) / twin.d_ref
-            nstep.push(snap, info["effective_actions"], reward, snap2, self.synth)
             x = self.da.advance(x, snap2)
+            self._forecast_into(x, snap2, twin)
+            nstep.push(snap, info["effective_actions"], reward, snap2, self.synth)
             self.synthetic_steps += 1
             snap = snap2
         nstep.flush(self.synth)
+
+    def _forecast_into(self, x: np.ndarray, snap: dict, env: CacheEnv) -> None:
+        """The ESN's forecast of the next slot's request shares as the snapshot's "forecast"
+        feature (and the environment's, which branches start from), once the ESN is fitted;
+        until then the feature is the moving average. A forecast, never a placement."""
+        if self.cfg.forecast_input and self.da.esn.fitted:
+            snap["forecast"] = self.da.forecast(x, snap)
+            env.snap["forecast"] = snap["forecast"].copy()
 
     def _reference_level(self) -> float:
         """Mean reference delay of the real slots so far (0 without a reward baseline)."""
@@ -201,8 +212,18 @@ class Trainer:
         return {k: np.concatenate([real[k], syn[k]]) for k in real}
 
     # ------------------------------------------------------------------ validation
+    def _policy_forecaster(self) -> dict:
+        """What the policy needs to compute the forecast feature itself: the ESN's weights."""
+        return {"esn": self.da.esn.state_dict()} if self.cfg.forecast_input and self.da.esn.fitted else {}
+
     def policy(self, name: str = "maasn-da") -> LearnedPolicy:
-        return LearnedPolicy(self.learner.actor.state_dict(), self.cfg, self.layout.max_degree, name)
+        return LearnedPolicy(
+            self.learner.actor.state_dict(),
+            self.cfg,
+            self.layout.max_degree,
+            name,
+            esn=self._policy_forecaster().get("esn"),
+        )
 
     def validate(self) -> np.ndarray:
         """Per-seed mean delay of the current greedy actor on the validation seeds."""
@@ -277,7 +298,7 @@ class Trainer:
                 self.learner.actor,
                 self.cfg,
                 self.layout.max_degree,
-                {"step": self.step, "validation_delay_s": value},
+                {"step": self.step, "validation_delay_s": value} | self._policy_forecaster(),
             )
         row = {
             "step": self.step,
