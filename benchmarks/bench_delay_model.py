@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from delivery.channels import draw_channels
+from delivery.channels import draw_states
 from delivery.config import ScenarioConfig
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy, t_interval
@@ -67,7 +67,7 @@ def order_gaps(instances: int, beamformer: str, seed: int, csi_error: float = 0.
             continue
         placement = sim.project(rng.uniform(size=(sim.n_nodes, sim.n_pbs)))
         requests = rng.integers(0, sim.n_models, cfg.n_users)
-        channels = draw_channels(rng, sim.topology.gain_lin, cfg.antennas, cfg.csi_error)
+        channels = draw_states(rng, sim.topology.gain_lin, cfg.antennas, cfg.csi_error, cfg.fading_states)
         try:
             gap = order_gap(sim, placement, requests, channels)
         except ValueError:
@@ -121,6 +121,9 @@ def _mean_with(sim, placement, requests, channels, order) -> float:
         np.zeros(sim.n_nodes),
         order=order,
         max_se=cfg.max_spectral_efficiency,
+        more_est=channels.more_est,
+        more_true=channels.more_true,
+        coherence_s=cfg.coherence_time_s,
     )
     return float(out.user_delay_s.mean())
 

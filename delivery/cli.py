@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         library: str = typer.Option(..., "--library", help="PB library JSON, or 'synthetic'."),
         policy: str = typer.Option(
-            "greedy", "--policy", help="random, popular, lfu, coarse, noncoop, greedy, optimal, or a registered one."
+            "greedy", "--policy", help="A policy name (pbkit sim policies), or your own as module:Class."
         ),
         slots: int = typer.Option(20, "--slots", min=1),
         seed: int = typer.Option(0, "--seed"),
@@ -58,14 +58,19 @@ def register(app: typer.Typer) -> None:
             "--deliver-to",
             help="Write each user's received blocks per slot here (library exported from --store; delivery/device.py).",
         ),
+        requests: Optional[Path] = typer.Option(
+            None, "--requests", help="Replay a request trace: CSV slot,user,model (model by name)."
+        ),
         ctx: typer.Context = typer.Option(None, hidden=True),
     ) -> None:
         """Run one policy on one scenario and report the mean download delay."""
+        from delivery.cli_headroom import check_trace_length, with_requests_file
         from delivery.experiment import BREAKDOWN_KEYS, run_policy
         from pbkit.common.progress import Progress
 
-        cfg = build_config(config, set_)
         lib = load_library_arg(library)
+        cfg = with_requests_file(build_config(config, set_), requests, lib)
+        check_trace_length(cfg, slots, lib)
         with Progress(transient=True, disable=as_json or slots < 5) as progress:
             task = progress.add_task(f"{policy}", total=slots)
             writer = None
@@ -109,7 +114,9 @@ def register(app: typer.Typer) -> None:
     @sim.command("compare")
     def compare_cmd(
         library: str = typer.Option(..., "--library", help="PB library JSON, or 'synthetic'."),
-        policies: str = typer.Option("random,popular,lfu,coarse,noncoop,greedy", "--policies"),
+        policies: Optional[str] = typer.Option(
+            None, "--policies", help="Comma-separated names (default: the registry's comparison set)."
+        ),
         seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds 0..n-1 (or from --first-seed)."),
         first_seed: int = typer.Option(0, "--first-seed"),
         slots: int = typer.Option(20, "--slots", min=1),
@@ -120,12 +127,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run several policies on the same scenarios; table with 95 % t-intervals over seeds."""
         from delivery.experiment import BREAKDOWN_KEYS, compare, plot_compare
+        from delivery.registry import compare_defaults, make_policy
         from pbkit.common.progress import Progress
 
         cfg = build_config(config, set_)
         lib = load_library_arg(library)
-        names = [p.strip() for p in policies.split(",") if p.strip()]
-        from delivery.policies import make_policy
+        names = [p.strip() for p in policies.split(",") if p.strip()] if policies else compare_defaults()
 
         for name in names:
             make_policy(name)  # fail on a bad name before any work
@@ -178,3 +185,14 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         lb = next(iter(result["policies"].values()))["delay_lower_bound_s"]["mean"]
         console.print(f"placement-free lower bound on mean delay: {lb:.3f} s; wrote {out}/compare.json, compare.png")
+
+    from delivery.cli_headroom import headroom_command
+
+    sim.command("headroom")(headroom_command)
+
+    @sim.command("policies")
+    def policies_cmd() -> None:
+        """List the caching policies: name, role (heuristic, baseline, reference, bound), what it does."""
+        from delivery.registry import describe
+
+        typer.echo(describe())

@@ -29,6 +29,9 @@ def sweep_command(
     config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting for every cell: key=value (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json."),
+    requests: Optional[Path] = typer.Option(
+        None, "--requests", help="Replay a request trace in every cell: CSV slot,user,model."
+    ),
 ) -> None:
     """Run every (grid point, policy, seed) cell as a Ray task; rerun to resume."""
     from delivery.sweep import build_sweep, parse_grid, run_sweep  # the simulator: when run, not at start-up
@@ -41,8 +44,15 @@ def sweep_command(
     if clash:
         raise ConfigError(f"--grid {clash[0]}: also given with --set")
     lib = load_library_arg(library)
+    from delivery.cli_headroom import check_trace_length, with_requests_file
+
+    def cell_config(extra: list[str]):
+        cfg = with_requests_file(build_config(config, [*set_, *extra], where="--grid/--set"), requests, lib)
+        check_trace_length(cfg, slots, lib)
+        return cfg
+
     sweep = build_sweep(
-        lambda extra: build_config(config, [*set_, *extra], where="--grid/--set"),
+        cell_config,
         grid_values,
         names,
         list(range(first_seed, first_seed + seeds)),

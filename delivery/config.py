@@ -17,7 +17,9 @@ from delivery.errors import ConfigError
 from pbkit.common.settings import load_typed, read_settings
 
 MODES = ("fine", "coarse", "noncoop")
+DEMANDS = ("stationary", "lifecycle", "diurnal", "spreading", "mobility", "trace")  # delivery/demand/
 CHANGE_COSTS = ("delay", "separate")
+CACHE_LOADS = ("shared", "background")
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,35 @@ class ScenarioConfig:
     coherence_time_s: float = 0.0435
     fading_states: int = 4  # independent states a long transmission cycles through (1: frozen)
     # caching
-    cache_fraction: float = 0.3  # C_n as a fraction of the library's unique bytes
+    # C_n as a fraction of the library's unique bytes: 4 ENs x 0.03 hold 12 % of the catalogue
+    # together (issue 15: at most half), where placement matters on hub-catalogue (docs/results.md
+    # "Headroom"; at 0.125 the ENs hold nearly every requested byte). "everything-fits": 0.3 x 4 = 1.2
+    cache_fraction: float = 0.03
     cache_bytes: int | None = None  # explicit C_n in bytes; overrides cache_fraction
     change_cost: str = "delay"  # "delay": loading new PBs delays the slot; "separate": only counted
-    # requests
-    zipf_gamma: float = 0.8
-    drift_period: int = 10
-    drift_swaps: int = 2
+    # With change_cost "delay": "shared": a slot's background cache loads run on the EN's backhaul
+    # and cloud links from the slot's end, so they hold up the next slot's fetches and a loaded PB
+    # serves from its arrival; "background": loads are free and ready by the next slot (before
+    # issue 15). docs/system-model.md, "Placement changes".
+    cache_loads: str = "shared"
+    # requests (delivery/demand/; sources and guesses in docs/system-model.md, "Demand")
+    demand: str = "lifecycle"  # one of DEMANDS
+    zipf_gamma: float = 0.8  # skew of the Zipf weights every process draws popularity from
+    drift_period: int = 10  # stationary: slots between rank swaps
+    drift_swaps: int = 2  # stationary: swaps per drift
+    lifecycle_release_rate: float = 2.0  # new derivative models per slot (Poisson mean)
+    lifecycle_initial_share: float = 0.5  # share of derivatives released before slot 0
+    lifecycle_rise_slots: float = 1.0
+    lifecycle_decay_slots: float = 8.0
+    lifecycle_decay_exponent: float = 1.0
+    diurnal_period_slots: int = 24
+    diurnal_amplitude: float = 0.8
+    spreading_period_slots: int = 4
+    spreading_lag_slots: int = 1
+    spreading_duration_slots: int = 8
+    spreading_share: float = 0.4
+    mobility_step_m: float = 50.0
+    requests_file: str | None = None  # demand "trace": a slot,user,model CSV
     # links
     backhaul_bps: float = 1e9
     cloud_bps: float = 200e6
@@ -65,6 +89,10 @@ class ScenarioConfig:
             if f.name == "cache_bytes":
                 if value is not None:
                     _check_int(f.name, value, minimum=1)
+                continue
+            if f.name == "requests_file":
+                if value is not None and not isinstance(value, str):
+                    raise ConfigError(f"requests_file = {value!r} is not a path")
                 continue
             if f.type == "int":
                 _check_int(f.name, value, minimum=0)
@@ -87,6 +115,11 @@ class ScenarioConfig:
             "cloud_bps",
             "zipf_gamma",
             "cache_fraction",
+            "lifecycle_rise_slots",
+            "lifecycle_decay_slots",
+            "diurnal_period_slots",
+            "spreading_period_slots",
+            "spreading_duration_slots",
             "max_spectral_efficiency",
             "coherence_time_s",
             "fading_states",
@@ -94,7 +127,16 @@ class ScenarioConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} = {getattr(self, name)!r} must be positive")
-        for name in ("noise_figure_db", "shadowing_db", "min_distance_m", "cloud_latency_s", "comp_margin_db"):
+        for name in (
+            "noise_figure_db",
+            "shadowing_db",
+            "min_distance_m",
+            "cloud_latency_s",
+            "comp_margin_db",
+            "lifecycle_release_rate",
+            "lifecycle_decay_exponent",
+            "mobility_step_m",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} = {getattr(self, name)!r} must not be negative")
         if not -30.0 <= self.power_dbm <= 60.0:
@@ -105,7 +147,22 @@ class ScenarioConfig:
             raise ConfigError(f"cache_fraction = {self.cache_fraction} is above 1")
         if self.min_distance_m >= self.isd_m / math.sqrt(3):
             raise ConfigError(f"min_distance_m = {self.min_distance_m} leaves no room in a cell of ISD {self.isd_m} m")
-        for name, allowed in (("beamformer", BEAMFORMERS), ("mode", MODES), ("change_cost", CHANGE_COSTS)):
+        for name in ("lifecycle_initial_share", "diurnal_amplitude", "spreading_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} = {getattr(self, name)} is not in [0, 1]")
+        if (self.demand == "trace") != (self.requests_file is not None):
+            raise ConfigError(
+                "demand = 'trace' needs requests_file (sim run --requests FILE.csv)"
+                if self.requests_file is None
+                else f"requests_file = {self.requests_file!r} needs demand = 'trace', not {self.demand!r}"
+            )
+        for name, allowed in (
+            ("beamformer", BEAMFORMERS),
+            ("mode", MODES),
+            ("change_cost", CHANGE_COSTS),
+            ("cache_loads", CACHE_LOADS),
+            ("demand", DEMANDS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} = {getattr(self, name)!r} is not one of {', '.join(allowed)}")
 
@@ -160,10 +217,12 @@ class ScenarioConfig:
 
 
 def scenario_path(name: str) -> Path:
-    """Path of a bundled scenario ("default" or "small") shipped as package data."""
-    path = Path(__file__).parent / "scenarios" / f"{name}.yaml"
+    """Path of a bundled scenario (delivery/scenarios/NAME.yaml) shipped as package data."""
+    folder = Path(__file__).parent / "scenarios"
+    path = folder / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"no bundled scenario {name!r} (have: default, small)")
+        have = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise ConfigError(f"no bundled scenario {name!r} (have: {have})")
     return path
 
 

@@ -2,8 +2,8 @@
 
 For slot t and user k, `DeviceWriter.write_slot` makes `out/slot-<t>/user-<k>/`, a received-blocks
 directory that `pbkit --store S assemble MODEL --from-blocks DIR` accepts (files named by the
-store's block ids: hard links to the store's objects where the filesystem allows, copies
-otherwise), and `manifest.json`:
+store's block ids: copies of the store's objects, reflinks where the file system offers them,
+never hard links, so writing into a received block cannot corrupt the store), and `manifest.json`:
 
     {"model": NAME, "delay_s": X,
      "blocks": [{"id": PB id, "bytes": n, "arrival_s": t, "store_blocks": [block ids]}, ...]}
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +52,7 @@ class UserDelivery:
     model: str
     delay_s: float
     path: Path
-    blocks: int  # store blocks written
-    linked: int  # of which hard links (the rest copies)
+    blocks: int  # store blocks written (each a copy of its own, never a hard link to the store)
 
 
 class DeviceWriter:
@@ -93,7 +91,6 @@ class DeviceWriter:
         for j, blocks in enumerate(self.blocks):
             for b in blocks:
                 self.holders.setdefault(b, []).append(j)
-        self.can_link = True
 
     def write_slot(self, result: Any) -> list[UserDelivery]:
         """Write slot `result.slot`: one directory per user. Returns what was written."""
@@ -125,7 +122,7 @@ class DeviceWriter:
         # A rerun into the same directory replaces the slot's old files.
         with atomic_dir(final, overwrite=True, prefix=f".user-{k}.") as tmp:
             received = {int(j) for j, _ in arrivals}
-            entries, linked, count = [], 0, 0
+            entries, count = [], 0
             done: set[str] = set()
             for j, t in arrivals:
                 pb = self.library.pbs[int(j)]
@@ -138,23 +135,11 @@ class DeviceWriter:
                     parts = [h for h in self.holders[b] if self.library.pbs[h].id in model_pbs] or [int(j)]
                     if all(h in received for h in parts):
                         done.add(b)
-                        linked += self._place(b, tmp / b)
+                        self.store.objects.copy_out(b, tmp / b)
                         count += 1
             manifest = {"model": model, "delay_s": delay_s, "blocks": entries}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        return UserDelivery(slot, k, model, delay_s, final, count, linked)
-
-    def _place(self, block: str, dst: Path) -> int:
-        """Hard-link the store's object to dst (1), or copy it when links fail here (0)."""
-        src = self.store.objects.path(block)
-        if self.can_link:
-            try:
-                os.link(src, dst)
-                return 1
-            except OSError:
-                self.can_link = False  # another filesystem or no link permission: copy from now on
-        shutil.copyfile(src, dst)
-        return 0
+        return UserDelivery(slot, k, model, delay_s, final, count)
 
 
 @dataclass(frozen=True)

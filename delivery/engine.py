@@ -59,7 +59,10 @@ CELLS_FILE = "cells.jsonl"
 
 
 class EngineError(PbkitError, RuntimeError):
-    """The engine could not run or record a cell."""
+    """The engine could not run or record a cell (Ray unreachable, a cell failed, the output
+    cannot be written): a runtime failure, exit 1."""
+
+    exit_code = 1
 
 
 def params_key(params: dict[str, Any]) -> str:

@@ -81,13 +81,17 @@ def run_policy(
     else:
         name = str(getattr(policy, "name", type(policy).__name__))
     mode = getattr(policy, "mode", None) or config.mode
+    # a bound such as fullcache runs on its own variant of the scenario (more room); same streams
+    overrides = dict(getattr(policy, "scenario_overrides", None) or {})
     sim_rng, policy_rng = seed_streams(seed)
-    sim = Simulator(config.replace(mode=mode), library, sim_rng)
+    sim = Simulator(config.replace(**overrides, mode=mode), library, sim_rng)
+    names = [m.name for m in library.models]
     out = RunResult(policy=name, seed=seed, mode=mode)
     start = time.perf_counter()
     for _ in range(slots):
         result = sim.step(policy.place(sim.policy_view(), policy_rng))
-        out.slots.append(result.summary())
+        # each slot's requests by name, indexed by user: a replay (--requests) can be checked
+        out.slots.append({**result.summary(), "requests": [names[i] for i in result.requests]})
         if on_slot is not None:
             on_slot(result)
     out.wall_s = time.perf_counter() - start
@@ -120,7 +124,12 @@ def paired_difference(
     }
 
 
-HEURISTICS = ("random", "popular", "lfu", "greedy", "coarse", "noncoop", "optimal")
+def heuristic_names() -> list[str]:
+    """Policies a real system could run (delivery.registry roles heuristic and baseline): the
+    candidates for "best heuristic" in comparisons."""
+    from delivery.registry import policy_names
+
+    return policy_names("heuristic") + policy_names("baseline")
 
 
 def compare(
@@ -158,7 +167,8 @@ def compare(
         row["per_seed_mean_delay_s"] = [s["mean_delay_s"] for s in summaries]
         row["wall_s"] = float(sum(s["wall_s"] for s in summaries))
         table[name] = row
-    heuristics = [n for n in table if n in HEURISTICS and factories[n] is None]
+    known = heuristic_names()
+    heuristics = [n for n in table if n in known and factories[n] is None]
     paired: dict[str, Any] = {}
     if heuristics:
         best = min(heuristics, key=lambda n: table[n]["mean_delay_s"]["mean"])

@@ -66,6 +66,9 @@ def order_gap(
             np.zeros(sim.n_nodes),
             order=order,
             max_se=cfg.max_spectral_efficiency,
+            more_est=channels.more_est,
+            more_true=channels.more_true,
+            coherence_s=cfg.coherence_time_s,
         )
         return float(out.user_delay_s.mean())
 

@@ -8,13 +8,15 @@ that mode. What each policy does is documented in docs/system-model.md, "Policie
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+import dataclasses
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from delivery.errors import ConfigError
+from delivery.forecast import EMACounts, HoltForecaster
 from delivery.optimal import solve_milp
 from delivery.proxy import ProxyInstance, demand_estimate, proxy_instance
+from delivery.registry import make_policy, policy_names, register_policy
 from delivery.storage import fill_in_order, fill_models, project_scores
 
 
@@ -192,30 +194,83 @@ def _as_mode(view, x: np.ndarray) -> np.ndarray:
     return project_scores(x.astype(float), view.pb_bytes, view.capacity_bytes, view.membership, "coarse")
 
 
-_FACTORIES: dict[str, Callable[..., Policy]] = {
-    "random": RandomPolicy,
-    "popular": PopularPolicy,
-    "lfu": LFUPolicy,
-    "coarse": CoarsePolicy,
-    "noncoop": NoncoopPolicy,
-    "greedy": GreedyPolicy,
-    "optimal": OptimalPolicy,
-}
+def greedy_on_demand(view, demand: np.ndarray) -> np.ndarray:
+    """The greedy placement (`greedy_proxy`) for a given (N, I) expected demand per slot."""
+    inst = dataclasses.replace(proxy_instance(view), weight=np.asarray(demand, float) @ view.membership.astype(float))
+    return _as_mode(view, greedy_proxy(inst))
 
 
-def register_policy(name: str, factory: Callable[..., Policy]) -> None:
-    """Make `make_policy(name, **kwargs)` build `factory(**kwargs)` (e.g. learned policies)."""
-    _FACTORIES[name] = factory
+def _shares_times_users(view, counts: np.ndarray | None, prior: float) -> np.ndarray:
+    """(N, I) expected requests: users of each EN times its (smoothed) share of `counts`."""
+    c = (np.zeros(view.request_counts.shape) if counts is None else np.asarray(counts, float)) + prior
+    return view.users_per_node[:, None] * c / c.sum(axis=1, keepdims=True)
 
 
-def policy_names() -> list[str]:
-    return list(_FACTORIES)
+class LRUPolicy:
+    """Least-recently-used: each EN keeps the PBs of its most recently requested models
+    (recency of the last slot a model containing the PB was requested there), ties by counts."""
+
+    name = "lru"
+    mode: str | None = None
+
+    def __init__(self) -> None:
+        self.last_used: np.ndarray | None = None  # (N, I) last slot each model was requested
+
+    def place(self, view, rng: np.random.Generator) -> np.ndarray:
+        if self.last_used is None:
+            self.last_used = np.full(view.request_counts.shape, -1.0)
+        if view.slot > 0:
+            self.last_used[view.last_requests > 0] = view.slot - 1
+        counts = view.request_counts.astype(float)
+        model_score = self.last_used + counts / (counts.sum(axis=1, keepdims=True) + 1.0)  # ties by counts
+        if view.mode == "coarse":
+            return _fill_by_rank(view, model_score)
+        # a PB is as recent as the most recent model that needs it
+        member = view.membership.astype(bool)
+        pb_score = np.where(member[None, :, :], model_score[:, :, None], -np.inf).max(axis=1)
+        return _fill_by_rank(view, pb_score)
 
 
-def make_policy(name: str, **kwargs: Any) -> Policy:
-    if name not in _FACTORIES:
-        raise ConfigError(f"unknown policy {name!r} (have: {', '.join(_FACTORIES)})")
-    return _FACTORIES[name](**kwargs)
+class GreedyEMAPolicy:
+    """Greedy on recency-weighted counts: per-slot counts smoothed with weight `alpha` (0.3:
+    about 3 slots of memory), so recent requests count more than old ones."""
+
+    name = "greedy-ema"
+    mode: str | None = None
+
+    def __init__(self, alpha: float = 0.3, prior: float = 0.1) -> None:
+        self.ema = EMACounts(alpha)
+        self.prior = prior
+
+    def place(self, view, rng: np.random.Generator) -> np.ndarray:
+        if view.slot > 0:
+            self.ema.update(view.last_requests)
+        return greedy_on_demand(view, _shares_times_users(view, self.ema.value, self.prior))
 
 
-__all__ = ["Policy", "make_policy", "register_policy", "policy_names", "demand_estimate"]
+class GreedyForecastPolicy:
+    """Greedy on a forecast of the slot the placement serves: Holt's trend (delivery.forecast)
+    over each EN's per-slot counts, 2 slots ahead of the last counts seen."""
+
+    name = "greedy-forecast"
+    mode: str | None = None
+
+    def __init__(self, alpha: float = 0.5, beta: float = 0.3, prior: float = 0.1) -> None:
+        self.holt = HoltForecaster(alpha, beta)
+        self.prior = prior
+
+    def place(self, view, rng: np.random.Generator) -> np.ndarray:
+        if view.slot > 0:
+            self.holt.update(view.last_requests)
+        return greedy_on_demand(view, _shares_times_users(view, self.holt.forecast(2), self.prior))
+
+
+# One registry of names for every command: delivery/registry.py.
+__all__ = [
+    "Policy",
+    "make_policy",
+    "register_policy",
+    "policy_names",
+    "demand_estimate",
+    "greedy_on_demand",
+]

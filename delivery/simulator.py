@@ -6,6 +6,7 @@ it, charges its change, draws the slot's requests and channels, delivers, and ad
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +15,11 @@ import numpy as np
 
 from delivery.channels import SlotChannels, draw_states
 from delivery.config import ScenarioConfig
+from delivery.demand import DemandProcess, make_process
 from delivery.errors import CapacityError, ConfigError
-from delivery.requests import RequestProcess
 from delivery.scheduler import DeliveryOutcome, Designer, Links, Unit, deliver
 from delivery.storage import complete_models, project_scores, storage_bytes
-from delivery.topology import Topology, build_topology
+from delivery.topology import Topology, build_topology, relocate
 from pbkit.library import PBLibrary
 
 
@@ -39,6 +40,8 @@ class PolicyView:
     user_home: np.ndarray  # (K,)
     mode: str = "fine"  # storage accounting the placement is checked against
     config: ScenarioConfig | None = None  # link rates etc., for policies with a delay proxy
+    # The future (requests, channels) for reference policies only: oracle, search (delivery.truth)
+    truth: Any = None
 
 
 @dataclass(frozen=True)
@@ -126,23 +129,25 @@ class Simulator:
                 f"topology gains {self.topology.gain_db.shape} do not match "
                 f"(n_users, n_nodes) = {(config.n_users, config.n_nodes)}"
             )
-        home_gain = self.topology.gain_db[np.arange(config.n_users), self.topology.user_home]
-        # CoMP range: EN n may join the serving set of a group containing user k
-        self.in_range = self.topology.gain_db >= home_gain[:, None] - config.comp_margin_db
-        self.requests = RequestProcess(
-            n_models=self.n_models,
-            n_regions=config.n_nodes,
-            gamma=config.zipf_gamma,
-            drift_period=config.drift_period,
-            drift_swaps=config.drift_swaps,
-            rng=req_rng,
-        )
+        self._set_range()
+        self.requests: DemandProcess = make_process(config, library, self.topology, req_rng)
         self.power_w = np.full(self.n_nodes, config.power_w)
         self.links = Links(config.backhaul_bps, config.cloud_bps, config.cloud_latency_s)
         self.placement = np.zeros((self.n_nodes, self.n_pbs), dtype=bool)
         self.request_counts = np.zeros((self.n_nodes, self.n_models), dtype=np.int64)
         self.last_requests = np.zeros((self.n_nodes, self.n_models), dtype=np.int64)
         self.slot = 0
+        # cache_loads "shared": link time still taken by the last slot's cache loads at this
+        # slot's start (per receiving EN), and when each loaded PB arrives (s into this slot)
+        self._busy_backhaul = np.zeros(self.n_nodes)
+        self._busy_cloud = np.zeros(self.n_nodes)
+        self._loading = np.zeros((self.n_nodes, self.n_pbs))
+
+    def _set_range(self) -> None:
+        """CoMP range: EN n may join the serving set of a group containing user k."""
+        t = self.topology
+        home_gain = t.gain_db[np.arange(len(t.user_home)), t.user_home]
+        self.in_range = t.gain_db >= home_gain[:, None] - self.config.comp_margin_db
 
     # ------------------------------------------------------------------ views and helpers
     def policy_view(self) -> PolicyView:
@@ -161,7 +166,27 @@ class Simulator:
             user_home=t.user_home.copy(),
             mode=self.config.mode,
             config=self.config,
+            truth=Truth(self),
         )
+
+    def fork(self) -> "Simulator":
+        """An independent copy in the same state: its next slots draw the very requests and
+        channels this simulator will (random streams copied), and stepping it changes nothing
+        here. Shares the library, designer and read-only arrays."""
+        twin = copy.copy(self)
+        for name in (
+            "_chan_rng",
+            "_bf_rng",
+            "requests",
+            "placement",
+            "request_counts",
+            "last_requests",
+            "_busy_backhaul",
+            "_busy_cloud",
+            "_loading",
+        ):
+            setattr(twin, name, copy.deepcopy(getattr(self, name)))
+        return twin
 
     def project(self, placement_scores: np.ndarray) -> np.ndarray:
         """Best feasible placement for per-(N, J) scores: greedy by score per byte, positives only."""
@@ -223,14 +248,15 @@ class Simulator:
             cfg.beamformer,
             cfg.csi_error,
             self._bf_rng,
-            np.zeros(self.n_nodes),
-            np.zeros(self.n_nodes),
+            self._busy_backhaul.copy(),
+            self._busy_cloud.copy(),
             max_se=cfg.max_spectral_efficiency,
             more_est=channels.more_est,
             more_true=channels.more_true,
             coherence_s=cfg.coherence_time_s,
         )
         change_bytes, bh_bytes, cloud_bytes = self._background_loads(new, outcome.fetched)
+        self._queue_loads(new, outcome.fetched, float(outcome.user_delay_s.max(initial=0.0)))
         local, edge = self._hit_ratios(new, requests)
         result = SlotResult(
             slot=self.slot,
@@ -255,6 +281,10 @@ class Simulator:
         self.request_counts += counts
         self.placement = new
         self.slot += 1
+        moved = self.requests.positions()
+        if moved is not None:  # mobility: the next slot's users are elsewhere
+            self.topology = relocate(self.topology, moved)
+            self._set_range()
         return result
 
     def _holders(self, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -274,10 +304,40 @@ class Simulator:
         noncoop uses no EN-to-EN links.
         """
         usable = new if (self.slot == 0 or self.config.change_cost == "separate") else new & self.placement
-        holder_ready = np.where(usable, 0.0, np.inf)
+        holder_ready = np.where(usable, self._loading, np.inf)  # shared loads: ready on arrival
         held = self.placement.any(axis=0) | usable.any(axis=0)
         source_ready = np.where(held & (self.config.mode != "noncoop"), 0.0, np.inf)
         return holder_ready, source_ready
+
+    def _shared_loads(self) -> bool:
+        return self.config.cache_loads == "shared" and self.config.change_cost == "delay"
+
+    def _queue_loads(self, new: np.ndarray, fetched: set[tuple[int, int]], slot_s: float) -> None:
+        """cache_loads "shared": queue this slot's background loads on each EN's links from the
+        slot's end (after what the previous loads still hold, if they outlast the slot); the
+        next slot starts with those links busy and each loaded PB ready when it arrives.
+        A conservative model: a link idle before the slot's end is not used for loads."""
+        self._loading = np.zeros((self.n_nodes, self.n_pbs))
+        if not self._shared_loads() or self.slot == 0:
+            self._busy_backhaul = np.zeros(self.n_nodes)
+            self._busy_cloud = np.zeros(self.n_nodes)
+            return
+        links = self.links
+        bh = np.maximum(self._busy_backhaul - slot_s, 0.0)
+        cloud = np.maximum(self._busy_cloud - slot_s, 0.0)
+        added = new & ~self.placement
+        held_before = self.placement.any(axis=0) & (self.config.mode != "noncoop")
+        for n, j in zip(*np.nonzero(added)):
+            if (int(n), int(j)) in fetched:
+                continue  # fetched on demand this slot: already in the cache
+            size = float(self.pb_bytes[j])
+            if held_before[j]:
+                bh[n] += 8 * size / links.backhaul_bps
+                self._loading[n, j] = bh[n]
+            else:
+                cloud[n] += 8 * size / links.cloud_bps
+                self._loading[n, j] = cloud[n] + links.cloud_latency_s
+        self._busy_backhaul, self._busy_cloud = bh, cloud
 
     def _background_loads(self, new: np.ndarray, fetched: set[tuple[int, int]]) -> tuple[int, int, int]:
         """Bytes of this slot's placement change: (all added, via backhaul, via cloud).
@@ -396,3 +456,57 @@ class Simulator:
         amp = (np.sqrt(self.power_w)[None, None, :] * np.linalg.norm(h_true, axis=3)).sum(axis=2).max(axis=0)
         rate = rate_bps(amp**2 / cfg.noise_w, cfg.bandwidth_hz, cfg.max_spectral_efficiency)
         return float((8 * self.model_bytes[requests] / rate).mean())
+
+
+class Truth:
+    """What a reference policy may know and no real policy can: the coming slots' demand.
+
+    Reads a fork of the simulator (`Simulator.fork`), so asking changes nothing in the run.
+    Only references use it (oracle, search); see docs/system-model.md, "Policies".
+    """
+
+    def __init__(self, sim: Simulator) -> None:
+        self._sim = sim
+        self._demand: dict[int, np.ndarray] = {}
+
+    @property
+    def slot(self) -> int:
+        return self._sim.slot
+
+    def fork(self) -> Simulator:
+        """A copy of the simulator at the coming slot (requests and channels as they will be)."""
+        return self._sim.fork()
+
+    def requests(self, slot: int) -> np.ndarray:
+        """(K,) the model each user will request in `slot` (>= the coming slot)."""
+        if slot < self._sim.slot:
+            raise ValueError(f"slot {slot} is in the past (coming slot {self._sim.slot})")
+        proc = copy.deepcopy(self._sim.requests)
+        topo = self._sim.topology
+        for _ in range(slot - self._sim.slot):
+            proc.draw(topo.user_home)
+            moved = proc.positions()
+            if moved is not None:
+                topo = relocate(topo, moved)
+        return proc.draw(topo.user_home)
+
+    def demand(self, slot: int) -> np.ndarray:
+        """(N, I) expected requests of each model at each EN in `slot` (>= the coming slot):
+        the summed request probabilities of the users homed there then."""
+        if slot < self._sim.slot:
+            raise ValueError(f"slot {slot} is in the past (coming slot {self._sim.slot})")
+        if slot not in self._demand:
+            proc = copy.deepcopy(self._sim.requests)
+            homes = self._sim.topology.user_home
+            topo = self._sim.topology
+            for _ in range(slot - self._sim.slot):
+                proc.draw(homes)
+                moved = proc.positions()
+                if moved is not None:
+                    topo = relocate(topo, moved)
+                    homes = topo.user_home
+            pmf = proc.user_popularity(homes)
+            out = np.zeros((self._sim.n_nodes, self._sim.n_models))
+            np.add.at(out, homes, pmf)
+            self._demand[slot] = out
+        return self._demand[slot]

@@ -158,9 +158,12 @@ def run_sweep(
     executor: str = "ray",
     meta: dict[str, Any] | None = None,
     label: str = "sweep",
+    task: Callable[[dict[str, Any], PBLibrary], dict[str, Any]] | None = None,
 ) -> tuple[RunReport, dict[str, Any]]:
     """Run the sweep's unfinished cells; write results.csv and summary.json atomically as cells
     finish. Returns the engine report and the final summary. `meta` is copied into summary.json.
+
+    `task` replaces `sweep_task` (a module-level function returning at least its keys).
 
     Raises EngineError (a cell failed, the directory cannot be written, no cluster at address).
     """
@@ -197,7 +200,7 @@ def run_sweep(
 
     report = run_cells(
         cells,
-        sweep_task,
+        task or sweep_task,
         out,
         shared=library,
         workers=workers,

@@ -92,3 +92,18 @@ def build_topology(
         user_home=distance.argmin(axis=1),
         neighbours=neighbours,
     )
+
+
+def relocate(topology: Topology, user_xy: np.ndarray) -> Topology:
+    """The topology with users at new positions: distances, homes and path loss follow them;
+    each user's shadowing to each EN (gain minus path loss at the old distance) is kept."""
+    shadow = topology.gain_db + path_loss_db(topology.distance_m)
+    distance = np.linalg.norm(user_xy[:, None, :] - topology.node_xy[None, :, :], axis=2)
+    return Topology(
+        node_xy=topology.node_xy,
+        user_xy=np.array(user_xy, dtype=float),
+        distance_m=distance,
+        gain_db=-path_loss_db(distance) + shadow,
+        user_home=distance.argmin(axis=1),
+        neighbours=topology.neighbours,
+    )

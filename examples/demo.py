@@ -4,6 +4,7 @@
 2. zoo      - build the default zoo of real fine-tunes and adapters (reused when already built),
               export the PB library, print the dedup report
 3. delivery - compare the caching policies on the zoo's library in the CoMP simulator
+   network  - a device pulls an adapter through an edge node (`pbkit serve`, `pbkit pull`) and runs it
 4. learning - quick MAASN-DA training run and a table of policies
 
 Everything goes under .pbkit-demo/ (or the directory given as the first argument); rerunning reuses
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ("demo_store", "demo_zoo", "demo_delivery", "demo_learning")
+SECTIONS = ("demo_store", "demo_zoo", "demo_delivery", "demo_network", "demo_learning")
 
 
 def load_section(name: str):

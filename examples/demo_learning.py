@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from delivery.config import ScenarioConfig
+from delivery.registry import compare_defaults, policy_names
 from learning.cli import policy_table
 from learning.config import load_config
 from learning.evaluate import evaluate_policies, summarise
@@ -24,7 +25,7 @@ from pbkit.library import load_library, synthetic_library
 
 SEEDS = (2000, 2001, 2002, 2003, 2004)
 SLOTS = 5
-HEURISTICS = ("random", "popular", "lfu", "greedy")
+HEURISTICS = tuple(n for n in compare_defaults() if n in policy_names("heuristic"))  # delivery/registry.py
 
 
 def main(workdir: Path) -> None:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from delivery.registry import compare_defaults
 from pbkit.common.settings import load_typed, parse_set_overrides, parse_settings
 from pbkit.errors import PbkitError
 
@@ -33,7 +34,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # Held-out evaluation seeds of `learn eval` and `learn report` (training validates on 1000+), and
 # the heuristics every learner is compared with on them.
 TEST_SEEDS: tuple[int, ...] = tuple(range(2000, 2010))
-HEURISTICS: tuple[str, ...] = ("random", "popular", "lfu", "coarse", "noncoop", "greedy")
+HEURISTICS: tuple[str, ...] = tuple(compare_defaults())  # delivery/registry.py: the one list
 
 
 class LearnConfigError(PbkitError, ValueError):

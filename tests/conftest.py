@@ -16,11 +16,11 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 def _policy_registry_restored():
     """A policy a test registers (`register_policy`, `register_checkpoint`) is gone after it."""
     try:
-        from delivery import policies
+        from delivery import registry as policy_registry
     except ImportError:  # without the [sim] extra there is no registry to leak
         yield
         return
-    registry = policies._FACTORIES
+    registry = policy_registry._REGISTERED
     before = dict(registry)
     yield
     registry.clear()

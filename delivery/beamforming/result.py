@@ -99,6 +99,19 @@ def worst_case_snr(w: np.ndarray, h: np.ndarray, noise: float, eps: float) -> np
     return margin**2 / float(noise)
 
 
+def per_node_worst_case_snr(w: np.ndarray, h: np.ndarray, noise: float, eps: float) -> np.ndarray:
+    """Per-user exact worst-case SNR over the per-node balls ||e_kn|| <= eps ||h_kn|| (the error
+    set the simulator draws from, delivery/channels.py):
+        max(0, |h_k^H w| - eps sum_n ||h_kn|| ||w_n||)^2 / noise,
+    attained by aligning every e_kn against w_n. By Cauchy-Schwarz it is >= `worst_case_snr`
+    (the stacked ball ||e_k|| <= eps ||h_k||, which contains the per-node set)."""
+    h = np.asarray(h, dtype=np.complex128)
+    w = np.asarray(w, dtype=np.complex128)
+    gain = np.abs(h.reshape(h.shape[0], -1).conj() @ w.reshape(-1))
+    loss = eps * np.linalg.norm(h, axis=2) @ np.linalg.norm(w, axis=1)  # (K,)
+    return np.maximum(0.0, gain - loss) ** 2 / float(noise)
+
+
 def within_budget(w: np.ndarray, power: np.ndarray, rtol: float = BUDGET_RTOL) -> bool:
     """True when every node's ||w_n||^2 <= P_n (1 + rtol)."""
     used = np.sum(np.abs(np.asarray(w)) ** 2, axis=1)

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "pbkit.cli.store",  # ingest, assemble, verify, stats, ls, show, gc, rm, need
     "pbkit.cli.zoo",  # zoo build, library export, report
     "pbkit.cli.plan",  # plan
+    "pbkit.cli.serve",  # serve, pull (the net extra, imported when they run)
     "delivery.cli",  # sim run, sim compare
     "learning.cli",  # learn train, learn eval, learn report
     "delivery.cli_sweep",  # sweep (on Ray)
@@ -97,6 +98,11 @@ def _usage_message(exc: typer.TyperException) -> str:
     return _one_line(f"{where}{exc.format_message()}{hint}")
 
 
+# Where pbkit's metadata does not list a package (a source tree that is not installed, or installed
+# before the extra existed), the extra that brings it.
+_EXTRA_OF = {"starlette": "net", "uvicorn": "net", "httpx": "net", "httpcore": "net", "h11": "net", "anyio": "net"}
+
+
 def _missing_extra_message(module: str) -> str:
     """`scipy is not installed; this command needs pbkit[sim] ...`, the extra read from pbkit's metadata."""
     import re
@@ -111,6 +117,8 @@ def _missing_extra_message(module: str) -> str:
                 extras.append(m.group(2))
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         pass
+    if not extras and top.lower() in _EXTRA_OF:
+        extras.append(_EXTRA_OF[top.lower()])
     wanted = " or ".join(f"'pbkit[{e}]'" for e in dict.fromkeys(extras)) or "'pbkit[all]'"
     return f"{top}: not installed; this command needs it: pip install {wanted} ('pbkit[all]' installs everything)"
 
@@ -121,22 +129,25 @@ def main(argv: list[str] | None = None) -> int:
     Exit codes (docs/cli.md): 0 success; 2 a usage or input error (unknown command or option, a
     missing or malformed value, a PbkitError: bad file, not a store, unknown model); 1 a runtime
     failure (an OSError such as a full disk, a corrupt store found by `verify`, a PbkitError whose
-    class sets `exit_code = 1`, a package of an extra that is not installed); 130 interrupted. Every error is one line on stderr,
+    class sets `exit_code = 1`, a package of an extra that is not installed); 130 interrupted (one
+    line, `pbkit: interrupted`). Every error is one line on stderr,
     `pbkit: error: <file or value>: <problem>`; a traceback means a bug in pbkit.
     """
     try:
         app = build_app()
         # With standalone_mode=False click returns a typer.Exit code instead of raising it.
         rv = app(args=argv, prog_name="pbkit", standalone_mode=False)
+        if rv == 130:  # typer turns Ctrl-C into a silent Exit(130); pbkit never exits 130 itself
+            print("pbkit: interrupted", file=sys.stderr)
         if isinstance(rv, int):
             return rv
     except PbkitError as exc:
         print(f"pbkit: error: {_one_line(str(exc))}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 2))
+        return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        print("pbkit: aborted", file=sys.stderr)
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C while the app is built, or an aborted prompt
+        print("pbkit: interrupted", file=sys.stderr)
         return 130
     except typer.TyperException as exc:  # click's own errors (typer vendors click as typer._click)
         if type(exc).__name__ == "NoArgsIsHelpError":  # `pbkit` or `pbkit sim` alone: the help text

@@ -86,12 +86,21 @@ def register(app: typer.Typer) -> None:
         ),
         base: Optional[str] = typer.Option(None, "--base", help="Stored model this one derives from."),
         revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit)."),
+        delta: bool = typer.Option(
+            False, "--delta", help="Store tensors that differ from the base chain's as lossless delta blocks."
+        ),
+        delta_min_saving: float = typer.Option(
+            0.10, "--delta-min-saving", help="Keep a delta block only if it saves at least this fraction."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Cut a model (or adapter) into parameter blocks and store them."""
+        from pbkit.store.references import DeltaPolicy
+
+        policy = DeltaPolicy(delta_min_saving) if delta else None  # checked before the store is opened
         with _store(ctx, create=True) as store, _progress() as progress, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = store.ingest(path, name=name, base=base, revision=revision, progress=progress)
+            result = store.ingest(path, name=name, base=base, revision=revision, progress=progress, delta=policy)
         for w in caught:
             print(f"pbkit: warning: {w.message}", file=sys.stderr)
         if as_json:
@@ -103,6 +112,8 @@ def register(app: typer.Typer) -> None:
             else f"{result.new_objects} new objects, {format_size(result.new_bytes)} written"
         )
         base_s = f", base {result.base}" if result.base else ""
+        if result.delta_tensors:
+            state += f"; {result.delta_tensors} tensors ({format_size(result.delta_tensor_bytes)}) stored as deltas"
         _out().print(
             f"ingested [bold]{result.name}[/] ({result.kind}{base_s}): {result.files} files, "
             f"{result.blocks} blocks, {format_size(result.logical_bytes)}; {state}; recipe {result.recipe_id[:16]}"
@@ -190,8 +201,9 @@ def register(app: typer.Typer) -> None:
                 + (
                     "clean"
                     if report.ok
-                    else f"{len(report.corrupt)} corrupt, {len(report.missing)} missing; "
-                    f"models hit: {', '.join(report.models_hit)}"
+                    else f"{len(report.corrupt)} corrupt, {len(report.missing)} missing"
+                    + (f", {len(report.missing_bases)} models without their base" if report.missing_bases else "")
+                    + f"; models hit: {', '.join(report.models_hit)}"
                 )
                 + (
                     f"; {report.unreferenced_objects} unreferenced objects and {report.temp_files} temp files (gc removes them)"
@@ -204,7 +216,9 @@ def register(app: typer.Typer) -> None:
             from pbkit.store import StoreCorruptError
 
             raise StoreCorruptError(
-                f"{store.root}: {len(report.corrupt)} corrupt and {len(report.missing)} missing objects "
+                f"{store.root}: {len(report.corrupt)} corrupt and {len(report.missing)} missing objects"
+                + (f", models without their base: {', '.join(report.missing_bases)}" if report.missing_bases else "")
+                + " "
                 f"(models hit: {', '.join(report.models_hit) or 'none'})"
             )
 
@@ -289,14 +303,24 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command("rm")
-    def rm(ctx: typer.Context, name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
-        """Remove a model from the index (its unshared blocks are deleted by gc)."""
+    def rm(
+        ctx: typer.Context,
+        name: str = typer.Argument(...),
+        cascade: bool = typer.Option(
+            False, "--cascade", help="Also remove the models built on this one (adapters, fine-tunes)."
+        ),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Remove a model from the index (its unshared blocks are deleted by gc); refused while
+        other models are built on it, unless --cascade."""
         with _store(ctx) as store:
-            freed = store.remove(name)
+            dependants = store.dependants(name) if cascade else []
+            freed = store.remove(name, cascade=cascade)
         if as_json:
-            _print_json({"removed": name, "unreferenced_blocks": freed})
+            _print_json({"removed": name, "removed_dependants": dependants, "unreferenced_blocks": freed})
             return
-        _out().print(f"removed {name}; {freed} blocks are now unreferenced (run gc to delete them)")
+        also = f" and the models built on it: {', '.join(dependants)}" if dependants else ""
+        _out().print(f"removed {name}{also}; {freed} blocks are now unreferenced (run gc to delete them)")
 
     @app.command()
     def need(
@@ -309,7 +333,8 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every needed block."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Which blocks (and bytes) a device still needs for a model (the block table with --verbose)."""
+        """Which blocks (and bytes) a device still needs for a model and its whole base chain
+        (the block table with --verbose)."""
         with _store(ctx) as store:
             held: set[str] = set()
             for value in have or []:
@@ -323,7 +348,9 @@ def register(app: typer.Typer) -> None:
             return
         out = _out()
         out.print(
-            f"[bold]{name}[/]: needs {len(report.needed)} of {report.total_blocks} blocks, "
+            f"[bold]{name}[/]"
+            + (f" (with {', '.join(report.extra['chain'][1:])})" if len(report.extra["chain"]) > 1 else "")
+            + f": needs {len(report.needed)} of {report.total_blocks} blocks, "
             f"{format_size(report.needed_bytes)} of {format_size(report.total_bytes)} (holds {format_size(report.have_bytes)})"
         )
         if not verbose:

@@ -10,6 +10,11 @@ Rules (documented in docs/library-format.md):
   weight file (`pytorch_model.bin`, ...) stored as a whole-file block is always its own PB.
 - An adapter's PB list is its base's PB list followed by its own PBs: what a device must hold to
   run the adapter is base + adapter, and caching must see that the base's PBs are shared.
+- A tensor the store keeps as a delta chain (docs/delta-blocks.md) enters the grouping as its
+  first delta block (its stored bytes); the PB holding it is a delta PB whose `references` are
+  the PBs holding the next link of the chain (preferably those of the model's own base chain,
+  else any exported model's, else a PB of its own). A model's PB list includes the references
+  of its delta PBs, transitively: a delta PB is useful only with its reference.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import blake3
 
 from pbkit.errors import PbkitError
 from pbkit.library import ModelEntry, PBEntry, PBLibrary
-from pbkit.library.grouping import group_tensors
-from pbkit.store.recipe import FileRecipe, Recipe
+from pbkit.library.grouping import group_tensors, parse_member
+from pbkit.store.recipe import FileRecipe, Recipe, TensorRef
 
 FILES_MODES = ("model", "each", "none")
 _FILES_DOMAIN = b"pbkit-files-v1\n"
@@ -41,6 +46,8 @@ class _PB:
     label: str
     tensors: tuple[str, ...]
     members: tuple[str, ...] = ()  # store block ids when the PB is not itself one block
+    nexts: tuple[str, ...] = ()  # store blocks its delta blocks need as references
+    references: tuple[str, ...] = ()  # the PBs holding `nexts` (set by library_from_recipes)
 
 
 def _header_bytes(f: FileRecipe) -> int:
@@ -72,15 +79,43 @@ def _files_pbs(recipe: Recipe, mode: str) -> list[_PB]:
     ]
 
 
+def _stored_unit(t: TensorRef, nexts: dict[str, str]) -> TensorRef:
+    """What the store keeps first for a tensor: itself, or the first delta block of its chain
+    (then `nexts` learns which stored block that delta needs next)."""
+    if not t.delta:
+        return t
+    first = t.delta[0]
+    nexts[first.block] = t.delta[1].block if len(t.delta) > 1 else first.ref
+    return TensorRef(t.name, t.dtype, t.shape, first.block, first.nbytes)
+
+
 def _own_pbs(recipe: Recipe, granularity: str, max_bytes: int | None, files: str) -> list[_PB]:
     tensors = [t for f in sorted(recipe.files, key=lambda f: f.path) if f.kind == "safetensors" for t in f.tensors]
+    nexts: dict[str, str] = {}
+    units = [_stored_unit(t, nexts) for t in tensors]
     # A group's members are the store's tensor blocks (or slices): the link a device needs to
     # be handed the stored bytes of a layer or fixed-size PB (delivery/device.py).
-    out = [
-        _PB(g.id, g.bytes, g.label, g.tensors, g.members if g.members != (g.id,) else ())
-        for g in group_tensors(tensors, granularity, max_bytes)
-    ]
+    out = []
+    for g in group_tensors(units, granularity, max_bytes):
+        members = g.members if g.members != (g.id,) else ()
+        blocks = [parse_member(m)[0] for m in (members or (g.id,))]
+        needs = tuple(dict.fromkeys(nexts[b] for b in blocks if b in nexts))
+        out.append(_PB(g.id, g.bytes, g.label, g.tensors, members, needs))
     return out + _files_pbs(recipe, files)
+
+
+def _chain_units(recipes: Sequence[Recipe]) -> dict[str, tuple[int, str | None, str]]:
+    """{stored block of any delta chain: (bytes, the block it needs next or None, label)}."""
+    out: dict[str, tuple[int, str | None, str]] = {}
+    for r in recipes:
+        for f in r.files:
+            for t in f.tensors:
+                for i, step in enumerate(t.delta):
+                    nxt = t.delta[i + 1].block if i + 1 < len(t.delta) else step.ref
+                    out.setdefault(step.block, (step.nbytes, nxt, f"delta:{t.name}"))
+                if t.delta:
+                    out.setdefault(t.delta[-1].ref, (t.nbytes, None, f"tensor:{t.name}"))
+    return out
 
 
 def _dedup(pbs: Iterable[_PB]) -> list[_PB]:
@@ -128,6 +163,60 @@ def library_from_recipes(
             warnings.append(f"{r.name}: adapter stored without a base; only its own PBs are listed")
 
     full: dict[str, list[_PB]] = {}
+    units = _chain_units(recipes)
+    holders: dict[str, dict[str, list[str]]] = {}  # model -> {stored block: PBs of its own holding it}
+    for name, pbs_ in own.items():
+        held: dict[str, list[str]] = {}
+        for pb in pbs_:
+            for m in pb.members or (pb.id,):
+                held.setdefault(parse_member(m)[0], []).append(pb.id)
+        holders[name] = held
+    any_holder: dict[str, list[str]] = {}
+    for held in holders.values():
+        for b, ids in held.items():
+            any_holder.setdefault(b, ids)
+    own_by_id = {p.id: p for lst in own.values() for p in lst}
+    extra: dict[str, _PB] = {}  # delta-chain blocks no exported model's PB holds: PBs of their own
+    resolved: dict[str, _PB] = {}
+
+    def base_line(name: str) -> list[str]:
+        line, nxt = [], bases.get(name)
+        while nxt is not None and nxt not in line:
+            line.append(nxt)
+            nxt = bases.get(nxt)
+        return line
+
+    def holder_of(block: str, line: list[str]) -> list[str]:
+        for m in line:
+            if block in holders[m]:
+                return holders[m][block]
+        if block in any_holder:
+            return any_holder[block]
+        if block not in extra:
+            nbytes, nxt, label = units.get(block, (0, None, f"block:{block[:16]}"))
+            extra[block] = _PB(block, nbytes, label, (), (), (nxt,) if nxt else ())
+        return [block]
+
+    def with_refs(pb: _PB, line: list[str]) -> _PB:
+        if pb.id not in resolved:
+            refs = tuple(dict.fromkeys(h for b in pb.nexts for h in holder_of(b, line) if h != pb.id))
+            resolved[pb.id] = _PB(pb.id, pb.bytes, pb.label, pb.tensors, pb.members, pb.nexts, refs)
+        return resolved[pb.id]
+
+    def closure(name: str, pbs_: list[_PB]) -> list[_PB]:
+        """The PBs plus, transitively, the references of their delta PBs."""
+        line = base_line(name)
+        out = [with_refs(pb, line) for pb in pbs_]
+        seen = {pb.id for pb in out}
+        i = 0
+        while i < len(out):
+            for ref in out[i].references:
+                if ref not in seen:
+                    seen.add(ref)
+                    src = extra.get(ref) or own_by_id[ref]
+                    out.append(with_refs(src, line))
+            i += 1
+        return out
 
     def needed(name: str, chain: tuple[str, ...] = ()) -> list[_PB]:
         if name in chain:
@@ -136,9 +225,9 @@ def library_from_recipes(
             r = by_name[name]
             base = bases[name]
             if r.kind == "adapter" and base is not None:
-                full[name] = _dedup(needed(base, chain + (name,)) + own[name])
+                full[name] = _dedup(needed(base, chain + (name,)) + closure(name, own[name]))
             else:
-                full[name] = _dedup(own[name])
+                full[name] = _dedup(closure(name, own[name]))
         return full[name]
 
     pbs: dict[str, _PB] = {}
@@ -160,7 +249,10 @@ def library_from_recipes(
         src["warnings"] = warnings
     return PBLibrary(
         pbs=[
-            PBEntry(id=p.id, bytes=p.bytes, label=p.label, tensors=p.tensors, members=p.members) for p in pbs.values()
+            PBEntry(
+                id=p.id, bytes=p.bytes, label=p.label, tensors=p.tensors, members=p.members, references=p.references
+            )
+            for p in pbs.values()
         ],
         models=models,
         granularity=granularity,

@@ -22,7 +22,9 @@ from pbkit.common.fs import atomic_write_json
 from pbkit.errors import PbkitError
 
 LIBRARY_FORMAT = "pbkit-pb-library"
-LIBRARY_VERSION = 1
+# Version 2 adds `references` to PBs (delta PBs). A library without references is still written
+# as version 1, so older readers load it; every version up to this one loads.
+LIBRARY_VERSION = 2
 GRANULARITIES = ("tensor", "layer", "fixed")
 
 
@@ -41,13 +43,19 @@ class PBEntry:
 
     `members`: for a library exported from a store, the store block ids the PB is made of, in
     order (`id[start:end]` for a slice), so a device can be handed the store's bytes; empty when
-    the PB is itself one store block, or for planned and synthetic libraries."""
+    the PB is itself one store block, or for planned and synthetic libraries.
+
+    `references`: for a delta PB (a lossless delta against other bytes, docs/delta-blocks.md),
+    the PBs holding those bytes. A delta PB is useful only together with its references, so
+    every model that lists a delta PB lists its references too (checked by `validate`); the
+    simulator's demand sets (`membership`) therefore include them."""
 
     id: str
     bytes: int
     label: str = ""
     tensors: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ class PBLibrary:
         logical = int(member.astype(np.int64).sum(axis=0) @ sizes)
         unique = int(sizes[users > 0].sum())
         shared = int(sizes[users > 1].sum())
-        return {
+        out = {
             "models": len(self.models),
             "pbs": len(self.pbs),
             "logical_bytes": logical,
@@ -117,6 +125,11 @@ class PBLibrary:
             "dedup_ratio": (logical / unique) if unique else 1.0,
             "pbs_shared_by_2_or_more": int((users > 1).sum()),
         }
+        deltas = [pb for pb in self.pbs if pb.references]
+        if deltas:  # (only then: libraries without delta PBs keep their exact bytes)
+            out["delta_pbs"] = len(deltas)
+            out["delta_pb_bytes"] = sum(pb.bytes for pb in deltas)
+        return out
 
     # ----------------------------------------------------------------- validation
     def validate(self) -> None:
@@ -137,6 +150,20 @@ class PBLibrary:
                 raise LibraryError(f"PB {_name(pb.id)}: bytes {pb.bytes!r} is not a non-negative integer")
             if pb.bytes >= 2**63:  # sizes are int64 arrays downstream
                 raise LibraryError(f"PB {_name(pb.id)}: bytes {pb.bytes} is not below 2**63")
+        refs = {pb.id: pb.references for pb in self.pbs if pb.references}
+        for pid, targets in refs.items():
+            for r in targets:
+                if not isinstance(r, str) or r not in seen or r == pid:
+                    raise LibraryError(f"PB {_name(pid)}: reference {_name(r)} is not another PB of this library")
+        for pid in refs:  # a reference chain must end
+            chain, todo = {pid}, list(refs[pid])
+            while todo:
+                r = todo.pop()
+                if r == pid:
+                    raise LibraryError(f"PB {_name(pid)}: its references loop back to it")
+                if r not in chain:
+                    chain.add(r)
+                    todo.extend(refs.get(r, ()))
         names: set[str] = set()
         for model in self.models:
             if not isinstance(model.name, str) or not model.name:
@@ -153,6 +180,15 @@ class PBLibrary:
             for pb_id in model.pbs:
                 if pb_id not in seen:
                     raise LibraryError(f"model {_name(model.name)} needs PB {_name(pb_id)}, which is not in pbs")
+            if refs:
+                listed = set(model.pbs)
+                for pb_id in model.pbs:
+                    for r in refs.get(pb_id, ()):
+                        if r not in listed:
+                            raise LibraryError(
+                                f"model {_name(model.name)} lists delta PB {_name(pb_id)} but not its reference "
+                                f"{_name(r)} (a delta PB is useful only with its reference)"
+                            )
         for model in self.models:
             if model.base is not None and (not isinstance(model.base, str) or model.base not in names):
                 raise LibraryError(f"model {_name(model.name)}: base {_name(model.base)} is not a model here")
@@ -174,7 +210,7 @@ class PBLibrary:
         sizes = {pb.id: pb.bytes for pb in self.pbs}
         return {
             "format": LIBRARY_FORMAT,
-            "version": LIBRARY_VERSION,
+            "version": LIBRARY_VERSION if any(pb.references for pb in self.pbs) else 1,
             "granularity": self.granularity,
             "synthetic": self.synthetic,
             "source": self.source,
@@ -185,6 +221,7 @@ class PBLibrary:
                     "label": pb.label,
                     "tensors": list(pb.tensors),
                     **({"members": list(pb.members)} if pb.members else {}),
+                    **({"references": list(pb.references)} if pb.references else {}),
                 }
                 for pb in self.pbs
             ],
@@ -231,6 +268,10 @@ class PBLibrary:
                 isinstance(p.get("members", []), list) and all(isinstance(t, str) for t in p.get("members", []))
             ):
                 raise LibraryError(f"{where}: pbs[{j}]: members must be a list of store block ids (strings)")
+            if isinstance(p, dict) and not (
+                isinstance(p.get("references", []), list) and all(isinstance(t, str) for t in p.get("references", []))
+            ):
+                raise LibraryError(f"{where}: pbs[{j}]: references must be a list of PB ids (strings)")
         for i, m in enumerate(data["models"]):
             if isinstance(m, dict) and not isinstance(m.get("pbs"), list):
                 raise LibraryError(f"{where}: models[{i}] ({m.get('name')!r}): pbs is not a list of PB ids")
@@ -242,6 +283,7 @@ class PBLibrary:
                     label=p.get("label", ""),
                     tensors=tuple(p.get("tensors", ())),
                     members=tuple(p.get("members", ())),
+                    references=tuple(p.get("references", ())),
                 )
                 for p in data["pbs"]
             ]

@@ -5,7 +5,10 @@ blocks (files named `<id>` or `<id>.pb`, in any order, as a broadcast delivers t
 block, from either source, is streamed through one reused buffer (read -> BLAKE3 -> write) and
 checked against its id (PB id for tensors, blob id for headers and whole files) as it is
 written: blocks are content-addressed and a file is exactly its blocks in the recipe's order,
-so all blocks verifying means every file is bit-exact. `deep=True` also re-computes every
+so all blocks verifying means every file is bit-exact. A tensor PB stored as a delta chain
+(pbkit.store.delta) is rebuilt in memory from its exactly stored root PB and the chain's delta
+blocks, each checked against its id on the way, and the result against the tensor's own PB id
+before it is written. `deep=True` also re-computes every
 rebuilt file's SHA-256 against the recipe's. Files are written into a temporary directory
 beside `out_dir`, fsynced, and the directory is renamed into place only when every file is
 complete and verified; on any missing or corrupt block nothing is left behind and the error
@@ -14,6 +17,7 @@ lists each unavailable block with its id, bytes and the tensors it holds.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import mmap
 import os
@@ -29,6 +33,7 @@ from typing import Any, Callable, Iterable, Protocol
 from pbkit.common.fs import fsync_dir, make_temp_dir, replace_dir
 from pbkit.errors import PbkitError
 from pbkit.model.digest import StreamingBlob, StreamingPB, blob_id, file_sha256, pb_id
+from pbkit.store import delta as _delta
 from pbkit.store.objects import ObjectDir, is_id
 from pbkit.store.objects import anonymous_buffer as _anonymous
 
@@ -49,6 +54,7 @@ _CHUNK = 1 << 20
 _BUF = 8 << 20
 _NBUF = 3
 _ALIGN = 4096
+_AHEAD = 2  # delta-chained tensors rebuilt ahead of the writer, per assembly (threads and memory)
 _KICK_MIN = 1 << 20  # without direct I/O, writeback of a written buffer is started if at least this big
 _O_DIRECT = getattr(os, "O_DIRECT", 0) if fcntl is not None else 0
 
@@ -67,10 +73,90 @@ class UnavailableBlock:
     nbytes: int
     reason: str  # "missing" | "corrupt"
     tensors: tuple[str, ...]
+    needed_by: str | None = None  # the delta block whose reference this block is
 
     def describe(self) -> str:
         held = ", ".join(self.tensors[:3]) + (f", +{len(self.tensors) - 3} more" if len(self.tensors) > 3 else "")
-        return f"{self.id[:16]} {self.reason} ({self.nbytes} bytes: {held})"
+        ref = f", the reference of delta block {self.needed_by[:16]}" if self.needed_by else ""
+        return f"{self.id[:16]} {self.reason} ({self.nbytes} bytes: {held}{ref})"
+
+
+class BlockUnavailable(Exception):
+    """Raised inside a delta chain's rebuild: this stored block is missing or corrupt."""
+
+    def __init__(self, block_id: str, reason: str) -> None:
+        super().__init__(block_id, reason)
+        self.block_id, self.reason = block_id, reason
+
+
+def _read_whole(source: "BlockSource", block_id: str) -> Any:
+    """A block's bytes as one buffer (bytes, or an open _Mapped), or raise BlockUnavailable."""
+    data = source.read(block_id)
+    if data is None:
+        raise BlockUnavailable(block_id, "missing")
+    return data
+
+
+def _buf(data: Any) -> Any:
+    return data.m if isinstance(data, _Mapped) else data
+
+
+def rebuild_tensor(source: "BlockSource", info: BlockInfo) -> Any:
+    """The bytes of tensor PB `info` (a `Recipe.logical_blocks()` entry with a delta chain),
+    rebuilt from `source`: from the chain's root PB, each link's delta block is decoded against
+    the bytes so far, and the result is checked against the tensor's PB id. Only if that check
+    fails are the root (PB id), the delta blocks (blob ids) and each link's result checked one
+    by one, to name the culprit: raises BlockUnavailable naming the stored block that is
+    missing or corrupt. (In the sound case this hashes each byte once, not three times.)"""
+    assert info.dtype is not None and info.shape is not None and info.chain
+    dtype, shape = info.dtype, info.shape
+    opened: list[Any] = []
+    try:
+        root = info.chain[-1].ref
+        data = _read_whole(source, root)
+        opened.append(data)
+        blocks = []
+        for step in info.chain:
+            blocks.append(_read_whole(source, step.block))
+            opened.append(blocks[-1])
+        cur = _buf(data)
+        try:
+            for i in reversed(range(len(info.chain))):
+                cur = _delta.decode(_buf(blocks[i]), cur, dtype)
+            if len(cur) == info.nbytes and pb_id(dtype, shape, cur) == info.id:
+                return cur
+        except _delta.DeltaError:
+            pass
+        # something is wrong: find the first block, from the root up, that does not check out
+        if len(_buf(data)) != info.nbytes or pb_id(dtype, shape, _buf(data)) != root:
+            raise BlockUnavailable(root, "corrupt")
+        cur = _buf(data)
+        for i in reversed(range(len(info.chain))):
+            step = info.chain[i]
+            block = _buf(blocks[i])
+            if len(block) != step.nbytes or blob_id(block) != step.block:
+                raise BlockUnavailable(step.block, "corrupt")
+            try:
+                cur = _delta.decode(block, cur, dtype)
+            except _delta.DeltaError:
+                raise BlockUnavailable(step.block, "corrupt") from None
+            if pb_id(dtype, shape, cur) != (info.id if i == 0 else info.chain[i - 1].ref):
+                raise BlockUnavailable(step.block, "corrupt")  # verifies, yet decodes wrong
+        raise BlockUnavailable(info.chain[0].block, "corrupt")  # not reached for a sound codec
+    finally:
+        for d in opened:
+            if isinstance(d, _Mapped):
+                d.close()
+
+
+def _reference_users(stored: dict[str, BlockInfo]) -> dict[str, str]:
+    """{stored block id: the delta block that needs it as its reference}."""
+    by_target = {b.target: b.id for b in stored.values() if b.kind == "delta"}
+    out = {}
+    for b in stored.values():
+        if b.kind == "delta" and b.ref is not None:
+            out[by_target.get(b.ref, b.ref)] = b.id  # the reference's own delta block, or the root PB
+    return out
 
 
 class BlockSource(Protocol):
@@ -252,7 +338,8 @@ def assemble(
     t0 = time.perf_counter()
     out_dir = Path(os.path.abspath(out_dir))
     _check_out_dir(out_dir)
-    blocks = recipe.blocks()
+    blocks = recipe.logical_blocks()
+    stored = recipe.blocks()
     for f in recipe.files:
         if sum(blocks[b].nbytes for b in f.block_ids()) != f.size:
             raise AssemblyError(
@@ -261,10 +348,10 @@ def assemble(
     if workers is None:
         workers = max(2, min(4, os.cpu_count() or 2))
     tmp = make_temp_dir(out_dir, prefix=f".{out_dir.name}.pbkit-tmp-")  # the umask's mode, not mkdtemp's 0700
-    run = _Run(blocks, source, durable, progress, recipe.logical_bytes)
-    for b in blocks.values():
+    run = _Run(blocks, source, durable, progress, recipe.logical_bytes, stored)
+    for b in stored.values():
         if not source.has(b.id):
-            run.bad[b.id] = UnavailableBlock(b.id, b.nbytes, "missing", b.tensors)
+            run.bad[b.id] = UnavailableBlock(b.id, b.nbytes, "missing", b.tensors, run.users.get(b.id))
     if run.bad:
         run.stop.set()
     try:
@@ -316,7 +403,7 @@ def assemble(
         out_dir=out_dir,
         files=len(recipe.files),
         bytes=recipe.logical_bytes,
-        blocks=len(blocks),
+        blocks=len(stored),
         seconds=time.perf_counter() - t0,
     )
 
@@ -333,9 +420,17 @@ class _Run:
     """The shared state of one assembly: which blocks failed, progress, the stop flag."""
 
     def __init__(
-        self, blocks: dict[str, BlockInfo], source: BlockSource, durable: bool, progress: ProgressFn | None, total: int
+        self,
+        blocks: dict[str, BlockInfo],
+        source: BlockSource,
+        durable: bool,
+        progress: ProgressFn | None,
+        total: int,
+        stored: dict[str, BlockInfo] | None = None,
     ) -> None:
         self.blocks, self.source, self.durable = blocks, source, durable
+        self.stored = stored if stored is not None else blocks  # what the source holds (delta blocks, roots)
+        self.users = _reference_users(self.stored)
         self.progress, self.total, self.done = progress, total, 0
         self.stop = threading.Event()  # set at the first unavailable block or error: write nothing more
         self.bad: dict[str, UnavailableBlock] = {}
@@ -343,6 +438,7 @@ class _Run:
         self.lock = threading.Lock()
         self.local = threading.local()  # per thread: a scratch buffer, the write buffers
         self.maps: list[tuple[mmap.mmap, memoryview]] = []
+        self.pool: ThreadPoolExecutor | None = None  # rebuilds delta-chained tensors ahead
 
     def buffers(self) -> list[memoryview]:
         """This thread's `_NBUF` page-aligned write buffers, reused for every file it writes
@@ -359,7 +455,10 @@ class _Run:
         return views
 
     def close(self) -> None:
-        """Free the buffers (every file is closed)."""
+        """Free the buffers (every file is closed) and stop the rebuild threads."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
         for m, view in self.maps:
             view.release()
             try:
@@ -375,17 +474,35 @@ class _Run:
             target = tmp.joinpath(*f.path.split("/"))
             target.parent.mkdir(parents=True, exist_ok=True)
             out = _OutFile(target, f.size, self.durable, writers, self.buffers())
+        ids = f.block_ids()
+        # delta-chained tensors are rebuilt ahead by helper threads (decode overlaps the writes)
+        chained = collections.deque(i for i, bid in enumerate(ids) if self.blocks[bid].chain)
+        ahead: dict[int, Future[Any]] = {}
+
+        def top_up() -> None:
+            while chained and len(ahead) < _AHEAD:
+                i = chained.popleft()
+                ahead[i] = self.rebuilders().submit(rebuild_tensor, self.source, self.blocks[ids[i]])
+
         try:
-            for bid in f.block_ids():
+            top_up()
+            for pos, bid in enumerate(ids):
                 if out is not None and self.stop.is_set():
                     out.abandon()
                     out = None
+                job = ahead.pop(pos, None)
+                top_up()
                 if out is None:
                     with self.lock:
                         if bid in self.checked or bid in self.bad:
                             continue
                         self.checked.add(bid)
-                self._record(bid, self._stream(self.blocks[bid], out))
+                info = self.blocks[bid]
+                if info.chain:
+                    assert job is not None
+                    self._rebuild(info, out, job)
+                else:
+                    self._record(bid, self._stream(info, out))
             if out is not None and not self.stop.is_set():
                 out.finish()
                 return target
@@ -394,8 +511,16 @@ class _Run:
             self.stop.set()
             raise
         finally:
+            for job in ahead.values():
+                job.cancel()
             if out is not None:
                 out.close()
+
+    def rebuilders(self) -> ThreadPoolExecutor:
+        with self.lock:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="pbkit-delta")
+            return self.pool
 
     def _record(self, bid: str, result: bool | None) -> None:
         info = self.blocks[bid]
@@ -408,6 +533,27 @@ class _Run:
                 self.done += info.nbytes
                 if self.progress is not None and not self.bad:
                     self.progress("assemble", min(self.done, self.total), self.total)
+
+    def _rebuild(self, info: BlockInfo, out: "_OutFile | None", job: "Future[Any]") -> None:
+        """Append a delta-chained tensor PB, rebuilt by `job` (verified against its id), to `out`."""
+        try:
+            data = job.result()
+        except BlockUnavailable as exc:
+            b = self.stored.get(exc.block_id) or BlockInfo(exc.block_id, 0, "delta", tensors=info.tensors)
+            with self.lock:
+                self.stop.set()
+                self.bad.setdefault(b.id, UnavailableBlock(b.id, b.nbytes, exc.reason, b.tensors, self.users.get(b.id)))
+            return
+        if out is not None:
+            with memoryview(data) as mv:
+                pos = 0
+                while pos < len(mv):
+                    with out.space(min(_CHUNK, len(mv) - pos)) as dst:
+                        n = len(dst)
+                        dst[:] = mv[pos : pos + n]
+                    out.advance(n)
+                    pos += n
+        self._record(info.id, True)
 
     def _scratch(self) -> memoryview:
         view = getattr(self.local, "view", None)
@@ -617,10 +763,28 @@ class NeedReport:
 
 
 def need(recipe: Recipe, have: Iterable[str]) -> NeedReport:
-    """Exactly which blocks (and bytes) of `recipe` are not in `have`."""
+    """Exactly which stored blocks (and bytes) of `recipe` are not in `have`.
+
+    A delta block implies its reference: for a tensor stored as a delta chain, the links are
+    followed from the tensor down only until a PB in `have` (the tensor itself, or the
+    reference of a link, e.g. held because the device holds the base) or the chain's root, so
+    a device that holds the base needs only the fine-tune's delta blocks."""
     have = set(have)
     blocks = recipe.blocks()
-    needed = [b for b in blocks.values() if b.id not in have]
+    wanted: set[str] = set()
+    for info in recipe.logical_blocks().values():
+        if info.id in have:
+            continue
+        if not info.chain:
+            wanted.add(info.id)
+            continue
+        for step in info.chain:
+            wanted.add(step.block)
+            if step.ref in have:
+                break
+        else:
+            wanted.add(info.chain[-1].ref)
+    needed = [b for b in blocks.values() if b.id in wanted and b.id not in have]
     total = sum(b.nbytes for b in blocks.values())
     needed_bytes = sum(b.nbytes for b in needed)
     return NeedReport(

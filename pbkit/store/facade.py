@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from pbkit.common.fs import atomic_write_text
 from pbkit.errors import PbkitError
-from pbkit.store.index import Index, UnknownModelError
+from pbkit.store.index import Index, StoreIndexError, UnknownModelError
 from pbkit.store.objects import ObjectDir
-from pbkit.store.recipe import Recipe, RecipeError
+from pbkit.store.recipe import BlockInfo, Recipe, RecipeError
 
 if TYPE_CHECKING:  # imported by the methods that use them: `pbkit ls` starts without them
     from pbkit.store import assemble as _assemble
     from pbkit.store import ingest as _ingest
+    from pbkit.store.references import DeltaPolicy
 
 
 STORE_FORMAT = "pbkit-store"
@@ -48,13 +49,17 @@ class StoreNotFoundError(StoreError):
 class StoreIOError(PbkitError):
     """An operating-system error (disk full, permission denied) during ingest or assembly."""
 
-    exit_code = 1  # a runtime failure, not bad input (pbkit.cli.main)
+    exit_code = 1  # a runtime failure, not bad input (pbkit.errors.PbkitError)
+
+
+class ModelInUseError(PbkitError):
+    """`rm` of a model that other stored models name as their base."""
 
 
 class StoreCorruptError(PbkitError):
     """`verify` found corrupt or missing objects."""
 
-    exit_code = 1  # a runtime finding, not bad input (pbkit.cli.main)
+    exit_code = 1  # a runtime finding, not bad input (pbkit.errors.PbkitError)
 
 
 @dataclass
@@ -64,6 +69,7 @@ class VerifyReport:
     corrupt: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     models_hit: list[str] = field(default_factory=list)
+    missing_bases: list[str] = field(default_factory=list)  # "model -> base" whose base is gone or different
     unreferenced_objects: int = 0  # on disk, in no model (e.g. from a killed ingest); gc removes them
     temp_files: int = 0  # stray temporary files; ignored, gc removes them
     problems: list[str] = field(default_factory=list)
@@ -175,6 +181,32 @@ class Store:
         finally:
             rw.close()
 
+    def shared_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held by writers that add objects before publishing them (ingest, pull): gc waits."""
+        return self._lock(exclusive=False)
+
+    def register(self, recipe: Recipe, recipe_json: bytes) -> bool:
+        """Publish a model whose blocks are all in the object directory already (a pull put them
+        there, each verified against its id); writes the recipe object and the index rows in one
+        transaction. Returns False if the same recipe is already registered under its name. The
+        caller holds `shared_lock()` from before its blocks were written, so gc cannot take them.
+
+        Raises StoreIndexError when a block is absent or a base it names is not in the store,
+        ModelExistsError when the name holds another recipe."""
+        missing = [b for b in recipe.blocks() if not self.objects.exists(b)]
+        if missing:
+            raise StoreIndexError(f"{self.root}: cannot register {recipe.name!r}: {len(missing)} blocks are not stored")
+        if recipe.base is not None and self.index.model(recipe.base.name) is None:
+            raise StoreIndexError(
+                f"{self.root}: cannot register {recipe.name!r}: its base {recipe.base.name!r} is absent"
+            )
+        row = self.index.model(recipe.name)
+        if row is not None and row.recipe_id == recipe.id:
+            return False
+        self.objects.write_many([(recipe.id, recipe_json)])
+        blocks = list(recipe.blocks().values()) + [BlockInfo(recipe.id, len(recipe_json), "recipe")]
+        return self.index.publish(recipe, recipe_json, blocks, {})
+
     # ------------------------------------------------------------------ ingest / assemble
     def ingest(
         self,
@@ -184,8 +216,10 @@ class Store:
         revision: str | None = None,
         progress: ProgressFn | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        delta: DeltaPolicy | None = None,
     ) -> _ingest.IngestResult:
-        """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.store.ingest."""
+        """Ingest a local model directory or hub id (HF cache `cache_dir`); see pbkit.store.ingest.
+        With `delta`, tensors may be stored as delta blocks against the base chain."""
         from pbkit.store import ingest as _ingest
 
         try:
@@ -199,6 +233,7 @@ class Store:
                 progress=progress,
                 write_lock=lambda: self._lock(exclusive=False),
                 cache_dir=cache_dir,
+                delta=delta,
             )
         except OSError as exc:  # disk full, permissions, a file vanishing under us
             raise StoreIOError(f"{exc.filename or self.root}: ingest failed ({exc.strerror or exc})") from None
@@ -245,11 +280,68 @@ class Store:
         except OSError as exc:
             raise StoreIOError(f"{exc.filename or out_dir}: assembly failed ({exc.strerror or exc})") from None
 
+    def base_chain(self, name: str) -> list[str]:
+        """The models a device needs to run `name`: `name`, and while the last one is an adapter
+        (which runs on top of its base), its base. A full or partial fine-tune holds all of its
+        weights and ends the chain.
+
+        Raises UnknownModelError if `name` or a base on the chain is not in the store (naming the
+        model that needs it), StoreIndexError if the chain loops."""
+        chain: list[str] = []
+        current: str | None = name
+        while current is not None:
+            row = self.index.model(current)
+            if row is None:
+                if not chain:
+                    raise UnknownModelError(f"no model named {name!r} in the store")
+                raise UnknownModelError(f"model {chain[-1]!r}: its base {current!r} is not in the store")
+            if current in chain:
+                raise StoreIndexError(f"{self.root}: the base chain of {name!r} loops at {current!r}")
+            chain.append(current)
+            current = row.base if row.kind == "adapter" else None
+        return chain
+
     def need(self, name: str, have: Iterable[str]) -> _assemble.NeedReport:
-        """Blocks and bytes of model `name` not among the block ids `have`."""
+        """Blocks and bytes of model `name` and of its base chain (`base_chain`: what a device must
+        hold to run it; an adapter's base, ...) not among the block ids `have`. The report's
+        `extra["chain"]` lists the models counted.
+
+        Raises UnknownModelError (no such model, or a base on its chain missing)."""
         from pbkit.store import assemble as _assemble
 
-        return _assemble.need(self.recipe(name), have)
+        chain = self.base_chain(name)
+        blocks: dict[str, BlockInfo] = {}
+        for model in chain:
+            for bid, info in self.recipe(model).blocks().items():
+                blocks.setdefault(bid, info)
+        have = set(have)
+        needed = [b for b in blocks.values() if b.id not in have]
+        total = sum(b.nbytes for b in blocks.values())
+        needed_bytes = sum(b.nbytes for b in needed)
+        return _assemble.NeedReport(
+            model=name,
+            needed=needed,
+            needed_bytes=needed_bytes,
+            have_bytes=total - needed_bytes,
+            total_blocks=len(blocks),
+            total_bytes=total,
+            extra={"chain": chain},
+        )
+
+    def dependants(self, name: str) -> list[str]:
+        """Every stored model built on `name`, directly or through others (children first, then theirs)."""
+        children: dict[str, list[str]] = {}
+        for row in self.index.models():
+            if row.base is not None:
+                children.setdefault(row.base, []).append(row.name)
+        out: list[str] = []
+        todo = list(children.get(name, []))
+        while todo:
+            child = todo.pop(0)
+            if child not in out and child != name:
+                out.append(child)
+                todo.extend(children.get(child, []))
+        return out
 
     def model_blocks(self, name: str) -> set[str]:
         """Ids of every block a model references (its recipe object included)."""
@@ -269,9 +361,24 @@ class Store:
                 held.add(bid)
         return held
 
-    def remove(self, name: str) -> int:
-        """Forget a model; returns how many blocks no model uses any more (deleted by gc)."""
-        return self.index.remove(name)
+    def remove(self, name: str, cascade: bool = False) -> int:
+        """Forget a model; returns how many blocks no model uses any more (deleted by gc).
+
+        A model that others are built on (adapters, fine-tunes naming it as their base) is refused
+        with ModelInUseError naming them; with `cascade`, they are removed too (`dependants(name)`
+        beforehand says which). Raises UnknownModelError if there is no such model."""
+        if self.index.model(name) is None:
+            raise UnknownModelError(f"no model named {name!r} in the store")
+        dependants = self.dependants(name)
+        if dependants and not cascade:
+            raise ModelInUseError(
+                f"model {name!r} is the base of {', '.join(dependants)}; remove them first, "
+                f"or remove all with: pbkit rm {name} --cascade"
+            )
+        freed = 0
+        for model in reversed(dependants):  # the deepest first: no model is ever left without its base
+            freed += self.index.remove(model)
+        return freed + self.index.remove(name)
 
     # ------------------------------------------------------------------ maintenance
     def verify(self, progress: ProgressFn | None = None) -> VerifyReport:
@@ -319,6 +426,13 @@ class Store:
                     f"{self.root}: index recipe of {row.name!r} does not hash to its id {row.recipe_id[:16]}"
                 )
                 hit.add(row.name)
+            if recipe.base is not None:
+                brow = self.index.model(recipe.base.name)
+                if brow is None or brow.content_digest != recipe.base.content_digest:
+                    state = "is missing" if brow is None else "has different content than the one it was built on"
+                    report.missing_bases.append(f"{row.name} -> {recipe.base.name}")
+                    report.problems.append(f"{self.root}: model {row.name!r}: its base {recipe.base.name!r} {state}")
+                    hit.add(row.name)
         report.models_hit = sorted(hit)
         referenced = self.index.referenced_ids()
         report.unreferenced_objects = sum(1 for i in self.objects.iter_ids() if i not in referenced)

@@ -9,11 +9,16 @@ transaction. A kill before (5) leaves only complete, unreferenced objects (and m
 rerunning the ingest skips what is already there. Steps (2) and (4) run as one pass: a block's
 bytes are copied into a temporary file right after they are hashed, and the temporary files are
 made durable and linked into place together after (3).
+
+With a delta policy (`delta=`), a tensor that has a candidate reference in the base chain is
+held back from copying while it is hashed; after the pass, each is stored as a delta block or
+exactly (pbkit.store.references), before (4), and the source files are re-checked once more.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import mmap
 import os
 import time
@@ -29,7 +34,8 @@ from pbkit.model.safetensors_layout import SafetensorsLayout, TensorEntry, read_
 from pbkit.model.sources import ResolvedSource, resolve_source, safe_join
 from pbkit.store.index import Index, ModelExistsError, StatKey, UnknownModelError
 from pbkit.store.objects import FileRegion, ObjectDir
-from pbkit.store.recipe import BaseRef, BlockInfo, FileRecipe, Recipe, TensorRef, content_digest
+from pbkit.store.recipe import BaseRef, BlockInfo, DeltaStep, FileRecipe, Recipe, TensorRef, content_digest
+from pbkit.store.references import DeltaPlanner, DeltaPolicy, ReferenceFinder, base_chain
 
 # progress(phase, done, total): phase "hash" and "write" count bytes; "publish" is 0/1 then 1/1.
 ProgressFn = Callable[[str, int, int], None]
@@ -95,6 +101,9 @@ class IngestResult:
     unchanged: bool  # the same recipe was already stored under this name
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    delta_tensors: int = 0  # tensor PBs stored as delta chains (new or reused)
+    delta_tensor_bytes: int = 0  # their tensor bytes
+    delta_new_bytes: int = 0  # bytes of the delta blocks computed by this ingest
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -154,6 +163,7 @@ def _digest_each(
     stage: Callable[[str, "bytes | FileRegion"], Any] | None,
     hash_pool: ThreadPoolExecutor,
     pending: list[tuple[int, Future[str]]],
+    defer: Callable[[TensorRef, FileRegion], bool] | None = None,
 ) -> list[FileDigest]:
     """One pass over the files in order: ids of every block, staging each for copying."""
     done = 0
@@ -175,11 +185,12 @@ def _digest_each(
                     stage(header_pb, layout.header)
                 with contextlib.closing(_pb_ids_in_order(mv, layout.tensors, hash_pool)) as ids:
                     for t, pid in ids:
-                        tensors.append(TensorRef(t.name, t.dtype, t.shape, pid, t.nbytes))
+                        tref = TensorRef(t.name, t.dtype, t.shape, pid, t.nbytes)
+                        tensors.append(tref)
                         region = FileRegion(real_path, t.begin, t.nbytes)
                         sources.append((pid, region))
-                        if stage is not None:  # copied while the next tensors are hashed
-                            stage(pid, region)
+                        if stage is not None and not (defer is not None and defer(tref, region)):
+                            stage(pid, region)  # copied while the next tensors are hashed
                 recipe = FileRecipe(rel, key.size, "", "safetensors", header_pb=header_pb, tensors=tuple(tensors))
             else:
                 bid = blob_id(mv)
@@ -206,6 +217,7 @@ def _digest_files(
     progress: ProgressFn | None,
     stage: Callable[[str, "bytes | FileRegion"], Any] | None = None,
     settle: Callable[[], None] | None = None,
+    defer: Callable[[TensorRef, FileRegion], bool] | None = None,
 ) -> list[FileDigest]:
     """PB/blob ids of every file; `sha` returns (or schedules) each file's SHA-256; `stage` is
     given each block right after it is hashed (while its bytes are hot in the page cache) and
@@ -217,16 +229,29 @@ def _digest_files(
         total += os.path.getsize(paths[rel])
     pending: list[tuple[int, Future[str]]] = []
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pbkit-hash") as hash_pool:
-        out = _digest_each(src, paths, total, layouts, sha, progress, stage, hash_pool, pending)
+        out = _digest_each(src, paths, total, layouts, sha, progress, stage, hash_pool, pending, defer)
     for i, fut in pending:
         fd = out[i]
         out[i] = FileDigest(_with_sha(fd.recipe, fut.result()), fd.sources, fd.realpath, fd.stat_key)
     if settle is not None:
         settle()  # every staged copy has read its source before the files are re-checked
-    for fd in out:  # ids, SHA-256 and copies must all come from the same bytes
-        if _stat_key(Path(fd.realpath))[1] != fd.stat_key:
-            raise SourceChangedError(f"{paths[fd.recipe.path]}: file changed while it was being read; run again")
+    _check_unchanged(out, src.root)
     return out
+
+
+def _check_unchanged(files: list[FileDigest], root: Path) -> None:
+    """Ids, SHA-256, copies and deltas must all come from the same bytes."""
+    for fd in files:
+        if _stat_key(Path(fd.realpath))[1] != fd.stat_key:
+            raise SourceChangedError(f"{root / fd.recipe.path}: file changed while it was being read; run again")
+
+
+def _with_chains(fd: FileDigest, chains: dict[str, tuple[DeltaStep, ...]]) -> FileDigest:
+    """The file's recipe with the delta chain of every tensor stored as a delta."""
+    if fd.recipe.kind != "safetensors" or not any(t.pb in chains for t in fd.recipe.tensors):
+        return fd
+    tensors = tuple(dataclasses.replace(t, delta=chains[t.pb]) if t.pb in chains else t for t in fd.recipe.tensors)
+    return dataclasses.replace(fd, recipe=dataclasses.replace(fd.recipe, tensors=tensors))
 
 
 def _with_sha(r: FileRecipe, sha: str) -> FileRecipe:
@@ -325,20 +350,41 @@ def ingest(
     progress: ProgressFn | None = None,
     write_lock: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
     cache_dir: str | os.PathLike[str] | None = None,
+    delta: DeltaPolicy | None = None,
 ) -> IngestResult:
-    """Ingest one model (see the module docstring for the crash-safe order)."""
+    """Ingest one model (see the module docstring for the crash-safe order).
+
+    With `delta`, tensors that differ from their reference in the base chain are stored as delta
+    blocks where that saves at least `delta.min_saving` (docs/delta-blocks.md).
+
+    Raises IngestError (bad name, own base), UnknownModelError (--base not stored),
+    ModelExistsError, SourceChangedError, the model readers' format errors, OSError."""
     t0 = time.perf_counter()
     src = resolve_source(source, revision=revision, cache_dir=cache_dir)
     name = check_name(name if name is not None else default_name(src))
     layout, layouts = _validate(src)  # (1) nothing is written on bad input
 
     existing = index.model(name)
+    planner: DeltaPlanner | None = None
+    if delta is not None:  # references come from the base chain, known before hashing
+        pre_base = base
+        if pre_base is None and existing is not None and existing.base is not None:
+            pre_base = existing.base
+        if pre_base is None:
+            pre_base = _resolve_base(index, name, None, layout)[0]
+        if pre_base is not None and pre_base != name and index.model(pre_base) is not None:
+            finder = ReferenceFinder(base_chain(index, pre_base))
+            if existing is not None:  # a re-ingest reuses its stored deltas instead of recomputing them
+                finder.learn_chains(Recipe.from_json(index.recipe_json(name) or "", where=f"recipe of {name!r}"))
+            planner = DeltaPlanner(finder, objects, delta)
 
     # (2)+(4) in one pass: each block is hashed straight from an mmap of its file, then (if not
     # yet in the store) copied into a temporary file of a write batch; SHA-256 of each file runs
     # in a helper thread meanwhile (hashlib and blake3 release the GIL). Nothing is visible in
     # the store until the batch commits. The shared lock keeps gc from removing the temp files.
-    with write_lock(), objects.batch() as batch:
+    with write_lock(), objects.batch() as batch, contextlib.ExitStack() as stack:
+        if planner is not None:
+            stack.callback(planner.close)
         # SHA-256 is sequential within a file and the slowest hash here (~2 GB/s per core), so
         # the files of a sharded checkpoint are hashed by as many threads as there are cores.
         workers = max(1, min(len(src.files), (os.cpu_count() or 2) - 1, 8))
@@ -352,7 +398,28 @@ def ingest(
                 fresh.add(real)
                 return pool.submit(file_sha256, path)
 
-            files = _digest_files(src, layouts, sha=sha, progress=progress, stage=batch.add, settle=batch.wait_copies)
+            files = _digest_files(
+                src,
+                layouts,
+                sha=sha,
+                progress=progress,
+                stage=batch.add,
+                settle=batch.wait_copies,
+                defer=planner.offer if planner is not None else None,
+            )
+
+        chains: dict[str, tuple[DeltaStep, ...]] = {}
+        outcome = None
+        if planner is not None:
+            outcome = planner.finish(set(batch.ids))
+            for pid, region in outcome.exact:
+                batch.add(pid, region)
+            for bid, data in outcome.blocks:
+                batch.add(bid, data)
+            batch.wait_copies()
+            _check_unchanged(files, src.root)
+            chains = outcome.chains
+            files = [_with_chains(f, chains) for f in files] if chains else files
 
         # (3) kind and base; re-ingesting a stored model keeps the base it was stored with
         if (
@@ -373,6 +440,9 @@ def ingest(
             assert brow is not None
             base_ref = BaseRef(brow.name, brow.recipe_id, brow.content_digest)
             base_pbs = index.model_blocks(base_name)
+            base_text = index.recipe_json(base_name)
+            if base_text is not None and '"delta"' in base_text:  # PBs the base stores as deltas count too
+                base_pbs |= {t.pb for f in Recipe.from_json(base_text).files for t in f.tensors}
             shares = any(t.pb in base_pbs for f in files for t in f.recipe.tensors)
         kind = classify(layout, base_name is not None, shares)
         recipe = Recipe.build(name, kind, base_ref, dict(src.origin), tuple(f.recipe for f in files))
@@ -422,4 +492,7 @@ def ingest(
         unchanged=not published,
         seconds=time.perf_counter() - t0,
         warnings=warnings,
+        delta_tensors=sum(1 for f in recipe.files for t in f.tensors if t.delta),
+        delta_tensor_bytes=sum(t.nbytes for f in recipe.files for t in f.tensors if t.delta),
+        delta_new_bytes=outcome.delta_bytes if outcome is not None else 0,
     )

@@ -10,6 +10,7 @@ no trip through Python memory) when the source is a file region.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -145,6 +146,43 @@ class ObjectDir:
         final.parent.mkdir(exist_ok=True)
         os.replace(tmp_name, final)
         return True
+
+    def copy_out(self, obj_id: str, dst: str | os.PathLike[str]) -> None:
+        """Write the object's bytes to `dst`, a new file of its own (never a hard link: a write into
+        a handed-out block must not reach the store). A reflink (copy-on-write clone, Linux FICLONE)
+        where the file system offers one, else an in-kernel copy. Raises FileExistsError if `dst`
+        exists, FileNotFoundError if the object does not, OSError on other I/O failures."""
+        src = self.path(obj_id)
+        with open(src, "rb") as fin:
+            size = os.fstat(fin.fileno()).st_size
+            out_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for any new file
+            try:
+                if not _reflink(fin.fileno(), out_fd):
+                    _copy_region(fin.fileno(), 0, size, out_fd)
+            except BaseException:
+                os.close(out_fd)
+                os.unlink(dst)
+                raise
+            os.close(out_fd)
+
+    def temp_file(self) -> tuple[int, str]:
+        """A new temporary file under tmp/ (open fd, path) for an object being received; put it in
+        place with `commit_file` (gc removes it if the writer dies first)."""
+        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.tmp)
+
+    def commit_file(self, obj_id: str, tmp_name: str) -> bool:
+        """Make a complete, fsynced temporary file the object `obj_id` (the caller has checked its
+        bytes hash to the id) and drop the temporary name; durable when this returns. Returns False
+        when the object already existed (it is never rewritten)."""
+        final = self.path(obj_id)
+        try:
+            placed = self._link(tmp_name, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+        if placed:
+            fsync_dir(final.parent)
+        return placed
 
     def remove(self, obj_id: str) -> int:
         p = self.path(obj_id)
@@ -349,6 +387,20 @@ def _copy_region(in_fd: int, offset: int, length: int, out_fd: int, out_offset: 
             n = os.pwrite(out_fd, mv, out_offset + done)
             mv = mv[n:]
             done += n
+
+
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+
+
+def _reflink(in_fd: int, out_fd: int) -> bool:
+    """Clone a whole file copy-on-write (btrfs, XFS, ...); False where that is not offered."""
+    if fcntl is None or not hasattr(os, "uname") or os.uname().sysname != "Linux":
+        return False
+    try:
+        fcntl.ioctl(out_fd, _FICLONE, in_fd)
+        return True
+    except OSError:
+        return False
 
 
 class _Direct:

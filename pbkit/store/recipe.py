@@ -9,6 +9,7 @@ object and the id changes whenever anything about the model changes. See docs/on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from pbkit.model.digest import blob_id
 from pbkit.model.safetensors_layout import DTYPE_BITS, tensor_nbytes
 
 RECIPE_FORMAT = "pbkit-recipe"
-RECIPE_VERSION = 1
+# Version 2 adds delta chains to tensor entries. A recipe without deltas is still written as
+# version 1, byte for byte as before, so its id (and a re-ingest of a stored model) is unchanged.
+RECIPE_VERSION = 2
+MAX_DELTA_CHAIN = 4  # links from a tensor to the exactly stored PB its bytes are rebuilt from
 KINDS = ("base", "full-finetune", "partial-finetune", "adapter")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -29,14 +33,30 @@ class RecipeError(PbkitError, ValueError):
 
 
 @dataclass(frozen=True)
+class DeltaStep:
+    """One link of a delta chain: delta block `block` (`nbytes` stored bytes, a blob id) turns
+    the bytes of tensor PB `ref` into the bytes of the link's target PB (pbkit.store.delta)."""
+
+    block: str
+    nbytes: int
+    ref: str
+
+
+@dataclass(frozen=True)
 class TensorRef:
-    """One tensor of a safetensors file, in file-offset order; `pb` is its PB id."""
+    """One tensor of a safetensors file, in file-offset order; `pb` is its PB id.
+
+    `delta` is empty when the PB is stored exactly. Otherwise the PB is stored as a chain of
+    delta blocks: link 0 rebuilds `pb` from the bytes of PB `delta[0].ref`, link i rebuilds
+    `delta[i-1].ref` from `delta[i].ref`, and `delta[-1].ref` (the root) is stored exactly. All
+    PBs of a chain have this tensor's dtype and shape."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
     pb: str
     nbytes: int
+    delta: tuple[DeltaStep, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,7 +72,8 @@ class FileRecipe:
     blob_pb: str | None = None
 
     def block_ids(self) -> list[str]:
-        """Block ids in the order their bytes appear in the file (repeats kept)."""
+        """Block ids in the order their bytes appear in the file (repeats kept): the header and
+        the tensors' PB ids, whether a PB is stored exactly or as a delta chain."""
         if self.kind == "safetensors":
             return [self.header_pb] + [t.pb for t in self.tensors]  # type: ignore[list-item]
         return [self.blob_pb]  # type: ignore[list-item]
@@ -77,6 +98,11 @@ class BlockInfo:
     dtype: str | None = None
     shape: tuple[int, ...] | None = None
     tensors: tuple[str, ...] = ()  # "file:tensor" names (or the file path for blobs/headers)
+    # kind "delta": the PB it rebuilds and the PB it needs as reference (same dtype and shape)
+    target: str | None = None
+    ref: str | None = None
+    # a tensor PB stored as a delta chain (Recipe.logical_blocks only): how to rebuild it
+    chain: tuple[DeltaStep, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,18 +124,48 @@ class Recipe:
         return content_digest(self.files)
 
     def blocks(self) -> dict[str, BlockInfo]:
-        """Every distinct block the model needs (recipe object excluded), in first-use order."""
+        """Every distinct stored block the model needs (recipe object excluded), in first-use
+        order: headers, blobs, tensor PBs stored exactly and, for a tensor stored as a delta
+        chain, each link's delta block (kind "delta") and the chain's exactly stored root PB.
+        This is what the store keeps for the model (`refs`) and what a device must receive."""
+        out: dict[str, BlockInfo] = {}
+        for f in self.files:
+            if f.kind != "safetensors":
+                assert f.blob_pb is not None
+                _add(out, BlockInfo(f.blob_pb, f.size, "blob", tensors=(f.path,)))
+                continue
+            assert f.header_pb is not None
+            _add(out, BlockInfo(f.header_pb, _header_size(f), "header", tensors=(f"{f.path}:<header>",)))
+            for t in f.tensors:
+                where = f"{f.path}:{t.name}"
+                target = t.pb
+                for i, step in enumerate(t.delta):
+                    held = (where,) if i == 0 else (f"{where} (reference)",)
+                    _add(out, BlockInfo(step.block, step.nbytes, "delta", t.dtype, t.shape, held, target, step.ref))
+                    target = step.ref
+                held = (where,) if not t.delta else (f"{where} (reference)",)
+                _add(out, BlockInfo(target, t.nbytes, "tensor", t.dtype, t.shape, held))
+        return out
+
+    def logical_blocks(self) -> dict[str, BlockInfo]:
+        """Every distinct block the model's files are made of, in first-use order: headers,
+        blobs and tensor PBs (with `chain` set for a PB stored as a delta chain)."""
         out: dict[str, BlockInfo] = {}
         for f in self.files:
             if f.kind == "safetensors":
                 assert f.header_pb is not None
                 _add(out, BlockInfo(f.header_pb, _header_size(f), "header", tensors=(f"{f.path}:<header>",)))
                 for t in f.tensors:
-                    _add(out, BlockInfo(t.pb, t.nbytes, "tensor", t.dtype, t.shape, (f"{f.path}:{t.name}",)))
+                    info = BlockInfo(t.pb, t.nbytes, "tensor", t.dtype, t.shape, (f"{f.path}:{t.name}",), chain=t.delta)
+                    _add(out, info)
             else:
                 assert f.blob_pb is not None
                 _add(out, BlockInfo(f.blob_pb, f.size, "blob", tensors=(f.path,)))
         return out
+
+    @property
+    def has_deltas(self) -> bool:
+        return any(t.delta for f in self.files for t in f.tensors)
 
     def block_bytes(self) -> int:
         return sum(b.nbytes for b in self.blocks().values())
@@ -119,7 +175,7 @@ class Recipe:
         """The JSON body (without the id, which is the digest of this body)."""
         return {
             "format": RECIPE_FORMAT,
-            "version": RECIPE_VERSION,
+            "version": RECIPE_VERSION if self.has_deltas else 1,
             "name": self.name,
             "kind": self.kind,
             "base": None
@@ -207,19 +263,23 @@ def _add(out: dict[str, BlockInfo], info: BlockInfo) -> None:
     if prev is None:
         out[info.id] = info
     else:
-        out[info.id] = BlockInfo(prev.id, prev.nbytes, prev.kind, prev.dtype, prev.shape, prev.tensors + info.tensors)
+        out[info.id] = dataclasses.replace(prev, tensors=prev.tensors + info.tensors)
 
 
 def _file_to_json(f: FileRecipe) -> dict[str, Any]:
     out: dict[str, Any] = {"path": f.path, "size": f.size, "sha256": f.sha256, "kind": f.kind}
     if f.kind == "safetensors":
         out["header_pb"] = f.header_pb
-        out["tensors"] = [
-            {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "pb": t.pb, "nbytes": t.nbytes}
-            for t in f.tensors
-        ]
+        out["tensors"] = [_tensor_to_json(t) for t in f.tensors]
     else:
         out["blob_pb"] = f.blob_pb
+    return out
+
+
+def _tensor_to_json(t: TensorRef) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "pb": t.pb, "nbytes": t.nbytes}
+    if t.delta:  # only then: a recipe without deltas keeps its version-1 bytes and id
+        out["delta"] = [{"block": s.block, "bytes": s.nbytes, "ref": s.ref} for s in t.delta]
     return out
 
 
@@ -270,7 +330,28 @@ def _tensor_from_json(t: Any, path: str) -> TensorRef:
     dims = tuple(_count(d, f"tensor {name!r}: dimension") for d in shape)
     nbytes = _count(t["nbytes"], f"tensor {name!r}: nbytes")
     _need(nbytes == tensor_nbytes(dtype, dims), f"tensor {name!r}: nbytes {nbytes} does not match {dtype} {list(dims)}")
-    return TensorRef(name, dtype, dims, _hex(t["pb"], f"tensor {name!r}: pb"), nbytes)
+    pb = _hex(t["pb"], f"tensor {name!r}: pb")
+    return TensorRef(name, dtype, dims, pb, nbytes, _chain_from_json(t.get("delta", []), name, pb))
+
+
+def _chain_from_json(links: Any, name: str, pb: str) -> tuple[DeltaStep, ...]:
+    _need(isinstance(links, list), f"tensor {name!r}: delta {_short(links)} is not a list")
+    _need(
+        len(links) <= MAX_DELTA_CHAIN, f"tensor {name!r}: delta chain of {len(links)} links exceeds {MAX_DELTA_CHAIN}"
+    )
+    chain = []
+    seen = {pb}
+    for link in links:
+        _need(isinstance(link, dict), f"tensor {name!r}: a delta link is not an object")
+        step = DeltaStep(
+            _hex(link["block"], f"tensor {name!r}: delta block"),
+            _count(link["bytes"], f"tensor {name!r}: delta bytes"),
+            _hex(link["ref"], f"tensor {name!r}: delta ref"),
+        )
+        _need(step.ref not in seen, f"tensor {name!r}: delta chain loops at {step.ref[:16]}")
+        seen.add(step.ref)
+        chain.append(step)
+    return tuple(chain)
 
 
 def _file_from_json(d: Any) -> FileRecipe:

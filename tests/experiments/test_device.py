@@ -115,7 +115,12 @@ def test_every_user_rebuilds_its_model_from_received_blocks(zoo, tmp_path, granu
         )
         assert _tree(rebuilt) == _tree(zoo / "zoo" / manifest["model"])
     block = next(p for p in users[0].iterdir() if p.name != "manifest.json")
-    assert block.stat().st_nlink >= 2  # a hard link to the store's object, not a copy
+    with Store.open(zoo / "store", create=False) as store:
+        obj = store.objects.path(block.name)
+        assert block.stat().st_ino != obj.stat().st_ino and block.stat().st_nlink == 1  # a copy of its own
+        with open(block, "r+b") as f:  # the device writing into what it received
+            f.write(b"\0\0\0\0")
+        assert store.verify().ok  # the store is untouched
 
 
 def test_adapter_rebuilt_on_device_gives_equal_outputs(zoo, tmp_path):

@@ -47,7 +47,7 @@ def test_rebuild_reuses_and_rebuilds_only_what_changed(built_copy):
         store.remove("gpt-ia3")  # store entry gone, directory still there: ingest only
         # The copied zoo lives elsewhere, so re-ingesting the base gives a new recipe (its
         # source path changed) and its children are re-ingested to pin the new base.
-        store.remove("llama-base")
+        store.remove("llama-base", cascade=True)  # its children go too; the build re-ingests them
         spec = small_spec()
         spec_data = json.loads(json.dumps(SMALL_SPEC))
         spec_data["families"][0]["task_models"][1]["steps"] = 3  # gpt-k2 changes

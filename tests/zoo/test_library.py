@@ -34,7 +34,7 @@ def _edit(fn):
 BAD = [
     ("top level list", lambda: [], "top level is not a JSON object"),
     ("format", lambda: _edit(lambda d: d.update(format="other")), "format 'other' is not 'pbkit-pb-library'"),
-    ("newer", lambda: _edit(lambda d: d.update(version=2)), "version 2 is newer than this pbkit reads (1)"),
+    ("newer", lambda: _edit(lambda d: d.update(version=3)), "version 3 is newer than this pbkit reads (2)"),
     ("version str", lambda: _edit(lambda d: d.update(version="1")), "version '1' is not a positive integer"),
     ("no pbs", lambda: _edit(lambda d: d.pop("pbs")), "missing list 'pbs'"),
     ("pb lacks id", lambda: _edit(lambda d: d["pbs"][0].pop("id")), "an entry lacks a required key ('id')"),

@@ -42,5 +42,10 @@ SHIPPED: dict[str, ShippedLibrary] = {
         ShippedLibrary(
             "edge-catalogue", "edge-catalogue.yaml", description="mixed: Llama-2-7B, BERT, GPT-2, ViT, ResNet services"
         ),
+        ShippedLibrary(
+            "hub-catalogue",
+            "hub-catalogue.yaml",
+            description="222 models: BERT, GPT-2, ViT, ResNet-50 and 218 partial fine-tunes and LoRA adapters",
+        ),
     )
 }

@@ -1,4 +1,7 @@
-"""The request process: Zipf popularity over models, one ranking per region, drifting in time."""
+"""`stationary`: Zipf popularity over models, one ranking per region, drifting by rank swaps.
+
+The process of the project's earlier results, kept stream-for-stream (same seed, same requests).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from delivery.demand.base import DemandProcess
+
 
 @dataclass
-class RequestProcess:
+class StationaryProcess(DemandProcess):
     """Every slot each user requests one model, Zipf(gamma) over its home region's ranking.
 
     Region n's ranking starts as an independent random permutation of the I models (regions
@@ -30,8 +35,7 @@ class RequestProcess:
         weights = np.arange(1, self.n_models + 1, dtype=float) ** (-self.gamma)
         self._rank_cdf = np.cumsum(weights / weights.sum())
 
-    def popularity(self) -> np.ndarray:
-        """(R, I) current request probability of each model in each region."""
+    def region_popularity(self) -> np.ndarray:
         pmf = np.diff(np.concatenate([[0.0], self._rank_cdf]))
         out = np.empty((self.n_regions, self.n_models))
         for n in range(self.n_regions):
@@ -39,10 +43,10 @@ class RequestProcess:
         return out
 
     def draw(self, user_home: np.ndarray) -> np.ndarray:
-        """The slot's requests (K,) and the drift that follows the slot."""
+        """The slot's requests (K,) and the drift that follows the slot (the earlier stream)."""
         u = self.rng.uniform(size=len(user_home))
         ranks = np.minimum(np.searchsorted(self._rank_cdf, u, side="right"), self.n_models - 1)
-        requests = self.ranking[user_home, ranks]
+        requests = self.ranking[np.asarray(user_home), ranks]
         self.slot += 1
         if self.slot % self.drift_period == 0 and self.n_models > 1:
             for n in range(self.n_regions):
