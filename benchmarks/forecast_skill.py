@@ -14,8 +14,8 @@ forecast of the next slot's request shares is scored by MSE against
 Skill > 0 against the best count baseline is the condition under which data augmentation can
 help (synthetic requests drawn from the forecast carry information the counts do not).
 
-    .venv/bin/python benchmarks/forecast_skill.py --library edge-catalogue --seeds 0,1,2 \\
-        --regimes stationary --out benchmarks/results/forecast_skill.json
+    .venv/bin/python benchmarks/forecast_skill.py --library hub-catalogue --seeds 0,1,2 \\
+        --regimes stationary,lifecycle,diurnal,spreading,mobility --out benchmarks/results/forecast_skill.json
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def regime_overrides(regime: str) -> dict:
     """ "stationary" -> {} (the defaults); "field=value[,field=value]" -> those overrides;
-    any other word -> {"requests": word} (the scenario's request process by name)."""
+    any other word -> {"demand": word} (the scenario's request process by name)."""
     from pbkit.common.settings import parse_set_overrides
 
     if regime == "stationary":
@@ -42,11 +42,12 @@ def regime_overrides(regime: str) -> dict:
         from learning.config import LearnConfigError
 
         return parse_set_overrides(regime.split(","), LearnConfigError)
-    return {"requests": regime}
+    return {"demand": regime}
 
 
 def run_regime(library, scenario, seed: int, episodes: int, slots: int) -> dict[str, float]:
     from delivery.simulator import Simulator
+    from delivery.topology import relocate
     from learning.augmentation import PopularityForecaster, series_inputs
     from learning.config import TrainConfig
     from learning.features import snapshot
@@ -83,6 +84,9 @@ def run_regime(library, scenario, seed: int, episodes: int, slots: int) -> dict[
             np.add.at(last, (sim.topology.user_home, requests), 1)
             counts = counts + last
             slot += 1
+            moved = sim.requests.positions()
+            if moved is not None:  # mobility: users move between cells, as in Simulator.step
+                sim.topology = relocate(sim.topology, moved)
             snap2 = snapshot(view(slot, last, counts), snap, cfg.ema_alpha)
             if t >= 2:
                 rows.append((x.copy(), series_inputs(snap), np.asarray(snap2["last"]).reshape(-1), truth.reshape(-1)))
@@ -110,8 +114,12 @@ def run_regime(library, scenario, seed: int, episodes: int, slots: int) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--library", default="edge-catalogue")
-    ap.add_argument("--regimes", default="stationary", help="comma-separated; see regime_overrides")
+    ap.add_argument("--library", default="hub-catalogue")
+    ap.add_argument(
+        "--regimes",
+        default="stationary,lifecycle,diurnal,spreading,mobility",
+        help="comma-separated; see regime_overrides",
+    )
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--slots", type=int, default=20)
