@@ -32,12 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def regime_overrides(regime: str) -> dict:
-    """ "stationary" -> {} (the defaults); "field=value[,field=value]" -> those overrides;
-    any other word -> {"demand": word} (the scenario's request process by name)."""
+    """ "field=value[,field=value]" -> those overrides; a word -> {"demand": word} (the
+    scenario's request process by name; the other fields are the default scenario's)."""
     from pbkit.common.settings import parse_set_overrides
 
-    if regime == "stationary":
-        return {}
     if "=" in regime:
         from learning.config import LearnConfigError
 
