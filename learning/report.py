@@ -27,6 +27,21 @@ from learning.headroom import BOUNDS, ORACLES
 from learning.trainer import Trainer
 from pbkit.library import PBLibrary, synthetic_library
 
+# every heuristic of the registry but the MILP optimum (minutes per slot at full scale), and the
+# registry's references
+REGISTRY_HEURISTICS = (
+    "random",
+    "popular",
+    "lfu",
+    "lru",
+    "greedy",
+    "greedy-ema",
+    "greedy-forecast",
+    "coarse",
+    "noncoop",
+)
+REFERENCES = ("oracle", "search", "fullcache")
+
 
 @dataclass(frozen=True)
 class ReportPlan:
@@ -45,6 +60,9 @@ class ReportPlan:
     heuristics: tuple[str, ...] = HEURISTICS
     evaluated: tuple[str, ...] | None = None  # variants run on the test seeds (None: all trained)
     headroom: bool = True  # also run the oracles of learning.headroom on the test seeds
+    # references of the policy registry (not heuristics: they read the future or bound the delay),
+    # run on the test seeds and compared like the learners
+    references: tuple[str, ...] = REFERENCES
 
 
 # quick: a smoke run of the whole protocol in about 3 minutes on the demo zoo library (no
@@ -62,6 +80,7 @@ QUICK = ReportPlan(
     0.0,
     (2000, 2001),
     headroom=False,
+    references=("oracle", "fullcache"),  # search replays candidate placements: minutes per slot
 )
 # the ablations of issue 16 on the same seeds: no DA, no neighbour messages, no attention, mean critic
 ABLATIONS = ("maasn-noda", "maasn-nomsg", "maasn-noattn", "maasn-meancritic")
@@ -77,6 +96,7 @@ FULL = ReportPlan(
     1,
     300.0,
     (2000, 2001, 2002, 2003, 2004),
+    heuristics=REGISTRY_HEURISTICS,
 )
 
 
@@ -299,7 +319,7 @@ def run_report(
 
     # 2. every policy on the same held-out seeds, with the headroom oracles and the full-cache bound
     tested = {n: r for n, r in runs.items() if plan.evaluated is None or n in plan.evaluated}
-    specs = {h: heuristic(h) for h in plan.heuristics} | _learner_specs(tested)
+    specs = {h: heuristic(h) for h in (*plan.heuristics, *plan.references)} | _learner_specs(tested)
     if plan.headroom:
         specs |= {k: reference(k) for k in (*ORACLES, *BOUNDS)}
     values = _with_pooled(evaluate(scenario, library, specs, plan.eval_seeds, plan.eval_slots, "evaluate"), tested)
@@ -432,6 +452,14 @@ def _finish(
         opt = gap["policies"]["optimal"]["mean_delay_s"]
         targets["optimality_gap_pct"] = {
             k: -_reduction(opt, gap["policies"][k]["mean_delay_s"]) for k in ("maasn-da", "greedy", "lfu")
+        }
+    # the share of the gap between the best heuristic and the oracle that each learner closes
+    if "oracle" in policies:
+        best_d, oracle_d = policies[best]["mean_delay_s"], policies["oracle"]["mean_delay_s"]
+        targets["oracle_gap_closed"] = {
+            name: (best_d - policies[name]["mean_delay_s"]) / (best_d - oracle_d) if best_d > oracle_d else None
+            for name in plan.variants
+            if name in policies
         }
     # headroom: what better demand knowledge (oracles) or unlimited cache (bound) gives over the best heuristic
     for kind in (*ORACLES, *BOUNDS):
