@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per cell, as Ray gives
 
 import numpy as np  # noqa: E402
 
-from delivery.cli import build_config  # noqa: E402
+from delivery.config import ScenarioConfig  # noqa: E402
 from delivery.engine import Cell, ray_session, run_cells  # noqa: E402
 from delivery.sweep import build_sweep, parse_grid, sweep_task  # noqa: E402
 from pbkit.library import synthetic_library  # noqa: E402
@@ -40,7 +40,7 @@ def main() -> int:
     slots = 2 if args.quick else 6
     library = synthetic_library(np.random.default_rng(0))
     sweep = build_sweep(
-        lambda extra: build_config(None, extra),
+        lambda extra: ScenarioConfig.build(None, extra),
         parse_grid(["cache_fraction=0.2,0.4"]),
         ["lfu", "greedy"],
         [0, 1, 2, 3],

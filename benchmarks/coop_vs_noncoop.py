@@ -33,10 +33,12 @@ def main() -> int:
         action="store_true",
         help="charge noncoop the whole band's noise, as before issue 15 (its noise figure raised by 10 log10 N dB)",
     )
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE scenario override (repeatable)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     library = resolve_library(args.library)
-    cfg = ScenarioConfig(beamformer=args.beamformer)
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    cfg = ScenarioConfig(beamformer=args.beamformer).replace(**{k: float(v) for k, v in overrides.items()})
     fine, non = [], []
     for seed in range(args.seeds):
         fine.append(run_policy(cfg, library, args.policy, args.slots, seed).summary()["mean_delay_s"])
@@ -50,6 +52,7 @@ def main() -> int:
         "library": args.library,
         "beamformer": args.beamformer,
         "full_band_noise": args.full_band_noise,
+        "set": overrides,
         "slots": args.slots,
         "seeds": args.seeds,
         args.policy: t_interval(fine),
@@ -59,7 +62,8 @@ def main() -> int:
     }
     print(
         f"{args.library}, {args.beamformer}, {args.seeds} seeds x {args.slots} slots"
-        f"{' (noncoop charged the full band noise)' if args.full_band_noise else ''}: "
+        f"{' (noncoop charged the full band noise)' if args.full_band_noise else ''}"
+        f"{' ' + str(overrides) if overrides else ''}: "
         f"{args.policy} {out[args.policy][0]:.3f} ± {out[args.policy][1]:.3f} s, "
         f"noncoop {out['noncoop'][0]:.3f} ± {out['noncoop'][1]:.3f} s, "
         f"fine vs noncoop {out['reduction_pct'][0]:.1f} ± {out['reduction_pct'][1]:.1f} %"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from delivery.errors import ConfigError
-from pbkit.common.settings import parse_set_overrides
+from pbkit.common.seeds import SEEDS_GRAMMAR, parse_seeds
 
 if TYPE_CHECKING:  # the simulator (numpy, scipy, cvxpy) is imported when a command runs, not at start-up
-    from delivery.config import ScenarioConfig
     from pbkit.library import PBLibrary
+
+SCENARIO_HELP = "Scenario: a YAML/TOML file, or a bundled name such as 'default' or 'small' (delivery/scenarios/)."
 
 
 def load_library_arg(spec: str) -> PBLibrary:
@@ -23,19 +24,34 @@ def load_library_arg(spec: str) -> PBLibrary:
     return resolve_library(spec)
 
 
-def build_config(config: Optional[str], overrides: list[str], where: str = "--set") -> ScenarioConfig:
-    """A config file (or a bundled scenario name: default, small) plus `key=value` overrides;
-    `where` names the options the overrides came from in error messages."""
-    from delivery.config import ScenarioConfig, scenario_path
+def scenario_option() -> Any:
+    """`--scenario`, the scenario of every command that runs one."""
+    return typer.Option(None, "--scenario", help=SCENARIO_HELP)
 
-    if config is None:
-        cfg = ScenarioConfig()
-    elif Path(config).exists():
-        cfg = ScenarioConfig.load(config)
-    else:
-        cfg = ScenarioConfig.load(scenario_path(config))
-    values = parse_set_overrides(overrides, ConfigError)
-    return ScenarioConfig.from_dict(cfg.to_dict() | values, where=where) if values else cfg
+
+def legacy_config_option() -> Any:
+    """The old spelling of `--scenario` in sim, sweep, figures and learn eval (hidden, deprecated)."""
+    return typer.Option(None, "--config", hidden=True, help="Deprecated: use --scenario.")
+
+
+def scenario_source(scenario: Optional[str], legacy: Optional[str]) -> Optional[str]:
+    """The `--scenario` value, or the deprecated `--config` one with a note on stderr."""
+    if legacy is not None:
+        if scenario is not None:
+            raise ConfigError("--config is the old name of --scenario: give one of them")
+        typer.echo("pbkit: note: --config here is deprecated; it is now --scenario", err=True)
+        return legacy
+    return scenario
+
+
+def scenario_label(source: Optional[str], overrides: list[str]) -> str:
+    """What a result says it ran on: `scenario small + beamformer=mrt`."""
+    name = "default" if source is None else Path(source).stem if Path(source).suffix else str(source)
+    return f"scenario {name}" + "".join(f" + {o}" for o in overrides)
+
+
+def seeds_option(default: str, what: str = "Seeds") -> Any:
+    return typer.Option(default, "--seeds", help=f"{what}: {SEEDS_GRAMMAR}.")
 
 
 def register(app: typer.Typer) -> None:
@@ -49,8 +65,9 @@ def register(app: typer.Typer) -> None:
             "greedy", "--policy", help="A policy name (pbkit sim policies), or your own as module:Class."
         ),
         slots: int = typer.Option(20, "--slots", min=1),
-        seed: int = typer.Option(0, "--seed"),
-        config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Scenario seed (non-negative)."),
+        scenario: Optional[str] = scenario_option(),
+        config: Optional[str] = legacy_config_option(),
         set_: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
         deliver_to: Optional[Path] = typer.Option(
@@ -65,11 +82,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run one policy on one scenario and report the mean download delay."""
         from delivery.cli_headroom import check_trace_length, with_requests_file
+        from delivery.config import ScenarioConfig
         from delivery.experiment import BREAKDOWN_KEYS, run_policy
         from pbkit.common.progress import Progress
+        from pbkit.common.sizes import format_size
 
+        source = scenario_source(scenario, config)
+        cfg = ScenarioConfig.build(source, set_)
         lib = load_library_arg(library)
-        cfg = with_requests_file(build_config(config, set_), requests, lib)
+        cfg = with_requests_file(cfg, requests, lib)
         check_trace_length(cfg, slots, lib)
         with Progress(transient=True, disable=as_json or slots < 5) as progress:
             task = progress.add_task(f"{policy}", total=slots)
@@ -98,18 +119,22 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        console = Console(width=80)  # no line wider than 80 columns
+        console.print(f"library {library}, {scenario_label(source, set_)}", soft_wrap=True)
         table = Table(title=f"{policy} ({result.mode}), seed {seed}, {slots} slots")
         table.add_column("figure")
         table.add_column("value", justify="right")
-        table.add_row("mean_delay_s", f"{summary['mean_delay_s']:.4g}")
+        table.add_row("mean delay", f"{summary['mean_delay_s']:.4g} s")
         for key in BREAKDOWN_KEYS:
-            table.add_row(f"  {key}", f"{summary['breakdown_s'][key]:.4g}")
-        table.add_row("delay_lower_bound_s", f"{summary['delay_lower_bound_s']:.4g}")
-        table.add_row("hit_ratio_local", f"{summary['hit_ratio_local']:.3f}")
-        table.add_row("hit_ratio_edge", f"{summary['hit_ratio_edge']:.3f}")
-        table.add_row("backhaul / cloud bytes", f"{summary['backhaul_bytes']:.3e} / {summary['cloud_bytes']:.3e}")
-        table.add_row("solver calls / cache hits", f"{summary['solver_calls']} / {summary['cache_hits']}")
-        Console().print(table)
+            table.add_row(f"  {key}", f"{summary['breakdown_s'][key]:.4g} s")
+        table.add_row("delay lower bound", f"{summary['delay_lower_bound_s']:.4g} s")
+        table.add_row("hit ratio local / edge", f"{summary['hit_ratio_local']:.3f} / {summary['hit_ratio_edge']:.3f}")
+        table.add_row(
+            "backhaul / cloud", f"{format_size(summary['backhaul_bytes'])} / {format_size(summary['cloud_bytes'])}"
+        )
+        # the scheduler memoises beamforming designs per user group: solved vs reused ones
+        table.add_row("beamformer designs solved / reused", f"{summary['solver_calls']} / {summary['cache_hits']}")
+        console.print(table)
 
     @sim.command("compare")
     def compare_cmd(
@@ -117,31 +142,36 @@ def register(app: typer.Typer) -> None:
         policies: Optional[str] = typer.Option(
             None, "--policies", help="Comma-separated names (default: the registry's comparison set)."
         ),
-        seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds 0..n-1 (or from --first-seed)."),
-        first_seed: int = typer.Option(0, "--first-seed"),
+        seeds: str = seeds_option("5"),
+        first_seed: int = typer.Option(0, "--first-seed", min=0, help="First seed of a count --seeds N."),
         slots: int = typer.Option(20, "--slots", min=1),
-        config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
+        scenario: Optional[str] = scenario_option(),
+        config: Optional[str] = legacy_config_option(),
         set_: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
         out: Path = typer.Option(Path("sim-compare"), "--out", help="Directory for compare.json and compare.png."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Run several policies on the same scenarios; table with 95 % t-intervals over seeds."""
+        from delivery.config import ScenarioConfig
         from delivery.experiment import BREAKDOWN_KEYS, compare, plot_compare
         from delivery.registry import compare_defaults, make_policy
         from pbkit.common.progress import Progress
 
-        cfg = build_config(config, set_)
+        seed_list = parse_seeds(seeds, "--seeds", first_seed)
+        source = scenario_source(scenario, config)
+        cfg = ScenarioConfig.build(source, set_)
         lib = load_library_arg(library)
         names = [p.strip() for p in policies.split(",") if p.strip()] if policies else compare_defaults()
 
         for name in names:
             make_policy(name)  # fail on a bad name before any work
-        seed_list = list(range(first_seed, first_seed + seeds))
         with Progress(transient=True, disable=as_json) as progress:
             task = progress.add_task("compare", total=len(names) * len(seed_list))
             result = compare(cfg, lib, names, seed_list, slots, on_run=lambda r: progress.advance(task, 1))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.json").write_text(json.dumps(result, indent=1))
+        from pbkit.common.fs import atomic_write_json
+
+        result = {"library": library, "scenario": scenario_label(source, set_), **result}
+        atomic_write_json(out / "compare.json", result)
         plot_compare(result, out / "compare.png")
         if as_json:
             typer.echo(json.dumps(result, indent=1))
@@ -149,42 +179,40 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"{len(seed_list)} seeds x {slots} slots (95 % t-interval over seeds)")
+        # Two tables of at most 80 columns (one line per policy in a terminal, a pipe or a log):
+        # the delays with their intervals, then where the time goes and the hit ratios.
+        console = Console(width=80)
+        console.print(
+            f"library {library}, {scenario_label(source, set_)}: {len(seed_list)} seeds x {slots} slots",
+            soft_wrap=True,
+        )
         paired = result.get("paired_vs_best_heuristic", {})
         best = next(iter(paired.values()))["vs"] if paired else None
-        for col in (
-            "policy",
-            "mode",
-            "mean delay (s)",
-            f"vs {best} (s, paired)",
-            "waiting",
-            "prep",
-            "air",
-            "retx",
-            "local hit",
-            "edge hit",
-        ):
-            table.add_column(col, justify="right" if col not in ("policy", "mode") else "left")
+        table = Table(title="mean delay (s), 95 % t-interval over seeds")
+        for col in ("policy", "mode", "mean delay", f"paired vs {best}" if best else "paired"):
+            table.add_column(col, justify="left" if col in ("policy", "mode") else "right")
         for name, row in result["policies"].items():
             d = row["mean_delay_s"]
-            b = row["breakdown_s"]
             p = paired.get(name)
             diff = f"{p['mean_diff_s']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" if p and name != best else "-"
+            table.add_row(name, row["mode"], f"{d['mean']:.3f} ± {d['ci95']:.3f}", diff)
+        console.print(table)
+        table = Table(title="mean delay by part (s) and hit ratios")
+        short = {"waiting": "wait", "preparation": "prep", "airtime": "air", "retransmission": "retx"}
+        for col in ("policy", *(short.get(k, k) for k in BREAKDOWN_KEYS), "local hit", "edge hit"):
+            table.add_column(col, justify="left" if col == "policy" else "right")
+        for name, row in result["policies"].items():
+            b = row["breakdown_s"]
             table.add_row(
                 name,
-                row["mode"],
-                f"{d['mean']:.3f} ± {d['ci95']:.3f}",
-                diff,
                 *(f"{b[k]:.3f}" for k in BREAKDOWN_KEYS),
                 f"{row['hit_ratio_local']['mean']:.2f}",
                 f"{row['hit_ratio_edge']['mean']:.2f}",
             )
-        console = Console()
-        if console.width < 160:  # keep the table on one line per policy in pipes and logs
-            console = Console(width=160)
         console.print(table)
         lb = next(iter(result["policies"].values()))["delay_lower_bound_s"]["mean"]
-        console.print(f"placement-free lower bound on mean delay: {lb:.3f} s; wrote {out}/compare.json, compare.png")
+        console.print(f"placement-free lower bound on mean delay: {lb:.3f} s", soft_wrap=True)
+        console.print(f"wrote {out}/compare.json, compare.png", soft_wrap=True)
 
     from delivery.cli_headroom import headroom_command
 

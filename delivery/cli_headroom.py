@@ -1,7 +1,7 @@
 """`pbkit sim headroom` and the `--requests FILE.csv` option of `sim run` and `sweep`.
 
 Kept apart from delivery/cli.py so that the settings layer there can change without touching
-these commands (they call `build_config` and nothing else of it).
+these commands (they call `ScenarioConfig.build`, the one settings loader, and nothing else of it).
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ def headroom_command(
         help="Heuristics and references to run; add your own as module:Class.",
     ),
     policy: list[str] = typer.Option([], "--policy", help="An extra policy (name or module:Class), repeatable."),
-    seeds: int = typer.Option(10, "--seeds", min=2, help="Seeds 0..n-1 (or from --first-seed)."),
-    first_seed: int = typer.Option(0, "--first-seed"),
+    seeds: str = typer.Option(
+        "10", "--seeds", help="Seeds (at least 2): N (N seeds from --first-seed), A-B (inclusive) or A,B,C."
+    ),
+    first_seed: int = typer.Option(0, "--first-seed", min=0, help="First seed of a count --seeds N."),
     slots: int = typer.Option(8, "--slots", min=1),
     warmup: int = typer.Option(2, "--warmup", min=0, help="Leave the first slots out of each seed's mean."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting in every regime: key=value (repeatable)."),
@@ -67,10 +69,16 @@ def headroom_command(
     as_json: bool = typer.Option(False, "--json", help="Print headroom.json."),
 ) -> None:
     """Per regime: greedy, the best heuristic, oracle, search and fullcache, paired 95 % intervals."""
-    from delivery.cli import build_config, load_library_arg
+    from delivery.cli import load_library_arg
+    from delivery.config import ScenarioConfig
+    from delivery.errors import ConfigError
     from delivery.headroom import format_table, run_headroom
+    from pbkit.common.seeds import parse_seeds
 
-    base = build_config(scenario, set_)
+    seed_list = parse_seeds(seeds, "--seeds", first_seed)
+    if len(seed_list) < 2:
+        raise ConfigError(f"--seeds {seeds}: an interval needs at least 2 seeds")
+    base = ScenarioConfig.build(scenario, set_)
     lib = load_library_arg(library)
     names = [p.strip() for p in policies.split(",") if p.strip()] + list(policy)
     regime_list = [r.strip() for r in regimes.split(",") if r.strip()]
@@ -80,7 +88,7 @@ def headroom_command(
         base,
         regime_list,
         names,
-        list(range(first_seed, first_seed + seeds)),
+        seed_list,
         slots,
         out,
         workers=workers,

@@ -10,11 +10,11 @@ import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from delivery.beamforming.result import METHODS as BEAMFORMERS  # one list of beamforming methods
 from delivery.errors import ConfigError
-from pbkit.common.settings import load_typed, read_settings
+from pbkit.common.settings import find_settings_file, load_settings, load_typed, read_settings
 
 MODES = ("fine", "coarse", "noncoop")
 DEMANDS = ("stationary", "lifecycle", "diurnal", "spreading", "mobility", "trace")  # delivery/demand/
@@ -215,15 +215,35 @@ class ScenarioConfig:
         data = read_settings(path, ConfigError)
         return cls.from_dict(data, where=str(path))
 
+    @classmethod
+    def build(
+        cls,
+        source: str | os.PathLike[str] | None = None,
+        overrides: Sequence[str] | Mapping[str, Any] = (),
+        where: str = "--set",
+    ) -> "ScenarioConfig":
+        """The scenario of every command: the defaults (`source` None), a settings file or a
+        bundled scenario name (`bundled_scenarios()`), then `key=value` overrides; `where` names
+        the options the overrides came from in errors. Raises ConfigError."""
+        return load_settings(
+            cls,
+            source,
+            error=ConfigError,
+            kind="scenario",
+            bundled=bundled_scenarios(),
+            overrides=overrides,
+            where=where,
+        )
+
+
+def bundled_scenarios() -> dict[str, Path]:
+    """The scenarios shipped as package data, by name (default, small)."""
+    return {p.stem: p for p in sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))}
+
 
 def scenario_path(name: str) -> Path:
-    """Path of a bundled scenario (delivery/scenarios/NAME.yaml) shipped as package data."""
-    folder = Path(__file__).parent / "scenarios"
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        have = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
-        raise ConfigError(f"no bundled scenario {name!r} (have: {have})")
-    return path
+    """Path of a bundled scenario ("default" or "small") shipped as package data."""
+    return find_settings_file(name, bundled_scenarios(), "scenario", ConfigError)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

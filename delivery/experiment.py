@@ -54,8 +54,16 @@ class RunResult:
 
 
 def seed_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """The one seeding rule: (simulator, policy) generators of master seed `seed`, from
+    SeedSequence(seed).spawn(2). The learner's environment uses the same simulator stream, so its
+    scenario at seed S is the one `pbkit sim run --seed S` runs."""
     sim_seq, policy_seq = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(sim_seq), np.random.default_rng(policy_seq)
+
+
+def simulator_rng(seed: int) -> np.random.Generator:
+    """The simulator's generator of master seed `seed` (`seed_streams(seed)[0]`)."""
+    return seed_streams(seed)[0]
 
 
 def run_policy(

@@ -45,8 +45,12 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"--grid {item!r} is not key=value1,value2,...")
         if key in grid:
             raise ConfigError(f"--grid {key}: given twice")
+        values = text.split(",")
+        empty = [i + 1 for i, v in enumerate(values) if not v.strip()]
+        if empty:
+            raise ConfigError(f"--grid {item!r}: value {empty[0]} of {len(values)} is empty")
         try:
-            grid[key] = [yaml.safe_load(v) for v in text.split(",")]
+            grid[key] = [yaml.safe_load(v) for v in values]
         except yaml.YAMLError:
             raise ConfigError(f"--grid {item!r}: cannot parse a value") from None
     return grid

@@ -77,7 +77,7 @@ def deliver_and_rebuild(workdir: Path, slots: int = 2) -> dict:
             str(slots),
             "--seed",
             "0",
-            "--config",
+            "--scenario",
             "small",
             "--deliver-to",
             str(delivered),

@@ -4,10 +4,11 @@
 
 Starts `pbkit serve` on WORKDIR/store (the origin) and an edge node in front of it
 (`pbkit serve --upstream ... --capacity 256MB --policy lru`), both on 127.0.0.1 with free ports.
-Device 1 (an empty store) pulls a LoRA adapter of the zoo through the edge: its base comes along,
-every block verified on arrival. Device 2 already holds the base (pulled straight from the
-origin) and pulls the same adapter through the now warm edge: only the adapter's own blocks
-travel, and the edge serves them without asking the origin. Device 2 then writes the adapter and
+Two devices hold the base (pulled straight from the origin). Device 1 pulls a LoRA adapter of
+the zoo through the cold edge: only the adapter's own blocks travel, the edge fetching each from
+the origin once, every block verified on arrival (by the edge and by the device). Device 2 pulls
+the same adapter through the now warm edge, which serves it without asking the origin. Device 2
+then writes the adapter and
 its base out bit-exactly, loads them with transformers + peft and checks that its outputs equal
 the original adapter's. The edge's stats (hits, misses, bytes from upstream) are printed.
 """
@@ -110,24 +111,23 @@ def main(workdir: Path) -> None:
     net.mkdir(parents=True)
     with _Server(["--store", str(store_dir), "serve"]) as origin:
         with _Server(["serve", "--upstream", origin.url, "--capacity", "256MB", "--policy", "lru"]) as edge:
-            d1 = _pull(net / "device-1", adapter, edge.url)
-            print(
-                f"device 1 (empty) pulled {adapter} through the edge: registered {', '.join(d1['registered'])}; "
-                f"{d1['fetched_blocks']} blocks, {format_size(d1['fetched_bytes'])} in {d1['seconds']:.2f} s"
-            )
-            _pull(net / "device-2", base, origin.url)
+            for device in ("device-1", "device-2"):  # both already hold the base, from the origin
+                _pull(net / device, base, origin.url)
             s0 = httpx.get(f"{edge.url}/v1/stats", timeout=10).json()
-            d2 = _pull(net / "device-2", adapter, edge.url, out=net / "out" / adapter)
+            d1 = _pull(net / "device-1", adapter, edge.url)
             s1 = httpx.get(f"{edge.url}/v1/stats", timeout=10).json()
             print(
-                f"device 2 (holds {base}) pulled {adapter} through the warm edge: {d2['fetched_blocks']} blocks, "
-                f"{format_size(d2['fetched_bytes'])} fetched, {format_size(d2['skipped_bytes'])} already held; "
-                f"the edge: {s1['hits'] - s0['hits']} hits, {s1['misses'] - s0['misses']} misses, "
+                f"device 1 (holds {base}) pulled {adapter} through the cold edge: {d1['fetched_blocks']} blocks, "
+                f"{format_size(d1['fetched_bytes'])}; the edge: {s1['misses'] - s0['misses']} misses, "
                 f"{format_size(s1['bytes_from_upstream'] - s0['bytes_from_upstream'])} from the origin"
             )
+            d2 = _pull(net / "device-2", adapter, edge.url, out=net / "out" / adapter)
+            s2 = httpx.get(f"{edge.url}/v1/stats", timeout=10).json()
             print(
-                f"edge totals: {s1['hits']} hits, {s1['misses']} misses, {format_size(s1['bytes_from_upstream'])} "
-                f"from upstream, {s1['cached_blocks']} blocks cached ({format_size(s1['cached_bytes'])})"
+                f"device 2 (holds {base}) pulled {adapter} through the warm edge: {d2['fetched_blocks']} blocks, "
+                f"{format_size(d2['fetched_bytes'])}; the edge: {s2['hits'] - s1['hits']} hits, "
+                f"{s2['misses'] - s1['misses']} misses, "
+                f"{format_size(s2['bytes_from_upstream'] - s1['bytes_from_upstream'])} from the origin"
             )
     if pbkit_main(["--store", str(net / "device-2"), "assemble", base, "--out", str(net / "out" / base)]) != 0:
         raise SystemExit("cannot assemble the base on device 2")

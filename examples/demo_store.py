@@ -93,6 +93,7 @@ def main(workdir: Path) -> None:
             ("blocks", "right"),
             ("own MB", "right"),
             ("shared MB", "right"),
+            ("delta MB", "right"),
         ):
             table.add_column(col, justify=justify)
         for row in store.dedup_table():
@@ -104,6 +105,7 @@ def main(workdir: Path) -> None:
                 str(row["blocks"]),
                 f"{row['own_bytes'] / 1e6:,.2f}",
                 f"{row['shared_bytes'] / 1e6:,.1f}",
+                f"{row['delta_bytes'] / 1e6:,.1f}",
             )
         console.print(table)
         s = store.stats()

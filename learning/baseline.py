@@ -55,9 +55,10 @@ class ReferenceTrack:
 
     def start(self, scenario, library, sim_seed: int) -> None:
         """A new episode: the reference's simulator from the agents' simulator seed."""
+        from delivery.experiment import simulator_rng
         from delivery.policies import make_policy
 
-        self.sim = Simulator(scenario, library, np.random.default_rng(sim_seed))
+        self.sim = Simulator(scenario, library, simulator_rng(sim_seed))  # the agents' seeding rule
         self._policy = make_policy(self.policy_name)
         self._rng = np.random.default_rng(sim_seed)
         self.last_requests = None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, LearnConfigError
+from pbkit.common.seeds import SEEDS_GRAMMAR, format_seeds
 
 if TYPE_CHECKING:  # numpy and the library loader are imported when a command runs, not at start-up
     from pbkit.library import PBLibrary
@@ -23,14 +24,11 @@ def library_arg(value: str) -> PBLibrary:
 
 
 def parse_seeds(text: str, option: str) -> list[int]:
-    """ "1,2,3" -> [1, 2, 3]; raises LearnConfigError naming the option."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise LearnConfigError(f"{option} {text!r}: not a comma-separated list of integers") from None
-    if not seeds:
-        raise LearnConfigError(f"{option} {text!r}: no seeds")
-    return seeds
+    """Seeds in the one `--seeds` grammar (pbkit.common.seeds): `10`, `0-9`, `0,3,5`; raises
+    SeedError naming the option."""
+    from pbkit.common.seeds import parse_seeds as parse
+
+    return parse(text, option)
 
 
 def policy_table(rows: dict[str, dict], title: str) -> None:
@@ -39,7 +37,7 @@ def policy_table(rows: dict[str, dict], title: str) -> None:
     from pbkit.common.progress import console  # no wrapping at 80 columns in logs and pipes
 
     table = Table(title=title)
-    for col in ("policy", "mean delay (s)", "95 % CI"):
+    for col in ("policy", "mean delay (s)", "95 % CI (s)"):
         table.add_column(col, justify="right" if col != "policy" else "left")
     for name, r in sorted(rows.items(), key=lambda kv: kv[1]["mean_delay_s"]):
         table.add_row(name, f"{r['mean_delay_s']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
@@ -62,14 +60,15 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Train one learner; writes OUT/policy.*, OUT/checkpoint.*, OUT/metrics.csv and TensorBoard logs."""
-        from learning.config import load_config
+        from learning.config import TrainConfig
         from learning.trainer import Trainer
 
+        cfg = None if resume else TrainConfig.build(config, overrides)  # bad settings fail before the library loads
         lib = library_arg(library)
         if resume:
             trainer = Trainer.resume(out, lib, progress)
         else:
-            trainer = Trainer(load_config(config).with_overrides(overrides), lib, out, progress)
+            trainer = Trainer(cfg, lib, out, progress)
         history = trainer.run(stop_after=stop_after)
         if history:
             last = history[-1]
@@ -83,16 +82,21 @@ def register(app: typer.Typer) -> None:
         checkpoint: Path = typer.Option(..., "--checkpoint", help="Run directory of `pbkit learn train`."),
         library: str = typer.Option(..., "--library"),
         seeds: str = typer.Option(
-            ",".join(str(s) for s in TEST_SEEDS),
+            format_seeds(list(TEST_SEEDS)),
             "--seeds",
-            help="Comma-separated scenario seeds (as `pbkit sim run --seed`).",
+            help=f"Scenario seeds (as `pbkit sim run --seed`): {SEEDS_GRAMMAR}.",
         ),
         slots: int = typer.Option(20, "--slots", min=1),
         policies: str = typer.Option(
             ",".join(HEURISTICS), "--policies", help="Heuristics to run beside the checkpoint."
         ),
         name: str = typer.Option("maasn-da", "--name", help="Name of the learner in the output."),
-        scenario: str = typer.Option(None, "--config", help="Scenario file or bundled name, as `pbkit sim run`."),
+        scenario: str = typer.Option(
+            None,
+            "--scenario",
+            help="Scenario: a YAML/TOML file, or a bundled name such as 'default' or 'small' (delivery/scenarios/).",
+        ),
+        legacy_config: str = typer.Option(None, "--config", hidden=True, help="Deprecated: use --scenario."),
         overrides: list[str] = typer.Option([], "--set", help="Scenario key=value overrides, as `pbkit sim run`."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
@@ -100,14 +104,16 @@ def register(app: typer.Typer) -> None:
         paired differences to the best heuristic with 95 % intervals."""
         import json
 
-        from delivery.cli import build_config
+        from delivery.cli import scenario_label, scenario_source
+        from delivery.config import ScenarioConfig
         from delivery.policies import make_policy
         from learning.evaluate import evaluate_policies, summarise
         from learning.policy import load_policy
 
-        lib = library_arg(library)
-        cfg = build_config(scenario, [o[len("scenario.") :] if o.startswith("scenario.") else o for o in overrides])
         seed_list = parse_seeds(seeds, "--seeds")
+        source = scenario_source(scenario, legacy_config)
+        lib = library_arg(library)
+        cfg = ScenarioConfig.build(source, [o.removeprefix("scenario.") for o in overrides])
         heuristics = [p.strip() for p in policies.split(",") if p.strip()]
         for p in heuristics:
             make_policy(p)  # a bad name fails before any work
@@ -118,7 +124,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result, indent=1))
             return
-        policy_table(result["policies"], f"{len(seed_list)} seeds x {slots} slots (95 % t-intervals)")
+        policy_table(
+            result["policies"],
+            f"library {library}, {scenario_label(source, overrides)}: {len(seed_list)} seeds x {slots} slots "
+            "(95 % t-intervals)",
+        )
         for learner, p in result.get("paired", {}).items():
             typer.echo(
                 f"{learner} - {p['vs']}: {p['mean_diff_s']:+.4f} s per seed "
@@ -133,10 +143,10 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option(None, "--config", help="Training config instead of quick/full."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         train_seeds: str = typer.Option(
-            None, "--train-seeds", help="Comma-separated training seeds per learner (default 0-4; quick: 0)."
+            None, "--train-seeds", help=f"Training seeds per learner (default 0-4; quick: 0-0): {SEEDS_GRAMMAR}."
         ),
         eval_seeds: str = typer.Option(
-            None, "--eval-seeds", help="Comma-separated held-out scenario seeds (default 2000-2009)."
+            None, "--eval-seeds", help=f"Held-out scenario seeds (default 2000-2009): {SEEDS_GRAMMAR}."
         ),
         slots: int = typer.Option(None, "--slots", min=1, help="Slots per evaluation run (default 20; quick: 5)."),
         variants: str = typer.Option(
@@ -229,7 +239,10 @@ def register(app: typer.Typer) -> None:
         results = run_report(
             library_arg(library), out, plan, log=typer.echo, progress=progress, workers=workers, address=address
         )
-        policy_table(results["policies"], f"mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots")
+        policy_table(
+            results["policies"],
+            f"library {library}: mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots",
+        )
         for name, p in results["paired"].items():
             typer.echo(
                 f"{name} - {p['vs']}: {p['mean_diff_s']:+.4f} s (95 % CI [{p['ci95'][0]:+.4f}, "

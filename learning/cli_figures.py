@@ -21,7 +21,9 @@ def figures_command(
         help="LABEL=SPEC or SPEC (repeatable): a library file, "
         "'synthetic' or a shipped name. Default: the demo zoo's library (if built) and llama-2-lora.",
     ),
-    seeds: int = typer.Option(10, "--seeds", min=1, help="Seeds per point (the same for every series)."),
+    seeds: str = typer.Option(
+        "10", "--seeds", help="Seeds per point, the same for every series: N (0..N-1), A-B or A,B,C."
+    ),
     slots: int = typer.Option(2, "--slots", min=1, help="Slots per run."),
     quick: bool = typer.Option(
         False, "--quick", help="Two points per axis, two series, 2 seeds, 1 slot (a smoke run)."
@@ -32,15 +34,25 @@ def figures_command(
     learn_results: Optional[Path] = typer.Option(
         None, "--learn-results", help="results.json of `pbkit learn report` for the learning curves."
     ),
-    config: Optional[str] = typer.Option(None, "--config", help="YAML/TOML scenario, or 'default'/'small'."),
+    scenario: Optional[str] = typer.Option(
+        None,
+        "--scenario",
+        help="Scenario: a YAML/TOML file, or a bundled name such as 'default' or 'small' (delivery/scenarios/).",
+    ),
+    config: Optional[str] = typer.Option(None, "--config", hidden=True, help="Deprecated: use --scenario."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting in every sweep: key=value (repeatable)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel cells (default: all CPUs)."),
     address: Optional[str] = typer.Option(None, "--address", help="Join a running Ray cluster."),
 ) -> None:
     """Run the sweeps of the figure set on Ray and draw them (resumable; see docs/experiments.md)."""
-    from delivery.cli import build_config, load_library_arg
+    from delivery.cli import load_library_arg, scenario_source
+    from delivery.config import ScenarioConfig
     from delivery.errors import ConfigError
     from learning.figures import PANELS, FigurePlan, run_figures
+    from pbkit.common.seeds import parse_seeds
+
+    seed_list = parse_seeds(seeds, "--seeds")
+    source = scenario_source(scenario, config)
 
     specs = list(library) or [
         f"{label}={spec}" for label, spec in DEFAULT_LIBRARIES.items() if label != "zoo" or Path(spec).exists()
@@ -64,16 +76,16 @@ def figures_command(
     if bad:
         raise ConfigError(f"--panels {bad[0]}: not one of {', '.join(names)}")
     if quick:
-        seeds, slots = min(seeds, 2), 1
-    base = build_config(config, set_)
+        seed_list, slots = seed_list[:2], 1
+    base = ScenarioConfig.build(source, set_)
     plan = FigurePlan(
         libraries=libs,
         out=out,
-        seeds=seeds,
+        seeds=seed_list,
         slots=slots,
         quick=quick,
         config=base,
-        build_config=lambda extra: build_config(config, [*set_, *extra]),
+        build_config=lambda extra: ScenarioConfig.build(source, [*set_, *extra]),
         panels=chosen,
         learn_results=learn_results,
         learn_note=_provenance(learn_results),

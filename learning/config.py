@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from delivery.registry import compare_defaults
-from pbkit.common.settings import load_typed, parse_set_overrides, parse_settings
+from pbkit.common.settings import apply_overrides, load_settings, load_typed, parse_set_overrides
 from pbkit.errors import PbkitError
 
 # Learner variants evaluated in the report: MAASN-DA and its ablations (overrides of TrainConfig).
@@ -154,6 +153,10 @@ class TrainConfig:
             raise LearnConfigError(f"lr_final = {self.lr_final} is not in (0, 1]")
         if not self.val_seeds:
             raise LearnConfigError("val_seeds is empty")
+        # numpy's SeedSequence refuses negative seeds: say so here, not in a traceback mid-run
+        for name, seeds in (("seed", (self.seed,)), ("val_seeds", self.val_seeds)):
+            if any(s < 0 for s in seeds):
+                raise LearnConfigError(f"{name} = {min(seeds)}: seeds are non-negative integers")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -167,28 +170,26 @@ class TrainConfig:
 
     def with_overrides(self, pairs: list[str] | tuple[str, ...]) -> "TrainConfig":
         """Apply `key=value` strings (`scenario.<field>=v` for the scenario); raises LearnConfigError."""
-        data = self.to_dict()
-        for key, value in parse_set_overrides(pairs, LearnConfigError).items():
-            if key.startswith("scenario."):
-                data["scenario"] = dict(data["scenario"]) | {key.split(".", 1)[1]: value}
-            else:
-                data[key] = value
-        return TrainConfig.from_dict(data, where="--set")
+        values = parse_set_overrides(pairs, LearnConfigError)
+        return TrainConfig.from_dict(apply_overrides(self.to_dict(), values, LearnConfigError), where="--set")
+
+    @classmethod
+    def build(
+        cls, source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), where: str = "--set"
+    ) -> "TrainConfig":
+        """The defaults (`source` None), a settings file or a bundled name (`bundled_configs()`:
+        quick, full), then `key=value` overrides (`scenario.<field>=v` into the scenario).
+        Raises LearnConfigError."""
+        return load_settings(
+            cls, source, error=LearnConfigError, kind="training config", bundled=bundled_configs(), overrides=overrides
+        )
+
+
+def bundled_configs() -> dict[str, Path]:
+    """The training configs shipped as package data, by name (quick, full)."""
+    return {p.stem: p for p in sorted((Path(__file__).parent / "configs").glob("*.yaml"))}
 
 
 def load_config(path: str | Path | None) -> TrainConfig:
-    """A YAML file, a bundled config name ("quick", "full"), or None for the defaults."""
-    if path is None:
-        return TrainConfig()
-    p = Path(path)
-    if not p.exists() and str(path) in ("quick", "full"):
-        text = resources.files("learning.configs").joinpath(f"{path}.yaml").read_text()
-        where = f"learning/configs/{path}.yaml"
-    else:
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise LearnConfigError(f"{p}: cannot read ({exc.strerror})") from None
-        where = str(p)
-    data = parse_settings(text, where, Path(where).suffix, LearnConfigError)
-    return TrainConfig.from_dict(data, where=where)
+    """A settings file, a bundled config name ("quick", "full"), or None for the defaults."""
+    return TrainConfig.build(path)

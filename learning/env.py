@@ -28,6 +28,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from delivery.config import ScenarioConfig
+from delivery.experiment import simulator_rng
 from delivery.simulator import Simulator, SlotResult
 from learning.baseline import ReferenceTrack
 from learning.features import (
@@ -73,7 +74,7 @@ class CacheEnv(ParallelEnv):
         if self.reference is not None:
             self.reference.start(scenario, library, seed)  # in step with self.sim until a reset
         self.forecaster = None  # optional callable(snapshot) -> (N, I) forecast of the next shares
-        self.sim = Simulator(scenario, library, np.random.default_rng(seed))
+        self.sim = Simulator(scenario, library, simulator_rng(seed))  # the harness's seeding rule
         self.layout = Layout.from_view(self.sim.policy_view())
         self.d_ref = reference_delay(scenario, library)
         self.possible_agents = [f"en_{n}" for n in range(self.layout.n_nodes)]
@@ -136,7 +137,7 @@ class CacheEnv(ParallelEnv):
         if seed is not None:
             self._np_random = np.random.default_rng(seed)
         sim_seed = int(self._np_random.integers(2**63 - 1))
-        self.sim = Simulator(self.scenario, self.library, np.random.default_rng(sim_seed))
+        self.sim = Simulator(self.scenario, self.library, simulator_rng(sim_seed))
         layout = Layout.from_view(self.sim.policy_view())
         if not layout.same_as(self.layout):  # spaces are fixed per env; the layout must be too
             raise ValueError("the scenario's topology or capacities changed between resets")
@@ -152,7 +153,7 @@ class CacheEnv(ParallelEnv):
         channels and requests are drawn from `seed` instead: the real simulator on fresh draws,
         for synthetic slots (data augmentation)."""
         twin = copy.copy(self)
-        sim = Simulator(self.scenario, self.library, np.random.default_rng(seed), topology=self.sim.topology)
+        sim = Simulator(self.scenario, self.library, simulator_rng(seed), topology=self.sim.topology)
         sim.placement = self.sim.placement.copy()
         sim.request_counts = self.sim.request_counts.copy()
         sim.last_requests = self.sim.last_requests.copy()

@@ -76,7 +76,7 @@ class FigurePlan:
 
     libraries: dict[str, PBLibrary]
     out: Path
-    seeds: int = 10
+    seeds: int | tuple[int, ...] | list[int] = 10  # a count (seeds 0..n-1) or the seeds themselves
     slots: int = 2
     quick: bool = False
     config: ScenarioConfig = field(default_factory=ScenarioConfig)
@@ -109,10 +109,15 @@ def panel_sweep(panel: Panel, plan: FigurePlan) -> Sweep:
     grid: dict[str, list[Any]] = {panel.key: list(panel.values)}
     if panel.series_key != "policy":
         grid = {panel.series_key: list(panel.series_values), **grid}
-    from delivery.cli import build_config  # the one --config/--set rule, as `sim run` uses
+    from delivery.config import ScenarioConfig  # the one --scenario/--set rule, as `sim run` uses
 
-    build = plan.build_config or (lambda extra: build_config(None, extra))
-    return build_sweep(build, grid, list(panel.policies), list(range(plan.seeds)), plan.slots)
+    build = plan.build_config or (lambda extra: ScenarioConfig.build(None, extra))
+    return build_sweep(build, grid, list(panel.policies), seed_list(plan), plan.slots)
+
+
+def seed_list(plan: FigurePlan) -> list[int]:
+    """The seeds of every point: `plan.seeds` if a list, else 0..seeds-1."""
+    return list(range(plan.seeds)) if isinstance(plan.seeds, int) else list(plan.seeds)
 
 
 def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -140,7 +145,8 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
     started = time.perf_counter()
     data: dict[str, Any] = {
         "command": plan.command,
-        "seeds": plan.seeds,
+        "seeds": len(seed_list(plan)),
+        "seed_list": seed_list(plan),
         "slots": plan.slots,
         "quick": plan.quick,
         "libraries": {},
@@ -329,7 +335,7 @@ def _readme(plan: FigurePlan, panels: list[Panel], notes: list[str]) -> str:
         plan.command or "pbkit figures",
         "```",
         "",
-        f"{plan.seeds} seeds x {plan.slots} slots per point; bands are 95 % t-intervals over seeds; "
+        f"{len(seed_list(plan))} seeds x {plan.slots} slots per point; bands are 95 % t-intervals over seeds; "
         "every series of a panel uses the same seeds (paired). Data: `figures.json`; the sweeps "
         "behind them (resumable) in `data/`.",
         "",

@@ -272,9 +272,14 @@ class Trainer:
                         f"seed {cfg.seed} step {self.step}/{cfg.total_steps}: validation delay "
                         f"{row['eval_delay_s']:.3f} s (best {self.best:.3f} s), {self.wall:.0f} s"
                     )
-                    bar.update(task, description=text)
-                    if lines:
+                    if lines:  # the plain progress lines keep "seed S" (a step count there would go stale)
                         log(f"learn {text}")
+                    else:  # the bar counts steps itself; its label says which step the delay is from
+                        bar.update(
+                            task,
+                            description=f"seed {cfg.seed}, validation at step {self.step}: "
+                            f"{row['eval_delay_s']:.3f} s (best {self.best:.3f} s)",
+                        )
                     stats = self.stats = {
                         "delay": [],
                         "losses": [],

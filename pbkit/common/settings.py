@@ -1,9 +1,12 @@
-"""Reading a settings file (zoo specs, plan specs, scenario and training configs).
+"""Settings: the one loader of every settings type (scenario, training config, zoo and plan specs).
 
 One reader so that every such file gets the same formats and the same one-line errors:
 YAML (.yaml, .yml, and any other name), TOML (.toml) and JSON (.json); the top level must be a
-mapping (an empty file is an empty mapping). `load_typed` turns such a mapping into a settings
-dataclass with every field type-checked; `parse_set_overrides` reads `--set key=value` items.
+mapping (an empty file is an empty mapping). `find_settings_file` is the one "bundled name or
+path" rule; `load_typed` turns a mapping into a settings dataclass with every field
+type-checked; `parse_set_overrides` reads `--set key=value` items and `apply_overrides` routes
+dotted keys (`scenario.beamformer=mrt`) into nested mappings; `load_settings` does all four, so
+adding a knob to a settings type is adding one field.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 from pbkit.errors import PbkitError
 
@@ -167,3 +170,79 @@ def parse_set_overrides(items: list[str] | tuple[str, ...], error: type[PbkitErr
         except yaml.YAMLError:
             raise error(f"--set {item!r}: cannot parse the value") from None
     return out
+
+
+def find_settings_file(
+    source: str | os.PathLike[str], bundled: Mapping[str, Path], kind: str, error: type[PbkitError]
+) -> Path:
+    """The file `source` names: an existing path wins, then a bundled name (`bundled[name]`).
+
+    Raises `error`: "<source>: no such file" when `source` looks like a path (has a directory
+    part or a suffix), else "<source>: no such file and not a bundled <kind> (have: ...)".
+    """
+    path = Path(source)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise error(f"{source}: is a directory, not a {kind} file")
+    text = str(source)
+    looks_like_path = os.sep in text or "/" in text or bool(path.suffix)
+    if not looks_like_path and text in bundled:
+        return Path(bundled[text])
+    if looks_like_path:
+        raise error(f"{source}: no such {kind} file")
+    raise error(f"{source}: no such file and not a bundled {kind} (have: {', '.join(sorted(bundled))})")
+
+
+def apply_overrides(
+    data: Mapping[str, Any], overrides: Mapping[str, Any], error: type[PbkitError], where: str = "--set"
+) -> dict[str, Any]:
+    """`data` with `overrides` applied; a dotted key (`scenario.beamformer`) sets a key of the
+    nested mapping `data["scenario"]` (created if None). Raises `error` naming `where` and the key
+    when a dotted prefix is not a mapping setting. Unknown plain keys are left to `load_typed`."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = out
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None and part in node:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise error(f"{where}: {'.'.join(parts[: depth + 1])!r} is not a group of settings (in {key!r})")
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_settings(
+    cls: type[T],
+    source: str | os.PathLike[str] | None,
+    *,
+    error: type[PbkitError],
+    kind: str,
+    bundled: Mapping[str, Path] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    where: str = "--set",
+) -> T:
+    """A settings dataclass `cls` from its defaults (`source` None), a file, or a bundled name,
+    then `overrides` (`key=value` strings or a mapping, dotted keys into nested settings).
+
+    Errors name the file for what is in the file and `where` (the option) for the overrides.
+    Raises `error`.
+    """
+    if source is None:
+        base = cls()
+    else:
+        path = find_settings_file(source, bundled or {}, kind, error)
+        base = load_typed(cls, read_settings(path, error), str(path), error)
+    values = parse_set_overrides(list(overrides), error) if not isinstance(overrides, Mapping) else dict(overrides)
+    if not values:
+        return base
+    return load_typed(cls, apply_overrides(_as_dict(base), values, error, where), where, error)
+
+
+def _as_dict(settings: Any) -> dict[str, Any]:
+    to_dict = getattr(settings, "to_dict", None)
+    return to_dict() if callable(to_dict) else dataclasses.asdict(settings)

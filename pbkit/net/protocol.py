@@ -28,7 +28,7 @@ HEALTH = f"{API}/health"
 MODELS = f"{API}/models"
 STATS = f"{API}/stats"
 BLOCKS = f"{API}/blocks"
-KINDS = ("tensor", "header", "blob", "recipe")
+KINDS = ("tensor", "header", "blob", "delta", "recipe")  # delta: a blob id over the delta bytes
 MAX_NAME = 200  # as pbkit.store.ingest.check_name
 
 

@@ -20,6 +20,7 @@ store, which verifies clean after it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -33,6 +34,7 @@ import httpx
 from pbkit.errors import PbkitError
 from pbkit.model.digest import StreamingBlob, StreamingPB
 from pbkit.net import protocol
+from pbkit.store.objects import TMP_PREFIX
 from pbkit.store.recipe import BaseRef, BlockInfo, Recipe, RecipeError
 
 ProgressFn = Callable[[str, int, int], None]
@@ -189,10 +191,11 @@ class _Session:
         total = sum(b.nbytes for b in missing)
         done = [0]
 
-        def advance(n: int) -> None:
+        def advance(n: int, fetched: bool = True) -> None:
             with self.lock:
                 done[0] += n
-                self.fetched += n
+                if fetched:  # bytes a previous, interrupted pull received count for progress only
+                    self.fetched += n
             if progress is not None:
                 progress("pull", done[0], total)
 
@@ -211,7 +214,7 @@ class _Session:
                 wait(pending)
                 raise failed[0].exception()  # type: ignore[misc]
 
-    def _fetch(self, info: BlockInfo, advance: Callable[[int], None]) -> None:
+    def _fetch(self, info: BlockInfo, advance: Callable[[int, bool], None]) -> None:
         if self.stop.is_set() or self.store.objects.exists(info.id):
             return
         path = protocol.block_path(info.id)
@@ -221,37 +224,92 @@ class _Session:
             if info.kind == "tensor"
             else StreamingBlob(info.nbytes)
         )
-        fd, tmp = self.store.objects.temp_file()
-        ok = False
+        fd, tmp, have = self._partial(info)
+        keep = True  # the bytes so far are kept for a rerun unless they proved wrong
+        done = False
         try:
+            if have:  # what an interrupted pull received: hashed again, then asked for the rest
+                _hash_file(fd, have, hasher)
+                advance(have, False)
             try:
-                with self.client.stream("GET", path) as resp:
+                headers = {"range": f"bytes={have}-"} if have else {}
+                with self.client.stream("GET", path, headers=headers) as resp:
                     with self.lock:
                         self.header_bytes += _header_size(resp)
-                    if resp.status_code != 200:
+                    if resp.status_code == 200 and have:  # the server ignored the range: start over
+                        os.ftruncate(fd, 0)
+                        os.lseek(fd, 0, os.SEEK_SET)
+                        hasher = (
+                            StreamingPB(info.dtype, info.shape, info.nbytes)  # type: ignore[arg-type]
+                            if info.kind == "tensor"
+                            else StreamingBlob(info.nbytes)
+                        )
+                    elif resp.status_code == 206 and not resp.headers.get("content-range", "").startswith(
+                        f"bytes {have}-"
+                    ):
+                        keep = False
+                        raise PullError(f"{where}: a Content-Range that is not the one asked for (bytes {have}-)")
+                    elif resp.status_code not in (200, 206):
                         resp.read()
+                        if resp.status_code == 416:
+                            keep = False  # our partial bytes do not fit the block: drop them
                         raise PullError(f"{where}: HTTP {resp.status_code} ({_error_text(resp)})")
                     for chunk in resp.iter_raw():
                         if self.stop.is_set():
                             return
                         if hasher.nbytes + len(chunk) > info.nbytes:
+                            keep = False
                             raise PullError(f"{where}: the server sent more than the block's {info.nbytes} bytes")
                         hasher.update(chunk)
                         _write_all(fd, chunk)
-                        advance(len(chunk))
+                        advance(len(chunk), True)
             except httpx.HTTPError as exc:
                 raise PullError(f"{where}: {_describe(exc)}") from None
             if hasher.nbytes != info.nbytes:
                 raise PullError(f"{where}: truncated body ({hasher.nbytes} of {info.nbytes} bytes)")
             if hasher.hexdigest() != info.id:
+                keep = False
                 raise PullError(f"{where}: the bytes received do not hash to block {info.id[:16]} (rejected)")
             os.fsync(fd)
-            ok = True
+            done = True
         finally:
-            os.close(fd)
-            if not ok:
-                os.unlink(tmp)
+            os.close(fd)  # also releases the lock on the partial file
+            if not done and not keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         self.store.objects.commit_file(info.id, tmp)
+
+    def _partial(self, info: BlockInfo) -> tuple[int, str, int]:
+        """The block's partial file under tmp/ (open, locked, positioned at its end) and how many
+        bytes it holds: a rerun after an interruption continues from there with a Range request.
+        Where another pull holds that file (or no file locking exists), a fresh temporary file."""
+        part = os.path.join(self.store.objects.tmp, f"{TMP_PREFIX}pull-{info.id}.part")
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (ImportError, OSError):  # another pull of this block in flight, or no flock here
+            os.close(fd)
+            fd, tmp = self.store.objects.temp_file()
+            return fd, tmp, 0
+        have = os.fstat(fd).st_size
+        if have >= info.nbytes:  # cannot be a prefix of the block: start over
+            os.ftruncate(fd, 0)
+            have = 0
+        os.lseek(fd, have, os.SEEK_SET)
+        return fd, part, have
+
+
+def _hash_file(fd: int, n: int, hasher: StreamingPB | StreamingBlob) -> None:
+    """Feed the first `n` bytes of a file to `hasher`, 1 MiB at a time."""
+    done = 0
+    while done < n:
+        chunk = os.pread(fd, min(n - done, 1 << 20), done)
+        if not chunk:
+            raise PullError(f"partial block file shrank while being read (fd {fd})")
+        hasher.update(chunk)
+        done += len(chunk)
 
 
 def _header_size(resp: httpx.Response) -> int:

@@ -310,17 +310,22 @@ class Store:
         from pbkit.store import assemble as _assemble
 
         chain = self.base_chain(name)
+        have = set(have)
+        # Each model of the chain through assembly's own `need` (which follows delta chains only
+        # as far as a held reference), then the union: a block two of them need counts once.
+        needed: dict[str, BlockInfo] = {}
         blocks: dict[str, BlockInfo] = {}
         for model in chain:
-            for bid, info in self.recipe(model).blocks().items():
+            recipe = self.recipe(model)
+            for b in _assemble.need(recipe, have).needed:
+                needed.setdefault(b.id, b)
+            for bid, info in recipe.blocks().items():
                 blocks.setdefault(bid, info)
-        have = set(have)
-        needed = [b for b in blocks.values() if b.id not in have]
         total = sum(b.nbytes for b in blocks.values())
-        needed_bytes = sum(b.nbytes for b in needed)
+        needed_bytes = sum(b.nbytes for b in needed.values())
         return _assemble.NeedReport(
             model=name,
-            needed=needed,
+            needed=list(needed.values()),
             needed_bytes=needed_bytes,
             have_bytes=total - needed_bytes,
             total_blocks=len(blocks),
@@ -469,6 +474,7 @@ class Store:
         models = db.execute("SELECT COUNT(*), COALESCE(SUM(logical_bytes), 0) FROM models").fetchone()
         blocks = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind != 'recipe'").fetchone()
         tensors = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind = 'tensor'").fetchone()
+        deltas = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind = 'delta'").fetchone()
         shared = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM pbs WHERE kind != 'recipe' AND id IN "
             "(SELECT pb FROM refs GROUP BY pb HAVING COUNT(*) > 1)"
@@ -484,16 +490,20 @@ class Store:
             "saved_bytes": logical - unique,
             "tensor_blocks": int(tensors[0]),
             "tensor_bytes": int(tensors[1]),
+            "delta_blocks": int(deltas[0]),  # lossless delta blocks (docs/delta-blocks.md)
+            "delta_bytes": int(deltas[1]),
             "shared_blocks": int(shared[0]),
             "shared_block_bytes": int(shared[1]),
         }
 
     def dedup_table(self) -> list[dict[str, Any]]:
-        """Per model: logical bytes, block bytes, bytes in blocks no other model uses ("own")."""
+        """Per model: logical bytes, block bytes, bytes in blocks no other model uses ("own"), and
+        bytes of its delta blocks ("delta")."""
         db = self.index.db
         rows = db.execute(
             "SELECT m.name, m.kind, m.base, m.logical_bytes, COUNT(p.id), COALESCE(SUM(p.bytes), 0), "
-            "COALESCE(SUM(CASE WHEN (SELECT COUNT(*) FROM refs o WHERE o.pb = r.pb) = 1 THEN p.bytes ELSE 0 END), 0) "
+            "COALESCE(SUM(CASE WHEN (SELECT COUNT(*) FROM refs o WHERE o.pb = r.pb) = 1 THEN p.bytes ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN p.kind = 'delta' THEN p.bytes ELSE 0 END), 0) "
             "FROM models m JOIN refs r ON r.model = m.name JOIN pbs p ON p.id = r.pb AND p.kind != 'recipe' "
             "GROUP BY m.name ORDER BY m.created, m.name"
         ).fetchall()
@@ -507,6 +517,7 @@ class Store:
                 "block_bytes": r[5],
                 "own_bytes": r[6],
                 "shared_bytes": r[5] - r[6],
+                "delta_bytes": r[7],
             }
             for r in rows
         ]

@@ -16,7 +16,7 @@ from typing import Any
 
 import blake3
 
-from pbkit.common.settings import read_settings
+from pbkit.common.settings import find_settings_file, read_settings
 from pbkit.errors import PbkitError
 from pbkit.model.dtypes import CAST_DTYPES
 
@@ -344,14 +344,9 @@ def packaged_specs() -> list[str]:
 
 def resolve_spec_path(spec: str | Path) -> Path:
     """A path to a spec file, or the name of a packaged spec (e.g. `default`)."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    if isinstance(spec, str) and "/" not in spec and not path.suffix:
-        packaged = Path(str(resources.files("pbkit.zoo") / "specs" / f"{spec}.yaml"))
-        if packaged.is_file():
-            return packaged
-    raise ZooSpecError(f"{spec}: no such spec file (packaged specs: {', '.join(packaged_specs())})")
+    root = Path(str(resources.files("pbkit.zoo") / "specs"))
+    bundled = {name: root / f"{name}.yaml" for name in packaged_specs() if (root / f"{name}.yaml").is_file()}
+    return find_settings_file(spec, bundled, "zoo spec", ZooSpecError)
 
 
 def load_spec(spec: str | Path) -> ZooSpec:

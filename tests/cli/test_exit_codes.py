@@ -37,7 +37,7 @@ def test_runtime_error_classes_exit_1_and_input_errors_2():
 def test_engine_failure_is_one_line_exit_1(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     argv = ["sweep", "--library", "synthetic", "--policies", "lfu", "--seeds", "1", "--slots", "1"]
-    code, out, err = _run(capsys, [*argv, "--config", "small", "--out", str(tmp_path / "afile" / "run")])
+    code, out, err = _run(capsys, [*argv, "--scenario", "small", "--out", str(tmp_path / "afile" / "run")])
     assert code == 1, err
     assert err.count("\n") == 1 and err.startswith("pbkit: error: ") and "afile" in err, err
 

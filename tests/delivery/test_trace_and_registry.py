@@ -62,7 +62,7 @@ def test_read_trace_errors_name_the_row(tmp_path, text, message):
 def test_sim_run_replays_its_own_requests(tmp_path, capsys):
     """per_slot requests of a run, written as a trace and replayed: the same requests (and, as
     channels come from their own stream, the same delays)."""
-    base = ["sim", "run", "--library", "synthetic", "--slots", "3", "--json", "--config", "small"]
+    base = ["sim", "run", "--library", "synthetic", "--slots", "3", "--json", "--scenario", "small"]
     base += ["--set", "beamformer=mrt", "--set", "demand=stationary"]
     first = json.loads(cli(capsys, base).stdout)
     lines = ["slot,user,model"] + [
@@ -122,14 +122,14 @@ def test_user_policy_by_module_and_class(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     res = cli(
         capsys,
-        ["sim", "run", "--library", "synthetic", "--config", "small", "--set", "beamformer=mrt"]
+        ["sim", "run", "--library", "synthetic", "--scenario", "small", "--set", "beamformer=mrt"]
         + ["--policy", "my_policies_i15:MostRecent", "--slots", "2", "--json"],
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["policy"] == "my_policies_i15:MostRecent"
     res = cli(
         capsys,
-        ["sweep", "--library", "synthetic", "--config", "small", "--set", "beamformer=mrt"]
+        ["sweep", "--library", "synthetic", "--scenario", "small", "--set", "beamformer=mrt"]
         + ["--policies", "my_policies_i15:MostRecent,greedy", "--seeds", "1", "--slots", "1"]
         + ["--out", str(tmp_path / "sw"), "--workers", "1"],
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from delivery.cli import build_config
+from delivery.config import ScenarioConfig
 from learning.figures import PANELS, FigurePlan, draw_panel, run_figures
 from pbkit.cli import main
 from pbkit.errors import PbkitError
@@ -35,8 +35,8 @@ def _plan(tmp_path: Path, learn: Path | None) -> FigurePlan:
         seeds=2,
         slots=1,
         quick=True,
-        config=build_config(None, sets),
-        build_config=lambda extra: build_config(None, [*sets, *extra]),
+        config=ScenarioConfig.build(None, sets),
+        build_config=lambda extra: ScenarioConfig.build(None, [*sets, *extra]),
         learn_results=learn,
         executor="inline",
         command="pbkit figures --quick",

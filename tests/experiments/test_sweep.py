@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from delivery.cli import build_config
+from delivery.config import ScenarioConfig
 from delivery.engine import CELLS_FILE, Cell, EngineError, read_finished, run_cells
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy
@@ -47,7 +47,7 @@ def test_parse_grid_and_points():
 def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path):
     lib = _library()
     sweep = build_sweep(
-        lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+        lambda extra: ScenarioConfig.build("small", ["beamformer=mrt", *extra]),
         parse_grid(["cache_fraction=0.2,0.5"]),
         ["lfu", "coarse"],
         [0, 1],
@@ -58,7 +58,7 @@ def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path):
     rows = _rows(tmp_path / "results.csv")
     assert len(rows) == 8 and list(rows[0])[:4] == ["cache_fraction", "policy", "seed", "mean_delay_s"]
     for row in rows:
-        cfg = build_config("small", ["beamformer=mrt", f"cache_fraction={row['cache_fraction']}"])
+        cfg = ScenarioConfig.build("small", ["beamformer=mrt", f"cache_fraction={row['cache_fraction']}"])
         direct = run_policy(cfg, lib, row["policy"], 2, int(row["seed"])).summary()
         assert float(row["mean_delay_s"]) == direct["mean_delay_s"]  # exact, not approximately
         assert row["mode"] == direct["mode"]
@@ -68,7 +68,7 @@ def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path):
     report, summary = run_sweep(sweep, lib, tmp_path, executor="inline")
     assert report.computed == 0 and summary["computed"] == 0 and summary["finished"] == 8
     more = build_sweep(
-        lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+        lambda extra: ScenarioConfig.build("small", ["beamformer=mrt", *extra]),
         parse_grid(["cache_fraction=0.2,0.5,0.8"]),
         ["lfu", "coarse"],
         [0, 1],
@@ -78,7 +78,7 @@ def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path):
     assert report.computed == 4 and len(_rows(tmp_path / "results.csv")) == 12
     # other settings are other cells, never a stale result
     other = build_sweep(
-        lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+        lambda extra: ScenarioConfig.build("small", ["beamformer=mrt", *extra]),
         parse_grid(["cache_fraction=0.2"]),
         ["lfu"],
         [0],
@@ -113,12 +113,12 @@ def test_engine_torn_line_write_callback_and_failure(tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
-    from delivery.cli import build_config
+    from delivery.config import ScenarioConfig
     from delivery.sweep import build_sweep, parse_grid, run_sweep
     from pbkit.library import synthetic_library
     lib = synthetic_library(np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6,
                             own_pbs=2, mean_pb_bytes=4e6)
-    sweep = build_sweep(lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+    sweep = build_sweep(lambda extra: ScenarioConfig.build("small", ["beamformer=mrt", *extra]),
                         parse_grid(["n_users=4,6,8"]), ["lfu", "greedy"], [0, 1, 2], 3)
     run_sweep(sweep, lib, sys.argv[1], executor="inline")
 """)
@@ -140,7 +140,7 @@ def test_killed_sweep_resumes_and_completes(tmp_path):
     assert before - 1 <= len(_rows(out / "results.csv")) <= before
     lib = _library()
     sweep = build_sweep(
-        lambda extra: build_config("small", ["beamformer=mrt", *extra]),
+        lambda extra: ScenarioConfig.build("small", ["beamformer=mrt", *extra]),
         parse_grid(["n_users=4,6,8"]),
         ["lfu", "greedy"],
         [0, 1, 2],
@@ -151,7 +151,7 @@ def test_killed_sweep_resumes_and_completes(tmp_path):
     rows = _rows(out / "results.csv")
     assert len(rows) == 18
     row = rows[-1]
-    cfg = build_config("small", ["beamformer=mrt", f"n_users={row['n_users']}"])
+    cfg = ScenarioConfig.build("small", ["beamformer=mrt", f"n_users={row['n_users']}"])
     assert (
         float(row["mean_delay_s"]) == run_policy(cfg, lib, row["policy"], 3, int(row["seed"])).summary()["mean_delay_s"]
     )
@@ -174,7 +174,7 @@ def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
         "2",
         "--grid",
         "cache_fraction=0.2,0.4",
-        "--config",
+        "--scenario",
         "small",
         "--set",
         "beamformer=mrt",
@@ -189,7 +189,7 @@ def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
     assert summary["computed"] == 8 and len(summary["rows"]) == 4
     rows = _rows(out / "results.csv")
     row = rows[5]
-    cfg = build_config("small", ["beamformer=mrt", f"cache_fraction={row['cache_fraction']}"])
+    cfg = ScenarioConfig.build("small", ["beamformer=mrt", f"cache_fraction={row['cache_fraction']}"])
     direct = run_policy(cfg, _library(), row["policy"], 2, int(row["seed"])).summary()
     assert float(row["mean_delay_s"]) == direct["mean_delay_s"]
     assert main(args) == 0  # rerun: nothing to do, Ray not even started

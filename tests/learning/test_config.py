@@ -51,13 +51,12 @@ def test_bad_file(tmp_path):
 
 
 def test_one_loader_serves_the_scenario_too():
-    from delivery.cli import build_config
     from delivery.config import ScenarioConfig
     from delivery.errors import ConfigError
 
-    assert build_config(None, ["cache_fraction=2e-1", "n_users=6"]).cache_fraction == 0.2
+    assert ScenarioConfig.build(None, ["cache_fraction=2e-1", "n_users=6"]).cache_fraction == 0.2
     with pytest.raises(ConfigError, match="n_users = 'many' is not an integer"):
-        build_config(None, ["n_users=many"])
+        ScenarioConfig.build(None, ["n_users=many"])
     assert load_typed(ScenarioConfig, {"csi_error": "5e-2"}, "x", ConfigError).csi_error == 0.05
     assert parse_set_overrides(["a.b=1", "c= [1, 2]"], ConfigError) == {"a.b": 1, "c": [1, 2]}
 

@@ -109,3 +109,15 @@ def test_branch_keeps_the_users_and_draws_fresh_channels(tiny_library, tiny_scen
     _, _, _, _, info = twin.step_joint(np.ones((env.layout.n_nodes, env.layout.n_pbs), int), requests=requests)
     assert np.allclose(twin.snapshot()["last"][:, 1:], 0.0)
     assert env.slot == 1 and twin.slot == 2  # the real env did not move
+
+
+def test_env_and_harness_share_the_seeding_rule(tiny_library, tiny_scenario):
+    """Seed S of the environment is the scenario `pbkit sim run --seed S` runs (SeedSequence(S).spawn)."""
+    from delivery.experiment import seed_streams
+    from delivery.simulator import Simulator
+
+    env = CacheEnv(tiny_library, tiny_scenario, episode_slots=3, seed=7)
+    harness = Simulator(tiny_scenario, tiny_library, seed_streams(7)[0])
+    assert np.array_equal(env.sim.topology.gain_lin, harness.topology.gain_lin)
+    other = Simulator(tiny_scenario, tiny_library, np.random.default_rng(7))  # the old, separate rule
+    assert not np.array_equal(other.topology.gain_lin, harness.topology.gain_lin)

@@ -77,3 +77,15 @@ def test_resume_continues_the_same_run(tiny_library, tmp_path):
     assert last["synthetic_share"] == pytest.approx(expected)
     a, b = load_policy(tmp_path / "a").actor_state, load_policy(tmp_path / "b").actor_state
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_plain_progress_lines_carry_no_stale_step(tiny_library, tmp_path, capsys):
+    """Not a terminal: validation results are log lines; the progress line keeps its plain label
+    (it used to repeat the last validation's "step N/T" while later steps ran)."""
+    cfg = TrainConfig(total_steps=40, eval_every=20, seed=0, **TINY)
+    Trainer(cfg, tiny_library, tmp_path / "run", progress=True).run()
+    err = capsys.readouterr().err.splitlines()
+    validations = [line for line in err if line.startswith("learn seed 0 step ")]
+    assert [line.split()[4].rstrip(":") for line in validations] == ["20/40", "40/40"]
+    progress_lines = [line for line in err if line not in validations and "40" in line]
+    assert progress_lines and not any("validation" in line for line in progress_lines), err

@@ -84,6 +84,7 @@ class BadServer:
     """Serves a store's recipes and blocks over plain http.server, misbehaving on blocks:
 
     - "slow":     every block response waits `delay` s first (to kill a pull mid-transfer)
+    - "trickle":  every block body is sent in 8 pieces, `delay` s apart (to kill a pull mid-block)
     - "die":      after `after` good blocks, the server closes mid-body and stops listening
     - "truncate": Content-Length is the block's size, the body half of it, then the connection closes
     - "short":    an honest Content-Length of half the block, and half the block
@@ -143,6 +144,18 @@ class BadServer:
             h.end_headers()
             h.wfile.write(data[: len(data) // 2])
             h.close_connection = True
+            return
+        if self.mode == "trickle":
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            step = max(1, len(data) // 8)
+            for i in range(0, len(data), step):
+                h.wfile.write(data[i : i + step])
+                h.wfile.flush()
+                time.sleep(self.delay)
+            with self.lock:
+                self.served += 1
             return
         if self.mode == "short":
             data = data[: len(data) // 2]

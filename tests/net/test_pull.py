@@ -178,3 +178,56 @@ def test_a_misbehaving_server_leaves_the_store_clean(origin_store, tmp_path, cap
     with Store.open(dev, create=False) as s:
         assert s.list_models() == []
     assert only_verified_objects(dev, block_infos(origin_store))
+
+
+def test_resume_continues_a_block_cut_off_midway(origin, origin_store, sources, tmp_path):
+    """SIGKILL in the middle of a block: the rerun asks only for the rest of it (a Range request)."""
+    dev = tmp_path / "dev"
+    with BadServer(origin_store, "trickle", delay=0.2) as slow:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pbkit.cli",
+                "--store",
+                str(dev),
+                "pull",
+                "base",
+                "--from",
+                slow.url,
+                "--workers",
+                "1",
+            ],
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        parts: list = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            parts = [p for p in (dev / "tmp").glob("*.part")] if (dev / "tmp").is_dir() else []
+            if parts and parts[0].stat().st_size > 0:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    partial = {p.name.split("pull-")[1][:64]: p.stat().st_size for p in (dev / "tmp").glob("*.part")}
+    infos = block_infos_of(origin_store, "base")
+    assert partial and all(0 < n < infos[b].nbytes for b, n in partial.items())
+    with Store.open(dev, create=False) as s:
+        held = set(s.objects.iter_ids())
+    missing = sum(i.nbytes for b, i in infos.items() if b not in held)
+    out = subprocess.run(
+        [sys.executable, "-m", "pbkit.cli", "--store", str(dev), "pull", "base", "--from", origin.url, "--json"],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["fetched_bytes"] == missing - sum(partial.values())
+    assert not list((dev / "tmp").glob("*.part"))
+    with Store.open(dev, create=False) as s:
+        assert s.verify().ok
+        s.assemble("base", tmp_path / "base")
+    assert sha256_tree(tmp_path / "base") == sha256_tree(sources["base"])

@@ -121,7 +121,7 @@ def test_bad_files_and_cli_exit(tmp_path, capsys):
     bad.write_text("families: [\n")
     with pytest.raises(ZooSpecError, match=r"bad\.yaml: not valid YAML"):
         load_spec(bad)
-    with pytest.raises(ZooSpecError, match="no such spec file"):
+    with pytest.raises(ZooSpecError, match="no such zoo spec file"):
         load_spec(tmp_path / "missing.yaml")
     typo = tmp_path / "typo.yaml"
     typo.write_text("families:\n  - name: f\n    adapters:\n      - {name: a, rank: 4}\n")
