@@ -16,12 +16,18 @@ from pbkit.common.settings import apply_overrides, load_settings, load_typed, pa
 from pbkit.errors import PbkitError
 
 # Learner variants evaluated in the report: MAASN-DA and its ablations (overrides of TrainConfig).
+# MAASN-DA is cold-started; "maasn-warm" (behaviour cloning of greedy first) is an ablation only.
 VARIANTS: dict[str, dict[str, Any]] = {
     "maasn-da": {},
     "maasn-noda": {"da": False},
+    "maasn-nomsg": {"messages": False},
+    "maasn-noattn": {"critic": "sum"},
+    "maasn-meancritic": {"critic": "mean"},
+    "maasn-nocrn": {"reward_baseline": ""},
     "maasn-mlp": {"actor": "mlp"},
     "maasn-vdn": {"mixer": "vdn"},
     "maasn-il": {"mixer": "none"},
+    "maasn-warm": {"bc_episodes": 3},
 }
 
 # Held-out evaluation seeds of `learn eval` and `learn report` (training validates on 1000+), and
@@ -53,9 +59,15 @@ class TrainConfig:
     # MAASN
     actor: str = "asn"  # "asn" (action semantics) | "mlp" (ablation)
     mixer: str = "qmix"  # "qmix" | "vdn" | "none" (independent learners)
+    critic: str = "attention"  # "attention" | "sum" (no attention) | "mean" (per-PB utilities averaged)
+    messages: bool = True  # neighbours' features in the observation (False: the "no messages" ablation)
     hidden: int = 32
     mixer_embed: int = 32
-    gamma: float = 0.5
+    gamma: float = 0.95  # a load pays off from the slot after it is made: far-sighted returns
+    n_step: int = 3  # multi-step returns (replay.NStep)
+    # common random numbers: the reward is (this policy's delay on the same slot replayed - the
+    # agents' delay) / d_ref (learning.baseline); "" for the plain -delay / d_ref
+    reward_baseline: str = "greedy"
     tau: float = 0.01  # soft target update rate
     lr_actor: float = 3e-4
     lr_critic: float = 1e-3
@@ -65,12 +77,12 @@ class TrainConfig:
     pi_reg: float = 1e-3  # FACMAC's logit regulariser
     grad_clip: float = 10.0
     keep_bias: float = 0.5  # added to the score of PBs already cached (hysteresis against churn)
-    # behaviour-cloning warm start from the greedy placement
-    bc_episodes: int = 6  # real episodes run by greedy, imitated, then kept in the replay
+    # cold start by default; bc_episodes > 0 is the "maasn-warm" ablation: that many real
+    # episodes placed by greedy, imitated once (no imitation term afterwards), kept in the replay
+    bc_episodes: int = 0
     bc_epochs: int = 40
     bc_lr: float = 1e-3
-    bc_weight: float = 1.0  # imitation term in the actor loss, decays linearly to 0 over the run
-    actor_delay: int = 100  # real slots of critic-only updates after the warm start
+    actor_delay: int = 100  # real slots of critic-only updates after the warm-up
     # data augmentation: ESN popularity forecasts drive the real simulator
     da: bool = True
     esn_reservoir: int = 40
@@ -83,6 +95,7 @@ class TrainConfig:
     da_share_max: float = 0.5
     da_skill_full: float = 0.1  # forecast skill at which the synthetic share reaches da_share_max
     da_buffer_size: int = 10000
+    forecast_input: bool = True  # the ESN's forecast of the next slot's shares as an input feature
     # validation (best-checkpoint choice) and logging
     eval_every: int = 200  # must be a multiple of episode_slots (checkpoints at episode ends)
     val_seeds: tuple[int, ...] = (1000, 1001, 1002)  # disjoint from the test seeds (2000+)
@@ -92,6 +105,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.actor not in ("asn", "mlp"):
             raise LearnConfigError(f"actor = {self.actor!r} is not 'asn' or 'mlp'")
+        if self.critic not in ("attention", "sum", "mean"):
+            raise LearnConfigError(f"critic = {self.critic!r} is not 'attention', 'sum' or 'mean'")
         if self.mixer not in ("qmix", "vdn", "none"):
             raise LearnConfigError(f"mixer = {self.mixer!r} is not 'qmix', 'vdn' or 'none'")
         for name in (
@@ -109,6 +124,7 @@ class TrainConfig:
             "da_rollout_len",
             "updates_per_step",
             "bc_epochs",
+            "n_step",
         ):
             if getattr(self, name) < 1:
                 raise LearnConfigError(f"{name} = {getattr(self, name)!r} must be at least 1")

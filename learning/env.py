@@ -10,7 +10,9 @@ MDP (docs/learning.md has the full statement):
   score order (`features.place`, with a keep bias for held PBs), so capacity holds by
   construction; then the simulator draws the slot's requests and channels and delivers;
 - reward (shared by all agents): -(slot mean delay) / d_ref, d_ref = t_c + 8 * mean model bytes / r_c
-  (fetching an average model from the cloud), so rewards are O(1) across libraries;
+  (fetching an average model from the cloud), so rewards are O(1) across libraries; with
+  `baseline=NAME` the paired difference (NAME's delay on the same slot replayed - the agents'
+  delay) / d_ref instead (common random numbers, `learning.baseline`);
 - episode: `episode_slots` slots, then every agent is truncated (not terminated: the process
   goes on, so learners bootstrap through the cut).
 """
@@ -28,6 +30,7 @@ from pettingzoo import ParallelEnv
 from delivery.config import ScenarioConfig
 from delivery.experiment import simulator_rng
 from delivery.simulator import Simulator, SlotResult
+from learning.baseline import ReferenceTrack
 from learning.features import (
     CACHE,
     NEIGHBOUR_FEATURES,
@@ -60,12 +63,17 @@ class CacheEnv(ParallelEnv):
         ema_alpha: float = 0.3,
         seed: int = 0,
         keep_bias: float = 0.5,
+        baseline: str | None = None,
     ) -> None:
         self.library = library
         self.scenario = scenario
         self.episode_slots = int(episode_slots)
         self.ema_alpha = float(ema_alpha)
         self.keep_bias = float(keep_bias)
+        self.reference = ReferenceTrack(baseline) if baseline else None
+        if self.reference is not None:
+            self.reference.start(scenario, library, seed)  # in step with self.sim until a reset
+        self.forecaster = None  # optional callable(snapshot) -> (N, I) forecast of the next shares
         self.sim = Simulator(scenario, library, simulator_rng(seed))  # the harness's seeding rule
         self.layout = Layout.from_view(self.sim.policy_view())
         self.d_ref = reference_delay(scenario, library)
@@ -96,6 +104,12 @@ class CacheEnv(ParallelEnv):
     def view(self):
         """What a caching policy sees now (`delivery.simulator.PolicyView`)."""
         return self.sim.policy_view()
+
+    def _next_snapshot(self) -> Snapshot:
+        snap = snapshot(self.sim.policy_view(), self.snap, self.ema_alpha)
+        if self.forecaster is not None:
+            snap["forecast"] = np.asarray(self.forecaster(snap), dtype=np.float64)
+        return snap
 
     def _observations(self) -> dict[str, np.ndarray]:
         obs, self._state = observe(self.layout, self.snap)
@@ -129,6 +143,8 @@ class CacheEnv(ParallelEnv):
             raise ValueError("the scenario's topology or capacities changed between resets")
         self.snap = snapshot(self.sim.policy_view(), None, self.ema_alpha)
         self.slot = 0
+        if self.reference is not None:
+            self.reference.start(self.scenario, self.library, sim_seed)
         self.agents = list(self.possible_agents)
         return self._observations(), self._infos()
 
@@ -143,6 +159,7 @@ class CacheEnv(ParallelEnv):
         sim.last_requests = self.sim.last_requests.copy()
         sim.slot = self.sim.slot
         twin.sim, twin.snap, twin.agents = sim, self.snapshot(), list(self.possible_agents)
+        twin.reference = None  # synthetic slots: no reference (their requests are the forecast's)
         twin._np_random = np.random.default_rng(seed)
         return twin
 
@@ -167,16 +184,23 @@ class CacheEnv(ParallelEnv):
     ):
         """Step with a feasible placement (N, J); `requests` (K,) replaces the slot's drawn
         requests (synthetic slots). Effective actions: see `features.effective_actions`."""
+        reference = None
+        if self.reference is not None and requests is None:
+            reference = self.reference.delay(self.sim)  # the same slot, before it is drawn
         result = self.sim.step(placement, requests=requests)
+        if reference is not None:
+            self.reference.check(result.requests)
         self.last_result = result
         self.slot += 1
-        self.snap = snapshot(self.sim.policy_view(), self.snap["ema"], self.ema_alpha)
-        reward = -float(result.mean_delay_s) / self.d_ref
+        self.snap = self._next_snapshot()
+        delay = float(result.mean_delay_s)
+        reward = (-delay if reference is None else reference - delay) / self.d_ref
         done = self.slot >= self.episode_slots
         obs = self._observations()
         acts = np.zeros(placement.shape, dtype=np.int64) if actions is None else actions
         info = {
-            "mean_delay_s": float(result.mean_delay_s),
+            "mean_delay_s": delay,
+            "reference_delay_s": float("nan") if reference is None else reference,
             "hit_ratio_local": float(result.hit_ratio_local),
             "placement": placement,
             "effective_actions": effective_actions(self.layout, acts, placement),

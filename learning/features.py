@@ -1,13 +1,18 @@
 """What an agent observes, as pure functions of a compact state, shared by the environment,
 the learner's replay (which stores only compact states) and the learned policy.
 
+No heuristic's answer is in any input: every feature is request history, placement, sizes or
+the scenario's static layout (tests/learning/test_decentralised.py checks that the builders never
+call a heuristic and that an agent's observation depends on its own EN and its neighbours only).
+
 Compact state of one slot (`Snapshot`, a dict of arrays; leading batch dimensions allowed):
 placement P (N, J) bool; per EN the share of its users requesting each model in the last slot
-L, a moving average of those shares E and the Laplace-smoothed cumulative shares C (N, I); users
-per EN u (N,); the position in the request-drift period phase (); and what the greedy heuristic
-sees: its marginal proxy-delay gain per byte of each (EN, PB) on an empty cache, `gain` (N, J),
-and its placement `greedy` (N, J). Everything else (PB sizes, membership, capacities, neighbour
-lists, link times) is the static `Layout` of the scenario.
+L, a moving average of those shares E, the Laplace-smoothed cumulative shares C and a forecast
+of the next slot's shares F (N, I) (the moving average unless a forecaster, e.g. the ESN of
+`learning.augmentation`, supplies one); the age of each model at each EN, slots since it was
+first requested there, A (N, I); users per EN u (N,); and the time of day phase () (the
+position in the scenario's day if it has one, else in the request-drift period). Everything
+else (PB sizes, membership, capacities, neighbour lists) is the static `Layout` of the scenario.
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ from typing import Any
 
 import numpy as np
 
-OWN_FEATURES = 13  # per (EN, PB) features from the agent's own view
-NEIGHBOUR_FEATURES = 6  # per (EN, neighbour, PB) features received from that neighbour
-STATE_FEATURES = 10  # per PB features of the global state (critic only)
+OWN_FEATURES = 14  # per (EN, PB) features from the agent's own view
+NEIGHBOUR_FEATURES = 7  # per (EN, neighbour, PB) features received from that neighbour
+STATE_FEATURES = 11  # per PB features of the global state (critic only)
 
 # Action codes per (EN, PB): 0 drop, 1 cache, 2 + d = ask neighbour d to hold the PB (pull from it)
 DROP, CACHE, PULL0 = 0, 1, 2
 ASK_BONUS = 1.0  # score (logit units) a neighbour's "hold it for me" adds to a PB at that EN
+NEW_MODEL_SLOTS = 10.0  # age scale of the novelty feature: a model first seen 10 slots ago weighs 1/e
+UNSEEN_AGE = 1e6  # age of a model never requested at an EN
 
-SNAPSHOT_KEYS = ("placement", "ema", "last", "cum", "users", "phase", "gain", "greedy")
+SNAPSHOT_KEYS = ("placement", "ema", "last", "cum", "forecast", "age", "users", "phase")
 Snapshot = dict[str, Any]
 
 
@@ -38,7 +45,7 @@ class Layout:
     capacity: np.ndarray  # (N,) int64 bytes
     neighbours: np.ndarray  # (N, N) bool, no self loops
     max_degree: int  # D, padded neighbour count (action space size is 2 + D)
-    drift_period: int = 10  # slots between request-ranking drifts (for the phase feature)
+    mean_users: float = 1.0  # users per EN on average (K / N, static): local user-count scale
 
     @classmethod
     def from_view(cls, view, max_degree: int | None = None) -> "Layout":
@@ -55,7 +62,7 @@ class Layout:
             capacity=np.asarray(view.capacity_bytes, dtype=np.int64),
             neighbours=neighbours,
             max_degree=max_degree or degree,
-            drift_period=int(view.config.drift_period) if view.config is not None else 10,
+            mean_users=float(np.sum(view.users_per_node)) / max(len(view.capacity_bytes), 1),
         )
 
     @property
@@ -117,36 +124,55 @@ def ema_update(ema: np.ndarray, last: np.ndarray, alpha: float) -> np.ndarray:
     return np.where(fresh, last, (1.0 - alpha) * ema + alpha * last)
 
 
-def snapshot(view, ema: np.ndarray | None, alpha: float) -> Snapshot:
-    """The compact state of a `PolicyView`; `ema` is the previous slot's moving average (None at
-    the start of a run). The greedy features come from `delivery.policies.greedy_proxy`, the
-    same computation as the greedy heuristic's."""
-    from delivery.policies import greedy_proxy
-    from delivery.proxy import proxy_instance
+def day_period(config) -> int:
+    """Slots per cycle of the time-of-day feature: the scenario's day if its request process has
+    one, else the request-drift period (the only periodic structure of stationary demand)."""
+    if config is None:
+        return 10
+    for name in ("day_slots", "diurnal_period", "day_period_slots"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return int(getattr(config, "drift_period", 10) or 10)
 
+
+def snapshot(view, previous: Snapshot | None, alpha: float, forecast: np.ndarray | None = None) -> Snapshot:
+    """The compact state of a `PolicyView` from what the view exposes (requests, placement,
+    users, slot); `previous` is the previous slot's snapshot (None at the start of a run: the
+    moving average starts from the last slot, a model seen before is taken as seen since slot 0).
+    `forecast` (N, I): a forecast of the next slot's request shares (default: the moving
+    average). No heuristic is consulted."""
     users = np.asarray(view.users_per_node, dtype=np.float64)
     last = request_share(np.asarray(view.last_requests, dtype=np.float64), users)
-    counts = np.asarray(view.request_counts, dtype=np.float64) + 1.0
-    inst = proxy_instance(view)
-    spill_unit = inst.weight * (inst.t_cloud - inst.t_backhaul)[None, :] if inst.migrate else 0.0 * inst.weight
-    spill = np.sum(spill_unit, axis=0, keepdims=True) - spill_unit
-    gain = (inst.weight * inst.t_cloud[None, :] + spill) / np.maximum(inst.pb_bytes, 1)[None, :]
-    gain = gain / max(float(gain.max()), 1e-30)
-    period = int(view.config.drift_period) if view.config is not None else 10
+    raw = np.asarray(view.request_counts, dtype=np.float64)
+    counts = raw + 1.0
+    seen = raw > 0
+    if previous is None:
+        ema = last.copy()
+        age = np.where(seen, float(max(view.slot - 1, 0)), UNSEEN_AGE)
+    else:
+        ema = ema_update(np.asarray(previous["ema"], dtype=np.float64), last, alpha)
+        before = np.asarray(previous["age"], dtype=np.float64)
+        age = np.where(before < UNSEEN_AGE, before + 1.0, np.where(seen, 0.0, UNSEEN_AGE))
+    period = day_period(view.config)
     return {
         "placement": np.asarray(view.placement, dtype=bool).copy(),
-        "ema": last.copy() if ema is None else ema_update(ema, last, alpha),
+        "ema": ema,
         "last": last,
         "cum": counts / counts.sum(axis=1, keepdims=True),
+        "forecast": ema.copy() if forecast is None else np.asarray(forecast, dtype=np.float64),
+        "age": age,
         "users": users,
         "phase": np.float64((view.slot % period) / period),
-        "gain": gain,
-        "greedy": greedy_proxy(inst),
     }
 
 
 def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
-    """Per-agent observations (..., N, J, F_own + D * F_nb) and global state (..., J, F_state)."""
+    """Per-agent observations (..., N, J, F_own + D * F_nb) and global state (..., J, F_state).
+
+    Row n of the observations is built from EN n's own row of the snapshot, the rows of its
+    neighbours and static facts only (sizes, membership, capacities, K / N), so an agent acts on
+    local inputs. The state (critic only) may aggregate over all ENs."""
     member = layout.membership.astype(np.float64)
     sizes = layout.pb_bytes.astype(np.float64)
     mean_size = max(sizes.mean(), 1.0)
@@ -156,10 +182,12 @@ def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
     demand = np.asarray(snap["ema"], dtype=np.float64) @ member  # (..., N, J) share of users needing j
     demand_last = np.asarray(snap["last"], dtype=np.float64) @ member
     demand_cum = np.asarray(snap["cum"], dtype=np.float64) @ member
-    gain = np.asarray(snap["gain"], dtype=np.float64)
-    greedy = np.asarray(snap["greedy"]).astype(np.float64)
+    forecast = np.asarray(snap["forecast"], dtype=np.float64) @ member
+    young = np.exp(-np.asarray(snap["age"], dtype=np.float64) / NEW_MODEL_SLOTS)  # (..., N, I)
+    novelty = np.minimum((np.asarray(snap["cum"], dtype=np.float64) * young) @ member * 10.0, 1.0)
+    trend = demand_last - demand
     phase = np.asarray(snap["phase"], dtype=np.float64)
-    rel_users = users / np.maximum(users.mean(axis=-1, keepdims=True), 1e-9)
+    rel_users = users / max(layout.mean_users, 1e-9)  # local: own users over the static K / N
     size_rel = np.log(np.maximum(sizes, 1.0) / mean_size)  # (J,)
     density = np.minimum(demand_cum * (mean_size / np.maximum(sizes, 1.0)), 10.0) / 10.0
     cap_rel = layout.capacity / total  # (N,)
@@ -182,8 +210,9 @@ def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
             density,
             bcast(rel_users[..., :, None]),
             bcast(shared_by[None, :]),
-            gain,
-            greedy,
+            trend,
+            forecast,
+            novelty,
             bcast(np.sin(angle)),
             bcast(np.cos(angle)),
         ],
@@ -196,7 +225,8 @@ def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
             p[..., idx, :] * v,
             demand[..., idx, :] * v,
             demand_cum[..., idx, :] * v,
-            greedy[..., idx, :] * v,
+            trend[..., idx, :] * v,
+            forecast[..., idx, :] * v,
             np.broadcast_to(rel_users[..., idx, None], batch + idx.shape + (j,)) * v,
             np.broadcast_to(v, batch + idx.shape + (j,)),
         ],
@@ -217,8 +247,9 @@ def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
             np.broadcast_to(size_rel, batch + (j,)),
             np.broadcast_to(shared_by, batch + (j,)),
             np.broadcast_to(cap_rel.mean(), batch + (j,)),
-            greedy.mean(axis=-2),
-            gain.mean(axis=-2),
+            trend.mean(axis=-2),
+            forecast.mean(axis=-2),
+            novelty.mean(axis=-2),
         ],
         axis=-1,
     ).astype(np.float32)

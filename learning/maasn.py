@@ -4,13 +4,15 @@
   cache-vs-drop logit margin ranks the PBs each EN fills its cache with (`features.place`);
   per-PB discrete actions (drop, cache, ask neighbour d) come through straight-through
   Gumbel-Softmax.
-- Warm start: behaviour cloning of the greedy heuristic's placement (cross-entropy on
-  cache/drop), kept as a decaying term of the actor loss during RL fine-tuning.
-- Centralised critic: per-agent Q_n(o_n, a_n) mixed into Q_tot by a monotonic QMIX mixer
-  conditioned on the global state (VDN: a sum; "none": independent learners).
-- Critic target: y = r + gamma * Q_tot'(s', o', a') with a' the target actors' greedy actions.
-  Episodes end by truncation only, so every transition bootstraps.
-- Actor loss: -Q_tot(s, o, gumbel_st(pi(o))) + pi_reg * mean(logit^2) + w_bc * CE(greedy).
+- Cold start: the actors start from random weights. `imitate` (behaviour cloning of a placement)
+  serves only the named "maasn-warm" ablation; no imitation term is in the actor loss.
+- Centralised critic: per-agent Q_n(o, a) with attention over PBs and ENs and per-PB utilities
+  summed (`networks.AttentionCritic`; "sum" and "mean" ablations), mixed into Q_tot by a
+  monotonic QMIX mixer conditioned on the global state (VDN: a sum; "none": independent learners).
+- Critic target: y = R + g^k * Q_tot'(s', o', a') with R the k-step return, g^k its discount
+  (`replay.NStep`) and a' the target actors' greedy actions. Episodes end by truncation only, so
+  every transition bootstraps.
+- Actor loss: -Q_tot(s, o, gumbel_st(pi(o))) + pi_reg * mean(logit^2).
 - Learning rates decay linearly to `lr_final` of their start; soft target updates with rate tau.
 """
 
@@ -26,7 +28,7 @@ from learning.checkpoint import to_torch
 from learning.config import TrainConfig
 from learning.features import CACHE, DROP, NEIGHBOUR_FEATURES, OWN_FEATURES, STATE_FEATURES, Layout, observe
 from learning.mixer import make_mixer
-from learning.networks import AgentCritic, gumbel_softmax_st, make_actor
+from learning.networks import gumbel_softmax_st, make_actor, make_critic
 from learning.replay import split
 
 
@@ -35,7 +37,7 @@ class Maasn:
         self.cfg, self.layout, self.gen = cfg, layout, generator
         width = OWN_FEATURES + layout.max_degree * NEIGHBOUR_FEATURES
         self.actor = make_actor(cfg.actor, layout.max_degree, cfg.hidden)
-        self.critic = AgentCritic(width, layout.n_actions, cfg.hidden)
+        self.critic = make_critic(cfg.critic, width, layout.n_actions, cfg.hidden)
         self.mixer = make_mixer(cfg.mixer, layout.n_nodes, STATE_FEATURES, cfg.mixer_embed)
         self.actor_t = copy.deepcopy(self.actor)
         self.critic_t = copy.deepcopy(self.critic)
@@ -49,13 +51,22 @@ class Maasn:
         self.mask = torch.as_tensor(layout.action_mask())  # (N, J, A)
 
     # ------------------------------------------------------------------ acting
+    def inputs(self, obs) -> torch.Tensor:
+        """The actor's and critic's view of the observations: without neighbour messages (the
+        "no messages" ablation) the neighbours' features are zeroed."""
+        x = torch.as_tensor(obs)
+        if not self.cfg.messages:
+            x = x.clone()
+            x[..., OWN_FEATURES:] = 0.0
+        return x
+
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """obs (N, J, F) -> action codes (N, J) and each EN's PB scores (N, J): the cache-vs-drop
         logit margin that ranks the PBs its cache is filled with. `mask` (N, J, A) serves
         another scenario than the training one (the learned policy)."""
         m = self.mask if mask is None else torch.as_tensor(mask)
-        logits = self.actor(torch.as_tensor(obs), m)
+        logits = self.actor(self.inputs(obs), m)
         if explore:  # an epsilon share of PB decisions (and their scores) sampled from the policy
             u = torch.rand(logits.shape, generator=self.gen).clamp_(1e-10, 1.0 - 1e-10)
             noisy = logits - torch.log(-torch.log(u)) * self.cfg.gumbel_tau
@@ -70,7 +81,7 @@ class Maasn:
     ) -> list[float]:
         """Behaviour cloning: obs (S, N, J, F), target placement (S, N, J) bool; cross-entropy
         of cache (placed) vs drop. Returns the mean loss per epoch; targets are synced after."""
-        x, y = torch.as_tensor(obs), torch.as_tensor(np.where(target, CACHE, DROP)).long()
+        x, y = self.inputs(obs), torch.as_tensor(np.where(target, CACHE, DROP)).long()
         for group in self.opt_actor.param_groups:
             group["lr"] = self.cfg.bc_lr
         losses = []
@@ -99,13 +110,13 @@ class Maasn:
         obs, state = observe(self.layout, snap)
         obs2, state2 = observe(self.layout, snap2)
         return {
-            "obs": torch.as_tensor(obs),
+            "obs": self.inputs(obs),
             "state": torch.as_tensor(state),
-            "obs2": torch.as_tensor(obs2),
+            "obs2": self.inputs(obs2),
             "state2": torch.as_tensor(state2),
             "action": F.one_hot(torch.as_tensor(batch["action"]).long(), self.layout.n_actions).float(),
             "reward": torch.as_tensor(batch["reward"]).float(),
-            "greedy": torch.as_tensor(np.where(batch["greedy"], CACHE, DROP)).long(),
+            "discount": torch.as_tensor(batch["discount"]).float(),
         }
 
     def _mix(self, mixer, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -126,8 +137,10 @@ class Maasn:
             next_logits = self.actor_t(t["obs2"], self.mask)
             next_action = F.one_hot(next_logits.argmax(-1), self.layout.n_actions).float()
             q_next = self._mix(self.mixer_t, self.critic_t(t["obs2"], next_action), t["state2"])
-            reward = t["reward"] if self.mixer is not None else t["reward"][:, None]
-            target = reward + self.cfg.gamma * q_next
+            reward, discount = t["reward"], t["discount"]
+            if self.mixer is None:
+                reward, discount = reward[:, None], discount[:, None]
+            target = reward + discount * q_next
         q = self._mix(self.mixer, self.critic(t["obs"], t["action"]), t["state"])
         critic_loss = F.mse_loss(q, target)
         self.opt_critic.zero_grad()
@@ -141,10 +154,7 @@ class Maasn:
             relaxed = gumbel_softmax_st(logits, self.gen, self.cfg.gumbel_tau)
             q_pi = self._mix(self.mixer, self.critic(t["obs"], relaxed), t["state"])
             allowed = self.mask.expand_as(logits) > 0
-            bc = self.cfg.bc_weight * (1.0 - progress)
             actor_loss = -q_pi.mean() + self.cfg.pi_reg * (logits[allowed] ** 2).mean()
-            if bc > 0:
-                actor_loss = actor_loss + bc * self._bc_loss(logits, t["greedy"])
             self.opt_actor.zero_grad()
             actor_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)

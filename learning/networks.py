@@ -69,7 +69,8 @@ def make_actor(kind: str, max_degree: int, hidden: int) -> nn.Module:
 
 
 class AgentCritic(nn.Module):
-    """Q_n(o_n, a_n) = mean_j u(o_nj, a_nj) + v(mean_j phi(o_nj)).
+    """Q_n(o_n, a_n) = mean_j u(o_nj, a_nj) + v(mean_j phi(o_nj)) (the "mean critic" ablation:
+    each PB's credit is diluted by 1/J).
 
     Additive over PBs with weights shared across PBs (any J works), so every PB row of every
     sample trains the same utility u -- the credit for a PB's action goes to that PB's row --
@@ -86,6 +87,61 @@ class AgentCritic(nn.Module):
         u = self.utility(torch.cat([obs, action], -1)).squeeze(-1).mean(-1)
         v = self.value(F.relu(self.phi(obs)).mean(-2)).squeeze(-1)
         return u + v
+
+
+class AttentionCritic(nn.Module):
+    """Q_n(o, a) = sum_j u(e_nj, node-attention_nj, context_n) + v(mean_j phi(o_nj)).
+
+    e_nj embeds EN n's row and action for PB j. Node attention: for each PB, the ENs attend to
+    each other's embeddings (who holds or pulls the PB matters to every EN that could serve it
+    cooperatively). PB attention: a learned query pools each EN's J embeddings into a context
+    (the PBs compete for the same cache). The per-PB utilities are summed, not averaged, so the
+    credit a PB's action receives does not shrink as 1/J with the catalogue. `attention=False`
+    keeps the sum and drops both attentions (the "no attention" ablation)."""
+
+    def __init__(
+        self, obs_width: int, n_actions: int, hidden: int = 64, attention: bool = True, heads: int = 2
+    ) -> None:
+        super().__init__()
+        self.attention = attention
+        self.embed = mlp([obs_width + n_actions, hidden, hidden])
+        if attention:
+            self.node_attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
+            self.pb_query = nn.Parameter(torch.zeros(1, 1, hidden))
+            self.pb_attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.utility = mlp([hidden * (3 if attention else 1), hidden, 1])
+        self.phi = mlp([obs_width, hidden])
+        self.value = mlp([hidden, hidden, 1])
+        with torch.no_grad():  # start near Q = v: a sum over hundreds of PBs must not start large
+            self.utility[-1].weight.mul_(0.01)
+            self.utility[-1].bias.zero_()
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """obs (B, N, J, F), action (B, N, J, A) -> (B, N)."""
+        e = F.relu(self.embed(torch.cat([obs, action], -1)))  # (B, N, J, H)
+        b, n, j, h = e.shape
+        if self.attention:
+            x = e.transpose(1, 2).reshape(b * j, n, h)
+            nodes, _ = self.node_attn(x, x, x, need_weights=False)
+            nodes = nodes.reshape(b, j, n, h).transpose(1, 2)
+            y = e.reshape(b * n, j, h)
+            ctx, _ = self.pb_attn(self.pb_query.expand(b * n, 1, h), y, y, need_weights=False)
+            ctx = ctx.reshape(b, n, 1, h).expand(b, n, j, h)
+            e = torch.cat([e, nodes, ctx], -1)
+        u = self.utility(e).squeeze(-1).sum(-1)
+        v = self.value(F.relu(self.phi(obs)).mean(-2)).squeeze(-1)
+        return u + v
+
+
+def make_critic(kind: str, obs_width: int, n_actions: int, hidden: int) -> nn.Module:
+    """ "attention" (default), "sum" (no attention) or "mean" (per-PB utilities averaged)."""
+    if kind == "attention":
+        return AttentionCritic(obs_width, n_actions, hidden)
+    if kind == "sum":
+        return AttentionCritic(obs_width, n_actions, hidden, attention=False)
+    if kind == "mean":
+        return AgentCritic(obs_width, n_actions, hidden)
+    raise ValueError(f"critic {kind!r} is not 'attention', 'sum' or 'mean'")
 
 
 def gumbel_softmax_st(logits: torch.Tensor, generator: torch.Generator, tau: float = 1.0) -> torch.Tensor:

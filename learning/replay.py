@@ -28,10 +28,10 @@ class Replay:
             "ema": ((n, i), np.float32),
             "last": ((n, i), np.float32),
             "cum": ((n, i), np.float32),
+            "forecast": ((n, i), np.float32),
+            "age": ((n, i), np.float32),
             "users": ((n,), np.float32),
             "phase": ((), np.float32),
-            "gain": ((n, j), np.float32),
-            "greedy": ((n, j), bool),
         }
         self.data: dict[str, np.ndarray] = {}
         for prefix in ("", "next_"):
@@ -40,16 +40,21 @@ class Replay:
                 self.data[prefix + key] = np.zeros((c,) + shape, dtype)
         self.data["action"] = np.zeros((c, n, j), np.int8)
         self.data["reward"] = np.zeros((c,), np.float32)
+        self.data["discount"] = np.zeros((c,), np.float32)  # gamma^k of the k-step return
         self.ptr = 0
         self.size = 0
 
-    def add(self, snap: Snapshot, action: np.ndarray, reward: float, next_snap: Snapshot) -> None:
-        """Add one transition."""
+    def add(
+        self, snap: Snapshot, action: np.ndarray, reward: float, next_snap: Snapshot, discount: float = 0.0
+    ) -> None:
+        """Add one transition: `reward` is the (multi-step) return up to `next_snap`, `discount`
+        the factor of the bootstrap from `next_snap` (gamma^k for a k-step return)."""
         for key in SNAPSHOT_KEYS:
             self.data[key][self.ptr] = snap[key]
             self.data["next_" + key][self.ptr] = next_snap[key]
         self.data["action"][self.ptr] = action
         self.data["reward"][self.ptr] = reward
+        self.data["discount"][self.ptr] = discount
         self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -69,3 +74,38 @@ class Replay:
 def split(batch: dict[str, np.ndarray]) -> tuple[Snapshot, Snapshot]:
     """(snapshots, next snapshots) of a sampled batch."""
     return ({k: batch[k] for k in SNAPSHOT_KEYS}, {k: batch["next_" + k] for k in SNAPSHOT_KEYS})
+
+
+@dataclass
+class NStep:
+    """Turns one-step transitions of an episode into `n`-step ones: the return
+    r_t + g r_{t+1} + ... + g^(k-1) r_{t+k-1} with bootstrap factor g^k from the snapshot k slots
+    later (k = n, or fewer at the episode's cut: episodes end by truncation, so every transition
+    still bootstraps). A load pays off a slot after it is made, so a one-step target sees its cost
+    and not its gain."""
+
+    n: int
+    gamma: float
+    pending: list = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.pending = []
+
+    def push(self, snap: Snapshot, action: np.ndarray, reward: float, next_snap: Snapshot, out: Replay) -> None:
+        self.pending.append((snap, action, reward, next_snap))
+        if len(self.pending) >= self.n:
+            self._emit(out)
+
+    def flush(self, out: Replay) -> None:
+        """The episode ended: emit the shorter returns still pending."""
+        while self.pending:
+            self._emit(out)
+
+    def _emit(self, out: Replay) -> None:
+        ret, g = 0.0, 1.0
+        for _, _, r, _ in self.pending:
+            ret += g * r
+            g *= self.gamma
+        snap, action = self.pending[0][0], self.pending[0][1]
+        out.add(snap, action, ret, self.pending[-1][3], g)
+        self.pending.pop(0)

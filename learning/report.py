@@ -27,6 +27,21 @@ from learning.headroom import BOUNDS, ORACLES
 from learning.trainer import Trainer
 from pbkit.library import PBLibrary, synthetic_library
 
+# every heuristic of the registry but the MILP optimum (minutes per slot at full scale), and the
+# registry's references
+REGISTRY_HEURISTICS = (
+    "random",
+    "popular",
+    "lfu",
+    "lru",
+    "greedy",
+    "greedy-ema",
+    "greedy-forecast",
+    "coarse",
+    "noncoop",
+)
+REFERENCES = ("oracle", "search", "fullcache")
+
 
 @dataclass(frozen=True)
 class ReportPlan:
@@ -45,6 +60,9 @@ class ReportPlan:
     heuristics: tuple[str, ...] = HEURISTICS
     evaluated: tuple[str, ...] | None = None  # variants run on the test seeds (None: all trained)
     headroom: bool = True  # also run the oracles of learning.headroom on the test seeds
+    # references of the policy registry (not heuristics: they read the future or bound the delay),
+    # run on the test seeds and compared like the learners
+    references: tuple[str, ...] = REFERENCES
 
 
 # quick: a smoke run of the whole protocol in about 3 minutes on the demo zoo library (no
@@ -62,11 +80,14 @@ QUICK = ReportPlan(
     0.0,
     (2000, 2001),
     headroom=False,
+    references=("oracle", "fullcache"),  # search replays candidate placements: minutes per slot
 )
+# the ablations of issue 16 on the same seeds: no DA, no neighbour messages, no attention, mean critic
+ABLATIONS = ("maasn-noda", "maasn-nomsg", "maasn-noattn", "maasn-meancritic")
 FULL = ReportPlan(
     "full",
     (0, 1, 2, 3, 4),
-    ("maasn-da", "maasn-noda"),
+    ("maasn-da", *ABLATIONS),
     TEST_SEEDS,
     20,
     (0.15, 0.3, 0.5),
@@ -75,6 +96,7 @@ FULL = ReportPlan(
     1,
     300.0,
     (2000, 2001, 2002, 2003, 2004),
+    heuristics=REGISTRY_HEURISTICS,
 )
 
 
@@ -297,7 +319,7 @@ def run_report(
 
     # 2. every policy on the same held-out seeds, with the headroom oracles and the full-cache bound
     tested = {n: r for n, r in runs.items() if plan.evaluated is None or n in plan.evaluated}
-    specs = {h: heuristic(h) for h in plan.heuristics} | _learner_specs(tested)
+    specs = {h: heuristic(h) for h in (*plan.heuristics, *plan.references)} | _learner_specs(tested)
     if plan.headroom:
         specs |= {k: reference(k) for k in (*ORACLES, *BOUNDS)}
     values = _with_pooled(evaluate(scenario, library, specs, plan.eval_seeds, plan.eval_slots, "evaluate"), tested)
@@ -431,6 +453,14 @@ def _finish(
         targets["optimality_gap_pct"] = {
             k: -_reduction(opt, gap["policies"][k]["mean_delay_s"]) for k in ("maasn-da", "greedy", "lfu")
         }
+    # the share of the gap between the best heuristic and the oracle that each learner closes
+    if "oracle" in policies:
+        best_d, oracle_d = policies[best]["mean_delay_s"], policies["oracle"]["mean_delay_s"]
+        targets["oracle_gap_closed"] = {
+            name: (best_d - policies[name]["mean_delay_s"]) / (best_d - oracle_d) if best_d > oracle_d else None
+            for name in plan.variants
+            if name in policies
+        }
     # headroom: what better demand knowledge (oracles) or unlimited cache (bound) gives over the best heuristic
     for kind in (*ORACLES, *BOUNDS):
         if kind in paired:
@@ -461,17 +491,24 @@ def plot(results: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, style in (("maasn-da", "-"), ("maasn-noda", "--")):
-        runs = results["curves"].get(name, [])
+    for name, runs in results["curves"].items():
+        runs = [run for run in runs if run]
         if not runs:
             continue
-        steps = [r["step"] for r in runs[0]]
-        delay = np.mean([[r["eval_delay_s"] for r in run] for run in runs], axis=0)
-        ax.plot(steps, delay, style, marker="o", ms=3, label=name)
+        length = min(len(run) for run in runs)
+        steps = [r["step"] for r in runs[0][:length]]
+        delays = np.array([[r["eval_delay_s"] for r in run[:length]] for run in runs])
+        mean = delays.mean(axis=0)
+        (line,) = ax.plot(steps, mean, "-" if name == "maasn-da" else "--", marker="o", ms=3, label=name)
+        if len(runs) > 1:  # band: 95 % t-interval of the mean over training seeds
+            from scipy import stats
+
+            half = stats.t.ppf(0.975, len(runs) - 1) * delays.std(axis=0, ddof=1) / np.sqrt(len(runs))
+            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("real environment steps (slots)")
     ax.set_ylabel("validation mean delay (s)")
-    ax.set_title("learning curves, with and without DA")
-    ax.legend()
+    ax.set_title("learning curves (mean, 95 % band over training seeds)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=120)
     plt.close(fig)

@@ -1,10 +1,13 @@
 """The training loop: config-driven, one master seed, checkpoints that resume bit-exactly.
 
-Order of a run: `bc_episodes` real episodes placed by the greedy heuristic (kept in the replay,
-counted as real slots), behaviour cloning of the actor on them, a validation of the cloned
-actor, then RL episodes with critic-only updates for `actor_delay` slots and actor updates
-after; every `eval_every` slots the actor is validated on `val_seeds` (disjoint from the test
-seeds) and the best one so far is written as the run's policy.
+Order of a run: RL episodes from a cold start (random actor weights): `warmup_steps` real slots
+of acting before the first update, critic-only updates for `actor_delay` slots after that, then
+actor updates too; every `eval_every` slots the actor is validated on `val_seeds` (disjoint from
+the test seeds) and the best one so far is written as the run's policy. Transitions enter the
+replay as `n_step` returns (`replay.NStep`); the reward is the paired difference to a reference
+policy replayed on the same slot (`reward_baseline`, `learning.baseline`), which the agents never
+observe. The "maasn-warm" ablation (`bc_episodes` > 0) first runs that many real episodes placed
+by the greedy heuristic and clones them once; MAASN-DA itself never sees a heuristic's placement.
 
 Seeding: SeedSequence(seed) spawns independent streams for the environment (episode seeds),
 replay sampling, data augmentation and a torch generator for Gumbel noise; torch's global seed
@@ -35,10 +38,10 @@ from learning.config import LearnConfigError, TrainConfig
 from learning.env import CacheEnv
 from learning.errors import CheckpointError
 from learning.evaluate import evaluate_policies
-from learning.features import SNAPSHOT_KEYS, observe
+from learning.features import CACHE, SNAPSHOT_KEYS, observe
 from learning.maasn import Maasn
 from learning.policy import LearnedPolicy, save_policy
-from learning.replay import Replay
+from learning.replay import NStep, Replay
 from pbkit.library import PBLibrary
 
 
@@ -70,7 +73,13 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(int(torch_ss.generate_state(1)[0]))
         self.scenario = scenario_of(cfg)
         self.env = CacheEnv(
-            self.library, self.scenario, cfg.episode_slots, cfg.ema_alpha, seed=cfg.seed, keep_bias=cfg.keep_bias
+            self.library,
+            self.scenario,
+            cfg.episode_slots,
+            cfg.ema_alpha,
+            seed=cfg.seed,
+            keep_bias=cfg.keep_bias,
+            baseline=cfg.reward_baseline or None,
         )
         layout = self.layout = self.env.layout
         self.learner = Maasn(cfg, layout, self.gen)
@@ -100,22 +109,28 @@ class Trainer:
         env.reset(seed=int(self.rng_env.integers(2**31 - 1)))
         snap = env.snapshot()
         x = da.start_episode(snap)
+        self._forecast_into(x, snap, env)
         heuristic = GreedyPolicy()
+        nstep = NStep(cfg.n_step, cfg.gamma)
         for _ in range(cfg.episode_slots):
             popularity = env.sim.requests.popularity()  # the slot's truth: measures the forecast only
             if greedy:
-                _, _, _, _, info = env.step_placement(heuristic.place(env.view(), self.rng_env))
+                _, rewards, _, _, info = env.step_placement(heuristic.place(env.view(), self.rng_env))
             else:
                 obs, _ = observe(self.layout, snap)
                 actions, scores = self.learner.act(obs, explore=True)
-                _, _, _, _, info = env.step_joint(actions, scores)
+                _, rewards, _, _, info = env.step_joint(actions, scores)
             info = info[env.possible_agents[0]]
             snap2 = env.snapshot()
-            reward = -info["mean_delay_s"] / env.d_ref
-            self.replay.add(snap, info["effective_actions"], reward, snap2)
+            reward = float(next(iter(rewards.values())))
             x = da.observe(x, snap, snap2, popularity)
+            self._forecast_into(x, snap2, env)
+            nstep.push(snap, info["effective_actions"], reward, snap2, self.replay)
             self.step += 1
             stats["delay"].append(info["mean_delay_s"])
+            if np.isfinite(info["reference_delay_s"]):
+                self.stats.setdefault("reference", []).append(info["reference_delay_s"])
+                del self.stats["reference"][:-1000]
             if cfg.da and self.step % cfg.da_refit_every == 0:
                 stats["da"] = dict(da.fit())
             if greedy:
@@ -129,20 +144,24 @@ class Trainer:
                 for _ in range(cfg.updates_per_step):
                     stats["losses"].append(self.learner.update(self._batch(), progress, train_actor))
             snap = snap2
+        nstep.flush(self.replay)
 
     def _bc_steps(self) -> int:
         return self.cfg.bc_episodes * self.cfg.episode_slots
 
     # ------------------------------------------------------------------ warm start
     def _warm_start(self, stats: dict) -> None:
-        """Greedy episodes into the replay, then behaviour cloning of the actor on them."""
+        """The "maasn-warm" ablation: greedy episodes into the replay, then behaviour cloning of
+        the actor on the placements greedy made (the replay's effective "cache" actions). The
+        target is used here only: it is no input of any observation."""
         for _ in range(self.cfg.bc_episodes):
             self._episode(stats, greedy=True)
         if not self.replay.size:
             return
         data = {k: v[: self.replay.size] for k, v in self.replay.data.items()}
         obs, _ = observe(self.layout, {k: data[k] for k in SNAPSHOT_KEYS})
-        stats["bc_loss"] = self.learner.imitate(obs, data["greedy"], self.cfg.bc_epochs, 8, self.rng_replay)[-1]
+        target = data["action"] == CACHE
+        stats["bc_loss"] = self.learner.imitate(obs, target, self.cfg.bc_epochs, 8, self.rng_replay)[-1]
 
     # ------------------------------------------------------------------ data augmentation
     def _synthetic(self, x: np.ndarray) -> None:
@@ -152,6 +171,7 @@ class Trainer:
         x = x.copy()
         home = twin.view().user_home
         snap = twin.snapshot()
+        nstep = NStep(self.cfg.n_step, self.cfg.gamma)
         for _ in range(self.cfg.da_rollout_len):
             requests = self.da.sample_requests(self.da.forecast(x, snap), home, self.rng_da)
             obs, _ = observe(self.layout, snap)
@@ -159,10 +179,28 @@ class Trainer:
             _, _, _, _, info = twin.step_joint(actions, scores, requests=requests)
             info = info[twin.possible_agents[0]]
             snap2 = twin.snapshot()
-            self.synth.add(snap, info["effective_actions"], -info["mean_delay_s"] / twin.d_ref, snap2)
+            # no replayed reference on synthetic slots: the baseline is the real slots' mean paired
+            # reference (a constant, so it shifts Q only and keeps real and synthetic rewards on one scale)
+            reward = -(info["mean_delay_s"] - self._reference_level()) / twin.d_ref
             x = self.da.advance(x, snap2)
+            self._forecast_into(x, snap2, twin)
+            nstep.push(snap, info["effective_actions"], reward, snap2, self.synth)
             self.synthetic_steps += 1
             snap = snap2
+        nstep.flush(self.synth)
+
+    def _forecast_into(self, x: np.ndarray, snap: dict, env: CacheEnv) -> None:
+        """The ESN's forecast of the next slot's request shares as the snapshot's "forecast"
+        feature (and the environment's, which branches start from), once the ESN is fitted;
+        until then the feature is the moving average. A forecast, never a placement."""
+        if self.cfg.forecast_input and self.da.esn.fitted:
+            snap["forecast"] = self.da.forecast(x, snap)
+            env.snap["forecast"] = snap["forecast"].copy()
+
+    def _reference_level(self) -> float:
+        """Mean reference delay of the real slots so far (0 without a reward baseline)."""
+        refs = self.stats.get("reference", [])
+        return float(np.mean(refs)) if refs else 0.0
 
     def _batch(self) -> dict[str, np.ndarray]:
         size = self.cfg.batch_size
@@ -174,8 +212,18 @@ class Trainer:
         return {k: np.concatenate([real[k], syn[k]]) for k in real}
 
     # ------------------------------------------------------------------ validation
+    def _policy_forecaster(self) -> dict:
+        """What the policy needs to compute the forecast feature itself: the ESN's weights."""
+        return {"esn": self.da.esn.state_dict()} if self.cfg.forecast_input and self.da.esn.fitted else {}
+
     def policy(self, name: str = "maasn-da") -> LearnedPolicy:
-        return LearnedPolicy(self.learner.actor.state_dict(), self.cfg, self.layout.max_degree, name)
+        return LearnedPolicy(
+            self.learner.actor.state_dict(),
+            self.cfg,
+            self.layout.max_degree,
+            name,
+            esn=self._policy_forecaster().get("esn"),
+        )
 
     def validate(self) -> np.ndarray:
         """Per-seed mean delay of the current greedy actor on the validation seeds."""
@@ -211,7 +259,7 @@ class Trainer:
             task = bar.add_task(f"seed {cfg.seed}", total=cfg.total_steps, completed=self.step)
             while self.step < limit:
                 t0 = time.perf_counter()
-                warm = self.step == 0 and cfg.bc_episodes > 0
+                warm = self.step == 0 and cfg.bc_episodes > 0  # the "maasn-warm" ablation only
                 if warm:
                     self._warm_start(stats)
                 else:
@@ -232,7 +280,12 @@ class Trainer:
                             description=f"seed {cfg.seed}, validation at step {self.step}: "
                             f"{row['eval_delay_s']:.3f} s (best {self.best:.3f} s)",
                         )
-                    stats = self.stats = {"delay": [], "losses": [], "da": stats["da"]}
+                    stats = self.stats = {
+                        "delay": [],
+                        "losses": [],
+                        "da": stats["da"],
+                        "reference": stats.get("reference", []),
+                    }
                     self.save()
         writer.close()
         self.save()  # also when stopped between evaluations (--stop-after)
@@ -250,7 +303,7 @@ class Trainer:
                 self.learner.actor,
                 self.cfg,
                 self.layout.max_degree,
-                {"step": self.step, "validation_delay_s": value},
+                {"step": self.step, "validation_delay_s": value} | self._policy_forecaster(),
             )
         row = {
             "step": self.step,

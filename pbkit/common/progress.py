@@ -136,7 +136,7 @@ class Progress:
         console: Any = None,
         transient: bool = False,
         disable: bool = False,
-        interval: float = DEFAULT_INTERVAL_S,
+        interval: float | None = None,
         unit: str = "",
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -155,7 +155,8 @@ class Progress:
                 self._bar = _rich_progress(columns, console, transient, unit, rich_options)
                 return
             stream = console.file
-        self._plain = _PlainLines(stream, interval, unit, clock)
+        # None: the module's DEFAULT_INTERVAL_S, read now (so a caller or a test can change it)
+        self._plain = _PlainLines(stream, DEFAULT_INTERVAL_S if interval is None else interval, unit, clock)
 
     def __enter__(self) -> "Progress":
         if self._bar is not None:

@@ -16,6 +16,6 @@ def tiny_library():
 
 @pytest.fixture(scope="session")
 def tiny_scenario():
-    # the regime these tests were written in (0.3 per EN, stationary requests): the tiny library
-    # has PBs above 0.03 of its bytes, which the default regime of issue 15 makes uncacheable
+    """Mechanics tests want every PB to fit a cache: the earlier storage regime (0.3), not the
+    default's scarce storage (0.03 of the unique bytes is below most of the tiny library's PBs)."""
     return ScenarioConfig(beamformer="mrt", n_users=8, cache_fraction=0.3, demand="stationary")

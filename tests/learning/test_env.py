@@ -1,12 +1,14 @@
 import numpy as np
+import pytest
 from pettingzoo.test import parallel_api_test
 
 from learning.env import CacheEnv
 from learning.features import CACHE, DROP, PULL0, effective_actions, observe, place
 
 
-def test_parallel_api(tiny_library, tiny_scenario):
-    env = CacheEnv(tiny_library, tiny_scenario, episode_slots=4, seed=0)
+@pytest.mark.parametrize("baseline", [None, "greedy"])
+def test_parallel_api(tiny_library, tiny_scenario, baseline):
+    env = CacheEnv(tiny_library, tiny_scenario, episode_slots=4, seed=0, baseline=baseline)
     parallel_api_test(env, num_cycles=10)
 
 

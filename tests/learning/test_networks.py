@@ -53,3 +53,29 @@ def test_critic_and_straight_through_gumbel():
     assert q.shape == (2, 4)
     q.sum().backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_attention_critic_credit_does_not_shrink_with_the_catalogue():
+    """A PB's action moves Q_n as much with 40 PBs as with 4 (summed utilities); the mean critic
+    dilutes it by 1/J. Node attention: another EN's action on the same PB changes Q_n."""
+    from learning.networks import make_critic
+
+    torch.manual_seed(0)
+    width, actions = OWN_FEATURES + 2 * NEIGHBOUR_FEATURES, 4
+
+    def credit(kind: str, n_pbs: int) -> float:
+        torch.manual_seed(1)
+        critic = make_critic(kind, width, actions, 16)
+        obs = torch.randn(1, 3, 1, width).expand(1, 3, n_pbs, width).contiguous()
+        act = torch.zeros(1, 3, n_pbs, actions, requires_grad=True)
+        critic(obs, act)[0, 0].backward()
+        return float(act.grad[0, 0, 0].abs().sum())
+
+    for kind in ("attention", "sum"):
+        assert credit(kind, 40) > 0.5 * credit(kind, 4)
+    assert credit("mean", 40) < 0.2 * credit("mean", 4)
+    critic = make_critic("attention", width, actions, 16)
+    obs = torch.randn(1, 3, 5, width)
+    act = torch.zeros(1, 3, 5, actions, requires_grad=True)
+    critic(obs, act)[0, 0].backward()
+    assert act.grad[0, 1, 2].abs().sum() > 0  # EN 1's action on PB 2 reaches EN 0's utility

@@ -18,7 +18,6 @@ TINY = dict(
     scenario={"beamformer": "mrt", "n_users": 8},
     episode_slots=20,
     warmup_steps=40,
-    bc_episodes=1,
     actor_delay=20,
     val_seeds=(1000, 1001),
     eval_slots=6,
@@ -27,17 +26,15 @@ TINY = dict(
 )
 
 
-def test_warm_start_matches_greedy_and_runs_through_the_harness(tiny_library, tmp_path):
-    cfg = TrainConfig(total_steps=20, eval_every=20, seed=0, **(TINY | {"bc_epochs": 100}))
+def test_warm_start_ablation_clones_and_runs_through_the_harness(tiny_library, tmp_path):
+    # the "maasn-warm" ablation: greedy episodes cloned once. The clone sees no greedy feature, so
+    # it imitates from demand and sizes alone (a loss well below chance, not greedy's bits).
+    cfg = TrainConfig(total_steps=20, eval_every=20, seed=0, **(TINY | {"bc_epochs": 100, "bc_episodes": 1}))
     trainer = Trainer(cfg, tiny_library, tmp_path / "run", progress=False)
     history = trainer.run()
-    # the first validation is the behaviour-cloned actor: it places what greedy places
     scenario = ScenarioConfig(beamformer="mrt", n_users=8)
-    values = evaluate_policies(
-        scenario, tiny_library, {"greedy": None, "bc": lambda: load_policy(tmp_path / "run")}, [1000, 1001], 6
-    )
-    assert history[0]["step"] == 20 and history[0]["bc_loss"] < 0.2
-    assert np.allclose(values["bc"], values["greedy"], rtol=0.01)  # greedy may leave bytes unused; place fills them
+    values = evaluate_policies(scenario, tiny_library, {"bc": lambda: load_policy(tmp_path / "run")}, [1000, 1001], 6)
+    assert history[0]["step"] == 20 and history[0]["bc_loss"] < 0.5 * np.log(2)
     # logs: CSV rows per validation, TensorBoard event file, forecast skill against both baselines
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == len(history) + 1
     assert list((tmp_path / "run" / "tb").glob("events.*"))
@@ -82,9 +79,13 @@ def test_resume_continues_the_same_run(tiny_library, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_plain_progress_lines_carry_no_stale_step(tiny_library, tmp_path, capsys):
+def test_plain_progress_lines_carry_no_stale_step(tiny_library, tmp_path, capsys, monkeypatch):
     """Not a terminal: validation results are log lines; the progress line keeps its plain label
     (it used to repeat the last validation's "step N/T" while later steps ran)."""
+    import pbkit.common.progress
+
+    # a tiny run takes ~3 s, less than the default interval between plain lines: print each step
+    monkeypatch.setattr(pbkit.common.progress, "DEFAULT_INTERVAL_S", 0.0)
     cfg = TrainConfig(total_steps=40, eval_every=20, seed=0, **TINY)
     Trainer(cfg, tiny_library, tmp_path / "run", progress=True).run()
     err = capsys.readouterr().err.splitlines()
