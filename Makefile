@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 # This workplace keeps a CPU wheel of torch on disk; anywhere else any torch >= 2.2 works
 # (override with e.g. `make test TORCH_SPEC='torch>=2.2'`).
 TORCH_SPEC ?= $(if $(wildcard /opt/wheels/torch-2.13.0*),torch==2.13.0,torch>=2.2)
+# The MARL peer (pbkit[marl], benchmarks/torchrl_mappo.py): torchrl's compiled parts are built for
+# one torch, so it is installed only beside the torch it was checked with, without dependencies
+# (pip must never replace torch); elsewhere its test is skipped (set MARL_SPEC to opt in).
+MARL_SPEC ?= $(if $(filter torch==2.13.0,$(TORCH_SPEC)),torchrl==0.14.1 tensordict==0.14.3 hoptorch pyvers)
 
 .PHONY: setup demo test lint bench clean-demo libraries figures
 
@@ -15,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[all,test,bench]"
+	$(if $(MARL_SPEC),$(BIN)/pip install -q --no-deps $(MARL_SPEC))
+	$(if $(MARL_SPEC),$(BIN)/pip install -q cloudpickle orjson importlib-metadata packaging)
 	touch $@
 
 demo: setup
