@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--slots", type=int, default=20)
     ap.add_argument("--cache-fraction", type=float, default=0.3, help="of the exact library's unique bytes")
+    ap.add_argument("--summary", type=Path, help="print the paired table of an earlier run's summary.json and stop")
     args = ap.parse_args(argv)
+    if args.summary is not None:
+        print_paired(json.loads(args.summary.read_text()))
+        return 0
     zoo = build_zoo_models(args.work)
     args.out.mkdir(parents=True, exist_ok=True)
     libs = {}
@@ -92,7 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     for kind in libs:
         print(f"--- {kind}")
         print(json.dumps(summary[f"compare_{kind}"], indent=1)[:3000])
+    print_paired(summary)
     return 0
+
+
+def print_paired(summary: dict) -> None:
+    """Per policy: mean delay on both libraries and the paired (same seeds) delta - exact interval."""
+    from delivery.experiment import paired_difference  # the one paired-interval rule
+
+    exact = summary["compare_exact"]["policies"]
+    delta = summary["compare_delta"]["policies"]
+    print(f"scenario: {summary['compare_exact']['scenario']}, {summary['seeds']} seeds x {summary['slots']} slots")
+    for name in exact:
+        a, b = exact[name]["per_seed_mean_delay_s"], delta[name]["per_seed_mean_delay_s"]
+        d = paired_difference(b, a)
+        lo, hi = d["ci95"]
+        print(
+            f"{name:8s} exact {sum(a) / len(a):.3f} s  delta {sum(b) / len(b):.3f} s  "
+            f"delta - exact {d['mean_diff_s']:+.3f} s [{lo:+.3f}, {hi:+.3f}]"
+        )
 
 
 if __name__ == "__main__":
