@@ -2,7 +2,7 @@
 MiniLM safetensors header, real recipes and a real exported library from the demo zoo, the
 project's own YAML/TOML settings files), with a fixed seed (derandomize=True) so every run
 generates the same 10 100 inputs. The only exception a reader may raise is a PbkitError with a
-one-line message, and no input may take over 1 s (fuzz_harness.TIME_LIMIT_S)."""
+one-line message, and no input may take over 5 s of its thread's CPU (fuzz_harness.TIME_LIMIT_S)."""
 
 from __future__ import annotations
 
