@@ -25,7 +25,7 @@ from delivery.channels import draw_states
 from delivery.config import ScenarioConfig
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy, t_interval
-from delivery.order_check import order_gap
+from delivery.order_check import mean_delay_with_order, order_gap, slot_units
 from delivery.scheduler import Timeline, fixed_order
 from delivery.simulator import Simulator
 from pbkit.library import load_library, synthetic_library
@@ -97,35 +97,10 @@ def order_gaps(instances: int, beamformer: str, seed: int, csi_error: float = 0.
 
 
 def _mean_with(sim, placement, requests, channels, order) -> float:
-    from delivery.scheduler import DesignMemo, deliver
+    from delivery.scheduler import DesignMemo
 
-    cfg = sim.config
-    placement = sim.check_placement(placement)
-    units = sim._units(
-        placement, np.where(placement, 0.0, np.inf), np.asarray(requests), np.where(placement.any(axis=0), 0.0, np.inf)
-    )
-    out = deliver(
-        units,
-        cfg.n_users,
-        channels.h_est,
-        channels.h_true,
-        sim.power_w,
-        cfg.channel_noise_w,
-        cfg.channel_bandwidth_hz,
-        sim.links,
-        DesignMemo(sim.designer),
-        cfg.beamformer,
-        cfg.csi_error,
-        np.random.default_rng(0),
-        np.zeros(sim.n_nodes),
-        np.zeros(sim.n_nodes),
-        order=order,
-        max_se=cfg.max_spectral_efficiency,
-        more_est=channels.more_est,
-        more_true=channels.more_true,
-        coherence_s=cfg.coherence_time_s,
-    )
-    return float(out.user_delay_s.mean())
+    units = slot_units(sim, placement, requests)
+    return mean_delay_with_order(sim, units, channels, order, DesignMemo(sim.designer))
 
 
 def monotonicity(library, seeds: int, slots: int, beamformer: str, change_cost: str) -> dict:

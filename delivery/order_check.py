@@ -31,6 +31,41 @@ class OrderGap:
         return self.scheduler_s / self.best_s - 1.0
 
 
+def slot_units(sim: Simulator, placement: np.ndarray, requests: np.ndarray) -> list:
+    """The units of one slot of `sim` with `placement` usable at once (no loads in flight)."""
+    placement = sim.check_placement(placement)
+    holder_ready = np.where(placement, 0.0, np.inf)
+    source_ready = np.where(placement.any(axis=0), 0.0, np.inf)
+    return sim._units(placement, holder_ready, np.asarray(requests), source_ready)
+
+
+def mean_delay_with_order(sim: Simulator, units: list, channels: SlotChannels, order, memo: DesignMemo) -> float:
+    """Mean user delay of `units` sent in `order` (None: the scheduler's), timed as the simulator does."""
+    cfg = sim.config
+    out = deliver(
+        units,
+        cfg.n_users,
+        channels.h_est,
+        channels.h_true,
+        sim.power_w,
+        cfg.channel_noise_w,
+        cfg.channel_bandwidth_hz,
+        sim.links,
+        memo,
+        cfg.beamformer,
+        cfg.csi_error,
+        np.random.default_rng(0),
+        np.zeros(sim.n_nodes),
+        np.zeros(sim.n_nodes),
+        order=order,
+        max_se=cfg.max_spectral_efficiency,
+        more_est=channels.more_est,
+        more_true=channels.more_true,
+        coherence_s=cfg.coherence_time_s,
+    )
+    return float(out.user_delay_s.mean())
+
+
 def order_gap(
     sim: Simulator, placement: np.ndarray, requests: np.ndarray, channels: SlotChannels, max_units: int = 7
 ) -> OrderGap:
@@ -39,38 +74,13 @@ def order_gap(
     Raises ValueError when the slot has more than `max_units` units (the enumeration would be
     too long).
     """
-    cfg = sim.config
-    placement = sim.check_placement(placement)
-    holder_ready = np.where(placement, 0.0, np.inf)
-    source_ready = np.where(placement.any(axis=0), 0.0, np.inf)
-    units = sim._units(placement, holder_ready, np.asarray(requests), source_ready)
+    units = slot_units(sim, placement, requests)
     if len(units) > max_units:
         raise ValueError(f"{len(units)} units: enumerating every order needs at most {max_units}")
     shared = DesignMemo(sim.designer)
 
     def mean_delay(order) -> float:
-        out = deliver(
-            units,
-            cfg.n_users,
-            channels.h_est,
-            channels.h_true,
-            sim.power_w,
-            cfg.channel_noise_w,
-            cfg.channel_bandwidth_hz,
-            sim.links,
-            shared,
-            cfg.beamformer,
-            cfg.csi_error,
-            np.random.default_rng(0),
-            np.zeros(sim.n_nodes),
-            np.zeros(sim.n_nodes),
-            order=order,
-            max_se=cfg.max_spectral_efficiency,
-            more_est=channels.more_est,
-            more_true=channels.more_true,
-            coherence_s=cfg.coherence_time_s,
-        )
-        return float(out.user_delay_s.mean())
+        return mean_delay_with_order(sim, units, channels, order, shared)
 
     values = [mean_delay(fixed_order(list(p))) for p in itertools.permutations(range(len(units)))]
     return OrderGap(len(units), mean_delay(None), min(values), max(values))
