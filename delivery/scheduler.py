@@ -89,23 +89,58 @@ class DesignMemo:
 
     Units with the same users and serving set share one design within a slot; the memo also
     serves `plan_delivery`'s calls, so the serving-set choice and the transmission use one design.
+    `prefetch` designs many channel arrays in one batch ahead of their use; a prefetched design
+    is counted (`calls`) when first asked for, so the counts are those of designing one by one.
     """
 
     def __init__(self, designer: Designer) -> None:
         self._designer = designer
         self._memo: dict[tuple[str, bytes, bytes, float], Any] = {}
+        self._spare: dict[tuple[str, bytes, bytes, float], Any] = {}  # prefetched, not asked for yet
         self.calls = 0
         self.hits = 0
+
+    @staticmethod
+    def _key(h: np.ndarray, power: np.ndarray, method: str, eps: float) -> tuple[str, bytes, bytes, float]:
+        return (method, h.tobytes() + repr(h.shape).encode(), power.tobytes(), float(eps))
+
+    def can_prefetch(self, method: str) -> bool:
+        """Whether `prefetch` batches this method's designs: the designer must have a `batch`
+        that solves them without drawing from the rng (beamformer.CachedDesigner.can_batch), so
+        that a design made ahead, or made and never used, changes nothing else."""
+        can = getattr(self._designer, "can_batch", None)
+        return can is not None and bool(can(method))
+
+    def prefetch(self, hs: list[np.ndarray], power, noise, method, eps=0.0, rng=None) -> None:
+        """Design the channel arrays of `hs` (one shape) that the memo lacks in one batch, when
+        `can_prefetch(method)` (beamforming.design_batch: the results are the ones designed one
+        by one); later calls find them."""
+        if not self.can_prefetch(method):
+            return
+        power = np.ascontiguousarray(power, dtype=float)
+        todo: dict[tuple, np.ndarray] = {}
+        for h in hs:
+            h = np.ascontiguousarray(h)
+            key = self._key(h, power, method, eps)
+            if key not in self._memo and key not in self._spare:
+                todo.setdefault(key, h)
+        if len(todo) < 2:
+            return
+        stack = np.stack(list(todo.values()))
+        for key, result in zip(todo, self._designer.batch(stack, power, noise, method, eps=eps, rng=rng)):
+            self._spare[key] = result
 
     def __call__(self, h, power, noise, method, eps=0.0, rng=None, cache=None):
         h = np.ascontiguousarray(h)
         power = np.ascontiguousarray(power, dtype=float)
-        key = (method, h.tobytes() + repr(h.shape).encode(), power.tobytes(), float(eps))
+        key = self._key(h, power, method, eps)
         if key in self._memo:
             self.hits += 1
             return self._memo[key]
         self.calls += 1
-        result = self._designer(h, power, noise, method, eps=eps, rng=rng)
+        result = (
+            self._spare.pop(key) if key in self._spare else self._designer(h, power, noise, method, eps=eps, rng=rng)
+        )
         self._memo[key] = result
         return result
 
@@ -130,6 +165,9 @@ class SlotRadio:
     more_est: np.ndarray | None = None
     more_true: np.ndarray | None = None
     coherence_s: float = math.inf
+    # what depends only on a unit's users, serving set or candidates, not on when it is sent:
+    # computed once a slot and shared by the timelines of every candidate order (`_memo`)
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def airtime(self, bits: float, snr: float) -> float:
         """The one rate rule (retransmission.airtime) on this slot's band and cap."""
@@ -161,6 +199,15 @@ class Timeline:
         twin.fetched = set(self.fetched)
         return twin
 
+    def adopt(self, twin: "Timeline") -> None:
+        """Take over the state a fork reached (its sends become this timeline's). The link
+        queues are updated in place: other channels' timelines share the arrays."""
+        self.backhaul_free[:] = twin.backhaul_free
+        self.cloud_free[:] = twin.cloud_free
+        self.free = twin.free
+        self.backhaul_bytes, self.cloud_bytes = twin.backhaul_bytes, twin.cloud_bytes
+        self.fetched = set(twin.fetched)
+
     # ------------------------------------------------------------------ estimates
     def _source_ready(self, u: Unit) -> float:
         return min(float(u.holder_ready.min()), u.source_ready)
@@ -168,14 +215,49 @@ class Timeline:
     def estimate(self, ui: int) -> tuple[float, float]:
         """(ready, airtime) of unit ui on the serving set `choose_serving` would pick now: when
         that set holds the content and how long the transmission takes at its guaranteed rate."""
+        return self.estimate_serving(ui)[:2]
+
+    def estimate_serving(self, ui: int) -> tuple[float, float, tuple[int, ...]]:
+        """`estimate` and the serving set it is for."""
         u = self.units[ui]
         if u.size == 0:
-            return self.free, 0.0
+            return self.free, 0.0, ()
         prep = self.preparation(u)
         chosen = prep[: self.choose_serving(u, prep)]
         serving = tuple(sorted(p[2] for p in chosen))
         snr = self._design(u.users, serving).min_snr
-        return max(p[0] for p in chosen), self.radio.airtime(8 * u.size, snr)
+        return max(p[0] for p in chosen), self.radio.airtime(8 * u.size, snr), serving
+
+    def first_serving(self, ui: int) -> tuple[tuple[int, ...], float]:
+        """The serving set `choose_serving` designs first for unit ui now (the prefix of least
+        bound), and that bound's airtime: a lower bound on the unit's first-state airtime."""
+        u = self.units[ui]
+        prep = self.preparation(u)
+        ens = [p[2] for p in prep]
+        air_ub = self._memo(("air_ub", u.users.tobytes(), u.size, tuple(ens)), lambda: self._airtime_bounds(u, ens))
+        bound = [max(self.free, prep[i][0]) + air_ub[i] for i in range(len(prep))]
+        first = min(range(len(prep)), key=lambda i: (bound[i], i))
+        return tuple(sorted(ens[: first + 1])), air_ub[first]
+
+    def prefetch(self, groups: list[tuple[np.ndarray, tuple[int, ...], list[int]]]) -> None:
+        """Design ahead, in batches of one shape, the first designs of (users, serving set,
+        fading states) that the slot is likely to ask for (DesignMemo.prefetch: only for
+        designers that batch without the rng, so a design made ahead and never used changes no
+        result; it costs only its share of a batch). Single users are skipped (closed form)."""
+        r = self.radio
+        if not r.design.can_prefetch(r.method):
+            return
+        batches: dict[tuple, list[np.ndarray]] = {}
+        for users, serving, states in groups:
+            if len(users) < 2 or not serving:
+                continue
+            idx = list(serving)
+            for m in states:
+                h_est = r.h_est if m == 0 else r.more_est[m - 1]
+                h = h_est[users][:, idx, :]
+                batches.setdefault((h.shape, r.power_w[idx].tobytes()), []).append(h)
+        for (_, power), hs in batches.items():
+            r.design.prefetch(hs, np.frombuffer(power), r.noise_w, r.method, r.eps, r.rng)
 
     def estimated_fetch(self, ui: int) -> tuple[int, float, float]:
         """(link, transfer s, fixed lead s) of the fetch unit ui needs, or (-1, 0, 0) when held.
@@ -194,10 +276,24 @@ class Timeline:
         return 2 * n + 1, 8 * u.size / links.cloud_bps, self.cloud_free[n] + links.cloud_latency_s
 
     # ------------------------------------------------------------------ one unit
+    def _memo(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """The slot's value for `key`, made on first use. Only for what is a function of the
+        slot's channels and the key: the designs are (DesignMemo; the default designs draw
+        nothing from the rng), so every candidate order's timing sees the same values."""
+        memo = self.radio.memo
+        if key not in memo:
+            memo[key] = make()
+        elif key[0] == "design":
+            self.radio.design.hits += 1  # a design reused (the slot's cache_hits)
+        return memo[key]
+
     def _design(self, users: np.ndarray, serving: tuple[int, ...]):
         r = self.radio
         idx = list(serving)
-        return r.design(r.h_est[users][:, idx, :], r.power_w[idx], r.noise_w, r.method, r.eps, r.rng)
+        return self._memo(
+            ("design", users.tobytes(), serving),
+            lambda: r.design(r.h_est[users][:, idx, :], r.power_w[idx], r.noise_w, r.method, r.eps, r.rng),
+        )
 
     def _fetch_options(self, u: Unit, n: int) -> tuple[float, str]:
         """(ready time, route) for EN n to obtain unit u's content, on its own link queues."""
@@ -212,15 +308,18 @@ class Timeline:
 
     def preparation(self, u: Unit) -> list[tuple[float, float, int, str]]:
         """Per candidate EN: (ready time, -weakest channel gain, EN, how), sorted."""
-        gain = np.linalg.norm(self.radio.h_est[u.users][:, u.candidates, :], axis=2).min(axis=0)
+        gain = self._memo(
+            ("gain", u.users.tobytes(), u.candidates.tobytes()),
+            lambda: np.linalg.norm(self.radio.h_est[u.users][:, u.candidates, :], axis=2).min(axis=0).tolist(),
+        )
         out = []
         for n, g in zip(u.candidates, gain):
             n = int(n)
             if np.isfinite(u.holder_ready[n]):
-                out.append((float(u.holder_ready[n]), -float(g), n, "cached"))
+                out.append((float(u.holder_ready[n]), -g, n, "cached"))
             else:
                 ready, how = self._fetch_options(u, n)
-                out.append((ready, -float(g), n, how))
+                out.append((ready, -g, n, how))
         out.sort()
         return out
 
@@ -246,11 +345,8 @@ class Timeline:
         r = self.radio
         bits = 8 * u.size
         ens = [p[2] for p in prep]
-        amp = np.sqrt(r.power_w[ens])[None, :] * np.linalg.norm(r.h_est[u.users][:, ens, :], axis=2)  # (K, m)
-        snr_ub = (np.cumsum(amp, axis=1) ** 2).min(axis=0) / r.noise_w  # (m,): prefix 1..m
-        if r.method in ROBUST_METHODS:  # min_snr is a worst case within eps: at most (1 - eps)^2 of it
-            snr_ub = snr_ub * max(0.0, 1.0 - r.eps) ** 2
-        bound = [max(self.free, prep[i][0]) + r.airtime(bits, snr_ub[i]) for i in range(m)]
+        air_ub = self._memo(("air_ub", u.users.tobytes(), u.size, tuple(ens)), lambda: self._airtime_bounds(u, ens))
+        bound = [max(self.free, prep[i][0]) + air_ub[i] for i in range(m)]
         ends: dict[int, float] = {}
         best = math.inf
         for i in sorted(range(m), key=lambda i: (bound[i], i)):
@@ -264,6 +360,15 @@ class Timeline:
             if ends[size] < best_end * (1 - 1e-12):
                 best_end, best_r = ends[size], size
         return best_r
+
+    def _airtime_bounds(self, u: Unit, ens: list[int]) -> list[float]:
+        """Per prefix of `ens`: the airtime of unit u at the SNR bound of `choose_serving`."""
+        r = self.radio
+        amp = np.sqrt(r.power_w[ens])[None, :] * np.linalg.norm(r.h_est[u.users][:, ens, :], axis=2)  # (K, m)
+        snr_ub = (np.cumsum(amp, axis=1) ** 2).min(axis=0) / r.noise_w  # (m,): prefix 1..m
+        if r.method in ROBUST_METHODS:  # min_snr is a worst case within eps: at most (1 - eps)^2 of it
+            snr_ub = snr_ub * max(0.0, 1.0 - r.eps) ** 2
+        return [r.airtime(8 * u.size, snr_ub[i]) for i in range(len(ens))]
 
     def send(self, ui: int) -> ScheduledUnit:
         u = self.units[ui]
@@ -285,7 +390,9 @@ class Timeline:
                 continue
             fetch[n] = how
             self.fetched.update((n, j) for j in u.pbs)
-        tau, retx, failed, extra, rate_snr = self._transmit(u, serving)
+        tau, retx, failed, extra, rate_snr = self._memo(
+            ("transmit", u.users.tobytes(), u.size, serving), lambda: self._transmit(u, serving)
+        )
         start = max(self.free, prep_s)
         self.free = start + tau + retx
         return ScheduledUnit(
@@ -343,6 +450,16 @@ class Timeline:
             need = min(n_states, max(1, math.ceil(tau / r.coherence_s - 1e-9)))
             if need <= used:
                 break
+            # the first designs of the further states, in one batch (the same designs as one by one)
+            idx = list(serving)
+            r.design.prefetch(
+                [r.more_est[m - 1][u.users][:, idx, :] for m in range(len(plans), need)],
+                r.power_w[idx],
+                r.noise_w,
+                r.method,
+                r.eps,
+                r.rng,
+            )
             plans += [self._plan(u, serving, m) for m in range(len(plans), need)]
             used = need
         share = bits * rates / rates.sum()  # bits each state carries in the first transmission
@@ -400,6 +517,13 @@ class OrderEstimate:
         self._by_unit = (cls[order], np.searchsorted(unit[order], np.arange(n_units)))
         self._static = np.empty(n_units, dtype=int)
         self._static[np.lexsort((np.arange(n_units), -group, ready))] = np.arange(n_units)
+        # the units that fetch, grouped by link (for `totals`): within a group they queue in
+        # sending order; `_link_slices` are the groups' column ranges
+        self._linked = np.concatenate([np.nonzero(self.link == lk)[0] for lk in self._links] or [np.empty(0, int)])
+        sizes = [int((self.link == lk).sum()) for lk in self._links]
+        self._link_rank = np.repeat(np.arange(len(sizes)), sizes)
+        ends = np.cumsum(sizes)
+        self._link_slices = [(int(e - z), int(e)) for z, e in zip(sizes, ends)]
 
     def ready_in(self, seq: np.ndarray) -> np.ndarray:
         """Ready time of every unit (indexed like `seq`'s entries) when fetches queue in `seq` order."""
@@ -435,29 +559,40 @@ class OrderEstimate:
         """`total` for every row of perms (M, K'), vectorised over the rows (the local search
         scores all its moves at once)."""
         m, n_units = perms.shape[0], self.need.shape[1]
-        pos = np.empty_like(perms)
-        np.put_along_axis(pos, perms, np.arange(perms.shape[1])[None, :].repeat(m, axis=0), axis=1)
+        # Sort keys as int16 where they fit: numpy's stable sort is a radix sort for 16-bit
+        # integers (3x faster here); the keys are distinct, so every sort gives the same order.
+        small = (perms.shape[1] + 1) * n_units < np.iinfo(np.int16).max and (len(self._links) + 1) * n_units < np.iinfo(
+            np.int16
+        ).max
+        idx = np.int16 if small else np.int64
+        pos = np.empty(perms.shape, dtype=idx)
+        np.put_along_axis(pos, perms, np.arange(perms.shape[1], dtype=idx)[None, :].repeat(m, axis=0), axis=1)
         cls_of, starts = self._by_unit  # every pending unit has at least one waiting class
         batch = np.minimum.reduceat(pos[:, cls_of], starts, axis=1)  # (M, U): first class needing u
         # sending order: by batch, then the static (ready, -group, index) rank
-        seq = np.argsort(batch * n_units + self._static[None, :], axis=1, kind="stable")  # (M, U)
+        seq = np.argsort(batch * idx(n_units) + self._static.astype(idx)[None, :], axis=1, kind="stable")  # (M, U)
+        place = np.empty(seq.shape, dtype=idx)  # where each unit is sent
+        np.put_along_axis(place, seq, np.arange(n_units, dtype=idx)[None, :].repeat(m, axis=0), axis=1)
         c = self.cost[seq]
         s = np.cumsum(c, axis=1)
-        ready = np.broadcast_to(self.ready, (m, n_units)).copy()
+        r_seq = self.ready[seq]  # ready time of the unit sent at each place
         if self._links:
-            link = self.link[seq]
-            for lk in self._links:
-                on = link == lk
-                queued = np.cumsum(np.where(on, self.transfer[seq], 0.0), axis=1)
-                rows, cols = np.nonzero(on)
-                units = seq[rows, cols]
-                ready[rows, units] = self.lead[units] + queued[rows, cols]
-        r_seq = np.take_along_axis(ready, seq, axis=1)
+            # a fetching unit is ready once its link has carried the fetches sent before it and
+            # its own: per link, a running sum of the transfers in sending order (the sums of
+            # `ready_in`, term by term)
+            at = place[:, self._linked]  # (M, F): where each fetching unit is sent
+            order = np.argsort(self._link_rank.astype(idx)[None, :] * idx(n_units) + at, axis=1, kind="stable")
+            units = self._linked[order]
+            queued = self.transfer[units]
+            for a, b in self._link_slices:
+                np.cumsum(queued[:, a:b], axis=1, out=queued[:, a:b])
+            r_seq[np.arange(m)[:, None], np.take_along_axis(at, order, axis=1)] = self.lead[units] + queued
         floor = np.maximum.accumulate(np.maximum(self.free, r_seq - (s - c)), axis=1)
-        finish = np.empty((m, n_units))
-        np.put_along_axis(finish, seq, floor + s, axis=1)
+        finish = floor + s  # (M, U) by place: non-decreasing (both terms are, and rounding is monotone)
         unit_of, starts = self._by_class  # every class needs at least one unit
-        done = np.maximum.reduceat(finish[:, unit_of], starts, axis=1)  # (M, K')
+        # so a class is done when its last unit is: the finish at its largest place
+        last = np.maximum.reduceat(place[:, unit_of], starts, axis=1)  # (M, K')
+        done = np.take_along_axis(finish, last.astype(np.intp), axis=1)
         return done @ self.weight
 
     def greedy(self) -> np.ndarray:
@@ -680,19 +815,44 @@ def smith_order(ids: list[int], timeline: Timeline) -> list[ScheduledUnit]:
     are each timed exactly on a copy of the timeline, and the best is sent. The estimates fix a
     unit's serving set at the slot start; when it is sent later more ENs may be ready and the set
     (and so its airtime) changes, which the exact timing sees and the estimate does not."""
-    estimates = {ui: timeline.estimate(ui) for ui in ids}
+    # Designs ahead, in batches (identical results): each unit's first serving-set design, in
+    # every fading state when even its bound's airtime outlasts a coherence block; then the
+    # further states of the serving sets the estimates chose.
+    r = timeline.radio
+    states = range(1 + (0 if r.more_est is None else len(r.more_est)))
+    live = [ui for ui in ids if timeline.units[ui].size > 0]
+    firsts = {ui: timeline.first_serving(ui) for ui in live}
+    timeline.prefetch(
+        [
+            (timeline.units[ui].users, serving, list(states) if air > r.coherence_s else [0])
+            for ui, (serving, air) in firsts.items()
+        ]
+    )
+    estimates = {ui: timeline.estimate_serving(ui) for ui in ids}
+    timeline.prefetch(
+        [
+            (timeline.units[ui].users, estimates[ui][2], list(states)[1:])
+            for ui in live
+            if estimates[ui][1] > r.coherence_s
+        ]
+    )
     ready = {ui: e[0] for ui, e in estimates.items()}
     cost = {ui: e[1] for ui, e in estimates.items()}
     fetches = {ui: timeline.estimated_fetch(ui) for ui in ids}
     orders = candidate_orders(list(ids), timeline.units, timeline.free, ready, cost, fetches)
-    if len(orders) > 1:
-        orders = [
-            min(
-                orders,
-                key=lambda seq: _completion_sum(timeline.units, [t.send(ui) for t in [timeline.fork()] for ui in seq]),
-            )
-        ]
-    return [timeline.send(ui) for ui in orders[0]]
+    if len(orders) == 1:
+        return [timeline.send(ui) for ui in orders[0]]
+    best: tuple[float, Timeline, list[ScheduledUnit]] | None = None
+    for seq in orders:
+        twin = timeline.fork()
+        sent = [twin.send(ui) for ui in seq]
+        total = _completion_sum(timeline.units, sent)
+        if best is None or total < best[0]:  # the first of equal orders, as min() picks
+            best = (total, twin, sent)
+    # Sending the best order again would repeat its timing exactly (same designs from the slot's
+    # memo, nothing else random): take over its fork's clock and link queues instead.
+    timeline.adopt(best[1])
+    return best[2]
 
 
 def _completion_sum(units: list[Unit], sent: list[ScheduledUnit]) -> float:

@@ -7,7 +7,6 @@ it, charges its change, draws the slot's requests and channels, delivers, and ad
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +79,11 @@ class SlotResult:
 
 def default_designer() -> Designer:
     """delivery.beamforming.design with one BeamformerCache per simulator: its compiled cvxpy
-    problems are reused across slots (what makes sdr/robust affordable)."""
-    from delivery.beamforming import BeamformerCache, design
+    problems are reused across slots (what makes sdr/robust affordable); its `batch` designs a
+    group's fading states at once (beamforming.design_batch)."""
+    from delivery.beamforming import CachedDesigner
 
-    return functools.partial(design, cache=BeamformerCache())
+    return CachedDesigner()
 
 
 class Simulator:

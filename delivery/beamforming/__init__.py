@@ -6,7 +6,7 @@ result.w        # (N, L), every node within its budget
 result.min_snr  # linear SNR guaranteed for every user of the group
 """
 
-from .api import DEFAULT_RANDOMISATIONS, design
+from .api import BATCHED_METHODS, DEFAULT_RANDOMISATIONS, CachedDesigner, design, design_batch
 from .cache import BeamformerCache
 from .closed_form import mrt, single_user
 from .fast import FastSettings
@@ -24,6 +24,9 @@ from .retransmission import MAX_SPECTRAL_EFFICIENCY, DeliveryPlan, airtime, plan
 from .robust_sca import RobustScaSettings
 
 __all__ = [
+    "BATCHED_METHODS",
+    "CachedDesigner",
+    "design_batch",
     "BeamformerCache",
     "BeamformingError",
     "BeamformingResult",

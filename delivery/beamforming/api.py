@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import closed_form
 from .cache import BeamformerCache
-from .fast import FastSettings, design_fast
+from .fast import FastSettings, design_fast, design_fast_batch
 from .result import (
     METHODS,
     ROBUST_DESIGNS,
@@ -21,12 +22,15 @@ from .result import (
     validate,
     worst_case_snr,
 )
-from .robust_sca import RobustScaSettings, design_robust_sca
+from .robust_sca import RobustScaSettings, design_robust_sca, design_robust_sca_batch
 from .scaling import ScaledProblem, scale_problem
 from .sdp import ProblemStore, design_robust, design_sdr
 
 TINY_GROUP, SMALL_GROUP = 3, 6  # robust: starts by group size (robust_sca)
 DEFAULT_RANDOMISATIONS = 100  # Gaussian draws per relaxation (each scaled two ways)
+# Methods `design_batch` solves as one batch: numpy SCA designs that draw nothing from the rng
+# (without random starts), so designing them together or one by one, in any order, is the same.
+BATCHED_METHODS = ("fast", "fast-backoff", "fast-harq", "robust-fast", "robust")
 
 
 def design(
@@ -89,6 +93,95 @@ def design(
     if cache is not None:
         cache.put(key, result)
     return result
+
+
+def design_batch(
+    hs: np.ndarray,
+    power: np.ndarray,
+    noise: float,
+    method: str,
+    eps: float = 0.0,
+    rng: np.random.Generator | None = None,
+    *,
+    cache: BeamformerCache | None = None,
+    n_random: int = DEFAULT_RANDOMISATIONS,
+    fast: FastSettings = FastSettings(),
+    robust: RobustScaSettings = RobustScaSettings(),
+    single_user_closed_form: bool = True,
+) -> list[BeamformingResult]:
+    """`design` for each channel array of hs (B, K, N, L) with one budget vector: the same
+    results bit for bit (tests/beamforming/test_design_batch.py), each with its share of the
+    batch's wall time as solve_time. The methods of BATCHED_METHODS (without random starts) run
+    their SCA loops once for the whole batch (one group's channels in several fading states:
+    the loops are numpy calls on small arrays, so one call for B problems costs little more than
+    one); the others are designed one by one. Raises BeamformingError as `design` does.
+    """
+    hs = np.asarray(hs)
+    if hs.ndim != 4:
+        raise BeamformingError(f"hs: expected a (B, K, N, L) stack of channel arrays, got shape {hs.shape}")
+    one = dict(
+        cache=cache, n_random=n_random, fast=fast, robust=robust, single_user_closed_form=single_user_closed_form
+    )
+    batched = method in BATCHED_METHODS and fast.random_starts == 0 and len(hs) > 1
+    if not batched or (hs.shape[1] == 1 and single_user_closed_form):
+        return [design(h, power, noise, method, eps, rng, **one) for h in hs]
+    checked = [validate(h, power, noise, eps) for h in hs]
+    power, noise, eps = checked[0][1], checked[0][2], checked[0][3]
+    out: list[BeamformingResult | None] = [None] * len(hs)
+    todo = []
+    for i, (h, *_) in enumerate(checked):
+        hit = None
+        if cache is not None:
+            hit_key = cache.key(h, power, noise, method, eps)
+            hit = cache.get(hit_key)
+        if hit is not None:
+            out[i] = _finish(
+                hit.w, h, power, noise, eps, method, hit.status, hit.solver, hit.iterations, hit.upper_bound,
+                time.perf_counter(), cached=True,
+            )  # fmt: skip
+        else:
+            todo.append(i)
+    if len(todo) < 2:
+        for i in todo:
+            out[i] = design(checked[i][0], power, noise, method, eps, rng, **one)
+        return out  # type: ignore[return-value]
+    start = time.perf_counter()
+    rng = np.random.default_rng(0) if rng is None else rng
+    sps = [scale_problem(checked[i][0], power, noise) for i in todo]
+    if method == "robust":
+        solved = robust_sca_batch(sps, eps, rng, fast, robust)
+    else:
+        design_eps = eps if method in ROBUST_DESIGNS else 0.0
+        solved = [(v, iters) for v, _, iters in design_fast_batch(sps, rng, fast, design_eps)]
+    results = [
+        _finish(sp.to_watts(v), checked[i][0], power, noise, eps, method, "heuristic", None, iters, None, start)
+        for i, sp, (v, iters) in zip(todo, sps, solved)
+    ]
+    share = (time.perf_counter() - start) / len(todo)
+    for i, r in zip(todo, results):
+        out[i] = dataclasses.replace(r, solve_time=share)
+        if cache is not None:
+            cache.put(cache.key(checked[i][0], power, noise, method, eps), out[i])
+    return out  # type: ignore[return-value]
+
+
+@dataclass
+class CachedDesigner:
+    """`design` and `design_batch` sharing one BeamformerCache: the simulator's designer (its
+    compiled cvxpy problems are reused across slots, which makes sdr/robust-sdp affordable).
+    A `cache` argument of a call is ignored: the designer's own cache is used."""
+
+    cache: BeamformerCache = field(default_factory=BeamformerCache)
+
+    def __call__(self, h, power, noise, method, eps=0.0, rng=None, cache=None, **kwargs) -> BeamformingResult:
+        return design(h, power, noise, method, eps, rng, cache=self.cache, **kwargs)
+
+    def can_batch(self, method: str) -> bool:
+        """Whether `batch` solves this method's designs together without drawing from the rng."""
+        return method in BATCHED_METHODS
+
+    def batch(self, hs, power, noise, method, eps=0.0, rng=None, **kwargs) -> list[BeamformingResult]:
+        return design_batch(hs, power, noise, method, eps, rng, cache=self.cache, **kwargs)
 
 
 def _design(
@@ -172,6 +265,23 @@ def robust_sca(
         starts.append(design_fast(sp, rng, nominal, 0.0)[0])
     v, _, steps = design_robust_sca(sp, eps, np.asarray([*starts, *(extra_starts or [])]), settings)
     return v, steps
+
+
+def robust_sca_batch(
+    sps: list[ScaledProblem], eps: float, rng: np.random.Generator, fast: FastSettings, settings: RobustScaSettings
+) -> list[tuple[np.ndarray, int]]:
+    """`robust_sca` for problems of one shape and budgets (no extra starts), bit for bit: the
+    fast designs and the SCA each run once for the batch."""
+    k = sps[0].g.shape[0]
+    starts = [[closed_form.mrt(sp.g.reshape(-1, sp.n_nodes, sp.n_antennas), sp.p).reshape(-1)] for sp in sps]
+    for st, (v_rfast, _, _) in zip(starts, design_fast_batch(sps, rng, fast, eps)):
+        st.append(v_rfast)
+    if k > TINY_GROUP:
+        nominal = fast if k > SMALL_GROUP else dataclasses.replace(fast, outer=min(fast.outer, 10))
+        for st, (v_nom, _, _) in zip(starts, design_fast_batch(sps, rng, nominal, 0.0)):
+            st.append(v_nom)
+    solved = design_robust_sca_batch(sps, eps, np.asarray(starts), settings)
+    return [(v, steps) for v, _, steps in solved]
 
 
 def _finish(

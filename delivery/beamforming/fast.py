@@ -68,79 +68,110 @@ def design_fast(
     """Return (normalised stacked beamformer, normalised min SNR, SCA steps); with eps > 0 the
     robust variant, whose value is the worst-case min SNR within the error bound. extra_starts
     (normalised stacked vectors) join the default starts."""
+    return design_fast_batch([sp], rng, settings, eps, [extra_starts])[0]
+
+
+def design_fast_batch(
+    sps: list[ScaledProblem],
+    rng: np.random.Generator,
+    settings: FastSettings = FastSettings(),
+    eps: float = 0.0,
+    extra_starts: list | None = None,
+) -> list[tuple[np.ndarray, float, int]]:
+    """`design_fast` for several problems of one shape and one budget vector (a group's channels
+    in several fading states), each result bit for bit the one `design_fast` gives alone: the
+    same arithmetic runs on a leading problem axis (numpy's stacked matmul multiplies each slice
+    as a single product would), so the loops' numpy calls are paid once for the batch. The
+    starts are drawn problem by problem, in order; problems whose start counts differ (an
+    all-zero channel) are designed one by one. Raises ValueError for mixed shapes or budgets."""
+    extras = extra_starts or [None] * len(sps)
+    if len({sp.g.shape for sp in sps}) > 1 or any(not np.array_equal(sp.p, sps[0].p) for sp in sps):
+        raise ValueError("design_fast_batch: the problems differ in shape or budgets")
+    starts = [np.asarray(_starts(sp, rng, settings, extra)) for sp, extra in zip(sps, extras)]
+    if len({st.shape for st in starts}) > 1:
+        return [_design_fast_stack([sp], [st], settings, eps)[0] for sp, st in zip(sps, starts)]
+    return _design_fast_stack(sps, starts, settings, eps)
+
+
+def _design_fast_stack(
+    sps: list[ScaledProblem], starts: list[np.ndarray], settings: FastSettings, eps: float
+) -> list[tuple[np.ndarray, float, int]]:
     if eps > 0:
-        return _design_fast_robust(sp, rng, settings, eps, extra_starts)
-    g = sp.g
-    k, n = g.shape
-    shape = (sp.n_nodes, sp.n_antennas)
+        return _design_fast_robust(sps, starts, settings, eps)
+    g = np.stack([sp.g for sp in sps])  # (B, K, n)
+    _, k, n = g.shape
+    shape = (sps[0].n_nodes, sps[0].n_antennas)
+    p = sps[0].p
 
     def project(d: np.ndarray) -> np.ndarray:  # argmax of a linear function over the node balls
-        return per_node_full_power(d.reshape(-1, *shape), sp.p).reshape(-1, n)
+        return per_node_full_power(d.reshape(*d.shape[:-1], *shape), p).reshape(d.shape)
 
-    gh = g.conj().T  # (n, K), once: the loops below multiply by it ~100 times
-    V = project(np.asarray(_starts(sp, rng, settings, extra_starts)))
-    a = V @ gh  # (S, K): g_k^H v
+    gh = g.conj().transpose(0, 2, 1)  # (B, n, K), once: the loops below multiply by it ~100 times
+    V = project(np.stack(starts))  # (B, S, n)
+    a = V @ gh  # (B, S, K): g_k^H v
     s = np.abs(a) ** 2
-    best_val = s.min(axis=1)
+    best_val = s.min(axis=-1)
     best_v = V.copy()
-    pi = np.full((V.shape[0], k), 1.0 / k)
+    pi = np.full((*V.shape[:-1], k), 1.0 / k)
     for _ in range(settings.outer):
-        scale = np.maximum(s.mean(axis=1, keepdims=True), 1e-300)
+        scale = np.maximum(s.mean(axis=-1, keepdims=True), 1e-300)
         avg = np.zeros_like(pi)
         for _ in range(settings.inner):
             x = project((pi * a) @ g)
             lin = 2.0 * np.real(a * np.conj(x @ gh)) - s  # dual gradient
-            pi = pi * np.exp(-settings.step * (lin - lin.min(axis=1, keepdims=True)) / scale)
-            pi /= pi.sum(axis=1, keepdims=True)
+            pi = pi * np.exp(-settings.step * (lin - lin.min(axis=-1, keepdims=True)) / scale)
+            pi /= pi.sum(axis=-1, keepdims=True)
             avg += pi
         V = project((avg / settings.inner * a) @ g)
         a = V @ gh
         s = np.abs(a) ** 2
-        val = s.min(axis=1)
+        val = s.min(axis=-1)
         better = val > best_val
         best_val = np.where(better, val, best_val)
         best_v[better] = V[better]
-    i = int(np.argmax(best_val))
-    return best_v[i], float(best_val[i]), settings.outer
+    i = np.argmax(best_val, axis=-1)
+    return [(best_v[b, i[b]], float(best_val[b, i[b]]), settings.outer) for b in range(len(sps))]
 
 
 def _design_fast_robust(
-    sp: ScaledProblem, rng: np.random.Generator, settings: FastSettings, eps: float, extra_starts: list | None = None
-) -> tuple[np.ndarray, float, int]:
-    g = sp.g
-    k, n = g.shape
-    shape = (sp.n_nodes, sp.n_antennas)
-    e_abs = sp.eps_abs(eps)
-    offset = e_abs * np.sqrt(np.sum(sp.p))  # eps_k R: worst-case loss at full power
-    gh = g.conj().T
+    sps: list[ScaledProblem], starts: list[np.ndarray], settings: FastSettings, eps: float
+) -> list[tuple[np.ndarray, float, int]]:
+    g = np.stack([sp.g for sp in sps])  # (B, K, n)
+    _, k, n = g.shape
+    shape = (sps[0].n_nodes, sps[0].n_antennas)
+    p = sps[0].p
+    e_abs = np.stack([sp.eps_abs(eps) for sp in sps])[:, None, :]  # (B, 1, K)
+    offset = e_abs * np.sqrt(np.sum(p))  # eps_k R: worst-case loss at full power
+    gh = g.conj().transpose(0, 2, 1)
 
     def project(d: np.ndarray) -> np.ndarray:
-        return per_node_full_power(d.reshape(-1, *shape), sp.p).reshape(-1, n)
+        return per_node_full_power(d.reshape(*d.shape[:-1], *shape), p).reshape(d.shape)
 
     def margins(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = V @ gh
-        return a, np.abs(a) - vector_norms(V, axis=1, keepdims=True) * e_abs[None, :]
+        return a, np.abs(a) - vector_norms(V, axis=-1, keepdims=True) * e_abs
 
-    V = project(np.asarray(_starts(sp, rng, settings, extra_starts)))
+    V = project(np.stack(starts))
     a, m = margins(V)
-    best_val = m.min(axis=1)
+    best_val = m.min(axis=-1)
     best_v = V.copy()
-    pi = np.full((V.shape[0], k), 1.0 / k)
+    pi = np.full((*V.shape[:-1], k), 1.0 / k)
     for _ in range(settings.outer):
         phi = a / np.maximum(np.abs(a), 1e-300)
-        scale = np.maximum(np.abs(a).mean(axis=1, keepdims=True), 1e-300)
+        phi_c = np.conj(phi)  # once per SCA step, not per dual step
+        scale = np.maximum(np.abs(a).mean(axis=-1, keepdims=True), 1e-300)
         avg = np.zeros_like(pi)
         for _ in range(settings.inner):
             x = project((pi * phi) @ g)
-            lin = np.real(np.conj(phi) * (x @ gh)) - offset[None, :]
-            pi = pi * np.exp(-settings.step * (lin - lin.min(axis=1, keepdims=True)) / scale)
-            pi /= pi.sum(axis=1, keepdims=True)
+            lin = np.real(phi_c * (x @ gh)) - offset
+            pi = pi * np.exp(-settings.step * (lin - lin.min(axis=-1, keepdims=True)) / scale)
+            pi /= pi.sum(axis=-1, keepdims=True)
             avg += pi
         V = project((avg / settings.inner * phi) @ g)
         a, m = margins(V)
-        val = m.min(axis=1)
+        val = m.min(axis=-1)
         better = val > best_val
         best_val = np.where(better, val, best_val)
         best_v[better] = V[better]
-    i = int(np.argmax(best_val))
-    return best_v[i], float(max(best_val[i], 0.0) ** 2), settings.outer
+    i = np.argmax(best_val, axis=-1)
+    return [(best_v[b, i[b]], float(max(best_val[b, i[b]], 0.0) ** 2), settings.outer) for b in range(len(sps))]

@@ -145,7 +145,8 @@ def per_node_full_power(v: np.ndarray, power: np.ndarray) -> np.ndarray:
     # a zero block stays zero; divide-where instead of an errstate block (called ~4000 times a slot)
     f = np.divide(power, n2, out=np.zeros(n2.shape), where=n2 > 0)
     np.sqrt(f, out=f)
-    f[~np.isfinite(f)] = 0.0
+    if not np.isfinite(f).all():  # (a subnormal block overflows the ratio) checked before masking
+        f[~np.isfinite(f)] = 0.0
     return v * f[..., None]
 
 

@@ -47,11 +47,13 @@ class RobustScaSettings:
 
 
 def worst_gain(V: np.ndarray, g: np.ndarray, e_abs: np.ndarray) -> np.ndarray:
-    """F(v) = min_k |g_k^H v| - e_k ||v|| for every row of V (S, n); may be negative."""
-    return np.min(np.abs(V @ g.conj().T) - vector_norms(V, axis=1, keepdims=True) * e_abs[None, :], axis=1)
+    """F(v) = min_k |g_k^H v| - e_k ||v|| for every row of V (S, n); may be negative. With a
+    leading problem axis: V (B, S, n), g (B, K, n), e_abs (B, K)."""
+    gh = g.conj().T if g.ndim == 2 else g.conj().transpose(0, 2, 1)
+    return np.min(np.abs(V @ gh) - vector_norms(V, axis=-1, keepdims=True) * e_abs[..., None, :], axis=-1)
 
 
-def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray) -> np.ndarray:
+def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray, group: int | None = None) -> np.ndarray:
     """argmax_a sum_n a_n c_n - E ||a|| over 0 <= a_n <= s_n, row-wise: c (S, N) >= 0, s (N,), E (S,).
 
     The KKT point of closed_form.single_user_amplitudes: a_n = min(s_n, c_n r) with
@@ -59,13 +61,22 @@ def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray) -> np.ndarray:
     the set Sat are saturated, ||a||^2 = S + r^2 C (S: their s^2, C: the others' c^2), so
     r^2 = S / (E^2 - C). Water-filling: start with every node saturated, recompute r, un-saturate
     the nodes with c_n r < s_n, repeat; r only falls, so the set only shrinks and at most N
-    rounds reach the fixed point, which is the KKT point.
+    rounds reach the fixed point, which is the KKT point. `group`: rows come in problems of
+    this many consecutive rows (a batch of designs), and the all-at-full-power answer is taken
+    problem by problem, as for each problem alone.
     """
     s2, c2 = s * s, c * c
     # Every node at full power is optimal iff c_n >= E s_n / ||s|| for all n (the KKT multipliers
     # of the budgets are >= 0): the common case at small eps, answered without the rounds.
-    if np.all(c >= (E / np.sqrt(s2.sum()))[:, None] * s):
-        return np.broadcast_to(s, c.shape)
+    full = c >= (E / np.sqrt(s2.sum()))[:, None] * s
+    if np.all(full):
+        return s[None, :]  # every row: broadcasts like the (S, N) answer, without broadcast_to's cost
+    if group is not None and group < c.shape[0]:
+        full_problem = np.repeat(full.reshape(-1, group * c.shape[1]).all(axis=1), group)  # (rows,)
+        if full_problem.any():
+            a = np.array(_amplitudes(c, s, E))  # every row by the rounds, then the shortcut rows
+            a[full_problem] = s
+            return a
     sat = c > 0
     for _ in range(c.shape[1] + 1):
         S_sat = sat @ s2
@@ -79,11 +90,13 @@ def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray) -> np.ndarray:
     return np.where((E * E < c2.sum(axis=1))[:, None], a, 0.0)
 
 
-def _inner_max(D: np.ndarray, E: np.ndarray, p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _inner_max(
+    D: np.ndarray, E: np.ndarray, p: np.ndarray, shape: tuple[int, int], group: int | None = None
+) -> np.ndarray:
     """argmax_x Re(d^H x) - E ||x|| over the node balls, for every row d of D (S, n)."""
     blocks = D.reshape(D.shape[0], *shape)
     norms = vector_norms(blocks, axis=2)  # (S, N)
-    a = _amplitudes(norms, np.sqrt(p), E)
+    a = _amplitudes(norms, np.sqrt(p), E, group)
     return (blocks * (a / np.maximum(norms, 1e-300))[..., None]).reshape(D.shape)
 
 
@@ -107,31 +120,52 @@ def design_robust_sca(
     worst-case amplitude in normalised units (square it for the normalised SNR; <= 0 means no
     positive rate can be guaranteed).
     """
-    g = sp.g
-    k, n = g.shape
-    shape = (sp.n_nodes, sp.n_antennas)
-    e_abs = sp.eps_abs(eps)
-    V = np.atleast_2d(np.asarray(starts, dtype=np.complex128)).copy()
-    S = V.shape[0]
-    fv = worst_gain(V, g, e_abs)
+    starts = np.atleast_2d(np.asarray(starts, dtype=np.complex128))
+    return design_robust_sca_batch([sp], eps, starts[None], settings)[0]
+
+
+def design_robust_sca_batch(
+    sps: list[ScaledProblem], eps: float, starts: np.ndarray, settings: RobustScaSettings = RobustScaSettings()
+) -> list[tuple[np.ndarray, float, int]]:
+    """`design_robust_sca` for B problems of one shape and budgets at once, starts (B, S, n):
+    each result is bit for bit the one the problem gets alone. The rows of all problems run
+    through the same numpy calls (row-wise arithmetic, stacked matmul); a problem leaves the
+    batch at the SCA step where it alone would stop."""
+    g_all = np.stack([sp.g for sp in sps])  # (B, K, n)
+    n_prob, k, n = g_all.shape
+    shape = (sps[0].n_nodes, sps[0].n_antennas)
+    p = sps[0].p
+    e_all = np.stack([sp.eps_abs(eps) for sp in sps])  # (B, K)
+    V = np.asarray(starts, dtype=np.complex128).copy()  # (B, S, n)
+    S = V.shape[1]
+    fv = worst_gain(V, g_all, e_all)  # (B, S)
     # Dual warm start: weight on the users that are worst at the start (softmin of the gains).
-    f0 = np.abs(V @ g.conj().T) - np.linalg.norm(V, axis=1, keepdims=True) * e_abs[None, :]
-    temp = settings.warm * np.maximum(np.abs(f0).mean(axis=1, keepdims=True), 1e-300)
-    pi = np.exp(-(f0 - f0.min(axis=1, keepdims=True)) / temp)
-    pi /= pi.sum(axis=1, keepdims=True)
-    alpha = 0.1 / np.maximum(np.abs(f0).mean(axis=1), 1e-300)  # (S,) dual step, BB-updated
-    blocks = 0
-    for blocks in range(1, settings.outer + 1):  # noqa: B007 (read after the loop)
-        a = V @ g.conj().T
+    f0 = np.abs(V @ g_all.conj().transpose(0, 2, 1)) - np.linalg.norm(V, axis=-1, keepdims=True) * e_all[:, None, :]
+    temp = settings.warm * np.maximum(np.abs(f0).mean(axis=-1, keepdims=True), 1e-300)
+    pi = np.exp(-(f0 - f0.min(axis=-1, keepdims=True)) / temp)
+    pi /= pi.sum(axis=-1, keepdims=True)
+    alpha = 0.1 / np.maximum(np.abs(f0).mean(axis=-1), 1e-300)  # (B, S) dual step, BB-updated
+    out: list = [None] * n_prob
+    live = np.arange(n_prob)  # problems still running; the arrays below hold only their rows
+    g, e_abs = g_all, e_all
+    for blocks in range(1, settings.outer + 1):
+        b = len(live)
+        a = V @ g.conj().transpose(0, 2, 1)
         mag = np.abs(a)
         phi = np.where(mag > 0, a / np.where(mag > 0, mag, 1.0), 1.0)
-        pg = phi[:, :, None] * g[None, :, :]  # (S, K, n): c_k = phi_k g_k, l_k(x) = Re(c_k^H x) - e_k ||x||
+        # (B*S, K, n): c_k = phi_k g_k, l_k(x) = Re(c_k^H x) - e_k ||x||; rows of all problems
+        pg = (phi[:, :, :, None] * g[:, None, :, :]).reshape(b * S, k, n)
         pgc = pg.conj()
-        dual = np.full(S, np.inf)
+        e_rows = np.repeat(e_abs, S, axis=0)  # (B*S, K)
+        e_col = e_abs[:, :, None]  # (B, K, 1): pi @ e_abs problem by problem
+        pi = pi.reshape(b * S, k)
+        alpha = alpha.reshape(b * S)
+        dual = np.full(b * S, np.inf)
         pi_prev = grad_prev = None
         for _j in range(settings.inner):
-            x = _inner_max(np.einsum("sk,skn->sn", pi, pg), pi @ e_abs, sp.p, shape)
-            grad = np.real(np.einsum("skn,sn->sk", pgc, x)) - vector_norms(x, axis=1, keepdims=True) * e_abs[None, :]
+            E = np.matmul(pi.reshape(b, S, k), e_col).reshape(b * S)
+            x = _inner_max(np.einsum("sk,skn->sn", pi, pg), E, p, shape, S)
+            grad = np.real(np.einsum("skn,sn->sk", pgc, x)) - vector_norms(x, axis=1, keepdims=True) * e_rows
             dual = np.minimum(dual, np.sum(pi * grad, axis=1))  # D(pi) >= the SCA step's optimum
             if pi_prev is not None:  # Barzilai-Borwein step on the smooth dual
                 ds, dg = pi - pi_prev, grad - grad_prev
@@ -141,13 +175,21 @@ def design_robust_sca(
                 alpha = np.clip(alpha, 1e-8, 1e8)
             pi_prev, grad_prev = pi, grad
             pi = _project_simplex(pi - alpha[:, None] * grad)
-        x = _inner_max(np.einsum("sk,skn->sn", pi, pg), pi @ e_abs, sp.p, shape)
+        E = np.matmul(pi.reshape(b, S, k), e_col).reshape(b * S)
+        x = _inner_max(np.einsum("sk,skn->sn", pi, pg), E, p, shape, S).reshape(b, S, n)
+        pi, alpha, dual = pi.reshape(b, S, k), alpha.reshape(b, S), dual.reshape(b, S)
         val = worst_gain(x, g, e_abs)
         move = val > fv
         converged = dual - fv <= settings.gap * np.maximum(np.abs(fv), 1e-12)
         V[move] = x[move]
         fv = np.where(move, val, fv)
-        if converged[np.argmax(fv)]:  # the best start is a certified (approximate) SCA fixed point
+        best = np.argmax(fv, axis=1)
+        # a problem stops once its best start is a certified (approximate) SCA fixed point
+        stop = converged[np.arange(b), best] | (blocks == settings.outer)
+        for j in np.nonzero(stop)[0]:
+            out[live[j]] = (V[j, best[j]], float(fv[j, best[j]]), blocks)
+        if stop.all():
             break
-    i = int(np.argmax(fv))
-    return V[i], float(fv[i]), blocks
+        keep = ~stop
+        live, V, fv, pi, alpha, g, e_abs = live[keep], V[keep], fv[keep], pi[keep], alpha[keep], g[keep], e_abs[keep]
+    return out
