@@ -32,6 +32,9 @@ from .closed_form import mrt
 from .result import per_node_full_power, vector_norms
 from .scaling import ScaledProblem
 
+# ndarray.min/sum without their Python wrappers (same reductions; called ~100 times a design)
+_min, _sum = np.minimum.reduce, np.add.reduce
+
 
 @dataclass(frozen=True)
 class FastSettings:
@@ -110,7 +113,7 @@ def _design_fast_stack(
     V = project(np.stack(starts))  # (B, S, n)
     a = V @ gh  # (B, S, K): g_k^H v
     s = np.abs(a) ** 2
-    best_val = s.min(axis=-1)
+    best_val = _min(s, axis=-1)
     best_v = V.copy()
     pi = np.full((*V.shape[:-1], k), 1.0 / k)
     for _ in range(settings.outer):
@@ -119,13 +122,13 @@ def _design_fast_stack(
         for _ in range(settings.inner):
             x = project((pi * a) @ g)
             lin = 2.0 * np.real(a * np.conj(x @ gh)) - s  # dual gradient
-            pi = pi * np.exp(-settings.step * (lin - lin.min(axis=-1, keepdims=True)) / scale)
-            pi /= pi.sum(axis=-1, keepdims=True)
+            pi = pi * np.exp(-settings.step * (lin - _min(lin, axis=-1, keepdims=True)) / scale)
+            pi /= _sum(pi, axis=-1, keepdims=True)
             avg += pi
         V = project((avg / settings.inner * a) @ g)
         a = V @ gh
         s = np.abs(a) ** 2
-        val = s.min(axis=-1)
+        val = _min(s, axis=-1)
         better = val > best_val
         best_val = np.where(better, val, best_val)
         best_v[better] = V[better]
@@ -153,7 +156,7 @@ def _design_fast_robust(
 
     V = project(np.stack(starts))
     a, m = margins(V)
-    best_val = m.min(axis=-1)
+    best_val = _min(m, axis=-1)
     best_v = V.copy()
     pi = np.full((*V.shape[:-1], k), 1.0 / k)
     for _ in range(settings.outer):
@@ -164,12 +167,12 @@ def _design_fast_robust(
         for _ in range(settings.inner):
             x = project((pi * phi) @ g)
             lin = np.real(phi_c * (x @ gh)) - offset
-            pi = pi * np.exp(-settings.step * (lin - lin.min(axis=-1, keepdims=True)) / scale)
-            pi /= pi.sum(axis=-1, keepdims=True)
+            pi = pi * np.exp(-settings.step * (lin - _min(lin, axis=-1, keepdims=True)) / scale)
+            pi /= _sum(pi, axis=-1, keepdims=True)
             avg += pi
         V = project((avg / settings.inner * phi) @ g)
         a, m = margins(V)
-        val = m.min(axis=-1)
+        val = _min(m, axis=-1)
         better = val > best_val
         best_val = np.where(better, val, best_val)
         best_v[better] = V[better]

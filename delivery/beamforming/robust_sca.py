@@ -30,12 +30,16 @@ SNR of the returned beamformer exactly (result.worst_case_snr).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from .result import vector_norms
 from .scaling import ScaledProblem
+
+# ndarray.min/sum without their Python wrappers (same reductions; called ~100 times a design)
+_min, _sum = np.minimum.reduce, np.add.reduce
 
 
 @dataclass(frozen=True)
@@ -91,13 +95,23 @@ def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray, group: int | None =
 
 
 def _inner_max(
-    D: np.ndarray, E: np.ndarray, p: np.ndarray, shape: tuple[int, int], group: int | None = None
+    D: np.ndarray,
+    E: np.ndarray,
+    p: np.ndarray,
+    shape: tuple[int, int],
+    group: int | None = None,
+    sqrt_p: np.ndarray | None = None,
 ) -> np.ndarray:
     """argmax_x Re(d^H x) - E ||x|| over the node balls, for every row d of D (S, n)."""
     blocks = D.reshape(D.shape[0], *shape)
     norms = vector_norms(blocks, axis=2)  # (S, N)
-    a = _amplitudes(norms, np.sqrt(p), E, group)
+    a = _amplitudes(norms, np.sqrt(p) if sqrt_p is None else sqrt_p, E, group)
     return (blocks * (a / np.maximum(norms, 1e-300))[..., None]).reshape(D.shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _ranks(k: int) -> np.ndarray:
+    return np.arange(1, k + 1)
 
 
 def _project_simplex(Y: np.ndarray) -> np.ndarray:
@@ -105,8 +119,7 @@ def _project_simplex(Y: np.ndarray) -> np.ndarray:
     k = Y.shape[1]
     U = -np.sort(-Y, axis=1)
     css = np.cumsum(U, axis=1) - 1.0
-    ind = np.arange(1, k + 1)
-    rho = k - 1 - np.argmax((U - css / ind > 0)[:, ::-1], axis=1)  # last index with a positive gap
+    rho = k - 1 - np.argmax((U - css / _ranks(k) > 0)[:, ::-1], axis=1)  # last index with a positive gap
     theta = css[np.arange(Y.shape[0]), rho] / (rho + 1)
     return np.maximum(Y - theta[:, None], 0.0)
 
@@ -135,6 +148,7 @@ def design_robust_sca_batch(
     n_prob, k, n = g_all.shape
     shape = (sps[0].n_nodes, sps[0].n_antennas)
     p = sps[0].p
+    sqrt_p = np.sqrt(p)
     e_all = np.stack([sp.eps_abs(eps) for sp in sps])  # (B, K)
     V = np.asarray(starts, dtype=np.complex128).copy()  # (B, S, n)
     S = V.shape[1]
@@ -143,7 +157,7 @@ def design_robust_sca_batch(
     f0 = np.abs(V @ g_all.conj().transpose(0, 2, 1)) - np.linalg.norm(V, axis=-1, keepdims=True) * e_all[:, None, :]
     temp = settings.warm * np.maximum(np.abs(f0).mean(axis=-1, keepdims=True), 1e-300)
     pi = np.exp(-(f0 - f0.min(axis=-1, keepdims=True)) / temp)
-    pi /= pi.sum(axis=-1, keepdims=True)
+    pi /= _sum(pi, axis=-1, keepdims=True)
     alpha = 0.1 / np.maximum(np.abs(f0).mean(axis=-1), 1e-300)  # (B, S) dual step, BB-updated
     out: list = [None] * n_prob
     live = np.arange(n_prob)  # problems still running; the arrays below hold only their rows
@@ -164,19 +178,19 @@ def design_robust_sca_batch(
         pi_prev = grad_prev = None
         for _j in range(settings.inner):
             E = np.matmul(pi.reshape(b, S, k), e_col).reshape(b * S)
-            x = _inner_max(np.einsum("sk,skn->sn", pi, pg), E, p, shape, S)
+            x = _inner_max(np.einsum("sk,skn->sn", pi, pg), E, p, shape, S, sqrt_p)
             grad = np.real(np.einsum("skn,sn->sk", pgc, x)) - vector_norms(x, axis=1, keepdims=True) * e_rows
-            dual = np.minimum(dual, np.sum(pi * grad, axis=1))  # D(pi) >= the SCA step's optimum
+            dual = np.minimum(dual, _sum(pi * grad, axis=1))  # D(pi) >= the SCA step's optimum
             if pi_prev is not None:  # Barzilai-Borwein step on the smooth dual
                 ds, dg = pi - pi_prev, grad - grad_prev
-                sy = np.sum(ds * dg, axis=1)
-                ss = np.sum(ds * ds, axis=1)
+                sy = _sum(ds * dg, axis=1)
+                ss = _sum(ds * ds, axis=1)
                 alpha = np.where(sy > 1e-300, ss / np.where(sy > 1e-300, sy, 1.0), alpha * 2.0)
-                alpha = np.clip(alpha, 1e-8, 1e8)
+                alpha = np.minimum(np.maximum(alpha, 1e-8), 1e8)  # np.clip's values, without its wrapper
             pi_prev, grad_prev = pi, grad
             pi = _project_simplex(pi - alpha[:, None] * grad)
         E = np.matmul(pi.reshape(b, S, k), e_col).reshape(b * S)
-        x = _inner_max(np.einsum("sk,skn->sn", pi, pg), E, p, shape, S).reshape(b, S, n)
+        x = _inner_max(np.einsum("sk,skn->sn", pi, pg), E, p, shape, S, sqrt_p).reshape(b, S, n)
         pi, alpha, dual = pi.reshape(b, S, k), alpha.reshape(b, S), dual.reshape(b, S)
         val = worst_gain(x, g, e_abs)
         move = val > fv
