@@ -172,16 +172,17 @@ class CachedDesigner:
     A `cache` argument of a call is ignored: the designer's own cache is used."""
 
     cache: BeamformerCache = field(default_factory=BeamformerCache)
+    robust: RobustScaSettings = RobustScaSettings()  # the "robust" design's settings
 
     def __call__(self, h, power, noise, method, eps=0.0, rng=None, cache=None, **kwargs) -> BeamformingResult:
-        return design(h, power, noise, method, eps, rng, cache=self.cache, **kwargs)
+        return design(h, power, noise, method, eps, rng, cache=self.cache, robust=self.robust, **kwargs)
 
     def can_batch(self, method: str) -> bool:
         """Whether `batch` solves this method's designs together without drawing from the rng."""
         return method in BATCHED_METHODS
 
     def batch(self, hs, power, noise, method, eps=0.0, rng=None, **kwargs) -> list[BeamformingResult]:
-        return design_batch(hs, power, noise, method, eps, rng, cache=self.cache, **kwargs)
+        return design_batch(hs, power, noise, method, eps, rng, cache=self.cache, robust=self.robust, **kwargs)
 
 
 def _design(
@@ -256,6 +257,7 @@ def robust_sca(
     users, and any extra_starts; returns (stacked beamformer, SCA steps). Never worse than
     robust-fast, which is one of the starts and is kept when nothing beats it."""
     k = sp.g.shape[0]
+    fast = _start_settings(fast, settings)
     v_rfast, _, _ = design_fast(sp, rng, fast, eps)  # in full: the result is never worse than it
     # The nominal start pays off from about K = 6 on (up to 35 % more worst-case SNR at K = 20);
     # for K <= 3 it changed nothing measurable, and for K <= 6 ten of its steps do as well as 20.
@@ -267,12 +269,20 @@ def robust_sca(
     return v, steps
 
 
+def _start_settings(fast: FastSettings, settings: RobustScaSettings) -> FastSettings:
+    """The fast starts' settings: `settings.start_steps` caps their SCA steps (an approximation)."""
+    if settings.start_steps is None:
+        return fast
+    return dataclasses.replace(fast, outer=min(fast.outer, settings.start_steps))
+
+
 def robust_sca_batch(
     sps: list[ScaledProblem], eps: float, rng: np.random.Generator, fast: FastSettings, settings: RobustScaSettings
 ) -> list[tuple[np.ndarray, int]]:
     """`robust_sca` for problems of one shape and budgets (no extra starts), bit for bit: the
     fast designs and the SCA each run once for the batch."""
     k = sps[0].g.shape[0]
+    fast = _start_settings(fast, settings)
     starts = [[closed_form.mrt(sp.g.reshape(-1, sp.n_nodes, sp.n_antennas), sp.p).reshape(-1)] for sp in sps]
     for st, (v_rfast, _, _) in zip(starts, design_fast_batch(sps, rng, fast, eps)):
         st.append(v_rfast)

@@ -48,6 +48,9 @@ class RobustScaSettings:
     inner: int = 10  # Barzilai-Borwein dual iterations per SCA step (pi is warm-started)
     gap: float = 2e-4  # stop once the best start's SCA step can gain at most this (relative dual gap)
     warm: float = 0.05  # softmin temperature of the initial dual weights, in units of the mean gain
+    # SCA steps of the fast starts (robust-fast's and the nominal design's); None: FastSettings.outer.
+    # Fewer is an approximation (measured in docs/system-model.md, "Beamforming cost"), not the default.
+    start_steps: int | None = None
 
 
 def worst_gain(V: np.ndarray, g: np.ndarray, e_abs: np.ndarray) -> np.ndarray:
