@@ -49,7 +49,7 @@ class RobustScaSettings:
     gap: float = 2e-4  # stop once the best start's SCA step can gain at most this (relative dual gap)
     warm: float = 0.05  # softmin temperature of the initial dual weights, in units of the mean gain
     # SCA steps of the fast starts (robust-fast's and the nominal design's); None: FastSettings.outer.
-    # Fewer is an approximation (measured in docs/system-model.md, "Beamforming cost"), not the default.
+    # Fewer is an approximation (measured in docs/system-model.md, "Computing a slot"), not the default.
     start_steps: int | None = None
 
 
