@@ -55,6 +55,35 @@ def exponent(xs: list[float], ys: list[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
+def plot(growth: dict[str, dict], path: Path) -> None:
+    """The log-log panels of slot time against K, N and J (wall and CPU, with their fits)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    for ax, (name, g) in zip(axes, growth.items()):
+        xs = np.array([r["x"] for r in g["rows"]], dtype=float)
+        for key, expo, label in (("slot_s", "exponent", "wall"), ("slot_cpu_s", "cpu_exponent", "CPU")):
+            ts = np.array([r[key] for r in g["rows"]])
+            ax.loglog(xs, ts, "o-", label=f"{label}, measured")
+            fit = np.exp(np.polyfit(np.log(xs), np.log(ts), 1)[1]) * xs ** g[expo]
+            ax.loglog(xs, fit, "--", label=f"{label} fit: {name}^{g[expo]:.2f}")
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])  # the measured values, not overlapping log ticks
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(name)
+        ax.set_ylabel("mean slot time, wall or CPU (s)")
+        ax.legend(fontsize=7)
+    fig.suptitle("slot cost growth, robust beamformer (benchmarks/bench_cost_growth.py)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--library", default="edge-catalogue")
@@ -65,7 +94,14 @@ def main() -> int:
     ap.add_argument("--skip-growth", action="store_true", help="only the default slot against mrt")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--replot", type=Path, default=None, help="only draw --plot from this run's --out JSON")
     args = ap.parse_args()
+    if args.replot:
+        if not args.plot:
+            print("bench_cost_growth: --replot needs --plot", file=sys.stderr)
+            return 2
+        plot(json.loads(args.replot.read_text())["growth"], args.plot)
+        return 0
     base = ScenarioConfig()
     library = resolve_library(args.library)
     out: dict = {"command": " ".join(["benchmarks/bench_cost_growth.py", *sys.argv[1:]]), "library": args.library}
@@ -144,26 +180,7 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1))
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-        for ax, (name, g) in zip(axes, growth.items()):
-            xs = np.array([r["x"] for r in g["rows"]], dtype=float)
-            for key, expo, label in (("slot_s", "exponent", "wall"), ("slot_cpu_s", "cpu_exponent", "CPU")):
-                ts = np.array([r[key] for r in g["rows"]])
-                ax.loglog(xs, ts, "o-", label=f"{label}, measured")
-                fit = np.exp(np.polyfit(np.log(xs), np.log(ts), 1)[1]) * xs ** g[expo]
-                ax.loglog(xs, fit, "--", label=f"{label} fit: {name}^{g[expo]:.2f}")
-            ax.set_xlabel(name)
-            ax.set_ylabel("mean slot time, wall or CPU (s)")
-            ax.legend()
-        fig.suptitle("slot cost growth, robust beamformer (benchmarks/bench_cost_growth.py)")
-        fig.tight_layout()
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=120)
+        plot(growth, args.plot)
     return 0
 
 
