@@ -352,7 +352,12 @@ class Timeline:
         for i in sorted(range(m), key=lambda i: (bound[i], i)):
             if bound[i] > best * (1 + 1e-9):
                 break
-            snr = self._design(u.users, tuple(sorted(ens[: i + 1]))).min_snr
+            serving = tuple(sorted(ens[: i + 1]))
+            if r.more_est is not None and air_ub[i] > r.coherence_s:
+                # sent on this set the unit would pass through the further fading states too:
+                # their designs in one batch with this one (made ahead, counted when used)
+                self.prefetch([(u.users, serving, list(range(1 + len(r.more_est))))])
+            snr = self._design(u.users, serving).min_snr
             ends[i + 1] = max(self.free, prep[i][0]) + r.airtime(bits, snr)
             best = min(best, ends[i + 1])
         best_end, best_r = math.inf, 1
