@@ -31,6 +31,16 @@ def parse_seeds(text: str, option: str) -> list[int]:
     return parse(text, option)
 
 
+def _is_training_config(source: str) -> bool:
+    from learning.config import TrainConfig
+
+    try:
+        TrainConfig.build(source)
+    except LearnConfigError:
+        return False
+    return source not in ("quick", "full")  # names of both a plan and a training config
+
+
 def policy_table(rows: dict[str, dict], title: str) -> None:
     from rich.table import Table
 
@@ -51,7 +61,13 @@ def register(app: typer.Typer) -> None:
     def train(
         library: str = typer.Option(..., "--library", help="PB library JSON (or 'synthetic')."),
         out: Path = typer.Option(..., "--out", help="Run directory (policy, checkpoint, metrics.csv, tb/)."),
-        config: str = typer.Option(None, "--config", help="YAML config, or 'quick' / 'full'."),
+        config: str = typer.Option(None, "--config", help="Training config: a YAML/TOML file, or 'quick' / 'full'."),
+        scenario: str = typer.Option(
+            None,
+            "--scenario",
+            help="Training scenario: a file or bundled name (delivery/scenarios/); its keys override the "
+            "config's scenario, and --set scenario.<field>=value overrides both.",
+        ),
         overrides: list[str] = typer.Option(
             [], "--set", help="key=value override (repeatable); scenario.<field>=value for the scenario."
         ),
@@ -63,7 +79,8 @@ def register(app: typer.Typer) -> None:
         from learning.config import TrainConfig
         from learning.trainer import Trainer
 
-        cfg = None if resume else TrainConfig.build(config, overrides)  # bad settings fail before the library loads
+        # bad settings fail before the library loads
+        cfg = None if resume else TrainConfig.build(config, overrides, scenario=scenario)
         lib = library_arg(library)
         if resume:
             trainer = Trainer.resume(out, lib, progress)
@@ -139,39 +156,22 @@ def register(app: typer.Typer) -> None:
     def report(
         library: str = typer.Option(..., "--library"),
         out: Path = typer.Option(..., "--out"),
-        quick: bool = typer.Option(False, "--quick", help="Short training and sweeps (minutes)."),
-        config: str = typer.Option(None, "--config", help="Training config instead of quick/full."),
+        config: str = typer.Option(
+            None, "--config", help="Report plan: a YAML/TOML file, or 'quick' / 'full' (learning/plans/report/)."
+        ),
+        quick: bool = typer.Option(False, "--quick", help="Alias of --config quick (minutes)."),
+        scenario: str = typer.Option(
+            None, "--scenario", help="Evaluation scenario: a file or bundled name; its keys override the plan's."
+        ),
+        overrides: list[str] = typer.Option(
+            [], "--set", help="Plan key=value override (repeatable); scenario.<field>=value for the scenario."
+        ),
+        train_config: str = typer.Option(None, "--train-config", help="= --set train_config=... (bundled or file)."),
+        train_seeds: str = typer.Option(None, "--train-seeds", help=f"= --set train_seeds=... ({SEEDS_GRAMMAR})."),
+        eval_seeds: str = typer.Option(None, "--eval-seeds", help=f"= --set eval_seeds=... ({SEEDS_GRAMMAR})."),
+        slots: str = typer.Option(None, "--slots", help="= --set eval_slots=... (slots per evaluation run)."),
+        variants: str = typer.Option(None, "--variants", help=f"= --set variants=... (of {', '.join(VARIANTS)})."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
-        train_seeds: str = typer.Option(
-            None, "--train-seeds", help=f"Training seeds per learner (default 0-4; quick: 0-0): {SEEDS_GRAMMAR}."
-        ),
-        eval_seeds: str = typer.Option(
-            None, "--eval-seeds", help=f"Held-out scenario seeds (default 2000-2009): {SEEDS_GRAMMAR}."
-        ),
-        slots: int = typer.Option(None, "--slots", min=1, help="Slots per evaluation run (default 20; quick: 5)."),
-        variants: str = typer.Option(
-            None, "--variants", help=f"Learners to train (default maasn-da,maasn-noda; any of {', '.join(VARIANTS)})."
-        ),
-        overrides: list[str] = typer.Option([], "--set", help="Evaluation scenario key=value overrides."),
-        heuristics: str = typer.Option(
-            None, "--heuristics", help=f"Heuristics to compare (default {','.join(HEURISTICS)})."
-        ),
-        evaluated: str = typer.Option(
-            None, "--evaluate", help="Learners run on the test seeds (default: every trained one)."
-        ),
-        capacities: str = typer.Option(None, "--capacities", help="Cache fractions of the sweep ('' skips it)."),
-        csi_errors: str = typer.Option(
-            None, "--csi-errors", help="CSI error bounds of the robust sweep ('' skips it)."
-        ),
-        optimum_seeds: str = typer.Option(
-            None, "--optimum-seeds", help="Seeds of the small-instance optimum ('' skips it)."
-        ),
-        headroom: bool = typer.Option(
-            None,
-            "--headroom/--no-headroom",
-            help="Also run the oracles and the full-cache bound of learning.headroom "
-            "(default: yes, except with --quick).",
-        ),
         workers: int = typer.Option(
             None,
             "--workers",
@@ -183,59 +183,25 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The evaluation protocol: writes OUT/results.json and plots. Every training and evaluation
         run is recorded in OUT as it finishes; rerunning the command reuses them."""
-        import dataclasses
+        from learning.report import ReportPlan, run_report
 
-        from learning.report import FULL, QUICK, run_report
-        from pbkit.common.settings import parse_set_overrides
-
-        plan = QUICK if quick else FULL
-        changes: dict = {}
-        if config:
-            changes["config"] = config
-        if train_seeds:
-            changes["train_seeds"] = tuple(parse_seeds(train_seeds, "--train-seeds"))
-        if eval_seeds:
-            changes["eval_seeds"] = tuple(parse_seeds(eval_seeds, "--eval-seeds"))
-        if slots:
-            changes["eval_slots"] = slots
-        if variants:
-            names = tuple(v.strip() for v in variants.split(",") if v.strip())
-            unknown = [v for v in names if v not in VARIANTS]
-            if unknown or not names:
-                raise LearnConfigError(f"--variants {variants!r}: unknown {unknown} (have: {', '.join(VARIANTS)})")
-            changes["variants"] = names
-
-        def floats(text: str, option: str) -> tuple[float, ...]:
-            try:
-                return tuple(float(v) for v in text.split(",") if v.strip())
-            except ValueError:
-                raise LearnConfigError(f"{option} {text!r}: not a comma-separated list of numbers") from None
-
-        if heuristics:
-            from delivery.policies import make_policy
-
-            changes["heuristics"] = tuple(h.strip() for h in heuristics.split(",") if h.strip())
-            for h in changes["heuristics"]:
-                make_policy(h)  # a bad name fails before training
-        if evaluated:
-            changes["evaluated"] = tuple(v.strip() for v in evaluated.split(",") if v.strip())
-        if capacities is not None:
-            changes["capacities"] = floats(capacities, "--capacities")
-        if csi_errors is not None:
-            changes["csi_errors"] = floats(csi_errors, "--csi-errors")
-        if optimum_seeds is not None:
-            changes["optimum_seeds"] = (
-                tuple(parse_seeds(optimum_seeds, "--optimum-seeds")) if optimum_seeds.strip() else ()
-            )
-        if headroom is not None:
-            changes["headroom"] = headroom
-        if overrides:
-            from delivery.config import ScenarioConfig
-            from delivery.errors import ConfigError
-
-            changes["scenario"] = parse_set_overrides(overrides, ConfigError)
-            ScenarioConfig.from_dict(changes["scenario"], where="--set")  # fail before training
-        plan = dataclasses.replace(plan, **changes)
+        if quick and config is not None:
+            raise LearnConfigError("--quick is --config quick: give one of them")
+        # the shortcut options are --set items of the plan field they name, ahead of --set
+        shortcuts = {
+            "train_config": train_config,
+            "train_seeds": train_seeds,
+            "eval_seeds": eval_seeds,
+            "eval_slots": slots,
+            "variants": variants,
+        }
+        items = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + list(overrides)
+        try:
+            plan = ReportPlan.build("quick" if quick else config, items, scenario=scenario)
+        except LearnConfigError:
+            if config is not None and _is_training_config(config):  # --config was the training config before
+                raise LearnConfigError(f"{config}: a training config, not a report plan: use --train-config") from None
+            raise
         results = run_report(
             library_arg(library), out, plan, log=typer.echo, progress=progress, workers=workers, address=address
         )

@@ -175,13 +175,26 @@ class TrainConfig:
 
     @classmethod
     def build(
-        cls, source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), where: str = "--set"
+        cls,
+        source: str | Path | None = None,
+        overrides: list[str] | tuple[str, ...] = (),
+        where: str = "--set",
+        scenario: str | Path | None = None,
     ) -> "TrainConfig":
-        """The defaults (`source` None), a settings file or a bundled name (`bundled_configs()`:
-        quick, full), then `key=value` overrides (`scenario.<field>=v` into the scenario).
-        Raises LearnConfigError."""
+        """The training config in three layers, later ones winning: the defaults (`source` None),
+        a settings file or a bundled name (`bundled_configs()`: quick, full) with its `scenario`
+        overrides; then the keys the `scenario` file (or bundled scenario name, `--scenario`)
+        writes, over that config's scenario; then `key=value` overrides (`scenario.<field>=v` into
+        the scenario). Raises LearnConfigError (delivery's ConfigError for a bad scenario file)."""
+        from delivery.config import scenario_keys
+
+        cfg = load_settings(cls, source, error=LearnConfigError, kind="training config", bundled=bundled_configs())
+        if scenario is not None:
+            cfg = dataclasses.replace(cfg, scenario=dict(cfg.scenario) | scenario_keys(scenario))
+        if not overrides:
+            return cfg
         return load_settings(
-            cls, source, error=LearnConfigError, kind="training config", bundled=bundled_configs(), overrides=overrides
+            cls, None, error=LearnConfigError, kind="training config", overrides=overrides, where=where, base=cfg
         )
 
 

@@ -114,9 +114,13 @@ def _coerce(name: str, kind: str, value: Any, where: str, error: type[PbkitError
             raise _type_error(error, where, name, value, "a string")
         return value
     if kind.startswith("tuple[") or kind.startswith("list["):
+        inner = kind[kind.index("[") + 1 : -1].split(",")[0]
+        if name.endswith("seeds") and inner == "int" and isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = _seeds(name, value, where, error)  # `--set eval_seeds=2000-2009`: the --seeds grammar
+        elif isinstance(value, str):
+            value = _comma_list(value)  # `--set variants=maasn-da,maasn-noda`; '' is the empty list
         if not isinstance(value, (list, tuple)):
             raise _type_error(error, where, name, value, "a list like [1, 2]")
-        inner = kind[kind.index("[") + 1 : -1].split(",")[0]
         items = [_coerce(name, inner, v, where, error) for v in value]
         return tuple(items) if kind.startswith("tuple[") else items
     if kind.startswith("dict"):
@@ -124,6 +128,31 @@ def _coerce(name: str, kind: str, value: Any, where: str, error: type[PbkitError
             raise _type_error(error, where, name, value, "a mapping")
         return dict(value)
     return value  # any other annotation (Any): passed through unchecked
+
+
+def _seeds(name: str, value: str | int, where: str, error: type[PbkitError]) -> list[int]:
+    """A `...seeds` field written in the one --seeds grammar (`10`, `0-9`, `0,3,5`)."""
+    from pbkit.common.seeds import SeedError, parse_seeds
+
+    if isinstance(value, str) and not value.strip():
+        return []
+    try:
+        return parse_seeds(value, name)
+    except SeedError as exc:
+        raise error(f"{where}: {exc}") from None
+
+
+def _comma_list(text: str) -> list[Any]:
+    """`a,b,c` as a list of YAML scalars (`0.1,0.3` gives numbers); blank items dropped."""
+    yaml = _yaml()
+    items = []
+    for item in text.split(","):
+        if item.strip():
+            try:
+                items.append(yaml.safe_load(item))
+            except yaml.YAMLError:
+                items.append(item.strip())
+    return items
 
 
 def load_typed(cls: type[T], data: Any, where: str, error: type[PbkitError]) -> T:
@@ -225,14 +254,19 @@ def load_settings(
     bundled: Mapping[str, Path] | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
     where: str = "--set",
+    base: T | None = None,
 ) -> T:
     """A settings dataclass `cls` from its defaults (`source` None), a file, or a bundled name,
     then `overrides` (`key=value` strings or a mapping, dotted keys into nested settings).
+    `base`, when given instead of `source`, is the instance the overrides apply to (a caller that
+    layers something between the file and the overrides).
 
     Errors name the file for what is in the file and `where` (the option) for the overrides.
     Raises `error`.
     """
-    if source is None:
+    if base is not None:
+        pass
+    elif source is None:
         base = cls()
     else:
         path = find_settings_file(source, bundled or {}, kind, error)

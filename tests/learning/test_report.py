@@ -25,17 +25,15 @@ da_rollout_every: 5
 def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY)
     plan = ReportPlan(
-        str(tmp_path / "tiny.yaml"),
-        (0,),
-        ("maasn-da",),
-        (2000, 2001, 2002),
-        2,
-        (),
-        (),
-        4,
-        1,
-        0.0,
-        (),
+        train_config=str(tmp_path / "tiny.yaml"),
+        train_seeds=(0,),
+        variants=("maasn-da",),
+        eval_seeds=(2000, 2001, 2002),
+        eval_slots=2,
+        capacities=(),
+        csi_errors=(),
+        robust_budget_s=0.0,
+        optimum_seeds=(),
         scenario={"beamformer": "mrt", "n_users": 8},
         heuristics=("lfu", "greedy"),
     )
