@@ -198,6 +198,20 @@ class TrainConfig:
         )
 
 
+def check_scenario_overrides(items: list[str] | tuple[str, ...], cls: type, error: type[PbkitError]) -> None:
+    """Refuse a `--set KEY=v` whose KEY is no field of the settings type `cls` but a scenario
+    setting, saying to write `scenario.KEY=v` (a command's `--set` goes into its own settings).
+    Raises `error`."""
+    from delivery.config import ScenarioConfig
+
+    own = {f.name for f in dataclasses.fields(cls)}
+    scenario = {f.name for f in dataclasses.fields(ScenarioConfig)}
+    for item in items:
+        key = item.split("=", 1)[0].strip()
+        if key not in own and key in scenario:
+            raise error(f"--set {key}: not a {cls.__name__} setting; the scenario's is --set scenario.{key}=...")
+
+
 def bundled_configs() -> dict[str, Path]:
     """The training configs shipped as package data, by name (quick, full)."""
     return {p.stem: p for p in sorted((Path(__file__).parent / "configs").glob("*.yaml"))}

@@ -20,6 +20,7 @@ and a rerun with the same settings computes nothing new. Panels:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from delivery.engine import ray_session
 from delivery.sweep import Sweep, build_sweep, run_sweep
+from learning.config import check_scenario_overrides
+from pbkit.common.settings import load_settings
+from pbkit.errors import PbkitError
 from pbkit.library import PBLibrary
 
 
@@ -70,18 +74,81 @@ PANELS: tuple[Panel, ...] = (
 MODES = {"greedy": "fine (greedy)", "coarse": "coarse", "noncoop": "non-cooperative"}
 
 
+class FigurePlanError(PbkitError, ValueError):
+    """A figure plan file or `--set` override is malformed."""
+
+
+@dataclass(frozen=True)
+class FigureSettings:
+    """What `pbkit figures` measures: a settings type of the one loader (pbkit.common.settings).
+
+    Bundled (`bundled_figure_plans()`, learning/plans/figures/): `full` (the defaults) and
+    `quick` (two points per axis, two series, 2 seeds, 1 slot: a smoke run). `seeds` takes the
+    --seeds grammar (`10`, `0-9`, `0,3,5`) or a list; `panels` a list or `a,b`.
+    """
+
+    seeds: tuple[int, ...] = tuple(range(10))  # the same seeds for every series (paired)
+    slots: int = 2  # slots per run
+    quick: bool = False  # two points per axis and at most two series per panel
+    panels: tuple[str, ...] = tuple(p.name for p in PANELS)
+    # the scenario of every sweep: overrides of the default ScenarioConfig (`--scenario` layers a
+    # scenario file's keys over them, `--set scenario.k=v` one key)
+    scenario: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in PANELS]
+        bad = [p for p in self.panels if p not in names]
+        if bad:
+            raise FigurePlanError(f"panels: {bad[0]!r} is not one of {', '.join(names)}")
+        if not self.seeds or min(self.seeds) < 0:
+            raise FigurePlanError(f"seeds = {list(self.seeds)}: give at least one non-negative seed")
+        if self.slots < 1:
+            raise FigurePlanError(f"slots = {self.slots} must be at least 1")
+        self.scenario_config()  # a bad scenario setting fails before any sweep
+
+    def scenario_config(self, extra: list[str] | tuple[str, ...] = ()) -> ScenarioConfig:
+        """The scenario of the sweeps, with `key=value` items of a sweep's grid point on top.
+        Raises FigurePlanError."""
+        from delivery.errors import ConfigError
+        from pbkit.common.settings import parse_set_overrides
+
+        try:
+            return ScenarioConfig.build(None, dict(self.scenario) | parse_set_overrides(list(extra), ConfigError))
+        except ConfigError as exc:
+            raise FigurePlanError(f"scenario: {exc}") from None
+
+    @classmethod
+    def build(
+        cls, source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), scenario: str | None = None
+    ) -> "FigureSettings":
+        """The defaults (= `full`, `source` None), a plan file or a bundled name (quick, full);
+        then the keys of the `scenario` file over the plan's scenario; then `key=value` overrides
+        (`scenario.<field>=v` into the scenario). Raises FigurePlanError (ConfigError for a bad
+        scenario file)."""
+        from delivery.config import scenario_keys
+
+        check_scenario_overrides(overrides, cls, FigurePlanError)
+        plan = load_settings(cls, source, error=FigurePlanError, kind="figure plan", bundled=bundled_figure_plans())
+        if scenario is not None:
+            plan = dataclasses.replace(plan, scenario=plan.scenario | scenario_keys(scenario))
+        if not overrides:
+            return plan
+        return load_settings(cls, None, error=FigurePlanError, kind="figure plan", overrides=overrides, base=plan)
+
+
+def bundled_figure_plans() -> dict[str, Path]:
+    """The figure plans shipped as package data, by name (quick, full)."""
+    return {p.stem: p for p in sorted((Path(__file__).parent / "plans" / "figures").glob("*.yaml"))}
+
+
 @dataclass
 class FigurePlan:
-    """What `pbkit figures` runs. `libraries`: label -> loaded library."""
+    """One `pbkit figures` run: its settings (with the scenario), the loaded libraries
+    (label -> library), and where and how the sweeps run."""
 
     libraries: dict[str, PBLibrary]
     out: Path
-    seeds: int | tuple[int, ...] | list[int] = 10  # a count (seeds 0..n-1) or the seeds themselves
-    slots: int = 2
-    quick: bool = False
-    config: ScenarioConfig = field(default_factory=ScenarioConfig)
-    build_config: Callable[[list[str]], ScenarioConfig] | None = None
-    panels: tuple[str, ...] = tuple(p.name for p in PANELS)
+    settings: FigureSettings = field(default_factory=FigureSettings)
     learn_results: Path | None = None
     learn_note: str = ""  # where the learn results come from (when made), for README.md
     workers: int | None = None
@@ -105,19 +172,16 @@ def quick_panel(panel: Panel) -> Panel:
 
 def panel_sweep(panel: Panel, plan: FigurePlan) -> Sweep:
     """The sweep of one panel: grid = the x values (and the series values when a line is not a
-    policy), policies, seeds 0..seeds-1; configs built by `plan.build_config` (the CLI's rule)."""
+    policy), policies, the plan's seeds; configs by `FigureSettings.scenario_config`."""
     grid: dict[str, list[Any]] = {panel.key: list(panel.values)}
     if panel.series_key != "policy":
         grid = {panel.series_key: list(panel.series_values), **grid}
-    from delivery.config import ScenarioConfig  # the one --scenario/--set rule, as `sim run` uses
-
-    build = plan.build_config or (lambda extra: ScenarioConfig.build(None, extra))
-    return build_sweep(build, grid, list(panel.policies), seed_list(plan), plan.slots)
+    return build_sweep(plan.settings.scenario_config, grid, list(panel.policies), seed_list(plan), plan.settings.slots)
 
 
 def seed_list(plan: FigurePlan) -> list[int]:
-    """The seeds of every point: `plan.seeds` if a list, else 0..seeds-1."""
-    return list(range(plan.seeds)) if isinstance(plan.seeds, int) else list(plan.seeds)
+    """The seeds of every point."""
+    return list(plan.settings.seeds)
 
 
 def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -125,12 +189,10 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
     plan.out/figures.json (all plotted numbers) and plan.out/README.md (the command, the files).
     Raises EngineError/ConfigError from the sweeps; a missing or unreadable learn-results file is a
     PbkitError, raised before any sweep."""
-    from pbkit.errors import PbkitError
-
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
-    panels = [p for p in PANELS if p.name in plan.panels]
-    if plan.quick:
+    panels = [p for p in PANELS if p.name in plan.settings.panels]
+    if plan.settings.quick:
         panels = [quick_panel(p) for p in panels]
     learn = None
     if plan.learn_results is not None:
@@ -147,8 +209,8 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
         "command": plan.command,
         "seeds": len(seed_list(plan)),
         "seed_list": seed_list(plan),
-        "slots": plan.slots,
-        "quick": plan.quick,
+        "slots": plan.settings.slots,
+        "quick": plan.settings.quick,
         "libraries": {},
         "panels": {},
     }
@@ -207,7 +269,7 @@ def _series(rows: list[dict], panel: Panel) -> dict[str, list[tuple[float, float
 
 
 def _subtitle(label: str, plan: FigurePlan, n: int) -> str:
-    return f"{label}: {n} seeds x {plan.slots} slots per point, 95 % t-interval bands"
+    return f"{label}: {n} seeds x {plan.settings.slots} slots per point, 95 % t-interval bands"
 
 
 # A point whose mean is this many times the panel's median point is drawn as a marker at the top
@@ -275,7 +337,7 @@ def draw_modes(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, pat
     """Fine vs coarse vs non-cooperative at the default capacity (or the nearest swept one)."""
     plt = _pyplot()
     xs = sorted({float(r[panel.key]) for r in rows})
-    x0 = min(xs, key=lambda x: abs(x - plan.config.cache_fraction))
+    x0 = min(xs, key=lambda x: abs(x - plan.settings.scenario_config().cache_fraction))
     chosen = [r for r in rows if float(r[panel.key]) == x0 and r["policy"] in MODES]
     fig, ax = plt.subplots(figsize=(4.2, 3.4))
     names = [MODES[r["policy"]] for r in chosen]
@@ -335,7 +397,7 @@ def _readme(plan: FigurePlan, panels: list[Panel], notes: list[str]) -> str:
         plan.command or "pbkit figures",
         "```",
         "",
-        f"{len(seed_list(plan))} seeds x {plan.slots} slots per point; bands are 95 % t-intervals over seeds; "
+        f"{len(seed_list(plan))} seeds x {plan.settings.slots} slots per point; bands are 95 % t-intervals over seeds; "
         "every series of a panel uses the same seeds (paired). Data: `figures.json`; the sweeps "
         "behind them (resumable) in `data/`.",
         "",

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig, scenario_keys
-from learning.config import TEST_SEEDS, VARIANTS, LearnConfigError, TrainConfig, load_config
+from learning.config import TEST_SEEDS, VARIANTS, LearnConfigError, TrainConfig, check_scenario_overrides, load_config
 from learning.errors import CheckpointError
 from learning.evaluate import checkpoint, evaluate_cells, heuristic, reference, summarise
 from learning.headroom import BOUNDS, ORACLES
@@ -111,9 +111,8 @@ class ReportPlan:
         then the keys of the `scenario` file over the plan's evaluation scenario; then `key=value`
         overrides (`scenario.<field>=v` into the scenario). Raises ReportPlanError (ConfigError for
         a bad scenario file)."""
-        plan = load_settings(
-            cls, source, error=ReportPlanError, kind="report plan", bundled=bundled_report_plans(), overrides=()
-        )
+        check_scenario_overrides(overrides, cls, ReportPlanError)
+        plan = load_settings(cls, source, error=ReportPlanError, kind="report plan", bundled=bundled_report_plans())
         if scenario is not None:
             plan = dataclasses.replace(plan, scenario=plan.scenario | scenario_keys(scenario))
         if not overrides:

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from delivery.config import ScenarioConfig
-from learning.figures import PANELS, FigurePlan, draw_panel, run_figures
+from learning.figures import PANELS, FigurePlan, FigureSettings, draw_panel, run_figures
 from pbkit.cli import main
 from pbkit.errors import PbkitError
 from pbkit.library import synthetic_library
@@ -28,15 +27,12 @@ def _plan(tmp_path: Path, learn: Path | None) -> FigurePlan:
     lib = synthetic_library(
         np.random.default_rng(3), families=2, models_per_family=3, base_pbs=6, own_pbs=2, mean_pb_bytes=4e6
     )
-    sets = ["n_nodes=2", "antennas=2", "n_users=4", "beamformer=mrt"]
     return FigurePlan(
         libraries={"syn": lib},
         out=tmp_path / "fig",
-        seeds=2,
-        slots=1,
-        quick=True,
-        config=ScenarioConfig.build(None, sets),
-        build_config=lambda extra: ScenarioConfig.build(None, [*sets, *extra]),
+        settings=FigureSettings.build(
+            "quick", ["scenario.n_nodes=2", "scenario.antennas=2", "scenario.n_users=4", "scenario.beamformer=mrt"]
+        ),
         learn_results=learn,
         executor="inline",
         command="pbkit figures --quick",
@@ -103,3 +99,29 @@ def test_a_point_far_off_scale_is_marked_not_plotted(tmp_path):
     far = next(r for r in rows if r["mean_delay_s"]["mean"] > 1e10)
     far["mean_delay_s"]["mean"] = 3.0  # within 20x the median: drawn as usual
     assert draw_panel(rows, panel, "syn", plan, tmp_path / "csi.png") == []
+
+
+def test_figure_plans_are_settings_files(tmp_path, capsys):
+    """Bundled plans, a round trip through a file, `--set` of a tuple field, one-line errors."""
+    import dataclasses
+
+    import yaml
+
+    from learning.figures import FigurePlanError, bundled_figure_plans
+
+    assert set(bundled_figure_plans()) >= {"quick", "full"} and FigureSettings.build("full") == FigureSettings()
+    mine = dataclasses.replace(FigureSettings.build("quick"), seeds=(3, 5), scenario={"n_users": 4})
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in vars(mine).items()}))
+    assert FigureSettings.build(path) == mine
+    assert FigureSettings.build("quick", ["panels=users,csi", "seeds=4-6"]).panels == ("users", "csi")
+    assert FigureSettings.build(None, ["seeds=4-6"]).seeds == (4, 5, 6)
+    path.write_text("slot: 3\n")
+    with pytest.raises(FigurePlanError, match=r"mine\.yaml: unknown key 'slot'"):
+        FigureSettings.build(path)
+    args = ["figures", "--out", str(tmp_path / "f"), "--library", "synthetic"]
+    for extra, named in ((["--set", "n_users=4"], "scenario.n_users"), (["--config", "small"], "--scenario")):
+        assert main([*args, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err
+    assert not (tmp_path / "f").exists()
