@@ -183,11 +183,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The evaluation protocol: writes OUT/results.json and plots. Every training and evaluation
         run is recorded in OUT as it finishes; rerunning the command reuses them."""
+        from learning.config import command_settings
         from learning.report import ReportPlan, run_report
 
-        if quick and config is not None:
-            raise LearnConfigError("--quick is --config quick: give one of them")
-        # the shortcut options are --set items of the plan field they name, ahead of --set
         shortcuts = {
             "train_config": train_config,
             "train_seeds": train_seeds,
@@ -195,9 +193,9 @@ def register(app: typer.Typer) -> None:
             "eval_slots": slots,
             "variants": variants,
         }
-        items = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + list(overrides)
+        source, items = command_settings(quick, config, shortcuts, overrides, LearnConfigError)
         try:
-            plan = ReportPlan.build("quick" if quick else config, items, scenario=scenario)
+            plan = ReportPlan.build(source, items, scenario=scenario)
         except LearnConfigError:
             if config is not None and _is_training_config(config):  # --config was the training config before
                 raise LearnConfigError(f"{config}: a training config, not a report plan: use --train-config") from None

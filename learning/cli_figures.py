@@ -48,15 +48,13 @@ def figures_command(
 ) -> None:
     """Run the sweeps of the figure set on Ray and draw them (resumable; see docs/experiments.md)."""
     from delivery.cli import load_library_arg
+    from learning.config import command_settings
     from learning.figures import FigurePlan, FigurePlanError, FigureSettings, run_figures
 
-    if quick and config is not None:
-        raise FigurePlanError("--quick is --config quick: give one of them")
-    # the shortcut options are --set items of the plan field they name, ahead of --set
     shortcuts = {"seeds": seeds, "slots": slots, "panels": panels}
-    items = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + list(set_)
+    source, items = command_settings(quick, config, shortcuts, set_, FigurePlanError)
     try:
-        settings = FigureSettings.build("quick" if quick else config, items, scenario=scenario)
+        settings = FigureSettings.build(source, items, scenario=scenario)
     except FigurePlanError:
         if config is not None and _is_scenario(config):  # --config was the scenario here before
             raise FigurePlanError(f"{config}: a scenario, not a figure plan: use --scenario") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from delivery.registry import compare_defaults
 from pbkit.common.settings import apply_overrides, load_settings, load_typed, parse_set_overrides
@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # the heuristics every learner is compared with on them.
 TEST_SEEDS: tuple[int, ...] = tuple(range(2000, 2010))
 HEURISTICS: tuple[str, ...] = tuple(compare_defaults())  # delivery/registry.py: the one list
+
+
+S = TypeVar("S")
 
 
 class LearnConfigError(PbkitError, ValueError):
@@ -181,21 +184,61 @@ class TrainConfig:
         where: str = "--set",
         scenario: str | Path | None = None,
     ) -> "TrainConfig":
-        """The training config in three layers, later ones winning: the defaults (`source` None),
-        a settings file or a bundled name (`bundled_configs()`: quick, full) with its `scenario`
-        overrides; then the keys the `scenario` file (or bundled scenario name, `--scenario`)
-        writes, over that config's scenario; then `key=value` overrides (`scenario.<field>=v` into
-        the scenario). Raises LearnConfigError (delivery's ConfigError for a bad scenario file)."""
-        from delivery.config import scenario_keys
-
-        cfg = load_settings(cls, source, error=LearnConfigError, kind="training config", bundled=bundled_configs())
-        if scenario is not None:
-            cfg = dataclasses.replace(cfg, scenario=dict(cfg.scenario) | scenario_keys(scenario))
-        if not overrides:
-            return cfg
-        return load_settings(
-            cls, None, error=LearnConfigError, kind="training config", overrides=overrides, where=where, base=cfg
+        """The training config in three layers, later ones winning (`build_with_scenario`): the
+        defaults (`source` None) or a settings file or bundled name (`bundled_configs()`: quick,
+        full) with its `scenario`; the keys of the `scenario` file or bundled scenario
+        (`--scenario`); `key=value` overrides (`scenario.<field>=v` into the scenario).
+        Raises LearnConfigError (delivery's ConfigError for a bad scenario file)."""
+        return build_with_scenario(
+            cls,
+            source,
+            overrides,
+            scenario,
+            error=LearnConfigError,
+            kind="training config",
+            bundled=bundled_configs(),
+            where=where,
         )
+
+
+def build_with_scenario(
+    cls: type[S],
+    source: str | Path | None,
+    overrides: list[str] | tuple[str, ...],
+    scenario: str | Path | None,
+    *,
+    error: type[PbkitError],
+    kind: str,
+    bundled: dict[str, Path],
+    where: str = "--set",
+) -> S:
+    """A settings type with a `scenario` field (ScenarioConfig overrides) in three layers, later
+    ones winning: its defaults (`source` None) or a settings file or `bundled` name, with that
+    file's `scenario`; then the keys the `scenario` file or bundled scenario name (`--scenario`)
+    writes; then `key=value` overrides (`scenario.<field>=v` into the scenario; a bare scenario
+    key is refused with a hint). Raises `error` (delivery's ConfigError for a bad scenario file)."""
+    from delivery.config import scenario_keys
+
+    check_scenario_overrides(overrides, cls, error)
+    settings: Any = load_settings(cls, source, error=error, kind=kind, bundled=bundled)
+    if scenario is not None:
+        settings = dataclasses.replace(settings, scenario=dict(settings.scenario) | scenario_keys(scenario))
+    if not overrides:
+        return settings
+    return load_settings(cls, None, error=error, kind=kind, overrides=overrides, where=where, base=settings)
+
+
+def command_settings(
+    quick: bool, config: str | None, shortcuts: dict[str, str | None], overrides: list[str], error: type[PbkitError]
+) -> tuple[str | None, list[str]]:
+    """What a command's `--quick`, `--config` and shortcut options mean for its settings: the
+    source (`--quick` is `--config quick`) and the `--set` items, each shortcut option the item
+    of the plan field it names, ahead of the command's own `--set` items. Raises `error` when
+    both --quick and --config are given."""
+    if quick and config is not None:
+        raise error("--quick is --config quick: give one of them")
+    items = [f"{key}={value}" for key, value in shortcuts.items() if value is not None]
+    return ("quick" if quick else config), items + list(overrides)
 
 
 def check_scenario_overrides(items: list[str] | tuple[str, ...], cls: type, error: type[PbkitError]) -> None:

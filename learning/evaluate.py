@@ -10,7 +10,7 @@ Evaluation cells (`evaluate_cells`): every (policy, seed) run is a cell of the e
 engine (`delivery.engine`), so `learn report` runs them on Ray with `--workers N` /
 `--address` and a rerun skips every run already recorded in the report's directory. A cell
 names its policy by a spec that is plain data: a heuristic by name, an oracle or bound of
-`learning.headroom`, or a checkpoint directory with the digest of its policy weights (a
+`delivery.references`, or a checkpoint directory with the digest of its policy weights (a
 retrained checkpoint is a new cell). On a cluster the checkpoint paths must be readable by the
 workers (a shared file system).
 """
@@ -81,7 +81,7 @@ def heuristic(name: str) -> dict[str, Any]:
 
 
 def reference(name: str) -> dict[str, Any]:
-    """Spec of an oracle or bound of `learning.headroom` (ORACLES, BOUNDS)."""
+    """Spec of a reference or bound of the policy registry (`delivery.references`: ORACLES, BOUNDS)."""
     return {"kind": "reference", "policy": name}
 
 
@@ -100,20 +100,15 @@ def checkpoint(run_dir: str | Path, name: str) -> dict[str, Any]:
 
 def eval_task(params: dict[str, Any], library: PBLibrary) -> dict[str, Any]:
     """One evaluation cell: `run_policy` of the spec's policy on the cell's scenario and seed."""
-    from learning.headroom import BOUNDS, ORACLES, FullCache, OracleGreedy, full_cache_scenario
     from learning.policy import load_policy
 
     config = ScenarioConfig.from_dict(params["config"], where="cell config")
     kind, name, seed = params["kind"], params["policy"], int(params["seed"])
     policy: Any
-    if kind == "heuristic":
+    if kind in ("heuristic", "reference"):  # both by name from the registry (cell keys keep the kind)
         policy = name
     elif kind == "checkpoint":
         policy = load_policy(params["run_dir"], name)
-    elif kind == "reference" and name in ORACLES:
-        policy = OracleGreedy(config, library, seed, name)
-    elif kind == "reference" and name in BOUNDS:
-        config, policy = full_cache_scenario(config), FullCache()
     else:
         raise ValueError(f"evaluation cell: unknown policy spec {kind}/{name}")
     return run_seed(

@@ -20,7 +20,6 @@ and a rerun with the same settings computes nothing new. Panels:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -32,8 +31,7 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from delivery.engine import ray_session
 from delivery.sweep import Sweep, build_sweep, run_sweep
-from learning.config import check_scenario_overrides
-from pbkit.common.settings import load_settings
+from learning.config import build_with_scenario
 from pbkit.errors import PbkitError
 from pbkit.library import PBLibrary
 
@@ -121,19 +119,13 @@ class FigureSettings:
     def build(
         cls, source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), scenario: str | None = None
     ) -> "FigureSettings":
-        """The defaults (= `full`, `source` None), a plan file or a bundled name (quick, full);
-        then the keys of the `scenario` file over the plan's scenario; then `key=value` overrides
-        (`scenario.<field>=v` into the scenario). Raises FigurePlanError (ConfigError for a bad
-        scenario file)."""
-        from delivery.config import scenario_keys
-
-        check_scenario_overrides(overrides, cls, FigurePlanError)
-        plan = load_settings(cls, source, error=FigurePlanError, kind="figure plan", bundled=bundled_figure_plans())
-        if scenario is not None:
-            plan = dataclasses.replace(plan, scenario=plan.scenario | scenario_keys(scenario))
-        if not overrides:
-            return plan
-        return load_settings(cls, None, error=FigurePlanError, kind="figure plan", overrides=overrides, base=plan)
+        """The defaults (= `full`, `source` None) or a plan file or bundled name (quick, full);
+        the keys of the `scenario` file over the plan's scenario; `key=value` overrides
+        (`scenario.<field>=v` into the scenario): `learning.config.build_with_scenario`.
+        Raises FigurePlanError (ConfigError for a bad scenario file)."""
+        return build_with_scenario(
+            cls, source, overrides, scenario, error=FigurePlanError, kind="figure plan", bundled=bundled_figure_plans()
+        )
 
 
 def bundled_figure_plans() -> dict[str, Path]:

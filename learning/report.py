@@ -11,7 +11,6 @@ scenario and are evaluated on the evaluation scenario (default: the default scen
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,13 +19,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from delivery.config import ScenarioConfig, scenario_keys
-from learning.config import TEST_SEEDS, VARIANTS, LearnConfigError, TrainConfig, check_scenario_overrides, load_config
+from delivery.config import ScenarioConfig
+from delivery.references import BOUNDS, ORACLES
+from learning.config import TEST_SEEDS, VARIANTS, LearnConfigError, TrainConfig, build_with_scenario, load_config
 from learning.errors import CheckpointError
 from learning.evaluate import checkpoint, evaluate_cells, heuristic, reference, summarise
-from learning.headroom import BOUNDS, ORACLES
 from learning.trainer import Trainer
-from pbkit.common.settings import load_settings
 from pbkit.library import PBLibrary, synthetic_library
 
 REFERENCES = ("oracle", "search", "fullcache")  # the policy registry's references
@@ -107,17 +105,13 @@ class ReportPlan:
     def build(
         cls, source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), scenario: str | None = None
     ) -> "ReportPlan":
-        """The defaults (= `full`, `source` None), a plan file or a bundled name (quick, full);
-        then the keys of the `scenario` file over the plan's evaluation scenario; then `key=value`
-        overrides (`scenario.<field>=v` into the scenario). Raises ReportPlanError (ConfigError for
-        a bad scenario file)."""
-        check_scenario_overrides(overrides, cls, ReportPlanError)
-        plan = load_settings(cls, source, error=ReportPlanError, kind="report plan", bundled=bundled_report_plans())
-        if scenario is not None:
-            plan = dataclasses.replace(plan, scenario=plan.scenario | scenario_keys(scenario))
-        if not overrides:
-            return plan
-        return load_settings(cls, None, error=ReportPlanError, kind="report plan", overrides=overrides, base=plan)
+        """The defaults (= `full`, `source` None) or a plan file or bundled name (quick, full);
+        the keys of the `scenario` file over the plan's evaluation scenario; `key=value` overrides
+        (`scenario.<field>=v` into the scenario): `learning.config.build_with_scenario`.
+        Raises ReportPlanError (ConfigError for a bad scenario file)."""
+        return build_with_scenario(
+            cls, source, overrides, scenario, error=ReportPlanError, kind="report plan", bundled=bundled_report_plans()
+        )
 
 
 def bundled_report_plans() -> dict[str, Path]:
