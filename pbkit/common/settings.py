@@ -79,6 +79,34 @@ def read_settings(path: str | os.PathLike[str], error: type[PbkitError]) -> dict
     return parse_settings(text, str(path), path.suffix, error)
 
 
+class SettingsDeprecationWarning(FutureWarning):
+    """A settings file uses an old name of a key, still accepted for one release; the message is
+    one line naming the file and the new key (`pbkit` prints it as `pbkit: warning: ...`)."""
+
+
+def renamed_keys(
+    data: Mapping[str, Any], renames: Mapping[str, str], where: str, error: type[PbkitError]
+) -> dict[str, Any]:
+    """`data` with every old key of `renames` (old -> new) written under its new name, warning
+    once per key with a SettingsDeprecationWarning naming `where` and the new key. Raises `error`
+    when a mapping gives both the old and the new name."""
+    import warnings
+
+    out = dict(data)
+    for old, new in renames.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise error(f"{where}: {old} and {new} are the same setting ({old} is its old name): give {new} only")
+        out[new] = out.pop(old)
+        warnings.warn(
+            f"{where}: {old} is deprecated, write {new} (the old name is accepted until the next release)",
+            SettingsDeprecationWarning,
+            stacklevel=2,
+        )
+    return out
+
+
 def _type_error(error: type[PbkitError], where: str, name: str, value: Any, expected: str) -> PbkitError:
     return error(f"{where}: {name} = {value!r} is not {expected}")
 
