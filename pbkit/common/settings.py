@@ -203,6 +203,10 @@ def load_typed(cls: type[T], data: Any, where: str, error: type[PbkitError]) -> 
         if key not in kinds:
             raise error(f"{where}: unknown key {key!r}")
         values[key] = _coerce(key, kinds[key], value, where, error)
+    for f in dataclasses.fields(cls):  # a field without a default is a key the file must give
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.init and f.name not in values and no_default:
+            raise error(f"{where}: missing key {f.name!r}")
     try:
         return cls(**values)
     except error as exc:
