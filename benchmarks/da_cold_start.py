@@ -4,11 +4,11 @@ With the default greedy warm start no training run improves on its first validat
 paper's claim (DA speeds learning up) cannot be measured there (docs/results.md §2.3). This reads
 two `pbkit learn report` runs without the warm start (benchmarks/configs/cold-start*.yaml):
 
-    pbkit learn report --config benchmarks/configs/cold-start.yaml --variants maasn-da,maasn-noda \\
-        --out BASE --library .pbkit-demo/library.json --train-seeds 0,1,2,3,4 \\
-        --eval-seeds 2000,2001,2002 --slots 2 --heuristics greedy,lfu --no-headroom \\
-        --capacities '' --csi-errors '' --optimum-seeds '' --workers 2
-    pbkit learn report --config benchmarks/configs/cold-start-da-forced.yaml --variants maasn-da \\
+    pbkit learn report --train-config benchmarks/configs/cold-start.yaml --variants maasn-da,maasn-noda \\
+        --out BASE --library .pbkit-demo/library.json --train-seeds 0-4 \\
+        --eval-seeds 2000-2002 --slots 2 --set heuristics=greedy,lfu --set headroom=false \\
+        --set capacities= --set csi_errors= --set optimum_seeds= --workers 2
+    pbkit learn report --train-config benchmarks/configs/cold-start-da-forced.yaml --variants maasn-da \\
         --out FORCED ...   (same options)
     .venv/bin/python benchmarks/da_cold_start.py --base BASE --forced FORCED \\
         --png docs/figures/da-cold-start.png --json benchmarks/results/da_cold_start.json
