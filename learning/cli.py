@@ -187,15 +187,15 @@ def register(app: typer.Typer) -> None:
         from learning.report import ReportPlan, run_report
 
         shortcuts = {
-            "train_config": train_config,
-            "train_seeds": train_seeds,
-            "eval_seeds": eval_seeds,
-            "eval_slots": slots,
-            "variants": variants,
+            "--train-config": ("train_config", train_config),
+            "--train-seeds": ("train_seeds", train_seeds),
+            "--eval-seeds": ("eval_seeds", eval_seeds),
+            "--slots": ("eval_slots", slots),
+            "--variants": ("variants", variants),
         }
-        source, items = command_settings(quick, config, shortcuts, overrides, LearnConfigError)
+        source, items = command_settings(quick, config, shortcuts, LearnConfigError)
         try:
-            plan = ReportPlan.build(source, items, scenario=scenario)
+            plan = ReportPlan.build(source, overrides, scenario=scenario, shortcuts=items)
         except LearnConfigError:
             if config is not None and _is_training_config(config):  # --config was the training config before
                 raise LearnConfigError(f"{config}: a training config, not a report plan: use --train-config") from None

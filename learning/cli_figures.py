@@ -51,10 +51,10 @@ def figures_command(
     from learning.config import command_settings
     from learning.figures import FigurePlan, FigurePlanError, FigureSettings, run_figures
 
-    shortcuts = {"seeds": seeds, "slots": slots, "panels": panels}
-    source, items = command_settings(quick, config, shortcuts, set_, FigurePlanError)
+    shortcuts = {"--seeds": ("seeds", seeds), "--slots": ("slots", slots), "--panels": ("panels", panels)}
+    source, items = command_settings(quick, config, shortcuts, FigurePlanError)
     try:
-        settings = FigureSettings.build(source, items, scenario=scenario)
+        settings = FigureSettings.build(source, set_, scenario=scenario, shortcuts=items)
     except FigurePlanError:
         if config is not None and _is_scenario(config):  # --config was the scenario here before
             raise FigurePlanError(f"{config}: a scenario, not a figure plan: use --scenario") from None

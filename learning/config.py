@@ -211,34 +211,39 @@ def build_with_scenario(
     kind: str,
     bundled: dict[str, Path],
     where: str = "--set",
+    shortcuts: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
 ) -> S:
     """A settings type with a `scenario` field (ScenarioConfig overrides) in three layers, later
     ones winning: its defaults (`source` None) or a settings file or `bundled` name, with that
     file's `scenario`; then the keys the `scenario` file or bundled scenario name (`--scenario`)
     writes; then `key=value` overrides (`scenario.<field>=v` into the scenario; a bare scenario
-    key is refused with a hint). Raises `error` (delivery's ConfigError for a bad scenario file)."""
+    key is refused with a hint). `shortcuts` are (option, `field=value`) items of a command's
+    shortcut options, applied before the overrides, each error naming its option.
+    Raises `error` (delivery's ConfigError for a bad scenario file)."""
     from delivery.config import scenario_keys
 
     check_scenario_overrides(overrides, cls, error)
     settings: Any = load_settings(cls, source, error=error, kind=kind, bundled=bundled)
     if scenario is not None:
         settings = dataclasses.replace(settings, scenario=dict(settings.scenario) | scenario_keys(scenario))
+    for option, item in shortcuts:
+        settings = load_settings(cls, None, error=error, kind=kind, overrides=[item], where=option, base=settings)
     if not overrides:
         return settings
     return load_settings(cls, None, error=error, kind=kind, overrides=overrides, where=where, base=settings)
 
 
 def command_settings(
-    quick: bool, config: str | None, shortcuts: dict[str, str | None], overrides: list[str], error: type[PbkitError]
-) -> tuple[str | None, list[str]]:
+    quick: bool, config: str | None, shortcuts: dict[str, tuple[str, str | None]], error: type[PbkitError]
+) -> tuple[str | None, list[tuple[str, str]]]:
     """What a command's `--quick`, `--config` and shortcut options mean for its settings: the
-    source (`--quick` is `--config quick`) and the `--set` items, each shortcut option the item
-    of the plan field it names, ahead of the command's own `--set` items. Raises `error` when
+    source (`--quick` is `--config quick`) and, for each shortcut option given ({option: (field,
+    value)}), the (option, `field=value`) item `build_with_scenario` applies. Raises `error` when
     both --quick and --config are given."""
     if quick and config is not None:
         raise error("--quick is --config quick: give one of them")
-    items = [f"{key}={value}" for key, value in shortcuts.items() if value is not None]
-    return ("quick" if quick else config), items + list(overrides)
+    items = [(option, f"{key}={value}") for option, (key, value) in shortcuts.items() if value is not None]
+    return ("quick" if quick else config), items
 
 
 def check_scenario_overrides(items: list[str] | tuple[str, ...], cls: type, error: type[PbkitError]) -> None:

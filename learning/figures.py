@@ -111,20 +111,33 @@ class FigureSettings:
         from pbkit.common.settings import parse_set_overrides
 
         try:
-            return ScenarioConfig.build(None, dict(self.scenario) | parse_set_overrides(list(extra), ConfigError))
+            overrides = dict(self.scenario) | parse_set_overrides(list(extra), ConfigError)
+            return ScenarioConfig.build(None, overrides, where="scenario")
         except ConfigError as exc:
-            raise FigurePlanError(f"scenario: {exc}") from None
+            raise FigurePlanError(str(exc)) from None
 
     @classmethod
     def build(
-        cls, source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), scenario: str | None = None
+        cls,
+        source: str | Path | None = None,
+        overrides: list[str] | tuple[str, ...] = (),
+        scenario: str | None = None,
+        shortcuts: list[tuple[str, str]] = (),
     ) -> "FigureSettings":
         """The defaults (= `full`, `source` None) or a plan file or bundled name (quick, full);
         the keys of the `scenario` file over the plan's scenario; `key=value` overrides
-        (`scenario.<field>=v` into the scenario): `learning.config.build_with_scenario`.
+        (`scenario.<field>=v` into the scenario); `shortcuts` as (option, `field=value`) items before
+        them: `learning.config.build_with_scenario`.
         Raises FigurePlanError (ConfigError for a bad scenario file)."""
         return build_with_scenario(
-            cls, source, overrides, scenario, error=FigurePlanError, kind="figure plan", bundled=bundled_figure_plans()
+            cls,
+            source,
+            overrides,
+            scenario,
+            shortcuts=shortcuts,
+            error=FigurePlanError,
+            kind="figure plan",
+            bundled=bundled_figure_plans(),
         )
 
 

@@ -103,14 +103,26 @@ class ReportPlan:
 
     @classmethod
     def build(
-        cls, source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), scenario: str | None = None
+        cls,
+        source: str | Path | None = None,
+        overrides: list[str] | tuple[str, ...] = (),
+        scenario: str | None = None,
+        shortcuts: list[tuple[str, str]] = (),
     ) -> "ReportPlan":
         """The defaults (= `full`, `source` None) or a plan file or bundled name (quick, full);
         the keys of the `scenario` file over the plan's evaluation scenario; `key=value` overrides
-        (`scenario.<field>=v` into the scenario): `learning.config.build_with_scenario`.
+        (`scenario.<field>=v` into the scenario); `shortcuts` as (option, `field=value`) items before
+        them: `learning.config.build_with_scenario`.
         Raises ReportPlanError (ConfigError for a bad scenario file)."""
         return build_with_scenario(
-            cls, source, overrides, scenario, error=ReportPlanError, kind="report plan", bundled=bundled_report_plans()
+            cls,
+            source,
+            overrides,
+            scenario,
+            shortcuts=shortcuts,
+            error=ReportPlanError,
+            kind="report plan",
+            bundled=bundled_report_plans(),
         )
 
 
