@@ -12,6 +12,7 @@ adding a knob to a settings type is adding one field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from pathlib import Path
@@ -201,7 +202,8 @@ def load_typed(cls: type[T], data: Any, where: str, error: type[PbkitError]) -> 
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in kinds:
-            raise error(f"{where}: unknown key {key!r}")
+            close = difflib.get_close_matches(str(key), list(kinds), n=1)
+            raise error(f"{where}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         values[key] = _coerce(key, kinds[key], value, where, error)
     for f in dataclasses.fields(cls):  # a field without a default is a key the file must give
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

@@ -21,7 +21,7 @@ from typing import Any
 
 import blake3
 
-from pbkit.common.settings import find_settings_file, read_settings, renamed_keys
+from pbkit.common.settings import find_settings_file, load_typed, read_settings, renamed_keys
 from pbkit.errors import PbkitError
 from pbkit.model.dtypes import CAST_DTYPES
 
@@ -160,6 +160,66 @@ def derive_seed(master: int, name: str) -> int:
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
+# ---------------------------------------------------------------- the keys of each level
+# Each level of a spec file is first read by the one loader (`load_typed`): unknown keys and
+# ill-typed values fail there, in one line naming the file, the entry and the key. Every key is
+# optional at that stage (None: not given); what a key means (defaults inherited from the
+# family, derived seeds, ranges, keys that exclude each other) is checked below it.
+@dataclass(frozen=True)
+class _TopKeys:
+    name: str | None = None
+    seed: int | None = None
+    families: Any = None
+
+
+@dataclass(frozen=True)
+class _FamilyKeys:
+    name: Any = None
+    base: Any = None  # "bundled", a path, or a mapping (_BaseKeys)
+    defaults: dict[str, Any] | None = None
+    finetunes: Any = None
+    adapters: Any = None
+
+
+@dataclass(frozen=True)
+class _BaseKeys:
+    bundled: Any = None
+    path: Any = None
+    hub: Any = None
+    revision: Any = None
+    tiny: Any = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class _TrainKeys:  # the keys a family's `defaults` may set for its entries
+    task: str | None = None
+    num_labels: int | None = None
+    steps: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+
+
+@dataclass(frozen=True)
+class _FinetuneKeys(_TrainKeys):
+    name: Any = None
+    frozen_blocks: int | None = None
+    seed: int | None = None
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class _AdapterKeys(_TrainKeys):
+    name: Any = None
+    type: str | None = None
+    r: int | None = None
+    alpha: int | None = None
+    target_modules: Any = None  # a list of module names (or one name)
+    modules_to_save: Any = None
+    seed: int | None = None
+
+
 # ---------------------------------------------------------------- parsing helpers
 class _Ctx:
     def __init__(self, where: str) -> None:
@@ -168,13 +228,12 @@ class _Ctx:
     def fail(self, key: str, problem: str) -> ZooSpecError:
         return ZooSpecError(f"{self.where}: {key}: {problem}")
 
-    def mapping(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def mapping(self, value: Any, key: str, keys: type) -> dict[str, Any]:
+        """The keys `value` gives, read through the one loader as the key dataclass `keys`."""
         if not isinstance(value, dict):
             raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
-        for k in value:
-            if k not in allowed:
-                raise self.fail(f"{key}.{k}" if key else str(k), f"unknown key (allowed: {', '.join(allowed)})")
-        return value
+        typed = load_typed(keys, value, f"{self.where}: {key}" if key else self.where, ZooSpecError)
+        return {k: getattr(typed, k) for k in value}
 
     def integer(self, value: Any, key: str, low: int = 0, high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -214,7 +273,7 @@ def _parse_base(ctx: _Ctx, raw: Any, key: str, master_seed: int, family: str) ->
         return BaseSpec("bundled")
     if isinstance(raw, str):
         raw = {"path": raw}
-    m = ctx.mapping(raw, key, ("bundled", "path", "hub", "revision", "tiny", "seed"))
+    m = ctx.mapping(raw, key, _BaseKeys)
     sources = [s for s in BASE_SOURCES if s in m]
     if len(sources) != 1:
         raise ctx.fail(key, "give exactly one of bundled, path, hub, tiny")
@@ -258,10 +317,6 @@ def _train_fields(ctx: _Ctx, m: dict[str, Any], defaults: dict[str, Any], key: s
     }
 
 
-_TASK_KEYS = ("name", "frozen_blocks", "seed", "dtype") + _DEFAULTABLE
-_ADAPTER_KEYS = ("name", "type", "r", "alpha", "target_modules", "modules_to_save", "seed") + _DEFAULTABLE
-
-
 def _renamed(ctx: _Ctx, raw: Any, key: str, level: str) -> Any:
     """`raw` with the level's old key names read as the new ones (a warning each)."""
     if not isinstance(raw, dict):
@@ -270,7 +325,7 @@ def _renamed(ctx: _Ctx, raw: Any, key: str, level: str) -> Any:
 
 
 def _parse_task(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str) -> FinetuneEntrySpec:
-    m = ctx.mapping(_renamed(ctx, raw, key, "finetune"), key, _TASK_KEYS)
+    m = ctx.mapping(_renamed(ctx, raw, key, "finetune"), key, _FinetuneKeys)
     if "name" not in m:
         raise ctx.fail(f"{key}.name", "missing")
     name = ctx.name(m["name"], f"{key}.name")
@@ -291,7 +346,7 @@ def _parse_task(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master:
 def _parse_adapter(
     ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str
 ) -> AdapterEntrySpec:
-    m = ctx.mapping(_renamed(ctx, raw, key, "adapter"), key, _ADAPTER_KEYS)
+    m = ctx.mapping(_renamed(ctx, raw, key, "adapter"), key, _AdapterKeys)
     if "name" not in m:
         raise ctx.fail(f"{key}.name", "missing")
     name = ctx.name(m["name"], f"{key}.name")
@@ -318,7 +373,7 @@ def _parse_adapter(
 def parse_spec(data: Any, where: str = "spec") -> ZooSpec:
     """Validate a spec already loaded into Python objects (from YAML, TOML or code)."""
     ctx = _Ctx(where)
-    top = ctx.mapping(data, "", ("name", "seed", "families"))
+    top = ctx.mapping(data, "", _TopKeys)
     name = ctx.name(top.get("name", "zoo"), "name")
     seed = ctx.integer(top.get("seed", 0), "seed")
     fams_raw = top.get("families")
@@ -327,11 +382,11 @@ def parse_spec(data: Any, where: str = "spec") -> ZooSpec:
     families: list[FamilySpec] = []
     for f, raw in enumerate(fams_raw):
         key = f"families[{f}]"
-        m = ctx.mapping(_renamed(ctx, raw, key, "family"), key, ("name", "base", "defaults", "finetunes", "adapters"))
+        m = ctx.mapping(_renamed(ctx, raw, key, "family"), key, _FamilyKeys)
         if "name" not in m:
             raise ctx.fail(f"{key}.name", "missing")
         fam = ctx.name(m["name"], f"{key}.name")
-        defaults = ctx.mapping(m.get("defaults", {}) or {}, f"{key}.defaults", _DEFAULTABLE)
+        defaults = ctx.mapping(m.get("defaults", {}) or {}, f"{key}.defaults", _TrainKeys)
         base = _parse_base(ctx, m.get("base"), f"{key}.base", seed, fam)
         tasks_raw = m.get("finetunes", []) or []
         adapters_raw = m.get("adapters", []) or []
