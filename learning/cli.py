@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The evaluation protocol: writes OUT/results.json and plots. Every training and evaluation
         run is recorded in OUT as it finishes; rerunning the command reuses them."""
-        from learning.config import command_settings
+        from learning.config import settings_from_options
         from learning.report import ReportPlan, run_report
 
         shortcuts = {
@@ -193,13 +193,15 @@ def register(app: typer.Typer) -> None:
             "--slots": ("eval_slots", slots),
             "--variants": ("variants", variants),
         }
-        source, items = command_settings(quick, config, shortcuts, LearnConfigError)
-        try:
-            plan = ReportPlan.build(source, overrides, scenario=scenario, shortcuts=items)
-        except LearnConfigError:
-            if config is not None and _is_training_config(config):  # --config was the training config before
-                raise LearnConfigError(f"{config}: a training config, not a report plan: use --train-config") from None
-            raise
+        plan = settings_from_options(
+            ReportPlan,
+            quick=quick,
+            config=config,
+            scenario=scenario,
+            overrides=overrides,
+            shortcuts=shortcuts,
+            old_meaning=(_is_training_config, "a training config, not a report plan: use --train-config"),
+        )
         results = run_report(
             library_arg(library), out, plan, log=typer.echo, progress=progress, workers=workers, address=address
         )

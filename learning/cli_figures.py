@@ -48,17 +48,19 @@ def figures_command(
 ) -> None:
     """Run the sweeps of the figure set on Ray and draw them (resumable; see docs/experiments.md)."""
     from delivery.cli import load_library_arg
-    from learning.config import command_settings
-    from learning.figures import FigurePlan, FigurePlanError, FigureSettings, run_figures
+    from learning.config import settings_from_options
+    from learning.figures import FigurePlan, FigureSettings, run_figures
 
     shortcuts = {"--seeds": ("seeds", seeds), "--slots": ("slots", slots), "--panels": ("panels", panels)}
-    source, items = command_settings(quick, config, shortcuts, FigurePlanError)
-    try:
-        settings = FigureSettings.build(source, set_, scenario=scenario, shortcuts=items)
-    except FigurePlanError:
-        if config is not None and _is_scenario(config):  # --config was the scenario here before
-            raise FigurePlanError(f"{config}: a scenario, not a figure plan: use --scenario") from None
-        raise
+    settings = settings_from_options(
+        FigureSettings,
+        quick=quick,
+        config=config,
+        scenario=scenario,
+        overrides=set_,
+        shortcuts=shortcuts,
+        old_meaning=(_is_scenario, "a scenario, not a figure plan: use --scenario"),
+    )
 
     specs = list(library) or [
         f"{label}={spec}" for label, spec in DEFAULT_LIBRARIES.items() if label != "zoo" or Path(spec).exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from delivery.registry import compare_defaults
 from pbkit.common.settings import apply_overrides, load_settings, load_typed, parse_set_overrides
@@ -43,8 +43,53 @@ class LearnConfigError(PbkitError, ValueError):
     """A training config file or override is malformed."""
 
 
+class ScenarioSettings:
+    """What a settings dataclass with a `scenario` field (ScenarioConfig overrides) inherits:
+    `build` in the layers of `build_with_scenario` and its bundled files (`bundled()`: the YAML
+    files of BUNDLED_DIR by name). A subclass sets SETTINGS_ERROR, SETTINGS_KIND, BUNDLED_DIR."""
+
+    SETTINGS_ERROR: type[PbkitError]
+    SETTINGS_KIND: str
+    BUNDLED_DIR: Path
+
+    @classmethod
+    def bundled(cls) -> dict[str, Path]:
+        """The settings files shipped as package data, by name (quick, full)."""
+        return {p.stem: p for p in sorted(cls.BUNDLED_DIR.glob("*.yaml"))}
+
+    @classmethod
+    def build(
+        cls: type[S],
+        source: str | Path | None = None,
+        overrides: list[str] | tuple[str, ...] = (),
+        scenario: str | Path | None = None,
+        shortcuts: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+        where: str = "--set",
+    ) -> S:
+        """The defaults (= `full`, `source` None) or a settings file or bundled name; then the
+        keys the `scenario` file or bundled scenario writes (`--scenario`); then `shortcuts`
+        ((option, `field=value`) items) and `key=value` overrides (`scenario.<field>=v` into the
+        scenario): `build_with_scenario`. Raises SETTINGS_ERROR (delivery's ConfigError for a
+        bad scenario file)."""
+        return build_with_scenario(
+            cls,
+            source,
+            overrides,
+            scenario,
+            error=cls.SETTINGS_ERROR,  # type: ignore[attr-defined]
+            kind=cls.SETTINGS_KIND,  # type: ignore[attr-defined]
+            bundled=cls.bundled(),  # type: ignore[attr-defined]
+            where=where,
+            shortcuts=shortcuts,
+        )
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ScenarioSettings):
+    SETTINGS_ERROR = LearnConfigError  # not fields: no annotation
+    SETTINGS_KIND = "training config"
+    BUNDLED_DIR = Path(__file__).parent / "configs"  # quick, full
+
     seed: int = 0
     # ScenarioConfig overrides of the training scenario. MRT: a slot of the default scenario costs
     # ~0.15 s with it against ~0.5 s with the default robust beamformer, and the agents learn
@@ -176,30 +221,6 @@ class TrainConfig:
         values = parse_set_overrides(pairs, LearnConfigError)
         return TrainConfig.from_dict(apply_overrides(self.to_dict(), values, LearnConfigError), where="--set")
 
-    @classmethod
-    def build(
-        cls,
-        source: str | Path | None = None,
-        overrides: list[str] | tuple[str, ...] = (),
-        where: str = "--set",
-        scenario: str | Path | None = None,
-    ) -> "TrainConfig":
-        """The training config in three layers, later ones winning (`build_with_scenario`): the
-        defaults (`source` None) or a settings file or bundled name (`bundled_configs()`: quick,
-        full) with its `scenario`; the keys of the `scenario` file or bundled scenario
-        (`--scenario`); `key=value` overrides (`scenario.<field>=v` into the scenario).
-        Raises LearnConfigError (delivery's ConfigError for a bad scenario file)."""
-        return build_with_scenario(
-            cls,
-            source,
-            overrides,
-            scenario,
-            error=LearnConfigError,
-            kind="training config",
-            bundled=bundled_configs(),
-            where=where,
-        )
-
 
 def build_with_scenario(
     cls: type[S],
@@ -233,17 +254,31 @@ def build_with_scenario(
     return load_settings(cls, None, error=error, kind=kind, overrides=overrides, where=where, base=settings)
 
 
-def command_settings(
-    quick: bool, config: str | None, shortcuts: dict[str, tuple[str, str | None]], error: type[PbkitError]
-) -> tuple[str | None, list[tuple[str, str]]]:
-    """What a command's `--quick`, `--config` and shortcut options mean for its settings: the
-    source (`--quick` is `--config quick`) and, for each shortcut option given ({option: (field,
-    value)}), the (option, `field=value`) item `build_with_scenario` applies. Raises `error` when
-    both --quick and --config are given."""
+def settings_from_options(
+    cls: type[S],
+    *,
+    quick: bool,
+    config: str | None,
+    scenario: str | None,
+    overrides: list[str],
+    shortcuts: dict[str, tuple[str, str | None]],
+    old_meaning: tuple[Callable[[str], bool], str] | None = None,
+) -> S:
+    """A command's own settings (a ScenarioSettings type) from its options: `--config` (`--quick`
+    is `--config quick`), `--scenario`, each shortcut option given ({option: (field, value)},
+    applied as `--set field=value` naming the option in errors), then `--set`. `old_meaning`
+    (is_old, hint): when `--config` fails to load and `is_old(config)` says it names what
+    `--config` used to mean, the error is `<config>: <hint>`. Raises cls.SETTINGS_ERROR."""
+    error = cls.SETTINGS_ERROR  # type: ignore[attr-defined]
     if quick and config is not None:
         raise error("--quick is --config quick: give one of them")
     items = [(option, f"{key}={value}") for option, (key, value) in shortcuts.items() if value is not None]
-    return ("quick" if quick else config), items
+    try:
+        return cls.build("quick" if quick else config, overrides, scenario=scenario, shortcuts=items)  # type: ignore[attr-defined]
+    except error:
+        if config is not None and old_meaning is not None and old_meaning[0](config):
+            raise error(f"{config}: {old_meaning[1]}") from None
+        raise
 
 
 def check_scenario_overrides(items: list[str] | tuple[str, ...], cls: type, error: type[PbkitError]) -> None:
@@ -262,7 +297,7 @@ def check_scenario_overrides(items: list[str] | tuple[str, ...], cls: type, erro
 
 def bundled_configs() -> dict[str, Path]:
     """The training configs shipped as package data, by name (quick, full)."""
-    return {p.stem: p for p in sorted((Path(__file__).parent / "configs").glob("*.yaml"))}
+    return TrainConfig.bundled()
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

@@ -31,7 +31,7 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from delivery.engine import ray_session
 from delivery.sweep import Sweep, build_sweep, run_sweep
-from learning.config import build_with_scenario
+from learning.config import ScenarioSettings
 from pbkit.errors import PbkitError
 from pbkit.library import PBLibrary
 
@@ -77,13 +77,17 @@ class FigurePlanError(PbkitError, ValueError):
 
 
 @dataclass(frozen=True)
-class FigureSettings:
+class FigureSettings(ScenarioSettings):
     """What `pbkit figures` measures: a settings type of the one loader (pbkit.common.settings).
 
     Bundled (`bundled_figure_plans()`, learning/plans/figures/): `full` (the defaults) and
     `quick` (two points per axis, two series, 2 seeds, 1 slot: a smoke run). `seeds` takes the
     --seeds grammar (`10`, `0-9`, `0,3,5`) or a list; `panels` a list or `a,b`.
     """
+
+    SETTINGS_ERROR = FigurePlanError  # not fields: no annotation
+    SETTINGS_KIND = "figure plan"
+    BUNDLED_DIR = Path(__file__).parent / "plans" / "figures"  # quick, full
 
     seeds: tuple[int, ...] = tuple(range(10))  # the same seeds for every series (paired)
     slots: int = 2  # slots per run
@@ -116,34 +120,10 @@ class FigureSettings:
         except ConfigError as exc:
             raise FigurePlanError(str(exc)) from None
 
-    @classmethod
-    def build(
-        cls,
-        source: str | Path | None = None,
-        overrides: list[str] | tuple[str, ...] = (),
-        scenario: str | None = None,
-        shortcuts: list[tuple[str, str]] = (),
-    ) -> "FigureSettings":
-        """The defaults (= `full`, `source` None) or a plan file or bundled name (quick, full);
-        the keys of the `scenario` file over the plan's scenario; `key=value` overrides
-        (`scenario.<field>=v` into the scenario); `shortcuts` as (option, `field=value`) items before
-        them: `learning.config.build_with_scenario`.
-        Raises FigurePlanError (ConfigError for a bad scenario file)."""
-        return build_with_scenario(
-            cls,
-            source,
-            overrides,
-            scenario,
-            shortcuts=shortcuts,
-            error=FigurePlanError,
-            kind="figure plan",
-            bundled=bundled_figure_plans(),
-        )
-
 
 def bundled_figure_plans() -> dict[str, Path]:
     """The figure plans shipped as package data, by name (quick, full)."""
-    return {p.stem: p for p in sorted((Path(__file__).parent / "plans" / "figures").glob("*.yaml"))}
+    return FigureSettings.bundled()
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 
 from delivery.config import ScenarioConfig
 from delivery.references import BOUNDS, ORACLES
-from learning.config import TEST_SEEDS, VARIANTS, LearnConfigError, TrainConfig, build_with_scenario, load_config
+from learning.config import TEST_SEEDS, VARIANTS, LearnConfigError, ScenarioSettings, TrainConfig, load_config
 from learning.errors import CheckpointError
 from learning.evaluate import checkpoint, evaluate_cells, heuristic, reference, summarise
 from learning.trainer import Trainer
@@ -35,7 +35,7 @@ class ReportPlanError(LearnConfigError):
 
 
 @dataclass(frozen=True)
-class ReportPlan:
+class ReportPlan(ScenarioSettings):
     """What `pbkit learn report` runs: a settings type of the one loader (pbkit.common.settings).
 
     Bundled plans (`bundled_report_plans()`, learning/plans/report/): `quick` (a smoke run of the
@@ -43,6 +43,10 @@ class ReportPlan:
     per seed) and `full` (the protocol of docs/learning.md §6; the defaults below). Seed fields
     take the --seeds grammar (`0-4`) as well as lists; tuple fields take `a,b,c`.
     """
+
+    SETTINGS_ERROR = ReportPlanError  # not fields: no annotation
+    SETTINGS_KIND = "report plan"
+    BUNDLED_DIR = Path(__file__).parent / "plans" / "report"  # quick, full
 
     train_config: str = "full"  # training config: bundled name (learning/configs/) or file
     train_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -101,34 +105,10 @@ class ReportPlan:
         except ConfigError as exc:
             raise ReportPlanError(str(exc)) from None
 
-    @classmethod
-    def build(
-        cls,
-        source: str | Path | None = None,
-        overrides: list[str] | tuple[str, ...] = (),
-        scenario: str | None = None,
-        shortcuts: list[tuple[str, str]] = (),
-    ) -> "ReportPlan":
-        """The defaults (= `full`, `source` None) or a plan file or bundled name (quick, full);
-        the keys of the `scenario` file over the plan's evaluation scenario; `key=value` overrides
-        (`scenario.<field>=v` into the scenario); `shortcuts` as (option, `field=value`) items before
-        them: `learning.config.build_with_scenario`.
-        Raises ReportPlanError (ConfigError for a bad scenario file)."""
-        return build_with_scenario(
-            cls,
-            source,
-            overrides,
-            scenario,
-            shortcuts=shortcuts,
-            error=ReportPlanError,
-            kind="report plan",
-            bundled=bundled_report_plans(),
-        )
-
 
 def bundled_report_plans() -> dict[str, Path]:
     """The report plans shipped as package data, by name (quick, full)."""
-    return {p.stem: p for p in sorted((Path(__file__).parent / "plans" / "report").glob("*.yaml"))}
+    return ReportPlan.bundled()
 
 
 def small_library() -> PBLibrary:
