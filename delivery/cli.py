@@ -169,7 +169,6 @@ def register(app: typer.Typer) -> None:
             task = progress.add_task("compare", total=len(names) * len(seed_list))
             result = compare(cfg, lib, names, seed_list, slots, on_run=lambda r: progress.advance(task, 1))
         from pbkit.common.fs import atomic_write_json
-
         from pbkit.common.schema import versioned
 
         result = versioned("sim-compare", {"library": library, "scenario": scenario_label(source, set_), **result})

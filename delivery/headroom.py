@@ -166,7 +166,5 @@ def format_table(result: dict[str, Any], where: str = "headroom.json") -> str:
             label = f"{name} (best heuristic)" if name == best else name
             diff = Interval.from_json(row["diff_vs_best_s"], f"{where}: {regime} {name} diff_vs_best_s")
             shown = "-" if name == best else f"{diff.mean:+.3f} {diff.format_range('+.3f')}"
-            lines.append(
-                f"| {regime} | {label} | {delay.format('.3f')} | {shown} | {row['ratio_vs_best']:.3f} |"
-            )
+            lines.append(f"| {regime} | {label} | {delay.format('.3f')} | {shown} | {row['ratio_vs_best']:.3f} |")
     return "\n".join(lines)

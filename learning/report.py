@@ -442,9 +442,7 @@ def _finish(
         da = paired["maasn-da"]
         targets["ratio_at_most_0.95_and_ci_below_zero"] = bool(da["ratio"] <= 0.95 and Interval.from_json(da).hi < 0)
         per_seed = targets["maasn_da_per_training_seed"]
-        targets["no_training_seed_worse_than_best_heuristic"] = bool(
-            all(v["mean"] <= 0 for v in per_seed.values())
-        )
+        targets["no_training_seed_worse_than_best_heuristic"] = bool(all(v["mean"] <= 0 for v in per_seed.values()))
         if "coarse" in policies:
             targets["fine_vs_coarse_pct"] = {
                 k: _reduction(policies["coarse"]["mean_delay_s"], policies[k]["mean_delay_s"])

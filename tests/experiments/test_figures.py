@@ -22,7 +22,7 @@ RESULTS = {
     "curves": {
         name: [[{"step": s, "eval_delay_s": 3.0 - s / 1000 + seed / 10} for s in (100, 200)] for seed in range(3)]
         for name in ("maasn-da", "maasn-noda")
-    }
+    },
 }
 
 

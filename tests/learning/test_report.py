@@ -53,7 +53,9 @@ def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path, result
     assert np.all(np.array(policies["fullcache"]["per_seed"]) <= np.array(policies[best]["per_seed"]) + 1e-9)
     targets = saved["targets"]
     assert result_document(saved, "learn-report") > len(policies)
-    assert targets["maasn_da_paired_diff_s"] == {k: saved["paired"]["maasn-da"][k] for k in targets["maasn_da_paired_diff_s"]}
+    assert targets["maasn_da_paired_diff_s"] == {
+        k: saved["paired"]["maasn-da"][k] for k in targets["maasn_da_paired_diff_s"]
+    }
     assert set(targets["maasn_da_per_training_seed"]) == {"seed0"}
     assert "fullcache_ratio_to_best_heuristic" in targets
     forecast = targets["forecast"]["mean"]
