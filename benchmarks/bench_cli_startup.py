@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pbkit.common.interval import Interval
+from delivery.interval import Interval
 from pbkit.common.schema import SCHEMA_KEY, schema_id
 
 TARGET_S = 0.3

@@ -25,10 +25,10 @@ from delivery.channels import draw_states
 from delivery.config import ScenarioConfig
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy
+from delivery.interval import Interval
 from delivery.order_check import mean_delay_with_order, order_gap, slot_units
 from delivery.scheduler import Timeline, fixed_order
 from delivery.simulator import Simulator
-from pbkit.common.interval import Interval
 from pbkit.common.schema import versioned
 from pbkit.library import load_library, synthetic_library
 

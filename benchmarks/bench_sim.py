@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from delivery.policies import make_policy
 from delivery.simulator import Simulator
-from pbkit.common.interval import Interval
 from pbkit.common.schema import versioned
 from pbkit.library import synthetic_library
 

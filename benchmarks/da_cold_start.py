@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from delivery.interval import Interval
 from learning.config import TrainConfig
 from learning.evaluate import evaluate_policies
 from learning.report import steps_to_fraction
 from learning.trainer import scenario_of
-from pbkit.common.interval import Interval
 from pbkit.common.schema import check_schema, versioned
 from pbkit.library import resolve_library
 

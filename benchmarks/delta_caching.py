@@ -29,7 +29,7 @@ for p in (REPO, REPO / "benchmarks"):
 
 from bench_delta import build_zoo_models  # noqa: E402
 
-from pbkit.common.interval import Interval  # noqa: E402
+from delivery.interval import Interval  # noqa: E402
 from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id  # noqa: E402
 from pbkit.library import load_library  # noqa: E402
 from pbkit.library.export import export_library  # noqa: E402

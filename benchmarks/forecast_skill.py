@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from delivery.config import ScenarioConfig
-    from pbkit.common.interval import Interval
+    from delivery.interval import Interval
     from pbkit.common.schema import versioned
     from pbkit.library import resolve_library
 

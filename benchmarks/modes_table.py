@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from pbkit.common.interval import Interval
+from delivery.interval import Interval
 from pbkit.common.schema import versioned
 
 FINE = ("random", "popular", "lfu", "greedy")

@@ -27,7 +27,7 @@ import numpy as np
 
 from delivery.config import ScenarioConfig
 from delivery.experiment import run_policy
-from pbkit.common.interval import Interval
+from delivery.interval import Interval
 from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.errors import PbkitError
 from pbkit.library import resolve_library

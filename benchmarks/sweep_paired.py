@@ -14,7 +14,7 @@ computes them from `DIR/results.csv`, so every quoted number has a command:
     # the same cells in two directories (e.g. the committed set and a rerun on a rebuilt library)
     .venv/bin/python benchmarks/sweep_paired.py DIR --compare OTHER_DIR
 
-Intervals are 95 % Student-t over seeds (pbkit.common.interval.Interval). The grid key is the
+Intervals are 95 % Student-t over seeds (delivery.interval.Interval). The grid key is the
 one column of results.csv that is not a result, `policy`, `seed` or `mode` (or --key).
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pbkit.common.interval import Interval
+from delivery.interval import Interval
 from pbkit.common.schema import versioned
 
 RESULT_COLUMNS = {"mean_delay_s", "hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s", "wall_s"}

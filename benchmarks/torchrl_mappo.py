@@ -166,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     from torchrl.objectives import ClipPPOLoss, ValueEstimators
 
     from delivery.config import ScenarioConfig
+    from delivery.interval import Interval
     from learning.config import LearnConfigError
     from learning.env import CacheEnv
     from learning.evaluate import evaluate_policies, summarise
-    from pbkit.common.interval import Interval
     from pbkit.common.schema import versioned
     from pbkit.common.settings import parse_set_overrides
     from pbkit.library import resolve_library

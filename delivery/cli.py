@@ -153,8 +153,8 @@ def register(app: typer.Typer) -> None:
         """Run several policies on the same scenarios; table with 95 % t-intervals over seeds."""
         from delivery.config import ScenarioConfig
         from delivery.experiment import BREAKDOWN_KEYS, compare, plot_compare
+        from delivery.interval import Interval
         from delivery.registry import compare_defaults, make_policy
-        from pbkit.common.interval import Interval
         from pbkit.common.progress import Progress
 
         seed_list = parse_seeds(seeds, "--seeds", first_seed)

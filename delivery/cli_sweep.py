@@ -17,7 +17,7 @@ from delivery.cli import (
     seeds_option,
 )
 from delivery.errors import ConfigError
-from pbkit.common.interval import Interval
+from delivery.interval import Interval
 from pbkit.common.seeds import parse_seeds
 
 

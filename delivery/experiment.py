@@ -14,9 +14,9 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from delivery.policies import Policy, make_policy
 from delivery.simulator import Simulator, SlotResult
-from pbkit.common.interval import Interval
 from pbkit.library import PBLibrary
 
 BREAKDOWN_KEYS = ("waiting", "preparation", "airtime", "retransmission")

@@ -21,9 +21,9 @@ import numpy as np
 
 from delivery.config import ScenarioConfig
 from delivery.experiment import paired_difference
+from delivery.interval import Interval
 from delivery.sweep import Sweep, run_sweep
 from pbkit.common.fs import atomic_write_text
-from pbkit.common.interval import Interval
 from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id
 from pbkit.library import PBLibrary
 

@@ -25,8 +25,8 @@ from delivery.config import ScenarioConfig
 from delivery.engine import Cell, CellResult, RunReport, run_cells
 from delivery.errors import ConfigError
 from delivery.experiment import run_policy
+from delivery.interval import Interval
 from pbkit.common.fs import atomic_write_text
-from pbkit.common.interval import Interval
 from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.library import PBLibrary
 

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from delivery.registry import compare_defaults, policy_names
 from learning.cli import policy_table
 from learning.config import load_config
 from learning.evaluate import evaluate_policies, summarise
 from learning.policy import load_policy
 from learning.trainer import Trainer
-from pbkit.common.interval import Interval
 from pbkit.library import load_library, synthetic_library
 
 SEEDS = (2000, 2001, 2002, 2003, 2004)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from delivery.interval import Interval
 from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, LearnConfigError
-from pbkit.common.interval import Interval
 from pbkit.common.schema import versioned
 from pbkit.common.seeds import SEEDS_GRAMMAR, format_seeds
 

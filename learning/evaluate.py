@@ -25,7 +25,7 @@ import numpy as np
 
 from delivery.config import ScenarioConfig
 from delivery.experiment import compare, paired_difference, run_policy
-from pbkit.common.interval import Interval
+from delivery.interval import Interval
 from pbkit.library import PBLibrary
 
 PolicyFactory = Callable[[], Any]

@@ -30,8 +30,8 @@ import numpy as np
 
 from delivery.config import ScenarioConfig
 from delivery.engine import ray_session
+from delivery.interval import Interval
 from delivery.sweep import Sweep, build_sweep, run_sweep
-from pbkit.common.interval import Interval
 from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id
 from pbkit.library import PBLibrary
 

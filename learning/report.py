@@ -20,12 +20,12 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, TrainConfig, load_config
 from learning.errors import CheckpointError
 from learning.evaluate import checkpoint, evaluate_cells, heuristic, reference, summarise
 from learning.headroom import BOUNDS, ORACLES
 from learning.trainer import Trainer
-from pbkit.common.interval import Interval
 from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.library import PBLibrary, synthetic_library
 

@@ -31,7 +31,7 @@ def _check_result_document(document: dict, kind: str) -> int:
     """Assert `document` is a current `pbkit.<kind>` result document in the one interval shape:
     the schema key, no `ci95` anywhere, and every object with a `half_width` a valid interval
     (lo/hi = mean -/+ half_width, n >= 1). Returns how many intervals it holds."""
-    from pbkit.common.interval import KEYS, Interval
+    from delivery.interval import KEYS, Interval
     from pbkit.common.schema import check_schema
 
     check_schema(document, kind, kind)

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from pbkit.errors import PbkitError
 
 SCHEMA_KEY = "schema"
-VERSION = 2  # every result document written today; 2 = intervals as pbkit.common.interval.Interval
+VERSION = 2  # every result document written today; 2 = intervals as delivery.interval.Interval
 
 
 class SchemaError(PbkitError, ValueError):

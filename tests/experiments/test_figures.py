@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from learning.figures import PANELS, FigurePlan, draw_panel, run_figures
 from pbkit.cli import main
-from pbkit.common.interval import Interval
 from pbkit.errors import PbkitError
 from pbkit.library import synthetic_library
 

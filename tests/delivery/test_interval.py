@@ -1,4 +1,4 @@
-"""The one interval shape (pbkit.common.interval) and the result-schema keys (pbkit.common.schema)."""
+"""The one interval shape of result files and tables (delivery.interval)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from pbkit.common.interval import KEYS, Interval
-from pbkit.common.schema import SchemaError, check_schema, schema_id, versioned
+from delivery.interval import KEYS, Interval
 
 SAMPLES = [2.0, 4.0, 9.0, 5.0]  # mean 5, sample sd sqrt(26/3)
 
 
 def test_student_t_interval_of_known_samples():
-    stats = pytest.importorskip("scipy.stats")
     got = Interval.from_samples(SAMPLES)
     lo, hi = stats.t.interval(0.95, len(SAMPLES) - 1, loc=np.mean(SAMPLES), scale=stats.sem(SAMPLES))
     assert got.n == 4 and got.mean == 5.0
@@ -52,18 +51,3 @@ def test_one_sample_has_no_width_and_writes_null():
         Interval.from_samples([])
     with pytest.raises(ValueError):
         Interval.from_samples(SAMPLES, 1.0)
-
-
-def test_schema_key_names_kind_and_version():
-    doc = versioned("sim-compare", {"policies": {}, "schema": "stale"})
-    assert list(doc) == ["schema", "policies"] and doc["schema"] == schema_id("sim-compare") == "pbkit.sim-compare/2"
-    assert check_schema(doc, "sim-compare", "compare.json") is doc
-    for bad, words in (
-        ({"policies": {}}, "written before result schemas"),
-        ({"schema": "pbkit.sim-compare/3"}, "pbkit.sim-compare/3"),
-        ({"schema": "pbkit.sweep-summary/2"}, "pbkit.sweep-summary/2"),
-        ([], "not a JSON object"),
-    ):
-        with pytest.raises(SchemaError, match=words) as err:
-            check_schema(bad, "sim-compare", "compare.json")
-        assert str(err.value).startswith("compare.json: ") and "\n" not in str(err.value)

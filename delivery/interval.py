@@ -9,6 +9,9 @@ writer's extra keys (`vs`, `ratio`, ...) beside it.
 The interval is Student's t at the given confidence (95 % unless said): half-width
 `t(1 - (1 - c)/2, n - 1) * s / sqrt(n)`, s the sample standard deviation (ddof 1).
 
+It lives in `delivery` (the lowest layer with scipy, the `sim` extra); `learning`, the
+benchmarks and the examples import it from here, and pbkit's core needs no interval.
+
 One sample (n = 1) has no estimable spread: its half-width, `lo` and `hi` are nan (written as
 JSON `null`), never a zero width that would read as certainty. A table prints such an interval as
 `1.234 (n=1)`.
@@ -48,8 +51,7 @@ class Interval:
     def from_samples(cls, values: Iterable[float], confidence: float = 0.95) -> Interval:
         """The Student-t interval of the mean of `values` (nan half-width for one value).
 
-        Raises ValueError for no values or a confidence outside (0, 1). Needs scipy (the `sim`
-        extra) for the t quantile."""
+        Raises ValueError for no values or a confidence outside (0, 1)."""
         import numpy as np
         from scipy import stats
 
