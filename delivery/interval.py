@@ -106,10 +106,11 @@ class Interval:
         return out
 
     def format(self, spec: str = ".3f") -> str:
-        """`mean ± half_width` (`mean (n=1)` for one sample), numbers in format `spec`."""
+        """`mean ± half_width` (`mean (n=1)` for one sample), numbers in format `spec` (a sign
+        flag such as `+.3f` applies to the mean only)."""
         if math.isnan(self.half_width):
             return f"{self.mean:{spec}} (n={self.n})"
-        return f"{self.mean:{spec}} ± {self.half_width:{spec}}"
+        return f"{self.mean:{spec}} ± {self.half_width:{spec.replace('+', '')}}"
 
     def format_range(self, spec: str = ".3f") -> str:
         """`[lo, hi]` (`[n=1]` for one sample), numbers in format `spec`."""
