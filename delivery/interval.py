@@ -113,7 +113,8 @@ class Interval:
         return f"{self.mean:{spec}} ± {self.half_width:{spec.replace('+', '')}}"
 
     def format_range(self, spec: str = ".3f") -> str:
-        """`[lo, hi]` (`[n=1]` for one sample), numbers in format `spec`."""
+        """`[lo, hi]` (`(n=1)` for one sample: no brackets, which rich would read as markup), numbers
+        in format `spec`."""
         if math.isnan(self.half_width):
-            return f"[n={self.n}]"
+            return f"(n={self.n})"
         return f"[{self.lo:{spec}}, {self.hi:{spec}}]"

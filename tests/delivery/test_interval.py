@@ -44,7 +44,7 @@ def test_one_sample_has_no_width_and_writes_null():
     json.dumps(data, allow_nan=False)  # strict JSON: no NaN token
     back = Interval.from_json(data)
     assert back.mean == 1.5 and math.isnan(back.hi)
-    assert one.format() == "1.500 (n=1)" and one.format_range() == "[n=1]"
+    assert one.format() == "1.500 (n=1)" and one.format_range() == "(n=1)"
     assert Interval(1.0, 0.25, 3).format(".2f") == "1.00 ± 0.25"
     assert Interval(-1.0, 0.25, 3).format("+.2f") == "-1.00 ± 0.25"
     assert Interval(1.0, 0.25, 3).format_range("+.2f") == "[+0.75, +1.25]"
