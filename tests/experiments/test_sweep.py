@@ -160,7 +160,7 @@ def test_killed_sweep_resumes_and_completes(tmp_path):
     )
 
 
-def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
+def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys, result_document):
     """The one test that starts Ray (several seconds): the real CLI, embedded Ray, 1 worker."""
     lib_path = tmp_path / "lib.json"
     _library().save(lib_path)
@@ -190,6 +190,8 @@ def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["computed"] == 8 and len(summary["rows"]) == 4
+    assert result_document(summary, "sweep-summary") == 4 * 4  # the printed document is summary.json
+    assert summary == json.loads((out / "summary.json").read_text())
     rows = _rows(out / "results.csv")
     row = rows[5]
     cfg = ScenarioConfig.build("small", ["beamformer=mrt", f"cache_fraction={row['cache_fraction']}"])
