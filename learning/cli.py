@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from delivery.interval import Interval
 from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, LearnConfigError
+from pbkit.common.schema import versioned
 from pbkit.common.seeds import SEEDS_GRAMMAR, format_seeds
 
 if TYPE_CHECKING:  # numpy and the library loader are imported when a command runs, not at start-up
@@ -50,8 +52,17 @@ def policy_table(rows: dict[str, dict], title: str) -> None:
     for col in ("policy", "mean delay (s)", "95 % CI (s)"):
         table.add_column(col, justify="right" if col != "policy" else "left")
     for name, r in sorted(rows.items(), key=lambda kv: kv[1]["mean_delay_s"]):
-        table.add_row(name, f"{r['mean_delay_s']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
+        table.add_row(name, f"{r['mean_delay_s']:.3f}", Interval.from_json(r["interval"], name).format_range(".3f"))
     console().print(table)
+
+
+def paired_line(name: str, paired: dict, unit: str) -> str:
+    """One line of a paired difference (`delivery.experiment.paired_difference` plus `vs`)."""
+    diff = Interval.from_json(paired, f"{name} paired")
+    return (
+        f"{name} - {paired['vs']}: {diff.mean:+.4f} {unit} (95 % CI {diff.format_range('+.4f')}), "
+        f"ratio {paired['ratio']:.3f}"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -137,7 +148,7 @@ def register(app: typer.Typer) -> None:
         load_policy(checkpoint, name)  # a bad checkpoint fails before any work
         makers = {p: None for p in heuristics} | {name: lambda: load_policy(checkpoint, name)}
         values = evaluate_policies(cfg, lib, makers, seed_list, slots)
-        result = summarise(values, heuristics, [name]) | {"seeds": seed_list, "slots": slots}
+        result = versioned("learn-eval", summarise(values, heuristics, [name]) | {"seeds": seed_list, "slots": slots})
         if as_json:
             typer.echo(json.dumps(result, indent=1))
             return
@@ -147,10 +158,7 @@ def register(app: typer.Typer) -> None:
             "(95 % t-intervals)",
         )
         for learner, p in result.get("paired", {}).items():
-            typer.echo(
-                f"{learner} - {p['vs']}: {p['mean_diff_s']:+.4f} s per seed "
-                f"(95 % CI [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}"
-            )
+            typer.echo(paired_line(learner, p, "s per seed"))
 
     @learn.command("report")
     def report(
@@ -210,10 +218,7 @@ def register(app: typer.Typer) -> None:
             f"library {library}: mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots",
         )
         for name, p in results["paired"].items():
-            typer.echo(
-                f"{name} - {p['vs']}: {p['mean_diff_s']:+.4f} s (95 % CI [{p['ci95'][0]:+.4f}, "
-                f"{p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}"
-            )
+            typer.echo(paired_line(name, p, "s"))
         typer.echo(f"wrote {out / 'results.json'}")
 
     app.add_typer(learn, name="learn")

@@ -24,7 +24,8 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from delivery.experiment import compare, paired_difference, run_policy, t_interval
+from delivery.experiment import compare, paired_difference, run_policy
+from delivery.interval import Interval
 from pbkit.library import PBLibrary
 
 PolicyFactory = Callable[[], Any]
@@ -56,12 +57,18 @@ def evaluate_policies(
 def summarise(
     values: dict[str, np.ndarray], heuristics: list[str] | tuple[str, ...], learners: list[str] | tuple[str, ...]
 ) -> dict[str, Any]:
-    """Means with 95 % t-intervals, and each learner's paired difference to the best heuristic
-    (`delivery.experiment.paired_difference`)."""
+    """Per policy `mean_delay_s` (a number), its 95 % t-`interval` (`Interval.to_json()`) and
+    `per_seed`; each learner's paired difference to the best heuristic
+    (`delivery.experiment.paired_difference`: an interval of the per-seed differences, `vs`,
+    `ratio`, `per_seed_diff`)."""
     policies = {}
     for name, v in values.items():
-        mean, half = t_interval(list(v))
-        policies[name] = {"mean_delay_s": mean, "ci95": [mean - half, mean + half], "per_seed": [float(x) for x in v]}
+        interval = Interval.from_samples(v)
+        policies[name] = {
+            "mean_delay_s": interval.mean,
+            "interval": interval.to_json(),
+            "per_seed": [float(x) for x in v],
+        }
     present = [h for h in heuristics if h in values]
     out: dict[str, Any] = {"policies": policies}
     if not present:

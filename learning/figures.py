@@ -30,8 +30,10 @@ import numpy as np
 
 from delivery.config import ScenarioConfig
 from delivery.engine import ray_session
+from delivery.interval import Interval
 from delivery.sweep import Sweep, build_sweep, run_sweep
 from learning.config import ScenarioSettings
+from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id
 from pbkit.errors import PbkitError
 from pbkit.library import PBLibrary
 
@@ -189,8 +191,10 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
             raise PbkitError(f"{plan.learn_results}: no such learn report results.json") from None
         except (OSError, ValueError) as exc:
             raise PbkitError(f"{plan.learn_results}: not a learn report results.json ({exc})") from None
+        check_schema(learn, "learn-report", str(plan.learn_results))  # SchemaError: another kind or version
     started = time.perf_counter()
     data: dict[str, Any] = {
+        SCHEMA_KEY: schema_id("figures"),
         "command": plan.command,
         "seeds": len(seed_list(plan)),
         "seed_list": seed_list(plan),
@@ -248,8 +252,8 @@ def _series(rows: list[dict], panel: Panel) -> dict[str, list[tuple[float, float
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for row in rows:
         name = row["policy"] if panel.series_key == "policy" else str(row[panel.series_key])
-        d = row["mean_delay_s"]
-        lines.setdefault(name, []).append((float(row[panel.key]), d["mean"], d["ci95"]))
+        d = Interval.from_json(row["mean_delay_s"], f"{panel.name} {name}")
+        lines.setdefault(name, []).append((float(row[panel.key]), d.mean, d.half_width))
     return {k: sorted(v) for k, v in lines.items()}
 
 
@@ -327,7 +331,7 @@ def draw_modes(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, pat
     fig, ax = plt.subplots(figsize=(4.2, 3.4))
     names = [MODES[r["policy"]] for r in chosen]
     means = [r["mean_delay_s"]["mean"] for r in chosen]
-    cis = [r["mean_delay_s"]["ci95"] for r in chosen]
+    cis = [Interval.from_json(r["mean_delay_s"], r["policy"]).half_width for r in chosen]
     ax.bar(names, means, yerr=cis, capsize=4, color=["C1", "C2", "C3"][: len(names)])
     ax.set_ylabel("mean download delay (s)")
     n = max((r["n"] for r in chosen), default=0)
@@ -340,8 +344,6 @@ def draw_modes(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, pat
 def draw_learning(results: dict, path: Path) -> None:
     """Validation delay against real steps for MAASN-DA and without DA: mean over training seeds
     with a 95 % t-interval band (results.json of `pbkit learn report`, key `curves`)."""
-    from delivery.experiment import t_interval
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for name in ("maasn-da", "maasn-noda"):
@@ -350,8 +352,8 @@ def draw_learning(results: dict, path: Path) -> None:
             continue
         length = min(len(r) for r in runs)
         steps = np.array([row["step"] for row in runs[0][:length]])
-        stats = [t_interval([run[i]["eval_delay_s"] for run in runs]) for i in range(length)]
-        m, h = np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
+        stats = [Interval.from_samples([run[i]["eval_delay_s"] for run in runs]) for i in range(length)]
+        m, h = np.array([s.mean for s in stats]), np.array([s.half_width for s in stats])
         (line,) = ax.plot(steps, m, marker="o", ms=3, label=f"{name} ({len(runs)} training seeds)")
         ax.fill_between(steps, m - h, m + h, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("real environment steps (slots)")

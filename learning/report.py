@@ -20,11 +20,13 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from delivery.references import BOUNDS, ORACLES
 from learning.config import TEST_SEEDS, VARIANTS, LearnConfigError, ScenarioSettings, TrainConfig, load_config
 from learning.errors import CheckpointError
 from learning.evaluate import checkpoint, evaluate_cells, heuristic, reference, summarise
 from learning.trainer import Trainer
+from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.library import PBLibrary, synthetic_library
 
 REFERENCES = ("oracle", "search", "fullcache")  # the policy registry's references
@@ -310,6 +312,7 @@ def run_report(
     scenario = ScenarioConfig.from_dict(plan.scenario, where="report scenario")
     started = time.perf_counter()
     results: dict = {
+        SCHEMA_KEY: schema_id("learn-report"),
         "plan": asdict(plan),
         "library": library.sharing(),
         "scenario": scenario.to_dict(),
@@ -440,19 +443,17 @@ def _finish(
         key = variant.replace("-", "_")
         pooled = paired[variant]
         targets[f"{key}_ratio_to_best_heuristic"] = pooled["ratio"]
-        targets[f"{key}_paired_diff_ci95"] = pooled["ci95"]
+        targets[f"{key}_paired_diff_s"] = Interval.from_json(pooled).to_json()
         targets[f"{key}_per_training_seed"] = {
-            k.split("/", 1)[1]: {"ratio": v["ratio"], "mean_diff_s": v["mean_diff_s"], "ci95": v["ci95"]}
+            k.split("/", 1)[1]: {"ratio": v["ratio"], **Interval.from_json(v).to_json()}
             for k, v in paired.items()
             if k.startswith(variant + "/")
         }
     if "maasn-da" in paired:
         da = paired["maasn-da"]
-        targets["ratio_at_most_0.95_and_ci_below_zero"] = bool(da["ratio"] <= 0.95 and da["ci95"][1] < 0)
+        targets["ratio_at_most_0.95_and_ci_below_zero"] = bool(da["ratio"] <= 0.95 and Interval.from_json(da).hi < 0)
         per_seed = targets["maasn_da_per_training_seed"]
-        targets["no_training_seed_worse_than_best_heuristic"] = bool(
-            all(v["mean_diff_s"] <= 0 for v in per_seed.values())
-        )
+        targets["no_training_seed_worse_than_best_heuristic"] = bool(all(v["mean"] <= 0 for v in per_seed.values()))
         if "coarse" in policies:
             targets["fine_vs_coarse_pct"] = {
                 k: _reduction(policies["coarse"]["mean_delay_s"], policies[k]["mean_delay_s"])
@@ -476,7 +477,7 @@ def _finish(
     for kind in (*ORACLES, *BOUNDS):
         if kind in paired:
             targets[f"{kind}_ratio_to_best_heuristic"] = paired[kind]["ratio"]
-            targets[f"{kind}_paired_diff_ci95"] = paired[kind]["ci95"]
+            targets[f"{kind}_paired_diff_s"] = Interval.from_json(paired[kind]).to_json()
     da_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-da", {}).values()]
     noda_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-noda", {}).values()]
     targets["steps_to_90pct_da"] = da_steps
@@ -512,9 +513,7 @@ def plot(results: dict, out: Path) -> None:
         mean = delays.mean(axis=0)
         (line,) = ax.plot(steps, mean, "-" if name == "maasn-da" else "--", marker="o", ms=3, label=name)
         if len(runs) > 1:  # band: 95 % t-interval of the mean over training seeds
-            from scipy import stats
-
-            half = stats.t.ppf(0.975, len(runs) - 1) * delays.std(axis=0, ddof=1) / np.sqrt(len(runs))
+            half = np.array([Interval.from_samples(delays[:, i]).half_width for i in range(length)])
             ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("real environment steps (slots)")
     ax.set_ylabel("validation mean delay (s)")

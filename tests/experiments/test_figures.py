@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from delivery.interval import Interval
 from learning.figures import PANELS, FigurePlan, FigureSettings, draw_panel, run_figures
 from pbkit.cli import main
 from pbkit.errors import PbkitError
 from pbkit.library import synthetic_library
 
 RESULTS = {
+    "schema": "pbkit.learn-report/2",
     "curves": {
         name: [[{"step": s, "eval_delay_s": 3.0 - s / 1000 + seed / 10} for s in (100, 200)] for seed in range(3)]
         for name in ("maasn-da", "maasn-noda")
-    }
+    },
 }
 
 
@@ -39,7 +41,7 @@ def _plan(tmp_path: Path, learn: Path | None) -> FigurePlan:
     )
 
 
-def test_quick_figures_draw_every_panel_and_resume(tmp_path):
+def test_quick_figures_draw_every_panel_and_resume(tmp_path, result_document):
     learn = tmp_path / "results.json"
     learn.write_text(json.dumps(RESULTS))
     data = run_figures(_plan(tmp_path, learn), log=lambda m: None)
@@ -55,6 +57,7 @@ def test_quick_figures_draw_every_panel_and_resume(tmp_path):
         rows = [r for r in csv.DictReader(fh) if r["n_users"] == "40" and r["policy"] == "greedy"]
     plotted = next(r for r in users if r["n_users"] == 40 and r["policy"] == "greedy")["mean_delay_s"]["mean"]
     assert abs(plotted - np.mean([float(r["mean_delay_s"]) for r in rows])) < 1e-12
+    assert result_document(json.loads((out / "figures.json").read_text()), "figures") > 0
     csi = data["panels"]["syn/csi"]["rows"]
     assert {r["beamformer"] for r in csi} == {"fast", "fast-backoff"}
     assert data["computed"] == len(PANELS) * 8
@@ -72,7 +75,9 @@ def test_figures_cli_rejects_bad_panel_before_any_work(tmp_path, capsys):
 def test_unreadable_learn_results_fail_before_any_sweep(tmp_path):
     bad = tmp_path / "results.json"
     bad.write_text("{not json")
-    for learn in (bad, tmp_path / "missing.json"):
+    old = tmp_path / "v1.json"  # written before the result schemas: no "schema" key
+    old.write_text(json.dumps({k: v for k, v in RESULTS.items() if k != "schema"}))
+    for learn in (bad, tmp_path / "missing.json", old):
         with pytest.raises(PbkitError) as err:
             run_figures(_plan(tmp_path, learn), log=lambda m: None)
         assert str(learn) in str(err.value) and "\n" not in str(err.value)
@@ -88,7 +93,7 @@ def test_a_point_far_off_scale_is_marked_not_plotted(tmp_path):
             "csi_error": e,
             "policy": "greedy",
             "n": 10,
-            "mean_delay_s": {"mean": 1.5e11 if (bf, e) == ("fast-backoff", 0.2) else 1.0 + e, "ci95": 0.1},
+            "mean_delay_s": Interval(1.5e11 if (bf, e) == ("fast-backoff", 0.2) else 1.0 + e, 0.1, 10).to_json(),
         }
         for bf in panel.series_values
         for e in panel.values
@@ -97,7 +102,7 @@ def test_a_point_far_off_scale_is_marked_not_plotted(tmp_path):
     assert draw_panel(rows, panel, "syn", plan, tmp_path / "csi.png") == [("fast-backoff", 0.2, 1.5e11)]
     assert (tmp_path / "csi.png").stat().st_size > 5000
     far = next(r for r in rows if r["mean_delay_s"]["mean"] > 1e10)
-    far["mean_delay_s"]["mean"] = 3.0  # within 20x the median: drawn as usual
+    far["mean_delay_s"] = Interval(3.0, 0.1, 10).to_json()  # within 20x the median: drawn as usual
     assert draw_panel(rows, panel, "syn", plan, tmp_path / "csi.png") == []
 
 

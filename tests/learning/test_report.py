@@ -22,7 +22,7 @@ da_rollout_every: 5
 """
 
 
-def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path):
+def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path, result_document):
     (tmp_path / "tiny.yaml").write_text(TINY)
     plan = ReportPlan(
         train_config=str(tmp_path / "tiny.yaml"),
@@ -50,6 +50,10 @@ def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path):
     # every byte at every EN from the start: no placement within the capacity is faster on any seed
     assert np.all(np.array(policies["fullcache"]["per_seed"]) <= np.array(policies[best]["per_seed"]) + 1e-9)
     targets = saved["targets"]
+    assert result_document(saved, "learn-report") > len(policies)
+    assert targets["maasn_da_paired_diff_s"] == {
+        k: saved["paired"]["maasn-da"][k] for k in targets["maasn_da_paired_diff_s"]
+    }
     assert set(targets["maasn_da_per_training_seed"]) == {"seed0"}
     assert "fullcache_ratio_to_best_heuristic" in targets
     forecast = targets["forecast"]["mean"]
