@@ -8,7 +8,8 @@
   `serves="next"` feeds slot t + 1 alone (slot 0, whose caches are filled off-line: both).
 - `greedy-truepop`, `greedy-clairvoyant`: the greedy heuristic (the same proxy and fill) fed
   the coming slot's true popularity (what a perfect popularity forecast, ESN or otherwise,
-  could at best deliver) or its actual requests (no proactive policy can know them). If even
+  could at best deliver), or the actual requests of the slots its placement serves (t and
+  t + 1, as `oracle`; no proactive policy can know them). If even
   the clairvoyant greedy gains little over greedy, no learner that only re-ranks PBs from the
   same observations can gain more than that through better demand knowledge (the headroom
   references of `learn report`, ORACLES).
@@ -86,7 +87,9 @@ class TruePopularityGreedy:
 
 
 class ClairvoyantGreedy:
-    """Greedy on the coming slot's actual requests (one per user, counted at its EN)."""
+    """Greedy on the actual requests (one per user) of the slots the placement serves, t and
+    t + 1 as for `oracle`, counted at the users' homes of slot t (also under mobility), plus
+    1 % of their true demand so models nobody asks for keep their true order."""
 
     name = "greedy-clairvoyant"
     mode: str | None = None
@@ -94,7 +97,12 @@ class ClairvoyantGreedy:
     def place(self, view, rng: np.random.Generator | None = None) -> np.ndarray:
         truth = _truth(view, self.name)
         demand = np.zeros(view.request_counts.shape)
-        np.add.at(demand, (view.user_home, truth.requests(view.slot)), 1.0)
+        for slot in (view.slot, view.slot + 1):
+            try:
+                np.add.at(demand, (view.user_home, truth.requests(slot)), 1.0)
+                demand += 0.01 * truth.demand(slot)
+            except ConfigError:  # a replayed trace ends: the slots there are
+                break
         return greedy_on_demand(view, demand)
 
 
