@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pbkit.common.schema import versioned
+
 CHILD = """
 import json, sys, time
 import numpy as np
@@ -102,7 +104,7 @@ def main(argv: list[str]) -> int:
     print(f"load average at end: {os.getloadavg()}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=1))
+        args.out.write_text(json.dumps(versioned("bench.ab-slot-time", summary), indent=1))
     return 0
 
 

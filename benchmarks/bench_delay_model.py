@@ -24,10 +24,12 @@ import numpy as np
 from delivery.channels import draw_states
 from delivery.config import ScenarioConfig
 from delivery.errors import ConfigError
-from delivery.experiment import run_policy, t_interval
+from delivery.experiment import run_policy
+from delivery.interval import Interval
 from delivery.order_check import mean_delay_with_order, order_gap, slot_units
 from delivery.scheduler import Timeline, fixed_order
 from delivery.simulator import Simulator
+from pbkit.common.schema import versioned
 from pbkit.library import load_library, synthetic_library
 
 FRACTIONS = (0.15, 0.3, 0.6, 1.0)
@@ -115,9 +117,9 @@ def monotonicity(library, seeds: int, slots: int, beamformer: str, change_cost: 
             bounds = np.array([[sl["delay_lower_bound_s"] for sl in r.slots] for r in runs])
             bound_ok &= bool((bounds <= delays + 1e-12).all())
             per_slot[(policy, frac)] = delays
-            mean, half = t_interval(list(delays.mean(axis=1)))
-            table[f"{policy}@{frac}"] = {"mean_delay_s": mean, "ci95": half}
-            print(f"  {policy:8s} cache_fraction {frac:4.2f}: {mean:.3f} ± {half:.3f} s", flush=True)
+            delay = Interval.from_samples(delays.mean(axis=1))
+            table[f"{policy}@{frac}"] = {"mean_delay_s": delay.to_json()}
+            print(f"  {policy:8s} cache_fraction {frac:4.2f}: {delay.format('.3f')} s", flush=True)
     full = {p: per_slot[(p, 1.0)] for p in POLICIES}
     viol_step = viol_full = total = 0
     mean_violations = []
@@ -186,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
-            {"args": vars(args), "order_gaps": gaps, "monotonicity": mono, "wall_s": time.perf_counter() - started},
+            versioned(
+                "bench.delay-model",
+                {"args": vars(args), "order_gaps": gaps, "monotonicity": mono, "wall_s": time.perf_counter() - started},
+            ),
             indent=1,
         )
     )
