@@ -5,7 +5,9 @@
 Runs greedy on seeds 1-3 x 3 slots (after one warm-up run) with the robust design's parts timed:
 per group size K, the designs per slot, their mean time, and how much of it is the full-power
 robust-fast start (`design_fast`) and the SCA itself (`design_robust_sca`). Timing wrappers add a
-little overhead, so the slot time printed is above bench_sim.py's.
+little overhead, so the slot time printed is above bench_sim.py's. Designs the scheduler makes
+in batches (`design_batch`, issue 15: a serving set's fading states together) do not go through
+these wrappers, so they are missing from the per-K table; the slot time includes them.
 """
 
 from __future__ import annotations
