@@ -1,0 +1,132 @@
+"""Fine vs coarse caching split into a storage part and a delivery part, paired over seeds.
+
+    .venv/bin/python benchmarks/fine_vs_coarse_split.py --library hub-catalogue --seeds 10 --slots 3 \\
+        --out benchmarks/results/fine_vs_coarse_split_hub.json
+
+One policy (greedy by default) runs in the four cooperative modes of delivery/modes.py on the
+same scenario per seed (seed s: the same users, requests and channels in every mode):
+
+    fine            PB-deduplicated storage, one broadcast per PB
+    coarse-storage  whole-model storage (a shared PB paid per model), one broadcast per PB
+    coarse-delivery PB-deduplicated storage, one unit per requested model
+    coarse          whole-model storage, one unit per requested model
+
+With D the mean delay of a mode, coarse - fine = storage part + delivery part + interaction:
+
+    storage part  = D(coarse-storage) - D(fine)
+    delivery part = D(coarse-delivery) - D(fine)
+    interaction   = D(coarse) - D(coarse-storage) - D(coarse-delivery) + D(fine)
+
+Reported: each mode's mean delay with its 95 % t-interval over seeds, and every part as a paired
+per-seed difference (s) with its 95 % t-interval. The JSON is rewritten after every seed, so an
+interrupted run keeps the seeds it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from delivery.config import ScenarioConfig
+from delivery.experiment import paired_difference, run_policy, t_interval
+from pbkit.errors import PbkitError
+from pbkit.library import resolve_library
+
+MODES = ("fine", "coarse-storage", "coarse-delivery", "coarse")
+
+
+def parts(per_seed: dict[str, list[float]]) -> dict[str, dict]:
+    """Paired per-seed differences (s): total coarse - fine and its storage, delivery and
+    interaction parts (they add up to the total seed by seed)."""
+    d = {m: np.asarray(per_seed[m], dtype=float) for m in MODES}
+    zero = np.zeros_like(d["fine"])
+    interaction = d["coarse"] - d["coarse-storage"] - d["coarse-delivery"] + d["fine"]
+    return {
+        "total (coarse - fine)": paired_difference(d["coarse"], d["fine"]),
+        "storage part (coarse-storage - fine)": paired_difference(d["coarse-storage"], d["fine"]),
+        "delivery part (coarse-delivery - fine)": paired_difference(d["coarse-delivery"], d["fine"]),
+        "interaction": paired_difference(interaction, zero),
+    }
+
+
+def summary(args: argparse.Namespace, per_seed: dict[str, list[float]], wall: float) -> dict:
+    out: dict = {
+        "library": args.library,
+        "policy": args.policy,
+        "beamformer": args.beamformer,
+        "set": dict(kv.split("=", 1) for kv in args.set),
+        "slots": args.slots,
+        "seeds": list(range(len(per_seed["fine"]))),
+        "modes": {m: dict(zip(("mean_delay_s", "ci95"), t_interval(per_seed[m]))) for m in MODES},
+        "per_seed": per_seed,
+        "wall_s": wall,
+    }
+    if len(per_seed["fine"]) >= 2:
+        out["parts_s"] = parts(per_seed)
+        out["fine_vs_coarse_reduction_pct"] = dict(
+            zip(
+                ("mean", "ci95"),
+                t_interval(list(100 * (1 - np.asarray(per_seed["fine"]) / np.asarray(per_seed["coarse"])))),
+            )
+        )
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = ["| mode | mean delay (s) |", "|---|---|"]
+    for m, cell in result["modes"].items():
+        lines.append(f"| {m} | {cell['mean_delay_s']:.3f} ± {cell['ci95']:.3f} |")
+    if "parts_s" in result:
+        lines += ["", "| part | paired difference (s) | 95 % interval |", "|---|---|---|"]
+        for name, p in result["parts_s"].items():
+            lo, hi = p["ci95"]
+            lines.append(f"| {name} | {p['mean_diff_s']:+.3f} | [{lo:+.3f}, {hi:+.3f}] |")
+        r = result["fine_vs_coarse_reduction_pct"]
+        lines.append(f"\nfine vs coarse: {r['mean']:.1f} ± {r['ci95']:.1f} % lower mean delay (paired)")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--library", default="hub-catalogue")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--slots", type=int, default=3)
+    ap.add_argument("--policy", default="greedy", help="the policy run in every mode")
+    ap.add_argument("--beamformer", default="robust")
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE scenario override (repeatable)")
+    ap.add_argument("--out", type=Path, default=None, help="write the JSON here (after every seed)")
+    args = ap.parse_args()
+    if args.seeds < 2:
+        print(f"pbkit: error: --seeds {args.seeds}: need at least 2 seeds for an interval", file=sys.stderr)
+        return 2
+    try:
+        library = resolve_library(args.library)
+        cfg = ScenarioConfig.build(None, [f"beamformer={args.beamformer}", *args.set])
+    except PbkitError as exc:
+        print(f"pbkit: error: {exc}", file=sys.stderr)
+        return 2
+    per_seed: dict[str, list[float]] = {m: [] for m in MODES}
+    start = time.perf_counter()
+    for seed in range(args.seeds):
+        for m in MODES:
+            res = run_policy(cfg.replace(mode=m), library, args.policy, args.slots, seed)
+            per_seed[m].append(res.summary()["mean_delay_s"])
+        print(f"seed {seed}: " + "  ".join(f"{m} {per_seed[m][-1]:.3f} s" for m in MODES), file=sys.stderr, flush=True)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(summary(args, per_seed, time.perf_counter() - start), indent=1) + "\n")
+    result = summary(args, per_seed, time.perf_counter() - start)
+    print(markdown(result))
+    print(
+        f"\n{args.seeds} seeds x {args.slots} slots, policy {args.policy}, library {args.library}, {result['wall_s']:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
