@@ -18,8 +18,10 @@ With D the mean delay of a mode, coarse - fine = storage part + delivery part + 
     interaction   = D(coarse) - D(coarse-storage) - D(coarse-delivery) + D(fine)
 
 Reported: each mode's mean delay with its 95 % t-interval over seeds, and every part as a paired
-per-seed difference (s) with its 95 % t-interval. The JSON is rewritten after every seed, so an
-interrupted run keeps the seeds it finished.
+per-seed difference (s) with its 95 % t-interval; per mode also the mean delay breakdown (airtime,
+preparation, waiting, retransmission), hit ratios and traffic, so a part can be read as more
+airtime (shared PBs sent again) or more preparation (less served from caches). The JSON is
+rewritten after every seed, so an interrupted run keeps the seeds it finished.
 """
 
 from __future__ import annotations
@@ -54,7 +56,20 @@ def parts(per_seed: dict[str, list[float]]) -> dict[str, dict]:
     }
 
 
-def summary(args: argparse.Namespace, per_seed: dict[str, list[float]], wall: float) -> dict:
+BREAKDOWN = ("airtime", "preparation", "waiting", "retransmission")
+FIGURES = ("hit_ratio_local", "hit_ratio_edge", "cloud_bytes", "backhaul_bytes")
+
+
+def mode_figures(runs: list[dict]) -> dict:
+    """Mean over seeds of one mode's breakdown (s), hit ratios and traffic per run."""
+    out = {f"{k}_s": float(np.mean([r["breakdown_s"][k] for r in runs])) for k in BREAKDOWN}
+    out.update({k: float(np.mean([r[k] for r in runs])) for k in FIGURES})
+    return out
+
+
+def summary(
+    args: argparse.Namespace, per_seed: dict[str, list[float]], wall: float, runs: dict[str, list[dict]] | None = None
+) -> dict:
     out: dict = {
         "library": args.library,
         "policy": args.policy,
@@ -62,7 +77,13 @@ def summary(args: argparse.Namespace, per_seed: dict[str, list[float]], wall: fl
         "set": dict(kv.split("=", 1) for kv in args.set),
         "slots": args.slots,
         "seeds": list(range(len(per_seed["fine"]))),
-        "modes": {m: dict(zip(("mean_delay_s", "ci95"), t_interval(per_seed[m]))) for m in MODES},
+        "modes": {
+            m: {
+                **dict(zip(("mean_delay_s", "ci95"), t_interval(per_seed[m]))),
+                **(mode_figures(runs[m]) if runs else {}),
+            }
+            for m in MODES
+        },
         "per_seed": per_seed,
         "wall_s": wall,
     }
@@ -78,9 +99,16 @@ def summary(args: argparse.Namespace, per_seed: dict[str, list[float]], wall: fl
 
 
 def markdown(result: dict) -> str:
-    lines = ["| mode | mean delay (s) |", "|---|---|"]
-    for m, cell in result["modes"].items():
-        lines.append(f"| {m} | {cell['mean_delay_s']:.3f} ± {cell['ci95']:.3f} |")
+    lines = [
+        "| mode | mean delay (s) | airtime (s) | preparation (s) | waiting (s) | local hit | edge hit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m, c in result["modes"].items():
+        lines.append(
+            f"| {m} | {c['mean_delay_s']:.3f} ± {c['ci95']:.3f} | {c.get('airtime_s', float('nan')):.3f} | "
+            f"{c.get('preparation_s', float('nan')):.3f} | {c.get('waiting_s', float('nan')):.3f} | "
+            f"{c.get('hit_ratio_local', float('nan')):.3f} | {c.get('hit_ratio_edge', float('nan')):.3f} |"
+        )
     if "parts_s" in result:
         lines += ["", "| part | paired difference (s) | 95 % interval |", "|---|---|---|"]
         for name, p in result["parts_s"].items():
@@ -111,16 +139,19 @@ def main() -> int:
         print(f"pbkit: error: {exc}", file=sys.stderr)
         return 2
     per_seed: dict[str, list[float]] = {m: [] for m in MODES}
+    runs: dict[str, list[dict]] = {m: [] for m in MODES}
     start = time.perf_counter()
     for seed in range(args.seeds):
         for m in MODES:
-            res = run_policy(cfg.replace(mode=m), library, args.policy, args.slots, seed)
-            per_seed[m].append(res.summary()["mean_delay_s"])
+            res = run_policy(cfg.replace(mode=m), library, args.policy, args.slots, seed).summary()
+            per_seed[m].append(res["mean_delay_s"])
+            runs[m].append(res)
         print(f"seed {seed}: " + "  ".join(f"{m} {per_seed[m][-1]:.3f} s" for m in MODES), file=sys.stderr, flush=True)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(summary(args, per_seed, time.perf_counter() - start), indent=1) + "\n")
-    result = summary(args, per_seed, time.perf_counter() - start)
+            out = summary(args, per_seed, time.perf_counter() - start, runs)
+            args.out.write_text(json.dumps({**out, "runs": runs}, indent=1) + "\n")
+    result = summary(args, per_seed, time.perf_counter() - start, runs)
     print(markdown(result))
     print(
         f"\n{args.seeds} seeds x {args.slots} slots, policy {args.policy}, library {args.library}, {result['wall_s']:.0f} s"
