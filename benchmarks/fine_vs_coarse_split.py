@@ -17,6 +17,10 @@ With D the mean delay of a mode, coarse - fine = storage part + delivery part + 
     delivery part = D(coarse-delivery) - D(fine)
     interaction   = D(coarse) - D(coarse-storage) - D(coarse-delivery) + D(fine)
 
+`--mode-policy MODE=POLICY` runs another policy in one mode, e.g. the registry's count-based
+baselines `coarse-storage`, `coarse-delivery` and `coarse` in theirs (greedy's placement becomes
+whole models through the PBs it chose, which ignores which fine-tune is asked for).
+
 Reported: each mode's mean delay with its 95 % t-interval over seeds, and every part as a paired
 per-seed difference (s) with its 95 % t-interval; per mode also the mean delay breakdown (airtime,
 preparation, waiting, retransmission), hit ratios and traffic, so a part can be read as more
@@ -73,6 +77,7 @@ def summary(
     out: dict = {
         "library": args.library,
         "policy": args.policy,
+        "mode_policy": policies_by_mode(args),
         "beamformer": args.beamformer,
         "set": dict(kv.split("=", 1) for kv in args.set),
         "slots": args.slots,
@@ -95,6 +100,17 @@ def summary(
                 t_interval(list(100 * (1 - np.asarray(per_seed["fine"]) / np.asarray(per_seed["coarse"])))),
             )
         )
+    return out
+
+
+def policies_by_mode(args: argparse.Namespace) -> dict[str, str]:
+    """The policy run in each mode: --policy, or a --mode-policy MODE=POLICY override."""
+    out = {m: args.policy for m in MODES}
+    for item in args.mode_policy:
+        mode, _, policy = item.partition("=")
+        if mode not in MODES or not policy:
+            raise ValueError(f"--mode-policy {item!r}: need MODE=POLICY with MODE one of {', '.join(MODES)}")
+        out[mode] = policy
     return out
 
 
@@ -125,12 +141,18 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--slots", type=int, default=3)
     ap.add_argument("--policy", default="greedy", help="the policy run in every mode")
+    ap.add_argument("--mode-policy", action="append", default=[], help="MODE=POLICY: another policy in one mode")
     ap.add_argument("--beamformer", default="robust")
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE scenario override (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON here (after every seed)")
     args = ap.parse_args()
     if args.seeds < 2:
         print(f"pbkit: error: --seeds {args.seeds}: need at least 2 seeds for an interval", file=sys.stderr)
+        return 2
+    try:
+        chosen = policies_by_mode(args)
+    except ValueError as exc:
+        print(f"pbkit: error: {exc}", file=sys.stderr)
         return 2
     try:
         library = resolve_library(args.library)
@@ -143,7 +165,10 @@ def main() -> int:
     start = time.perf_counter()
     for seed in range(args.seeds):
         for m in MODES:
-            res = run_policy(cfg.replace(mode=m), library, args.policy, args.slots, seed).summary()
+            res = run_policy(cfg.replace(mode=m), library, chosen[m], args.slots, seed).summary()
+            if res["mode"] != m:  # a baseline carries its own mode, which run_policy lets win
+                print(f"pbkit: error: policy {chosen[m]!r} runs in mode {res['mode']!r}, not {m!r}", file=sys.stderr)
+                return 2
             per_seed[m].append(res["mean_delay_s"])
             runs[m].append(res)
         print(f"seed {seed}: " + "  ".join(f"{m} {per_seed[m][-1]:.3f} s" for m in MODES), file=sys.stderr, flush=True)
