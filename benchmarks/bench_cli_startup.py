@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -22,30 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from delivery.interval import Interval
+from pbkit.common.schema import SCHEMA_KEY, schema_id
+
 TARGET_S = 0.3
-T975 = {
-    1: 12.71,
-    2: 4.30,
-    3: 3.18,
-    4: 2.78,
-    5: 2.57,
-    6: 2.45,
-    7: 2.36,
-    8: 2.31,
-    9: 2.26,
-    10: 2.23,
-    15: 2.13,
-    20: 2.09,
-    30: 2.04,
-    60: 2.00,
-}
-
-
-def _t975(dof: int) -> float:
-    """Student t quantile 0.975 (table, rounding dof down; 1.96 beyond it)."""
-    if dof > 60:
-        return 1.96
-    return T975[max(k for k in T975 if k <= dof)]
 
 
 def _pbkit() -> list[str]:
@@ -62,12 +41,6 @@ def _time(argv: list[str]) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
     return elapsed
-
-
-def _interval(values: list[float]) -> tuple[float, float]:
-    mean = statistics.fmean(values)
-    half = _t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return mean, half
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -103,21 +76,19 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     print(f"{'command':<32}{'median s':>10}{'mean s ± 95 %':>20}{'ratio to ref ± 95 %':>24}{'target':>10}")
     for name, values in times.items():
-        mean, half = _interval(values)
-        ratios = [v / r for v, r in zip(values, ref)]
-        rmean, rhalf = _interval(ratios)
+        took = Interval.from_samples(values)
+        ratio = Interval.from_samples([v / r for v, r in zip(values, ref)])
         median = statistics.median(values)
         rows[name] = {
             "median_s": median,
-            "mean_s": mean,
-            "ci95_s": half,
-            "ratio_to_reference": rmean,
-            "ratio_ci95": rhalf,
+            "time_s": took.to_json(),
+            "ratio_to_reference": ratio.to_json(),
             "times_s": values,
         }
         target = "" if not name.startswith("pbkit") else ("met" if median <= TARGET_S else "MISSED")
-        print(f"{name:<32}{median:>10.3f}{mean:>12.3f} ± {half:<5.3f}{rmean:>16.2f} ± {rhalf:<5.2f}{target:>10}")
+        print(f"{name:<32}{median:>10.3f}{took.format('.3f'):>20}{ratio.format('.2f'):>24}{target:>10}")
     result = {
+        SCHEMA_KEY: schema_id("bench.cli-startup"),
         "rounds": args.rounds,
         "seed": args.seed,
         "target_s": TARGET_S,

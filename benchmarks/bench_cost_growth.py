@@ -27,6 +27,7 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from delivery.policies import make_policy
 from delivery.simulator import Simulator
+from pbkit.common.schema import versioned
 from pbkit.library import resolve_library, synthetic_library
 
 
@@ -116,7 +117,7 @@ def main() -> int:
         print(f"| {name} | {xs} | {ts} | {g['exponent']:.2f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1))
+        args.out.write_text(json.dumps(versioned("bench.cost-growth", out), indent=1))
     if args.plot:
         import matplotlib
 

@@ -27,10 +27,12 @@ import numpy as np
 from delivery.channels import draw_states
 from delivery.config import ScenarioConfig
 from delivery.errors import ConfigError
-from delivery.experiment import run_policy, t_interval
+from delivery.experiment import run_policy
+from delivery.interval import Interval
 from delivery.order_check import mean_delay_with_order, order_gap, slot_units
 from delivery.scheduler import Timeline, fixed_order
 from delivery.simulator import Simulator
+from pbkit.common.schema import versioned
 from pbkit.errors import PbkitError
 from pbkit.library import resolve_library, synthetic_library
 
@@ -129,9 +131,9 @@ def monotonicity(
             bounds = np.array([[sl["delay_lower_bound_s"] for sl in r.slots] for r in runs])
             bound_ok &= bool((bounds <= delays + 1e-12).all())
             per_slot[(policy, frac)] = delays
-            mean, half = t_interval(list(delays.mean(axis=1)))
-            table[f"{policy}@{frac}"] = {"mean_delay_s": mean, "ci95": half}
-            print(f"  {policy:8s} cache_fraction {frac:4.2f}: {mean:.3f} ± {half:.3f} s", flush=True)
+            delay = Interval.from_samples(delays.mean(axis=1))
+            table[f"{policy}@{frac}"] = {"mean_delay_s": delay.to_json()}
+            print(f"  {policy:8s} cache_fraction {frac:4.2f}: {delay.format('.3f')} s", flush=True)
     full = {p: per_slot[(p, 1.0)] for p in POLICIES}
     viol_step = viol_full = total = 0
     mean_violations = []
@@ -220,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
-            {"args": vars(args), "order_gaps": gaps, "monotonicity": mono, "wall_s": time.perf_counter() - started},
+            versioned(
+                "bench.delay-model",
+                {"args": vars(args), "order_gaps": gaps, "monotonicity": mono, "wall_s": time.perf_counter() - started},
+            ),
             indent=1,
         )
     )

@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pbkit.common.schema import versioned  # noqa: E402
 from pbkit.store import Store  # noqa: E402
 from pbkit.store.references import DeltaPolicy  # noqa: E402
 
@@ -454,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     md = to_markdown(report)
     print(md)
     if args.out:
-        args.out.write_text(json.dumps(report, indent=1, default=str))
+        args.out.write_text(json.dumps(versioned("bench.delta", report), indent=1, default=str))
     if args.markdown:
         args.markdown.write_text(md)
     s = report["summary"]["zoo-full"]

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from delivery.policies import make_policy
 from delivery.simulator import Simulator
+from pbkit.common.schema import versioned
 from pbkit.library import synthetic_library
 
 
@@ -64,11 +66,12 @@ def sweep_cache(lib, base: ScenarioConfig, out: Path) -> dict:
         result[str(fraction)] = row
         print(
             f"{fraction:>8}"
-            + "".join(f"{row[p]['mean']:>11.2f} ± {row[p]['ci95']:<4.2f}" for p in policies)
+            + "".join(f"{row[p]['mean']:>11.2f} ± {Interval.from_json(row[p]).half_width:<4.2f}" for p in policies)
             + f"{row['fine_vs_coarse_reduction']:>15.0%}",
             flush=True,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
+    result = versioned("bench.sim-sweep-cache", {"policies": policies, "fractions": result})
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
     return result
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['calls_saved_share']:>8.0%}{per_design:>11.1f}{r['mean_delay_s']:>9.2f}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    args.out.write_text(json.dumps(versioned("bench.sim", result), indent=1))
     print(f"wrote {args.out}")
     return result
 

@@ -45,6 +45,7 @@ from typing import Callable
 
 import blake3
 
+from pbkit.common.schema import versioned
 from pbkit.zoo.bundled import bundled_model_dir  # the installed package, as every benchmark (make setup)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -529,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.write_text(json.dumps(versioned("bench.store", report), indent=2) + "\n")
         print(f"\nwrote {args.out}")
     if args.markdown:
         args.markdown.write_text(to_markdown(report))

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from delivery.config import ScenarioConfig  # noqa: E402
 from delivery.engine import Cell, ray_session, run_cells  # noqa: E402
 from delivery.sweep import build_sweep, parse_grid, sweep_task  # noqa: E402
+from pbkit.common.schema import versioned  # noqa: E402
 from pbkit.library import synthetic_library  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def main() -> int:
         f"before, {figures['loadavg_1min_after']:.1f} after on {figures['cpus']} CPUs"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=1) + "\n")
+    args.out.write_text(json.dumps(versioned("bench.sweep", figures), indent=1) + "\n")
     return 0
 
 

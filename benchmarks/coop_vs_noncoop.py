@@ -17,7 +17,9 @@ import sys
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from delivery.experiment import run_policy, t_interval
+from delivery.experiment import run_policy
+from delivery.interval import Interval
+from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.library import resolve_library
 
 
@@ -48,25 +50,26 @@ def main() -> int:
         non.append(run_policy(non_cfg, library, "noncoop", args.slots, seed).summary()["mean_delay_s"])
         print(f"seed {seed}: {args.policy} {fine[-1]:.3f} s  noncoop {non[-1]:.3f} s", file=sys.stderr, flush=True)
     red = 100.0 * (np.asarray(non) - np.asarray(fine)) / np.asarray(non)
+    fine_i, non_i, red_i = Interval.from_samples(fine), Interval.from_samples(non), Interval.from_samples(red)
     out = {
+        SCHEMA_KEY: schema_id("bench.coop-vs-noncoop"),
         "library": args.library,
         "beamformer": args.beamformer,
         "full_band_noise": args.full_band_noise,
         "set": overrides,
         "slots": args.slots,
         "seeds": args.seeds,
-        args.policy: t_interval(fine),
-        "noncoop": t_interval(non),
-        "reduction_pct": t_interval(list(red)),
+        args.policy: fine_i.to_json(),
+        "noncoop": non_i.to_json(),
+        "reduction_pct": red_i.to_json(),
         "per_seed": {args.policy: fine, "noncoop": non},
     }
     print(
         f"{args.library}, {args.beamformer}, {args.seeds} seeds x {args.slots} slots"
         f"{' (noncoop charged the full band noise)' if args.full_band_noise else ''}"
         f"{' ' + str(overrides) if overrides else ''}: "
-        f"{args.policy} {out[args.policy][0]:.3f} ± {out[args.policy][1]:.3f} s, "
-        f"noncoop {out['noncoop'][0]:.3f} ± {out['noncoop'][1]:.3f} s, "
-        f"fine vs noncoop {out['reduction_pct'][0]:.1f} ± {out['reduction_pct'][1]:.1f} %"
+        f"{args.policy} {fine_i.format('.3f')} s, noncoop {non_i.format('.3f')} s, "
+        f"fine vs noncoop {red_i.format('.1f')} %"
     )
     if args.out:
         with open(args.out, "w") as f:

@@ -22,6 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pbkit.common.schema import versioned  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(out, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1))
+        args.out.write_text(json.dumps(versioned("bench.crn-variance", out), indent=1))
     return 0
 
 

@@ -4,11 +4,11 @@ With the default greedy warm start no training run improves on its first validat
 paper's claim (DA speeds learning up) cannot be measured there (docs/results.md §2.3). This reads
 two `pbkit learn report` runs without the warm start (benchmarks/configs/cold-start*.yaml):
 
-    pbkit learn report --config benchmarks/configs/cold-start.yaml --variants maasn-da,maasn-noda \\
-        --out BASE --library .pbkit-demo/library.json --train-seeds 0,1,2,3,4 \\
-        --eval-seeds 2000,2001,2002 --slots 2 --heuristics greedy,lfu --no-headroom \\
-        --capacities '' --csi-errors '' --optimum-seeds '' --workers 2
-    pbkit learn report --config benchmarks/configs/cold-start-da-forced.yaml --variants maasn-da \\
+    pbkit learn report --train-config benchmarks/configs/cold-start.yaml --variants maasn-da,maasn-noda \\
+        --out BASE --library .pbkit-demo/library.json --train-seeds 0-4 \\
+        --eval-seeds 2000-2002 --slots 2 --set heuristics=greedy,lfu --set headroom=false \\
+        --set capacities= --set csi_errors= --set optimum_seeds= --workers 2
+    pbkit learn report --train-config benchmarks/configs/cold-start-da-forced.yaml --variants maasn-da \\
         --out FORCED ...   (same options)
     .venv/bin/python benchmarks/da_cold_start.py --base BASE --forced FORCED \\
         --png docs/figures/da-cold-start.png --json benchmarks/results/da_cold_start.json
@@ -29,16 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
+from delivery.interval import Interval
 from learning.config import TrainConfig
 from learning.evaluate import evaluate_policies
 from learning.report import steps_to_fraction
 from learning.trainer import scenario_of
+from pbkit.common.schema import check_schema, versioned
 from pbkit.library import resolve_library
 
 
 def load(path: Path) -> dict:
-    """A learn report's results.json, given its directory or the file itself."""
-    return json.loads((path / "results.json" if path.is_dir() else path).read_text())
+    """A learn report's results.json, given its directory or the file itself. Raises SchemaError
+    for a file of another kind or version."""
+    file = path / "results.json" if path.is_dir() else path
+    return check_schema(json.loads(file.read_text()), "learn-report", str(file))
 
 
 def greedy_validation(results: dict, library: str) -> float:
@@ -65,7 +69,7 @@ def summarise(results: dict, variant: str, label: str) -> dict:
         "synthetic_steps": [c[-1]["synthetic_steps"] for c in curves],
         "test_ratio_to_greedy": {k: v["ratio"] for k, v in per_seed.items()},
         "test_ratio_pooled": results["paired"][variant]["ratio"],
-        "test_diff_ci95": results["paired"][variant]["ci95"],
+        "test_diff_s": Interval.from_json(results["paired"][variant]).to_json(),
         "curve_steps": [r["step"] for r in curves[0]],
         "mean_curve_s": np.mean([[r["eval_delay_s"] for r in c] for c in curves], axis=0).tolist(),
     }
@@ -96,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['label']}: steps to 90 % {r['steps_to_90pct']}, first/best/final validation "
             f"{np.round(r['first_validation_s'], 2).tolist()} / {np.round(r['best_validation_s'], 2).tolist()} / "
             f"{np.round(r['final_validation_s'], 2).tolist()}, mean synthetic share {r['mean_synthetic_share']:.3f}, "
-            f"test ratio to greedy {r['test_ratio_pooled']:.3f} (diff CI {np.round(r['test_diff_ci95'], 3).tolist()})"
+            f"test ratio to greedy {r['test_ratio_pooled']:.3f} (diff CI {Interval.from_json(r['test_diff_s']).format_range()})"
         )
     print(f"greedy on the same validation seeds and scenario: {greedy:.3f} s")
-    report = {"base": str(args.base), "forced": str(args.forced), "greedy_validation_s": greedy, "variants": rows}
+    report = versioned("bench.da-cold-start", {})
+    report |= {"base": str(args.base), "forced": str(args.forced), "greedy_validation_s": greedy, "variants": rows}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.png:

@@ -29,6 +29,8 @@ for p in (REPO, REPO / "benchmarks"):
 
 from bench_delta import build_zoo_models  # noqa: E402
 
+from delivery.interval import Interval  # noqa: E402
+from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id  # noqa: E402
 from pbkit.library import load_library  # noqa: E402
 from pbkit.library.export import export_library  # noqa: E402
 from pbkit.store import Store  # noqa: E402
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary", type=Path, help="print the paired table of an earlier run's summary.json and stop")
     args = ap.parse_args(argv)
     if args.summary is not None:
-        print_paired(json.loads(args.summary.read_text()))
+        print_paired(json.loads(args.summary.read_text()), str(args.summary))
         return 0
     zoo = build_zoo_models(args.work)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         libs[kind] = lib.save(args.out / f"library-{kind}.json")
     exact_unique = load_library(libs["exact"]).sharing()["unique_bytes"]
     cache = int(args.cache_fraction * exact_unique)
-    summary: dict = {"cache_bytes": cache, "granularity": args.granularity, "seeds": args.seeds, "slots": args.slots}
+    summary: dict = {
+        SCHEMA_KEY: schema_id("bench.delta-caching"),
+        "cache_bytes": cache,
+        "granularity": args.granularity,
+        "seeds": args.seeds,
+        "slots": args.slots,
+    }
     for kind, path in libs.items():
         s = load_library(path).sharing()
         summary[f"library_{kind}"] = {k: s[k] for k in s if k != "models"}
@@ -96,24 +104,27 @@ def main(argv: list[str] | None = None) -> int:
     for kind in libs:
         print(f"--- {kind}")
         print(json.dumps(summary[f"compare_{kind}"], indent=1)[:3000])
-    print_paired(summary)
+    print_paired(summary, str(args.out / "summary.json"))
     return 0
 
 
-def print_paired(summary: dict) -> None:
-    """Per policy: mean delay on both libraries and the paired (same seeds) delta - exact interval."""
+def print_paired(summary: dict, where: str) -> None:
+    """Per policy: mean delay on both libraries and the paired (same seeds) delta - exact interval.
+    Raises SchemaError naming `where` for a summary of another kind or version."""
     from delivery.experiment import paired_difference  # the one paired-interval rule
 
+    check_schema(summary, "bench.delta-caching", where)
+    for kind in ("exact", "delta"):
+        check_schema(summary[f"compare_{kind}"], "sim-compare", f"{where}: compare_{kind}")
     exact = summary["compare_exact"]["policies"]
     delta = summary["compare_delta"]["policies"]
     print(f"scenario: {summary['compare_exact']['scenario']}, {summary['seeds']} seeds x {summary['slots']} slots")
     for name in exact:
         a, b = exact[name]["per_seed_mean_delay_s"], delta[name]["per_seed_mean_delay_s"]
-        d = paired_difference(b, a)
-        lo, hi = d["ci95"]
+        d = Interval.from_json(paired_difference(b, a))
         print(
             f"{name:8s} exact {sum(a) / len(a):.3f} s  delta {sum(b) / len(b):.3f} s  "
-            f"delta - exact {d['mean_diff_s']:+.3f} s [{lo:+.3f}, {hi:+.3f}]"
+            f"delta - exact {d.mean:+.3f} s {d.format_range('+.3f')}"
         )
 
 

@@ -27,6 +27,7 @@ from delivery.config import ScenarioConfig
 from delivery.experiment import seed_streams
 from delivery.policies import make_policy
 from delivery.simulator import Simulator
+from pbkit.common.schema import versioned
 from pbkit.library import resolve_library
 
 
@@ -88,7 +89,7 @@ def main() -> int:
         )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump(out, f, indent=1)
+            json.dump(versioned("bench.error-model-gap", out), f, indent=1)
     return 0
 
 

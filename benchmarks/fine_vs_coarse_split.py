@@ -39,7 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from delivery.experiment import paired_difference, run_policy, t_interval
+from delivery.experiment import paired_difference, run_policy
+from delivery.interval import Interval
+from pbkit.common.schema import versioned
 from pbkit.errors import PbkitError
 from pbkit.library import resolve_library
 
@@ -50,13 +52,12 @@ def parts(per_seed: dict[str, list[float]]) -> dict[str, dict]:
     """Paired per-seed differences (s): total coarse - fine and its storage, delivery and
     interaction parts (they add up to the total seed by seed)."""
     d = {m: np.asarray(per_seed[m], dtype=float) for m in MODES}
-    zero = np.zeros_like(d["fine"])
     interaction = d["coarse"] - d["coarse-storage"] - d["coarse-delivery"] + d["fine"]
     return {
         "total (coarse - fine)": paired_difference(d["coarse"], d["fine"]),
         "storage part (coarse-storage - fine)": paired_difference(d["coarse-storage"], d["fine"]),
         "delivery part (coarse-delivery - fine)": paired_difference(d["coarse-delivery"], d["fine"]),
-        "interaction": paired_difference(interaction, zero),
+        "interaction": {**Interval.from_samples(interaction).to_json(), "per_seed_diff": interaction.tolist()},
     }
 
 
@@ -83,10 +84,7 @@ def summary(
         "slots": args.slots,
         "seeds": list(range(len(per_seed["fine"]))),
         "modes": {
-            m: {
-                **dict(zip(("mean_delay_s", "ci95"), t_interval(per_seed[m]))),
-                **(mode_figures(runs[m]) if runs else {}),
-            }
+            m: {"mean_delay_s": Interval.from_samples(per_seed[m]).to_json(), **(mode_figures(runs[m]) if runs else {})}
             for m in MODES
         },
         "per_seed": per_seed,
@@ -94,13 +92,9 @@ def summary(
     }
     if len(per_seed["fine"]) >= 2:
         out["parts_s"] = parts(per_seed)
-        out["fine_vs_coarse_reduction_pct"] = dict(
-            zip(
-                ("mean", "ci95"),
-                t_interval(list(100 * (1 - np.asarray(per_seed["fine"]) / np.asarray(per_seed["coarse"])))),
-            )
-        )
-    return out
+        reduction = 100 * (1 - np.asarray(per_seed["fine"]) / np.asarray(per_seed["coarse"]))
+        out["fine_vs_coarse_reduction_pct"] = Interval.from_samples(reduction).to_json()
+    return versioned("bench.fine-vs-coarse-split", out)
 
 
 def policies_by_mode(args: argparse.Namespace) -> dict[str, str]:
@@ -121,17 +115,17 @@ def markdown(result: dict) -> str:
     ]
     for m, c in result["modes"].items():
         lines.append(
-            f"| {m} | {c['mean_delay_s']:.3f} ± {c['ci95']:.3f} | {c.get('airtime_s', float('nan')):.3f} | "
+            f"| {m} | {Interval.from_json(c['mean_delay_s']).format('.3f')} | {c.get('airtime_s', float('nan')):.3f} | "
             f"{c.get('preparation_s', float('nan')):.3f} | {c.get('waiting_s', float('nan')):.3f} | "
             f"{c.get('hit_ratio_local', float('nan')):.3f} | {c.get('hit_ratio_edge', float('nan')):.3f} |"
         )
     if "parts_s" in result:
         lines += ["", "| part | paired difference (s) | 95 % interval |", "|---|---|---|"]
         for name, p in result["parts_s"].items():
-            lo, hi = p["ci95"]
-            lines.append(f"| {name} | {p['mean_diff_s']:+.3f} | [{lo:+.3f}, {hi:+.3f}] |")
-        r = result["fine_vs_coarse_reduction_pct"]
-        lines.append(f"\nfine vs coarse: {r['mean']:.1f} ± {r['ci95']:.1f} % lower mean delay (paired)")
+            d = Interval.from_json(p)
+            lines.append(f"| {name} | {d.mean:+.3f} | {d.format_range('+.3f')} |")
+        r = Interval.from_json(result["fine_vs_coarse_reduction_pct"])
+        lines.append(f"\nfine vs coarse: {r.format('.1f')} % lower mean delay (paired)")
     return "\n".join(lines)
 
 

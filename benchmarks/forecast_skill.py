@@ -125,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from delivery.config import ScenarioConfig
-    from delivery.experiment import t_interval
+    from delivery.interval import Interval
+    from pbkit.common.schema import versioned
     from pbkit.library import resolve_library
 
     library = resolve_library(args.library)
     seeds = [int(s) for s in args.seeds.split(",")]
-    result: dict = {
+    result: dict = versioned("bench.forecast-skill", {})
+    result |= {
         "command": " ".join(["benchmarks/forecast_skill.py"] + (argv if argv is not None else sys.argv[1:])),
         "library": args.library,
         "regimes": {},
@@ -145,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [run_regime(library, scenario, s, args.episodes, args.slots) for s in seeds]
         summary = {}
         for key in runs[0]:
-            mean, half = t_interval([r[key] for r in runs])
-            summary[key] = {"mean": mean, "ci95": [mean - half, mean + half]}
+            summary[key] = Interval.from_samples([r[key] for r in runs]).to_json()
         result["regimes"][regime] = {"per_seed": runs, "summary": summary}
         s = summary
         print(

@@ -17,7 +17,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from delivery.experiment import t_interval
+from delivery.interval import Interval
+from pbkit.common.schema import versioned
 
 FINE = ("random", "popular", "lfu", "greedy")
 
@@ -30,37 +31,36 @@ def table(sweep_dir: Path) -> dict:
     out = {}
     for frac in sorted(by):
         pol = by[frac]
-        means = {p: t_interval(list(v.values())) for p, v in pol.items()}
+        means = {p: Interval.from_samples(v.values()) for p, v in pol.items()}
         fine = [p for p in FINE if p in pol]
-        best = min(fine, key=lambda p: means[p][0])
+        best = min(fine, key=lambda p: means[p].mean)
         cell = {
-            "policies": {p: {"mean_delay_s": m, "ci95": h, "per_seed": pol[p]} for p, (m, h) in means.items()},
-            "ranking": sorted(means, key=lambda p: means[p][0]),
+            "policies": {p: {"mean_delay_s": iv.to_json(), "per_seed": pol[p]} for p, iv in means.items()},
+            "ranking": sorted(means, key=lambda p: means[p].mean),
             "best_fine": best,
         }
         for base in ("coarse", "noncoop"):
             if base in pol:
                 seeds = sorted(set(pol[base]) & set(pol[best]))
                 red = [100 * (pol[base][s] - pol[best][s]) / pol[base][s] for s in seeds]
-                m, h = t_interval(red)
-                cell[f"fine_vs_{base}_pct"] = {"mean": m, "ci95": h, "seeds": len(seeds)}
+                cell[f"fine_vs_{base}_pct"] = Interval.from_samples(red).to_json()
         out[str(frac)] = cell
-    return out
+    return versioned("bench.modes-table", {"fractions": out})
 
 
 def markdown(result: dict) -> str:
+    """The table of a `table()` result (its `fractions`)."""
+    result = result["fractions"]
     policies = list(next(iter(result.values()))["policies"])
     lines = [
         "| cache_fraction | " + " | ".join(policies) + " | best fine vs coarse | vs noncoop |",
         "|---" * (len(policies) + 3) + "|",
     ]
     for frac, cell in result.items():
-        row = [frac] + [
-            f"{cell['policies'][p]['mean_delay_s']:.3g} ± {cell['policies'][p]['ci95']:.2g}" for p in policies
-        ]
+        row = [frac] + [Interval.from_json(cell["policies"][p]["mean_delay_s"]).format(".3g") for p in policies]
         for base in ("coarse", "noncoop"):
             r = cell.get(f"fine_vs_{base}_pct")
-            row.append(f"{cell['best_fine']}: {r['mean']:.1f} ± {r['ci95']:.1f} %" if r else "n/a")
+            row.append(f"{cell['best_fine']}: {Interval.from_json(r).format('.1f')} %" if r else "n/a")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -72,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     result = table(args.sweep_dir)
     print(markdown(result))
-    for frac, cell in result.items():
+    for frac, cell in result["fractions"].items():
         print(f"{frac}: ranking {' < '.join(cell['ranking'])}")
     out = args.out or args.sweep_dir / "modes.json"
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from delivery.experiment import run_policy, t_interval
+from delivery.experiment import run_policy
+from delivery.interval import Interval
+from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.errors import PbkitError
 from pbkit.library import resolve_library
 
@@ -38,15 +40,15 @@ UNBOUNDED_S = 1e6  # a mean delay above this means some group had no positive gu
 
 
 def paired_reduction(base: list[float], robust: list[float]) -> dict:
-    """Per-seed reduction 100 (base - robust) / base: mean and 95 % half-width over all seeds, and
-    over the seeds where the baseline's delay is bounded (`bounded_*`, with their count)."""
+    """Per-seed reduction 100 (base - robust) / base: its 95 % interval over all seeds, and over
+    the seeds where the baseline's delay is bounded (`bounded`, an interval, when at least two
+    are; `bounded_seeds` their count)."""
     b, r = np.asarray(base), np.asarray(robust)
     red = 100.0 * (b - r) / b
-    mean, half = t_interval(list(red))
     ok = b <= UNBOUNDED_S
-    out = {"mean": mean, "ci95": half, "bounded_seeds": int(ok.sum())}
+    out = {**Interval.from_samples(red).to_json(), "bounded_seeds": int(ok.sum())}
     if ok.sum() >= 2:
-        out["bounded_mean"], out["bounded_ci95"] = t_interval(list(red[ok]))
+        out["bounded"] = Interval.from_samples(red[ok]).to_json()
     return out
 
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> dict:
         base = ScenarioConfig.load(args.config)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     out = {
+        SCHEMA_KEY: schema_id("bench.robust-vs-nominal"),
         "library": args.library,
         "policy": args.policy,
         "slots": args.slots,
@@ -82,10 +85,8 @@ def run(args: argparse.Namespace) -> dict:
             )
         cell: dict = {"methods": {}, "reduction_pct": {}}
         for m in args.methods:
-            mean, half = t_interval(per[m])
             cell["methods"][m] = {
-                "mean_delay_s": mean,
-                "ci95": half,
+                "mean_delay_s": Interval.from_samples(per[m]).to_json(),
                 "per_seed": per[m],
                 "retransmission_s": float(np.mean(retx[m])),
                 "wall_s": wall[m],
@@ -99,10 +100,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _fmt(cell: dict) -> str:
-    if cell["mean_delay_s"] > UNBOUNDED_S:
+    delay = Interval.from_json(cell["mean_delay_s"])
+    if delay.mean > UNBOUNDED_S:
         n = sum(d > UNBOUNDED_S for d in cell["per_seed"])
         return f"unbounded ({n}/{len(cell['per_seed'])} seeds: a group with worst-case SNR 0)"
-    return f"{cell['mean_delay_s']:.3f} ± {cell['ci95']:.3f}"
+    return delay.format(".3f")
 
 
 def markdown(result: dict) -> str:
@@ -119,10 +121,10 @@ def markdown(result: dict) -> str:
             if red is None:
                 row.append("n/a")
             elif red["bounded_seeds"] == n:
-                row.append(f"{red['mean']:.1f} ± {red['ci95']:.1f}")
-            elif "bounded_mean" in red:
+                row.append(Interval.from_json(red).format(".1f"))
+            elif "bounded" in red:
                 row.append(
-                    f"{red['bounded_mean']:.1f} ± {red['bounded_ci95']:.1f} on the {red['bounded_seeds']} bounded seeds"
+                    f"{Interval.from_json(red['bounded']).format('.1f')} on the {red['bounded_seeds']} bounded seeds"
                 )
             else:
                 row.append(f"n/a ({red['bounded_seeds']} bounded seeds)")

@@ -14,7 +14,7 @@ computes them from `DIR/results.csv`, so every quoted number has a command:
     # the same cells in two directories (e.g. the committed set and a rerun on a rebuilt library)
     .venv/bin/python benchmarks/sweep_paired.py DIR --compare OTHER_DIR
 
-Intervals are 95 % Student-t over seeds (delivery.experiment.t_interval). The grid key is the
+Intervals are 95 % Student-t over seeds (delivery.interval.Interval). The grid key is the
 one column of results.csv that is not a result, `policy`, `seed` or `mode` (or --key).
 """
 
@@ -27,7 +27,10 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from delivery.experiment import t_interval
+import numpy as np
+
+from delivery.interval import Interval
+from pbkit.common.schema import versioned
 
 RESULT_COLUMNS = {"mean_delay_s", "hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s", "wall_s"}
 
@@ -64,14 +67,12 @@ def reductions(rows: list[dict], key: str, series: str, ours: str, against: list
             seeds = sorted(set(mine[point]) & set(theirs.get(point, {})), key=int)
             finite = [s for s in seeds if math.isfinite(theirs[point][s])]
             red = [100 * (theirs[point][s] - mine[point][s]) / theirs[point][s] for s in finite]
-            m, h = t_interval(red) if red else (float("nan"), float("nan"))
             out.append(
                 {
                     "ours": ours,
                     "base": base,
                     key: point,
-                    "reduction_pct": m,
-                    "ci95": h,
+                    "reduction_pct": Interval.from_samples(red) if red else None,
                     "seeds": len(finite),
                     "of_seeds": len(seeds),
                 }
@@ -85,17 +86,15 @@ def along(rows: list[dict], key: str, series: str, ours: str, reference: str) ->
     out = []
     for point in sorted(delay, key=float):
         seeds = sorted(set(delay[point]) & set(ref), key=int)
-        m, h = t_interval([delay[point][s] - ref[s] for s in seeds])
         row = {
             "series": ours,
             key: point,
-            "mean_delay_s": t_interval(list(delay[point].values()))[0],
-            "diff_to_reference_s": m,
-            "ci95": h,
+            "mean_delay_s": float(np.mean(list(delay[point].values()))),
+            "diff_to_reference_s": Interval.from_samples([delay[point][s] - ref[s] for s in seeds]),
             "seeds": len(seeds),
         }
         for col in ("hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s"):
-            row[col] = t_interval(list(by_point(rows, key, series, ours, col)[point].values()))[0]
+            row[col] = float(np.mean(list(by_point(rows, key, series, ours, col)[point].values())))
         out.append(row)
     return out
 
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.compare is not None:
-        print(json.dumps(compare(args.sweep_dir, args.compare), indent=1))
+        print(json.dumps(versioned("bench.sweep-paired-compare", compare(args.sweep_dir, args.compare)), indent=1))
         return 0
     if not args.ours or not (args.against or args.along):
         ap.error("give --ours with --against or --along (or --compare)")
@@ -144,15 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     key = args.key or grid_key(rows, args.series)
     if args.against:
         for r in reductions(rows, key, args.series, args.ours, args.against.split(",")):
+            red = r["reduction_pct"].format(".1f") if r["reduction_pct"] else "n/a"
             print(
-                f"{r['ours']} vs {r['base']} at {key}={r[key]}: {r['reduction_pct']:.1f} ± {r['ci95']:.1f} % "
+                f"{r['ours']} vs {r['base']} at {key}={r[key]}: {red} % "
                 f"({r['seeds']} of {r['of_seeds']} seeds with a finite base)"
             )
     if args.along:
         for r in along(rows, key, args.series, args.ours, args.along):
             print(
                 f"{r['series']} at {key}={r[key]}: {r['mean_delay_s']:.3f} s, minus {key}={args.along}: "
-                f"{r['diff_to_reference_s']:+.3f} ± {r['ci95']:.3f} s ({r['seeds']} seeds); hit ratio local "
+                f"{r['diff_to_reference_s'].format('+.3f')} s ({r['seeds']} seeds); hit ratio local "
                 f"{r['hit_ratio_local']:.3f}, edge {r['hit_ratio_edge']:.3f}; lower bound {r['delay_lower_bound_s']:.3f} s"
             )
     return 0

@@ -166,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     from torchrl.objectives import ClipPPOLoss, ValueEstimators
 
     from delivery.config import ScenarioConfig
+    from delivery.interval import Interval
     from learning.config import LearnConfigError
     from learning.env import CacheEnv
     from learning.evaluate import evaluate_policies, summarise
+    from pbkit.common.schema import versioned
     from pbkit.common.settings import parse_set_overrides
     from pbkit.library import resolve_library
 
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         f"torchrl-{args.algorithm}": lambda: TorchRLPolicy(net, base.ema_alpha, base.keep_bias)
     }
     values = evaluate_policies(scenario, library, factories, parse_seeds(args.seeds), args.eval_slots)
-    result = summarise(values, heuristics, [f"torchrl-{args.algorithm}"])
+    result = versioned("bench.torchrl-mappo", summarise(values, heuristics, [f"torchrl-{args.algorithm}"]))
     result |= {
         "command": " ".join(["benchmarks/torchrl_mappo.py"] + (argv if argv is not None else sys.argv[1:])),
         "library": args.library,
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "curve": curve,
     }
     for name, row in sorted(result["policies"].items(), key=lambda kv: kv[1]["mean_delay_s"]):
-        print(f"{name:>16}  {row['mean_delay_s']:.3f} s  [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]")
+        print(f"{name:>16}  {row['mean_delay_s']:.3f} s  {Interval.from_json(row['interval']).format_range('.3f')}")
     for name, row in result.get("paired", {}).items():
         print(f"{name} - {row['vs']}: {json.dumps({k: v for k, v in row.items() if k != 'vs'})}")
     if args.out:

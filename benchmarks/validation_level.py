@@ -12,8 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -25,8 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from learning.config import load_config
-    from learning.evaluate import evaluate_policies
+    from learning.evaluate import evaluate_policies, summarise
     from learning.trainer import scenario_of
+    from pbkit.common.schema import versioned
     from pbkit.library import resolve_library
 
     cfg = load_config(args.config)
@@ -34,11 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     values = evaluate_policies(
         scenario_of(cfg), resolve_library(args.library), {p: None for p in names}, list(cfg.val_seeds), cfg.eval_slots
     )
-    print(
-        json.dumps(
-            {k: {"per_seed": [float(x) for x in v], "mean_delay_s": float(np.mean(v))} for k, v in values.items()}
-        )
-    )
+    # learn eval's layout: per policy mean_delay_s, its interval and per_seed
+    print(json.dumps(versioned("bench.validation-level", summarise(values, (), ()))))
     return 0
 
 

@@ -110,11 +110,10 @@ def register(app: typer.Typer) -> None:
             )
         summary = result.summary()
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {**summary, "config": cfg.replace(mode=result.mode).to_dict(), "per_slot": result.slots}, indent=1
-                )
-            )
+            from pbkit.common.schema import versioned
+
+            doc = {**summary, "config": cfg.replace(mode=result.mode).to_dict(), "per_slot": result.slots}
+            typer.echo(json.dumps(versioned("sim-run", doc), indent=1))
             return
         from rich.console import Console
         from rich.table import Table
@@ -154,6 +153,7 @@ def register(app: typer.Typer) -> None:
         """Run several policies on the same scenarios; table with 95 % t-intervals over seeds."""
         from delivery.config import ScenarioConfig
         from delivery.experiment import BREAKDOWN_KEYS, compare, plot_compare
+        from delivery.interval import Interval
         from delivery.registry import compare_defaults, make_policy
         from pbkit.common.progress import Progress
 
@@ -169,8 +169,9 @@ def register(app: typer.Typer) -> None:
             task = progress.add_task("compare", total=len(names) * len(seed_list))
             result = compare(cfg, lib, names, seed_list, slots, on_run=lambda r: progress.advance(task, 1))
         from pbkit.common.fs import atomic_write_json
+        from pbkit.common.schema import versioned
 
-        result = {"library": library, "scenario": scenario_label(source, set_), **result}
+        result = versioned("sim-compare", {"library": library, "scenario": scenario_label(source, set_), **result})
         atomic_write_json(out / "compare.json", result)
         plot_compare(result, out / "compare.png")
         if as_json:
@@ -192,10 +193,13 @@ def register(app: typer.Typer) -> None:
         for col in ("policy", "mode", "mean delay", f"paired vs {best}" if best else "paired"):
             table.add_column(col, justify="left" if col in ("policy", "mode") else "right")
         for name, row in result["policies"].items():
-            d = row["mean_delay_s"]
+            d = Interval.from_json(row["mean_delay_s"], f"{name} mean_delay_s")
             p = paired.get(name)
-            diff = f"{p['mean_diff_s']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" if p and name != best else "-"
-            table.add_row(name, row["mode"], f"{d['mean']:.3f} ± {d['ci95']:.3f}", diff)
+            diff = "-"
+            if p and name != best:
+                pi = Interval.from_json(p, f"{name} paired")
+                diff = f"{pi.mean:+.3f} {pi.format_range('+.3f')}"
+            table.add_row(name, row["mode"], d.format(".3f"), diff)
         console.print(table)
         table = Table(title="mean delay by part (s) and hit ratios")
         short = {"waiting": "wait", "preparation": "prep", "airtime": "air", "retransmission": "retx"}

@@ -17,6 +17,7 @@ from delivery.cli import (
     seeds_option,
 )
 from delivery.errors import ConfigError
+from delivery.interval import Interval
 from pbkit.common.seeds import parse_seeds
 
 
@@ -81,8 +82,8 @@ def sweep_command(
     )
     for row in summary["rows"]:
         point = " ".join(f"{k}={row[k]}" for k in summary["grid_keys"])
-        d = row["mean_delay_s"]
-        typer.echo(f"  {point:40s} {row['policy']:10s} {d['mean']:.4g} ± {d['ci95']:.2g} s (n={row['n']})")
+        d = Interval.from_json(row["mean_delay_s"], f"{point} {row['policy']}")
+        typer.echo(f"  {point:40s} {row['policy']:10s} {d.format('.4g')} s (n={d.n})")
 
 
 def register(app: typer.Typer) -> None:

@@ -241,6 +241,16 @@ def bundled_scenarios() -> dict[str, Path]:
     return {p.stem: p for p in sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))}
 
 
+def scenario_keys(source: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings a scenario file or bundled scenario writes (only those keys), checked as a
+    scenario: what `--scenario` layers over another command's own scenario settings (the
+    training config's `scenario`, a report plan's). Raises ConfigError naming the file."""
+    path = find_settings_file(source, bundled_scenarios(), "scenario", ConfigError)
+    data = read_settings(path, ConfigError)
+    ScenarioConfig.from_dict(data, where=str(path))
+    return data
+
+
 def scenario_path(name: str) -> Path:
     """Path of a bundled scenario ("default" or "small") shipped as package data."""
     return find_settings_file(name, bundled_scenarios(), "scenario", ConfigError)

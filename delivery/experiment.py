@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from scipy import stats
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from delivery.policies import Policy, make_policy
 from delivery.simulator import Simulator, SlotResult
 from pbkit.library import PBLibrary
@@ -106,27 +106,19 @@ def run_policy(
     return out
 
 
-def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """(mean, half-width) of the Student-t interval; half-width 0 for a single value."""
-    arr = np.asarray(values, dtype=float)
-    if len(arr) < 2:
-        return float(arr.mean()), 0.0
-    half = stats.t.ppf(0.5 + level / 2, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr))
-    return float(arr.mean()), float(half)
-
-
 def paired_difference(
     values: list[float] | np.ndarray, reference: list[float] | np.ndarray, level: float = 0.95
 ) -> dict[str, Any]:
-    """Per-seed differences values - reference (same seeds): mean, t-interval, ratio of means."""
+    """Per-seed differences values - reference (same seeds): the interval of their mean
+    (`Interval.to_json()` keys, in seconds), `ratio` of the means, `per_seed_diff`.
+
+    Raises ValueError when the two lists differ in length or are empty."""
     a = np.asarray(values, dtype=float)
     b = np.asarray(reference, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired difference: {a.shape} values against {b.shape} reference values")
-    mean, half = t_interval(list(a - b), level)
     return {
-        "mean_diff_s": mean,
-        "ci95": [mean - half, mean + half],
+        **Interval.from_samples(a - b, level).to_json(),
         "ratio": float(a.mean() / b.mean()) if b.mean() > 0 else float("nan"),
         "per_seed_diff": [float(x) for x in a - b],
     }
@@ -169,8 +161,7 @@ def compare(
         summaries = [r.summary() for r in rs]
         row: dict[str, Any] = {"mode": rs[0].mode}
         for key in ("mean_delay_s", "hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s"):
-            mean, half = t_interval([s[key] for s in summaries])
-            row[key] = {"mean": mean, "ci95": half}
+            row[key] = Interval.from_samples([s[key] for s in summaries]).to_json()
         row["breakdown_s"] = {k: float(np.mean([s["breakdown_s"][k] for s in summaries])) for k in BREAKDOWN_KEYS}
         row["per_seed_mean_delay_s"] = [s["mean_delay_s"] for s in summaries]
         row["wall_s"] = float(sum(s["wall_s"] for s in summaries))
@@ -210,7 +201,7 @@ def plot_compare(result: dict[str, Any], path) -> None:
         ax.bar(names, vals, bottom=bottom, label=key)
         bottom += vals
     means = [result["policies"][n]["mean_delay_s"]["mean"] for n in names]
-    cis = [result["policies"][n]["mean_delay_s"]["ci95"] for n in names]
+    cis = [Interval.from_json(result["policies"][n]["mean_delay_s"]).half_width for n in names]
     ax.errorbar(names, means, yerr=cis, fmt="none", ecolor="black", capsize=4)
     ax.set_ylabel("mean download delay per slot (s)")
     ax.set_title(f"{len(result['seeds'])} seeds x {result['slots']} slots, 95 % t-intervals")

@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from delivery.experiment import paired_difference, t_interval
+from delivery.experiment import paired_difference
+from delivery.interval import Interval
 from delivery.sweep import Sweep, run_sweep
 from pbkit.common.fs import atomic_write_text
+from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id
 from pbkit.library import PBLibrary
 
 REGIMES = ("default", "stationary", "everything-fits", "legacy", "diurnal", "spreading", "mobility")
@@ -71,10 +73,7 @@ def headroom_table(
         if not heur:  # nothing to compare with (e.g. a run of references only): means alone
             table[regime] = {
                 "best_heuristic": None,
-                "policies": {
-                    n: {"mean_delay_s": t_interval(v)[0], "ci95": t_interval(v)[1], "n": len(v)}
-                    for n, v in runs.items()
-                },
+                "policies": {n: {"mean_delay_s": Interval.from_samples(v).to_json()} for n, v in runs.items()},
             }
             continue
         best = min(heur, key=lambda h: float(np.mean(runs[h])))
@@ -82,15 +81,11 @@ def headroom_table(
         for name in [*dict.fromkeys(["greedy", best, *heur, *references, *runs])]:
             if name not in runs:
                 continue
-            mean, half = t_interval(runs[name])
             pair = paired_difference(runs[name], runs[best])
             rows[name] = {
-                "mean_delay_s": mean,
-                "ci95": half,
-                "diff_vs_best_s": pair["mean_diff_s"],
-                "diff_ci95": pair["ci95"],
+                "mean_delay_s": Interval.from_samples(runs[name]).to_json(),
+                "diff_vs_best_s": Interval.from_json(pair).to_json(),
                 "ratio_vs_best": pair["ratio"],
-                "n": len(runs[name]),
             }
         table[regime] = {"best_heuristic": best, "policies": rows}
     return table
@@ -137,6 +132,7 @@ def run_headroom(
     heur = [h for h in (heuristics or HEURISTICS) if h in policies]
     table = headroom_table(per_seed, heur, [r for r in REFERENCES if r in policies])
     result = {
+        SCHEMA_KEY: schema_id("headroom"),
         "library": library.source.get("shipped_name") or library.source.get("path", ""),
         "seeds": seeds,
         "slots": slots,
@@ -149,8 +145,10 @@ def run_headroom(
     return result
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """The headroom table as Markdown: one block of rows per regime."""
+def format_table(result: dict[str, Any], where: str = "headroom.json") -> str:
+    """The headroom table as Markdown: one block of rows per regime. Raises SchemaError (a
+    ValueError) naming `where` for a document that is not a current headroom.json."""
+    check_schema(result, "headroom", where)
     lines = [
         f"{len(result['seeds'])} seeds x {result['slots']} slots (mean over slots {result['warmup']}.."
         f"{result['slots'] - 1}); paired differences to the regime's best heuristic, 95 % t-intervals over seeds",
@@ -161,17 +159,12 @@ def format_table(result: dict[str, Any]) -> str:
     for regime, block in result["table"].items():
         best = block["best_heuristic"]
         for name, row in block["policies"].items():
+            delay = Interval.from_json(row["mean_delay_s"], f"{where}: {regime} {name} mean_delay_s")
             if best is None:
-                lines.append(f"| {regime} | {name} | {row['mean_delay_s']:.3f} ± {row['ci95']:.3f} | - | - |")
+                lines.append(f"| {regime} | {name} | {delay.format('.3f')} | - | - |")
                 continue
             label = f"{name} (best heuristic)" if name == best else name
-            diff = (
-                "-"
-                if name == best
-                else f"{row['diff_vs_best_s']:+.3f} [{row['diff_ci95'][0]:+.3f}, {row['diff_ci95'][1]:+.3f}]"
-            )
-            lines.append(
-                f"| {regime} | {label} | {row['mean_delay_s']:.3f} ± {row['ci95']:.3f} | {diff} | "
-                f"{row['ratio_vs_best']:.3f} |"
-            )
+            diff = Interval.from_json(row["diff_vs_best_s"], f"{where}: {regime} {name} diff_vs_best_s")
+            shown = "-" if name == best else f"{diff.mean:+.3f} {diff.format_range('+.3f')}"
+            lines.append(f"| {regime} | {label} | {delay.format('.3f')} | {shown} | {row['ratio_vs_best']:.3f} |")
     return "\n".join(lines)

@@ -6,6 +6,13 @@
   A PB added to a cache before slot t is loaded during slot t and serves from slot t + 1, while
   the PBs it keeps serve slot t too: so slots t and t + 1 (`serves="both"`, the default);
   `serves="next"` feeds slot t + 1 alone (slot 0, whose caches are filled off-line: both).
+- `greedy-truepop`, `greedy-clairvoyant`: the greedy heuristic (the same proxy and fill) fed
+  the coming slot's true popularity (what a perfect popularity forecast, ESN or otherwise,
+  could at best deliver), or the actual requests of the slots its placement serves (t and
+  t + 1, as `oracle`; no proactive policy can know them). If even
+  the clairvoyant greedy gains little over greedy, no learner that only re-ranks PBs from the
+  same observations can gain more than that through better demand knowledge (the headroom
+  references of `learn report`, ORACLES).
 - `search`: a placement search simulated on the actual future: candidates (oracle's placement,
   greedy on the true demand of slot t + 1 alone, greedy on the actual requests of t + 1, the
   current placement) and then `moves` local moves (default 1: each costs two simulated slots;
@@ -14,7 +21,7 @@
   solver draws the run will see), keeping the best. An upper reference, not an optimum: it is
   myopic (two slots) and searches a small neighbourhood.
 
-Both read `view.truth` (delivery.simulator.Truth); everything else must not.
+The references read `view.truth` (delivery.simulator.Truth); everything else must not.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from delivery.errors import ConfigError
 from delivery.modes import places_models
 from delivery.policies import greedy_on_demand
 from delivery.storage import storage_bytes
+
+# the headroom references of `learn report`: demand oracles, and the bound
+ORACLES = ("greedy-truepop", "greedy-clairvoyant")
+BOUNDS = ("fullcache",)
 
 
 def _truth(view, name: str):
@@ -62,6 +73,37 @@ class OraclePolicy:
         demand = truth.demand(t + 1)
         if t == 0 or self.serves == "both":  # caches filled off-line serve slot 0 as well
             demand = demand + truth.demand(t)
+        return greedy_on_demand(view, demand)
+
+
+class TruePopularityGreedy:
+    """Greedy on the coming slot's true popularity: each EN's users times its region's shares."""
+
+    name = "greedy-truepop"
+    mode: str | None = None
+
+    def place(self, view, rng: np.random.Generator | None = None) -> np.ndarray:
+        popularity = _truth(view, self.name).popularity()  # (N, I) before this slot's draw
+        return greedy_on_demand(view, view.users_per_node[:, None] * popularity)
+
+
+class ClairvoyantGreedy:
+    """Greedy on the actual requests (one per user) of the slots the placement serves, t and
+    t + 1 as for `oracle`, counted at the users' homes of slot t (also under mobility), plus
+    1 % of their true demand so models nobody asks for keep their true order."""
+
+    name = "greedy-clairvoyant"
+    mode: str | None = None
+
+    def place(self, view, rng: np.random.Generator | None = None) -> np.ndarray:
+        truth = _truth(view, self.name)
+        demand = np.zeros(view.request_counts.shape)
+        for slot in (view.slot, view.slot + 1):
+            try:
+                np.add.at(demand, (view.user_home, truth.requests(slot)), 1.0)
+                demand += 0.01 * truth.demand(slot)
+            except ConfigError:  # a replayed trace ends: the slots there are
+                break
         return greedy_on_demand(view, demand)
 
 

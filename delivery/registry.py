@@ -57,6 +57,18 @@ BUILTIN: tuple[PolicyEntry, ...] = (
         "oracle", "delivery.references:OraclePolicy", "reference", "greedy on the true demand of slots t and t+1"
     ),
     PolicyEntry(
+        "greedy-truepop",
+        "delivery.references:TruePopularityGreedy",
+        "reference",
+        "greedy on the true popularity of the coming slot",
+    ),
+    PolicyEntry(
+        "greedy-clairvoyant",
+        "delivery.references:ClairvoyantGreedy",
+        "reference",
+        "greedy on the actual requests of the coming slot",
+    ),
+    PolicyEntry(
         "search", "delivery.references:SearchPolicy", "reference", "placement search simulated on the true future"
     ),
     PolicyEntry("fullcache", "delivery.references:FullCachePolicy", "bound", "every PB at every EN"),

@@ -505,6 +505,10 @@ class Truth:
         """A copy of the simulator at the coming slot (requests and channels as they will be)."""
         return self._sim.fork()
 
+    def popularity(self) -> np.ndarray:
+        """(R, I) the request process's popularity per region in the coming slot."""
+        return np.array(self._sim.requests.popularity())
+
     def requests(self, slot: int) -> np.ndarray:
         """(K,) the model each user will request in `slot` (>= the coming slot)."""
         if slot < self._sim.slot:

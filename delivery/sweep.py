@@ -24,8 +24,10 @@ from typing import Any, Callable
 from delivery.config import ScenarioConfig
 from delivery.engine import Cell, CellResult, RunReport, run_cells
 from delivery.errors import ConfigError
-from delivery.experiment import run_policy, t_interval
+from delivery.experiment import run_policy
+from delivery.interval import Interval
 from pbkit.common.fs import atomic_write_text
+from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.library import PBLibrary
 
 RESULT_COLUMNS = ("mean_delay_s", "mode", "hit_ratio_local", "hit_ratio_edge", "delay_lower_bound_s", "wall_s")
@@ -146,8 +148,7 @@ def summarise(results: list[CellResult], grid_keys: list[str]) -> list[dict[str,
             "seeds": [m.cell.params["seed"] for m in members],
         }
         for key in SUMMARY_KEYS:
-            mean, half = t_interval([m.result[key] for m in members])
-            row[key] = {"mean": mean, "ci95": half}
+            row[key] = Interval.from_samples([m.result[key] for m in members]).to_json()
         rows.append(row)
     return rows
 
@@ -181,6 +182,7 @@ def run_sweep(
         summary.clear()
         summary.update(
             {
+                SCHEMA_KEY: schema_id("sweep-summary"),
                 "computed": computed["n"],
                 "cells": len(cells),
                 "finished": len(results),

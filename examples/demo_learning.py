@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from delivery.config import ScenarioConfig
+from delivery.interval import Interval
 from delivery.registry import compare_defaults, policy_names
 from learning.cli import policy_table
 from learning.config import load_config
@@ -56,15 +57,15 @@ def main(workdir: Path) -> None:
         "(95 % t-intervals)",
     )
     p = result["paired"]["maasn-da"]
-    print(
-        f"maasn-da - {p['vs']}: {p['mean_diff_s']:+.3f} s per seed, 95 % CI [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
-    )
+    diff = Interval.from_json(p)
+    print(f"maasn-da - {p['vs']}: {diff.mean:+.3f} s per seed, 95 % CI {diff.format_range('+.3f')}")
     print(why_the_learner_reads_so(result, cfg))
 
 
 def why_the_learner_reads_so(result: dict, cfg) -> str:
     """One line on why the learner's row reads as it does, from its paired interval against greedy."""
-    lo, hi = result["paired"]["maasn-da"]["ci95"]
+    diff = Interval.from_json(result["paired"]["maasn-da"])
+    lo, hi = diff.lo, diff.hi
     n = cfg.total_steps
     # at most 80 columns: `make demo` output is read in terminals and logs
     if lo > 0:

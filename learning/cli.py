@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from delivery.interval import Interval
 from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, LearnConfigError
+from pbkit.common.schema import versioned
 from pbkit.common.seeds import SEEDS_GRAMMAR, format_seeds
 
 if TYPE_CHECKING:  # numpy and the library loader are imported when a command runs, not at start-up
@@ -31,6 +33,16 @@ def parse_seeds(text: str, option: str) -> list[int]:
     return parse(text, option)
 
 
+def _is_training_config(source: str) -> bool:
+    from learning.config import TrainConfig
+
+    try:
+        TrainConfig.build(source)
+    except LearnConfigError:
+        return False
+    return source not in ("quick", "full")  # names of both a plan and a training config
+
+
 def policy_table(rows: dict[str, dict], title: str) -> None:
     from rich.table import Table
 
@@ -40,8 +52,17 @@ def policy_table(rows: dict[str, dict], title: str) -> None:
     for col in ("policy", "mean delay (s)", "95 % CI (s)"):
         table.add_column(col, justify="right" if col != "policy" else "left")
     for name, r in sorted(rows.items(), key=lambda kv: kv[1]["mean_delay_s"]):
-        table.add_row(name, f"{r['mean_delay_s']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
+        table.add_row(name, f"{r['mean_delay_s']:.3f}", Interval.from_json(r["interval"], name).format_range(".3f"))
     console().print(table)
+
+
+def paired_line(name: str, paired: dict, unit: str) -> str:
+    """One line of a paired difference (`delivery.experiment.paired_difference` plus `vs`)."""
+    diff = Interval.from_json(paired, f"{name} paired")
+    return (
+        f"{name} - {paired['vs']}: {diff.mean:+.4f} {unit} (95 % CI {diff.format_range('+.4f')}), "
+        f"ratio {paired['ratio']:.3f}"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +72,13 @@ def register(app: typer.Typer) -> None:
     def train(
         library: str = typer.Option(..., "--library", help="PB library JSON (or 'synthetic')."),
         out: Path = typer.Option(..., "--out", help="Run directory (policy, checkpoint, metrics.csv, tb/)."),
-        config: str = typer.Option(None, "--config", help="YAML config, or 'quick' / 'full'."),
+        config: str = typer.Option(None, "--config", help="Training config: a YAML/TOML file, or 'quick' / 'full'."),
+        scenario: str = typer.Option(
+            None,
+            "--scenario",
+            help="Training scenario: a file or bundled name (delivery/scenarios/); its keys override the "
+            "config's scenario, and --set scenario.<field>=value overrides both.",
+        ),
         overrides: list[str] = typer.Option(
             [], "--set", help="key=value override (repeatable); scenario.<field>=value for the scenario."
         ),
@@ -63,7 +90,8 @@ def register(app: typer.Typer) -> None:
         from learning.config import TrainConfig
         from learning.trainer import Trainer
 
-        cfg = None if resume else TrainConfig.build(config, overrides)  # bad settings fail before the library loads
+        # bad settings fail before the library loads
+        cfg = None if resume else TrainConfig.build(config, overrides, scenario=scenario)
         lib = library_arg(library)
         if resume:
             trainer = Trainer.resume(out, lib, progress)
@@ -120,7 +148,7 @@ def register(app: typer.Typer) -> None:
         load_policy(checkpoint, name)  # a bad checkpoint fails before any work
         makers = {p: None for p in heuristics} | {name: lambda: load_policy(checkpoint, name)}
         values = evaluate_policies(cfg, lib, makers, seed_list, slots)
-        result = summarise(values, heuristics, [name]) | {"seeds": seed_list, "slots": slots}
+        result = versioned("learn-eval", summarise(values, heuristics, [name]) | {"seeds": seed_list, "slots": slots})
         if as_json:
             typer.echo(json.dumps(result, indent=1))
             return
@@ -130,48 +158,28 @@ def register(app: typer.Typer) -> None:
             "(95 % t-intervals)",
         )
         for learner, p in result.get("paired", {}).items():
-            typer.echo(
-                f"{learner} - {p['vs']}: {p['mean_diff_s']:+.4f} s per seed "
-                f"(95 % CI [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}"
-            )
+            typer.echo(paired_line(learner, p, "s per seed"))
 
     @learn.command("report")
     def report(
         library: str = typer.Option(..., "--library"),
         out: Path = typer.Option(..., "--out"),
-        quick: bool = typer.Option(False, "--quick", help="Short training and sweeps (minutes)."),
-        config: str = typer.Option(None, "--config", help="Training config instead of quick/full."),
+        config: str = typer.Option(
+            None, "--config", help="Report plan: a YAML/TOML file, or 'quick' / 'full' (learning/plans/report/)."
+        ),
+        quick: bool = typer.Option(False, "--quick", help="Alias of --config quick (minutes)."),
+        scenario: str = typer.Option(
+            None, "--scenario", help="Evaluation scenario: a file or bundled name; its keys override the plan's."
+        ),
+        overrides: list[str] = typer.Option(
+            [], "--set", help="Plan key=value override (repeatable); scenario.<field>=value for the scenario."
+        ),
+        train_config: str = typer.Option(None, "--train-config", help="= --set train_config=... (bundled or file)."),
+        train_seeds: str = typer.Option(None, "--train-seeds", help=f"= --set train_seeds=... ({SEEDS_GRAMMAR})."),
+        eval_seeds: str = typer.Option(None, "--eval-seeds", help=f"= --set eval_seeds=... ({SEEDS_GRAMMAR})."),
+        slots: str = typer.Option(None, "--slots", help="= --set eval_slots=... (slots per evaluation run)."),
+        variants: str = typer.Option(None, "--variants", help=f"= --set variants=... (of {', '.join(VARIANTS)})."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
-        train_seeds: str = typer.Option(
-            None, "--train-seeds", help=f"Training seeds per learner (default 0-4; quick: 0-0): {SEEDS_GRAMMAR}."
-        ),
-        eval_seeds: str = typer.Option(
-            None, "--eval-seeds", help=f"Held-out scenario seeds (default 2000-2009): {SEEDS_GRAMMAR}."
-        ),
-        slots: int = typer.Option(None, "--slots", min=1, help="Slots per evaluation run (default 20; quick: 5)."),
-        variants: str = typer.Option(
-            None, "--variants", help=f"Learners to train (default maasn-da,maasn-noda; any of {', '.join(VARIANTS)})."
-        ),
-        overrides: list[str] = typer.Option([], "--set", help="Evaluation scenario key=value overrides."),
-        heuristics: str = typer.Option(
-            None, "--heuristics", help=f"Heuristics to compare (default {','.join(HEURISTICS)})."
-        ),
-        evaluated: str = typer.Option(
-            None, "--evaluate", help="Learners run on the test seeds (default: every trained one)."
-        ),
-        capacities: str = typer.Option(None, "--capacities", help="Cache fractions of the sweep ('' skips it)."),
-        csi_errors: str = typer.Option(
-            None, "--csi-errors", help="CSI error bounds of the robust sweep ('' skips it)."
-        ),
-        optimum_seeds: str = typer.Option(
-            None, "--optimum-seeds", help="Seeds of the small-instance optimum ('' skips it)."
-        ),
-        headroom: bool = typer.Option(
-            None,
-            "--headroom/--no-headroom",
-            help="Also run the oracles and the full-cache bound of learning.headroom "
-            "(default: yes, except with --quick).",
-        ),
         workers: int = typer.Option(
             None,
             "--workers",
@@ -183,59 +191,25 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The evaluation protocol: writes OUT/results.json and plots. Every training and evaluation
         run is recorded in OUT as it finishes; rerunning the command reuses them."""
-        import dataclasses
+        from learning.config import settings_from_options
+        from learning.report import ReportPlan, run_report
 
-        from learning.report import FULL, QUICK, run_report
-        from pbkit.common.settings import parse_set_overrides
-
-        plan = QUICK if quick else FULL
-        changes: dict = {}
-        if config:
-            changes["config"] = config
-        if train_seeds:
-            changes["train_seeds"] = tuple(parse_seeds(train_seeds, "--train-seeds"))
-        if eval_seeds:
-            changes["eval_seeds"] = tuple(parse_seeds(eval_seeds, "--eval-seeds"))
-        if slots:
-            changes["eval_slots"] = slots
-        if variants:
-            names = tuple(v.strip() for v in variants.split(",") if v.strip())
-            unknown = [v for v in names if v not in VARIANTS]
-            if unknown or not names:
-                raise LearnConfigError(f"--variants {variants!r}: unknown {unknown} (have: {', '.join(VARIANTS)})")
-            changes["variants"] = names
-
-        def floats(text: str, option: str) -> tuple[float, ...]:
-            try:
-                return tuple(float(v) for v in text.split(",") if v.strip())
-            except ValueError:
-                raise LearnConfigError(f"{option} {text!r}: not a comma-separated list of numbers") from None
-
-        if heuristics:
-            from delivery.policies import make_policy
-
-            changes["heuristics"] = tuple(h.strip() for h in heuristics.split(",") if h.strip())
-            for h in changes["heuristics"]:
-                make_policy(h)  # a bad name fails before training
-        if evaluated:
-            changes["evaluated"] = tuple(v.strip() for v in evaluated.split(",") if v.strip())
-        if capacities is not None:
-            changes["capacities"] = floats(capacities, "--capacities")
-        if csi_errors is not None:
-            changes["csi_errors"] = floats(csi_errors, "--csi-errors")
-        if optimum_seeds is not None:
-            changes["optimum_seeds"] = (
-                tuple(parse_seeds(optimum_seeds, "--optimum-seeds")) if optimum_seeds.strip() else ()
-            )
-        if headroom is not None:
-            changes["headroom"] = headroom
-        if overrides:
-            from delivery.config import ScenarioConfig
-            from delivery.errors import ConfigError
-
-            changes["scenario"] = parse_set_overrides(overrides, ConfigError)
-            ScenarioConfig.from_dict(changes["scenario"], where="--set")  # fail before training
-        plan = dataclasses.replace(plan, **changes)
+        shortcuts = {
+            "--train-config": ("train_config", train_config),
+            "--train-seeds": ("train_seeds", train_seeds),
+            "--eval-seeds": ("eval_seeds", eval_seeds),
+            "--slots": ("eval_slots", slots),
+            "--variants": ("variants", variants),
+        }
+        plan = settings_from_options(
+            ReportPlan,
+            quick=quick,
+            config=config,
+            scenario=scenario,
+            overrides=overrides,
+            shortcuts=shortcuts,
+            old_meaning=(_is_training_config, "a training config, not a report plan: use --train-config"),
+        )
         results = run_report(
             library_arg(library), out, plan, log=typer.echo, progress=progress, workers=workers, address=address
         )
@@ -244,10 +218,7 @@ def register(app: typer.Typer) -> None:
             f"library {library}: mean delay, {len(plan.eval_seeds)} seeds x {plan.eval_slots} slots",
         )
         for name, p in results["paired"].items():
-            typer.echo(
-                f"{name} - {p['vs']}: {p['mean_diff_s']:+.4f} s (95 % CI [{p['ci95'][0]:+.4f}, "
-                f"{p['ci95'][1]:+.4f}]), ratio {p['ratio']:.3f}"
-            )
+            typer.echo(paired_line(name, p, "s"))
         typer.echo(f"wrote {out / 'results.json'}")
 
     app.add_typer(learn, name="learn")

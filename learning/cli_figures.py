@@ -21,38 +21,46 @@ def figures_command(
         help="LABEL=SPEC or SPEC (repeatable): a library file, "
         "'synthetic' or a shipped name. Default: the demo zoo's library (if built) and llama-2-lora.",
     ),
-    seeds: str = typer.Option(
-        "10", "--seeds", help="Seeds per point, the same for every series: N (0..N-1), A-B or A,B,C."
+    config: Optional[str] = typer.Option(
+        None, "--config", help="Figure plan: a YAML/TOML file, or 'quick' / 'full' (learning/plans/figures/)."
     ),
-    slots: int = typer.Option(2, "--slots", min=1, help="Slots per run."),
     quick: bool = typer.Option(
-        False, "--quick", help="Two points per axis, two series, 2 seeds, 1 slot (a smoke run)."
-    ),
-    panels: Optional[str] = typer.Option(
-        None, "--panels", help="Comma-separated subset: capacity,users,antennas,power,csi,zipf."
-    ),
-    learn_results: Optional[Path] = typer.Option(
-        None, "--learn-results", help="results.json of `pbkit learn report` for the learning curves."
+        False, "--quick", help="Alias of --config quick: two points per axis, two series, 2 seeds, 1 slot."
     ),
     scenario: Optional[str] = typer.Option(
         None,
         "--scenario",
-        help="Scenario: a YAML/TOML file, or a bundled name such as 'default' or 'small' (delivery/scenarios/).",
+        help="Scenario of every sweep: a file or bundled name (delivery/scenarios/); its keys override the plan's.",
     ),
-    config: Optional[str] = typer.Option(None, "--config", hidden=True, help="Deprecated: use --scenario."),
-    set_: list[str] = typer.Option([], "--set", help="Override a setting in every sweep: key=value (repeatable)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Plan key=value override (repeatable); scenario.<field>=value for the scenario."
+    ),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="= --set seeds=...: N (0..N-1), A-B or A,B,C."),
+    slots: Optional[str] = typer.Option(None, "--slots", help="= --set slots=... (slots per run)."),
+    panels: Optional[str] = typer.Option(
+        None, "--panels", help="= --set panels=...: a subset of capacity,users,antennas,power,csi,zipf."
+    ),
+    learn_results: Optional[Path] = typer.Option(
+        None, "--learn-results", help="results.json of `pbkit learn report` for the learning curves."
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel cells (default: all CPUs)."),
     address: Optional[str] = typer.Option(None, "--address", help="Join a running Ray cluster."),
 ) -> None:
     """Run the sweeps of the figure set on Ray and draw them (resumable; see docs/experiments.md)."""
-    from delivery.cli import load_library_arg, scenario_source
-    from delivery.config import ScenarioConfig
-    from delivery.errors import ConfigError
-    from learning.figures import PANELS, FigurePlan, run_figures
-    from pbkit.common.seeds import parse_seeds
+    from delivery.cli import load_library_arg
+    from learning.config import settings_from_options
+    from learning.figures import FigurePlan, FigureSettings, run_figures
 
-    seed_list = parse_seeds(seeds, "--seeds")
-    source = scenario_source(scenario, config)
+    shortcuts = {"--seeds": ("seeds", seeds), "--slots": ("slots", slots), "--panels": ("panels", panels)}
+    settings = settings_from_options(
+        FigureSettings,
+        quick=quick,
+        config=config,
+        scenario=scenario,
+        overrides=set_,
+        shortcuts=shortcuts,
+        old_meaning=(_is_scenario, "a scenario, not a figure plan: use --scenario"),
+    )
 
     specs = list(library) or [
         f"{label}={spec}" for label, spec in DEFAULT_LIBRARIES.items() if label != "zoo" or Path(spec).exists()
@@ -70,23 +78,10 @@ def figures_command(
                 item,
             )
         libs[label] = load_library_arg(spec)
-    names = tuple(p.name for p in PANELS)
-    chosen = tuple(s.strip() for s in panels.split(",")) if panels else names
-    bad = [c for c in chosen if c not in names]
-    if bad:
-        raise ConfigError(f"--panels {bad[0]}: not one of {', '.join(names)}")
-    if quick:
-        seed_list, slots = seed_list[:2], 1
-    base = ScenarioConfig.build(source, set_)
     plan = FigurePlan(
         libraries=libs,
         out=out,
-        seeds=seed_list,
-        slots=slots,
-        quick=quick,
-        config=base,
-        build_config=lambda extra: ScenarioConfig.build(source, [*set_, *extra]),
-        panels=chosen,
+        settings=settings,
         learn_results=learn_results,
         learn_note=_provenance(learn_results),
         workers=workers,
@@ -100,6 +95,17 @@ def figures_command(
     )
     for note in data["notes"]:
         typer.echo(f"  note: {note}")
+
+
+def _is_scenario(source: str) -> bool:
+    from delivery.config import scenario_keys
+    from pbkit.errors import PbkitError
+
+    try:
+        scenario_keys(source)
+    except PbkitError:
+        return False
+    return True
 
 
 def _provenance(path: Optional[Path]) -> str:

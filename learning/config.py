@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from delivery.registry import compare_defaults
 from pbkit.common.settings import apply_overrides, load_settings, load_typed, parse_set_overrides
@@ -36,12 +36,60 @@ TEST_SEEDS: tuple[int, ...] = tuple(range(2000, 2010))
 HEURISTICS: tuple[str, ...] = tuple(compare_defaults())  # delivery/registry.py: the one list
 
 
+S = TypeVar("S")
+
+
 class LearnConfigError(PbkitError, ValueError):
     """A training config file or override is malformed."""
 
 
+class ScenarioSettings:
+    """What a settings dataclass with a `scenario` field (ScenarioConfig overrides) inherits:
+    `build` in the layers of `build_with_scenario` and its bundled files (`bundled()`: the YAML
+    files of BUNDLED_DIR by name). A subclass sets SETTINGS_ERROR, SETTINGS_KIND, BUNDLED_DIR."""
+
+    SETTINGS_ERROR: type[PbkitError]
+    SETTINGS_KIND: str
+    BUNDLED_DIR: Path
+
+    @classmethod
+    def bundled(cls) -> dict[str, Path]:
+        """The settings files shipped as package data, by name (quick, full)."""
+        return {p.stem: p for p in sorted(cls.BUNDLED_DIR.glob("*.yaml"))}
+
+    @classmethod
+    def build(
+        cls: type[S],
+        source: str | Path | None = None,
+        overrides: list[str] | tuple[str, ...] = (),
+        scenario: str | Path | None = None,
+        shortcuts: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+        where: str = "--set",
+    ) -> S:
+        """The defaults (= `full`, `source` None) or a settings file or bundled name; then the
+        keys the `scenario` file or bundled scenario writes (`--scenario`); then `shortcuts`
+        ((option, `field=value`) items) and `key=value` overrides (`scenario.<field>=v` into the
+        scenario): `build_with_scenario`. Raises SETTINGS_ERROR (delivery's ConfigError for a
+        bad scenario file)."""
+        return build_with_scenario(
+            cls,
+            source,
+            overrides,
+            scenario,
+            error=cls.SETTINGS_ERROR,  # type: ignore[attr-defined]
+            kind=cls.SETTINGS_KIND,  # type: ignore[attr-defined]
+            bundled=cls.bundled(),  # type: ignore[attr-defined]
+            where=where,
+            shortcuts=shortcuts,
+        )
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ScenarioSettings):
+    SETTINGS_ERROR = LearnConfigError  # not fields: no annotation
+    SETTINGS_KIND = "training config"
+    BUNDLED_DIR = Path(__file__).parent / "configs"  # quick, full
+
     seed: int = 0
     # ScenarioConfig overrides of the training scenario. MRT: a slot of the default scenario costs
     # ~0.15 s with it against ~0.5 s with the default robust beamformer, and the agents learn
@@ -173,21 +221,83 @@ class TrainConfig:
         values = parse_set_overrides(pairs, LearnConfigError)
         return TrainConfig.from_dict(apply_overrides(self.to_dict(), values, LearnConfigError), where="--set")
 
-    @classmethod
-    def build(
-        cls, source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), where: str = "--set"
-    ) -> "TrainConfig":
-        """The defaults (`source` None), a settings file or a bundled name (`bundled_configs()`:
-        quick, full), then `key=value` overrides (`scenario.<field>=v` into the scenario).
-        Raises LearnConfigError."""
-        return load_settings(
-            cls, source, error=LearnConfigError, kind="training config", bundled=bundled_configs(), overrides=overrides
-        )
+
+def build_with_scenario(
+    cls: type[S],
+    source: str | Path | None,
+    overrides: list[str] | tuple[str, ...],
+    scenario: str | Path | None,
+    *,
+    error: type[PbkitError],
+    kind: str,
+    bundled: dict[str, Path],
+    where: str = "--set",
+    shortcuts: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+) -> S:
+    """A settings type with a `scenario` field (ScenarioConfig overrides) in three layers, later
+    ones winning: its defaults (`source` None) or a settings file or `bundled` name, with that
+    file's `scenario`; then the keys the `scenario` file or bundled scenario name (`--scenario`)
+    writes; then `key=value` overrides (`scenario.<field>=v` into the scenario; a bare scenario
+    key is refused with a hint). `shortcuts` are (option, `field=value`) items of a command's
+    shortcut options, applied before the overrides, each error naming its option.
+    Raises `error` (delivery's ConfigError for a bad scenario file)."""
+    from delivery.config import scenario_keys
+
+    check_scenario_overrides(overrides, cls, error)
+    settings: Any = load_settings(cls, source, error=error, kind=kind, bundled=bundled)
+    if scenario is not None:
+        settings = dataclasses.replace(settings, scenario=dict(settings.scenario) | scenario_keys(scenario))
+    for option, item in shortcuts:
+        settings = load_settings(cls, None, error=error, kind=kind, overrides=[item], where=option, base=settings)
+    if not overrides:
+        return settings
+    return load_settings(cls, None, error=error, kind=kind, overrides=overrides, where=where, base=settings)
+
+
+def settings_from_options(
+    cls: type[S],
+    *,
+    quick: bool,
+    config: str | None,
+    scenario: str | None,
+    overrides: list[str],
+    shortcuts: dict[str, tuple[str, str | None]],
+    old_meaning: tuple[Callable[[str], bool], str] | None = None,
+) -> S:
+    """A command's own settings (a ScenarioSettings type) from its options: `--config` (`--quick`
+    is `--config quick`), `--scenario`, each shortcut option given ({option: (field, value)},
+    applied as `--set field=value` naming the option in errors), then `--set`. `old_meaning`
+    (is_old, hint): when `--config` fails to load and `is_old(config)` says it names what
+    `--config` used to mean, the error is `<config>: <hint>`. Raises cls.SETTINGS_ERROR."""
+    error = cls.SETTINGS_ERROR  # type: ignore[attr-defined]
+    if quick and config is not None:
+        raise error("--quick is --config quick: give one of them")
+    items = [(option, f"{key}={value}") for option, (key, value) in shortcuts.items() if value is not None]
+    try:
+        return cls.build("quick" if quick else config, overrides, scenario=scenario, shortcuts=items)  # type: ignore[attr-defined]
+    except error:
+        if config is not None and old_meaning is not None and old_meaning[0](config):
+            raise error(f"{config}: {old_meaning[1]}") from None
+        raise
+
+
+def check_scenario_overrides(items: list[str] | tuple[str, ...], cls: type, error: type[PbkitError]) -> None:
+    """Refuse a `--set KEY=v` whose KEY is no field of the settings type `cls` but a scenario
+    setting, saying to write `scenario.KEY=v` (a command's `--set` goes into its own settings).
+    Raises `error`."""
+    from delivery.config import ScenarioConfig
+
+    own = {f.name for f in dataclasses.fields(cls)}
+    scenario = {f.name for f in dataclasses.fields(ScenarioConfig)}
+    for item in items:
+        key = item.split("=", 1)[0].strip()
+        if key not in own and key in scenario:
+            raise error(f"--set {key}: not a {cls.__name__} setting; the scenario's is --set scenario.{key}=...")
 
 
 def bundled_configs() -> dict[str, Path]:
     """The training configs shipped as package data, by name (quick, full)."""
-    return {p.stem: p for p in sorted((Path(__file__).parent / "configs").glob("*.yaml"))}
+    return TrainConfig.bundled()
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

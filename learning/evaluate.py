@@ -10,7 +10,7 @@ Evaluation cells (`evaluate_cells`): every (policy, seed) run is a cell of the e
 engine (`delivery.engine`), so `learn report` runs them on Ray with `--workers N` /
 `--address` and a rerun skips every run already recorded in the report's directory. A cell
 names its policy by a spec that is plain data: a heuristic by name, an oracle or bound of
-`learning.headroom`, or a checkpoint directory with the digest of its policy weights (a
+`delivery.references`, or a checkpoint directory with the digest of its policy weights (a
 retrained checkpoint is a new cell). On a cluster the checkpoint paths must be readable by the
 workers (a shared file system).
 """
@@ -24,7 +24,8 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from delivery.experiment import compare, paired_difference, run_policy, t_interval
+from delivery.experiment import compare, paired_difference, run_policy
+from delivery.interval import Interval
 from pbkit.library import PBLibrary
 
 PolicyFactory = Callable[[], Any]
@@ -56,12 +57,18 @@ def evaluate_policies(
 def summarise(
     values: dict[str, np.ndarray], heuristics: list[str] | tuple[str, ...], learners: list[str] | tuple[str, ...]
 ) -> dict[str, Any]:
-    """Means with 95 % t-intervals, and each learner's paired difference to the best heuristic
-    (`delivery.experiment.paired_difference`)."""
+    """Per policy `mean_delay_s` (a number), its 95 % t-`interval` (`Interval.to_json()`) and
+    `per_seed`; each learner's paired difference to the best heuristic
+    (`delivery.experiment.paired_difference`: an interval of the per-seed differences, `vs`,
+    `ratio`, `per_seed_diff`)."""
     policies = {}
     for name, v in values.items():
-        mean, half = t_interval(list(v))
-        policies[name] = {"mean_delay_s": mean, "ci95": [mean - half, mean + half], "per_seed": [float(x) for x in v]}
+        interval = Interval.from_samples(v)
+        policies[name] = {
+            "mean_delay_s": interval.mean,
+            "interval": interval.to_json(),
+            "per_seed": [float(x) for x in v],
+        }
     present = [h for h in heuristics if h in values]
     out: dict[str, Any] = {"policies": policies}
     if not present:
@@ -81,7 +88,7 @@ def heuristic(name: str) -> dict[str, Any]:
 
 
 def reference(name: str) -> dict[str, Any]:
-    """Spec of an oracle or bound of `learning.headroom` (ORACLES, BOUNDS)."""
+    """Spec of a reference or bound of the policy registry (`delivery.references`: ORACLES, BOUNDS)."""
     return {"kind": "reference", "policy": name}
 
 
@@ -100,20 +107,15 @@ def checkpoint(run_dir: str | Path, name: str) -> dict[str, Any]:
 
 def eval_task(params: dict[str, Any], library: PBLibrary) -> dict[str, Any]:
     """One evaluation cell: `run_policy` of the spec's policy on the cell's scenario and seed."""
-    from learning.headroom import BOUNDS, ORACLES, FullCache, OracleGreedy, full_cache_scenario
     from learning.policy import load_policy
 
     config = ScenarioConfig.from_dict(params["config"], where="cell config")
     kind, name, seed = params["kind"], params["policy"], int(params["seed"])
     policy: Any
-    if kind == "heuristic":
+    if kind in ("heuristic", "reference"):  # both by name from the registry (cell keys keep the kind)
         policy = name
     elif kind == "checkpoint":
         policy = load_policy(params["run_dir"], name)
-    elif kind == "reference" and name in ORACLES:
-        policy = OracleGreedy(config, library, seed, name)
-    elif kind == "reference" and name in BOUNDS:
-        config, policy = full_cache_scenario(config), FullCache()
     else:
         raise ValueError(f"evaluation cell: unknown policy spec {kind}/{name}")
     return run_seed(

@@ -30,7 +30,11 @@ import numpy as np
 
 from delivery.config import ScenarioConfig
 from delivery.engine import ray_session
+from delivery.interval import Interval
 from delivery.sweep import Sweep, build_sweep, run_sweep
+from learning.config import ScenarioSettings
+from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id
+from pbkit.errors import PbkitError
 from pbkit.library import PBLibrary
 
 
@@ -70,18 +74,68 @@ PANELS: tuple[Panel, ...] = (
 MODES = {"greedy": "fine (greedy)", "coarse": "coarse", "noncoop": "non-cooperative"}
 
 
+class FigurePlanError(PbkitError, ValueError):
+    """A figure plan file or `--set` override is malformed."""
+
+
+@dataclass(frozen=True)
+class FigureSettings(ScenarioSettings):
+    """What `pbkit figures` measures: a settings type of the one loader (pbkit.common.settings).
+
+    Bundled (`bundled_figure_plans()`, learning/plans/figures/): `full` (the defaults) and
+    `quick` (two points per axis, two series, 2 seeds, 1 slot: a smoke run). `seeds` takes the
+    --seeds grammar (`10`, `0-9`, `0,3,5`) or a list; `panels` a list or `a,b`.
+    """
+
+    SETTINGS_ERROR = FigurePlanError  # not fields: no annotation
+    SETTINGS_KIND = "figure plan"
+    BUNDLED_DIR = Path(__file__).parent / "plans" / "figures"  # quick, full
+
+    seeds: tuple[int, ...] = tuple(range(10))  # the same seeds for every series (paired)
+    slots: int = 2  # slots per run
+    quick: bool = False  # two points per axis and at most two series per panel
+    panels: tuple[str, ...] = tuple(p.name for p in PANELS)
+    # the scenario of every sweep: overrides of the default ScenarioConfig (`--scenario` layers a
+    # scenario file's keys over them, `--set scenario.k=v` one key)
+    scenario: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in PANELS]
+        bad = [p for p in self.panels if p not in names]
+        if bad:
+            raise FigurePlanError(f"panels: {bad[0]!r} is not one of {', '.join(names)}")
+        if not self.seeds or min(self.seeds) < 0:
+            raise FigurePlanError(f"seeds = {list(self.seeds)}: give at least one non-negative seed")
+        if self.slots < 1:
+            raise FigurePlanError(f"slots = {self.slots} must be at least 1")
+        self.scenario_config()  # a bad scenario setting fails before any sweep
+
+    def scenario_config(self, extra: list[str] | tuple[str, ...] = ()) -> ScenarioConfig:
+        """The scenario of the sweeps, with `key=value` items of a sweep's grid point on top.
+        Raises FigurePlanError."""
+        from delivery.errors import ConfigError
+        from pbkit.common.settings import parse_set_overrides
+
+        try:
+            overrides = dict(self.scenario) | parse_set_overrides(list(extra), ConfigError)
+            return ScenarioConfig.build(None, overrides, where="scenario")
+        except ConfigError as exc:
+            raise FigurePlanError(str(exc)) from None
+
+
+def bundled_figure_plans() -> dict[str, Path]:
+    """The figure plans shipped as package data, by name (quick, full)."""
+    return FigureSettings.bundled()
+
+
 @dataclass
 class FigurePlan:
-    """What `pbkit figures` runs. `libraries`: label -> loaded library."""
+    """One `pbkit figures` run: its settings (with the scenario), the loaded libraries
+    (label -> library), and where and how the sweeps run."""
 
     libraries: dict[str, PBLibrary]
     out: Path
-    seeds: int | tuple[int, ...] | list[int] = 10  # a count (seeds 0..n-1) or the seeds themselves
-    slots: int = 2
-    quick: bool = False
-    config: ScenarioConfig = field(default_factory=ScenarioConfig)
-    build_config: Callable[[list[str]], ScenarioConfig] | None = None
-    panels: tuple[str, ...] = tuple(p.name for p in PANELS)
+    settings: FigureSettings = field(default_factory=FigureSettings)
     learn_results: Path | None = None
     learn_note: str = ""  # where the learn results come from (when made), for README.md
     workers: int | None = None
@@ -105,19 +159,16 @@ def quick_panel(panel: Panel) -> Panel:
 
 def panel_sweep(panel: Panel, plan: FigurePlan) -> Sweep:
     """The sweep of one panel: grid = the x values (and the series values when a line is not a
-    policy), policies, seeds 0..seeds-1; configs built by `plan.build_config` (the CLI's rule)."""
+    policy), policies, the plan's seeds; configs by `FigureSettings.scenario_config`."""
     grid: dict[str, list[Any]] = {panel.key: list(panel.values)}
     if panel.series_key != "policy":
         grid = {panel.series_key: list(panel.series_values), **grid}
-    from delivery.config import ScenarioConfig  # the one --scenario/--set rule, as `sim run` uses
-
-    build = plan.build_config or (lambda extra: ScenarioConfig.build(None, extra))
-    return build_sweep(build, grid, list(panel.policies), seed_list(plan), plan.slots)
+    return build_sweep(plan.settings.scenario_config, grid, list(panel.policies), seed_list(plan), plan.settings.slots)
 
 
 def seed_list(plan: FigurePlan) -> list[int]:
-    """The seeds of every point: `plan.seeds` if a list, else 0..seeds-1."""
-    return list(range(plan.seeds)) if isinstance(plan.seeds, int) else list(plan.seeds)
+    """The seeds of every point."""
+    return list(plan.settings.seeds)
 
 
 def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -125,12 +176,10 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
     plan.out/figures.json (all plotted numbers) and plan.out/README.md (the command, the files).
     Raises EngineError/ConfigError from the sweeps; a missing or unreadable learn-results file is a
     PbkitError, raised before any sweep."""
-    from pbkit.errors import PbkitError
-
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
-    panels = [p for p in PANELS if p.name in plan.panels]
-    if plan.quick:
+    panels = [p for p in PANELS if p.name in plan.settings.panels]
+    if plan.settings.quick:
         panels = [quick_panel(p) for p in panels]
     learn = None
     if plan.learn_results is not None:
@@ -142,13 +191,15 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
             raise PbkitError(f"{plan.learn_results}: no such learn report results.json") from None
         except (OSError, ValueError) as exc:
             raise PbkitError(f"{plan.learn_results}: not a learn report results.json ({exc})") from None
+        check_schema(learn, "learn-report", str(plan.learn_results))  # SchemaError: another kind or version
     started = time.perf_counter()
     data: dict[str, Any] = {
+        SCHEMA_KEY: schema_id("figures"),
         "command": plan.command,
         "seeds": len(seed_list(plan)),
         "seed_list": seed_list(plan),
-        "slots": plan.slots,
-        "quick": plan.quick,
+        "slots": plan.settings.slots,
+        "quick": plan.settings.quick,
         "libraries": {},
         "panels": {},
     }
@@ -201,13 +252,13 @@ def _series(rows: list[dict], panel: Panel) -> dict[str, list[tuple[float, float
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for row in rows:
         name = row["policy"] if panel.series_key == "policy" else str(row[panel.series_key])
-        d = row["mean_delay_s"]
-        lines.setdefault(name, []).append((float(row[panel.key]), d["mean"], d["ci95"]))
+        d = Interval.from_json(row["mean_delay_s"], f"{panel.name} {name}")
+        lines.setdefault(name, []).append((float(row[panel.key]), d.mean, d.half_width))
     return {k: sorted(v) for k, v in lines.items()}
 
 
 def _subtitle(label: str, plan: FigurePlan, n: int) -> str:
-    return f"{label}: {n} seeds x {plan.slots} slots per point, 95 % t-interval bands"
+    return f"{label}: {n} seeds x {plan.settings.slots} slots per point, 95 % t-interval bands"
 
 
 # A point whose mean is this many times the panel's median point is drawn as a marker at the top
@@ -275,12 +326,12 @@ def draw_modes(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, pat
     """Fine vs coarse vs non-cooperative at the default capacity (or the nearest swept one)."""
     plt = _pyplot()
     xs = sorted({float(r[panel.key]) for r in rows})
-    x0 = min(xs, key=lambda x: abs(x - plan.config.cache_fraction))
+    x0 = min(xs, key=lambda x: abs(x - plan.settings.scenario_config().cache_fraction))
     chosen = [r for r in rows if float(r[panel.key]) == x0 and r["policy"] in MODES]
     fig, ax = plt.subplots(figsize=(4.2, 3.4))
     names = [MODES[r["policy"]] for r in chosen]
     means = [r["mean_delay_s"]["mean"] for r in chosen]
-    cis = [r["mean_delay_s"]["ci95"] for r in chosen]
+    cis = [Interval.from_json(r["mean_delay_s"], r["policy"]).half_width for r in chosen]
     ax.bar(names, means, yerr=cis, capsize=4, color=["C1", "C2", "C3"][: len(names)])
     ax.set_ylabel("mean download delay (s)")
     n = max((r["n"] for r in chosen), default=0)
@@ -293,8 +344,6 @@ def draw_modes(rows: list[dict], panel: Panel, label: str, plan: FigurePlan, pat
 def draw_learning(results: dict, path: Path) -> None:
     """Validation delay against real steps for MAASN-DA and without DA: mean over training seeds
     with a 95 % t-interval band (results.json of `pbkit learn report`, key `curves`)."""
-    from delivery.experiment import t_interval
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for name in ("maasn-da", "maasn-noda"):
@@ -303,8 +352,8 @@ def draw_learning(results: dict, path: Path) -> None:
             continue
         length = min(len(r) for r in runs)
         steps = np.array([row["step"] for row in runs[0][:length]])
-        stats = [t_interval([run[i]["eval_delay_s"] for run in runs]) for i in range(length)]
-        m, h = np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
+        stats = [Interval.from_samples([run[i]["eval_delay_s"] for run in runs]) for i in range(length)]
+        m, h = np.array([s.mean for s in stats]), np.array([s.half_width for s in stats])
         (line,) = ax.plot(steps, m, marker="o", ms=3, label=f"{name} ({len(runs)} training seeds)")
         ax.fill_between(steps, m - h, m + h, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("real environment steps (slots)")
@@ -335,7 +384,7 @@ def _readme(plan: FigurePlan, panels: list[Panel], notes: list[str]) -> str:
         plan.command or "pbkit figures",
         "```",
         "",
-        f"{len(seed_list(plan))} seeds x {plan.slots} slots per point; bands are 95 % t-intervals over seeds; "
+        f"{len(seed_list(plan))} seeds x {plan.settings.slots} slots per point; bands are 95 % t-intervals over seeds; "
         "every series of a panel uses the same seeds (paired). Data: `figures.json`; the sweeps "
         "behind them (resumable) in `data/`.",
         "",

@@ -20,84 +20,97 @@ from typing import Any, Callable
 import numpy as np
 
 from delivery.config import ScenarioConfig
-from learning.config import HEURISTICS, TEST_SEEDS, VARIANTS, TrainConfig, load_config
+from delivery.interval import Interval
+from delivery.references import BOUNDS, ORACLES
+from learning.config import TEST_SEEDS, VARIANTS, LearnConfigError, ScenarioSettings, TrainConfig, load_config
 from learning.errors import CheckpointError
 from learning.evaluate import checkpoint, evaluate_cells, heuristic, reference, summarise
-from learning.headroom import BOUNDS, ORACLES
 from learning.trainer import Trainer
+from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.library import PBLibrary, synthetic_library
 
-# every heuristic of the registry but the MILP optimum (minutes per slot at full scale), and the
-# registry's references
-REGISTRY_HEURISTICS = (
-    "random",
-    "popular",
-    "lfu",
-    "lru",
-    "greedy",
-    "greedy-ema",
-    "greedy-forecast",
-    "coarse",
-    "noncoop",
-)
-REFERENCES = ("oracle", "search", "fullcache")
+REFERENCES = ("oracle", "search", "fullcache")  # the policy registry's references
+
+
+class ReportPlanError(LearnConfigError):
+    """A report plan file or `--set` override is malformed."""
 
 
 @dataclass(frozen=True)
-class ReportPlan:
-    config: str  # training config: bundled name or YAML path
-    train_seeds: tuple[int, ...]
-    variants: tuple[str, ...]
-    eval_seeds: tuple[int, ...]
-    eval_slots: int
-    capacities: tuple[float, ...]
-    csi_errors: tuple[float, ...]
-    robust_users: int
-    robust_slots: int
-    robust_budget_s: float  # stop the (solver-bound) robust sweep after this long
-    optimum_seeds: tuple[int, ...]
-    scenario: dict[str, Any] = field(default_factory=dict)  # evaluation scenario overrides
-    heuristics: tuple[str, ...] = HEURISTICS
+class ReportPlan(ScenarioSettings):
+    """What `pbkit learn report` runs: a settings type of the one loader (pbkit.common.settings).
+
+    Bundled plans (`bundled_report_plans()`, learning/plans/report/): `quick` (a smoke run of the
+    whole protocol in about 3 minutes on the demo zoo library: no headroom references, 2 slots
+    per seed) and `full` (the protocol of docs/learning.md §6; the defaults below). Seed fields
+    take the --seeds grammar (`0-4`) as well as lists; tuple fields take `a,b,c`.
+    """
+
+    SETTINGS_ERROR = ReportPlanError  # not fields: no annotation
+    SETTINGS_KIND = "report plan"
+    BUNDLED_DIR = Path(__file__).parent / "plans" / "report"  # quick, full
+
+    train_config: str = "full"  # training config: bundled name (learning/configs/) or file
+    train_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    # MAASN-DA and the ablations of issue 16 on the same seeds: no DA, no neighbour messages, no
+    # attention, mean critic
+    variants: tuple[str, ...] = ("maasn-da", "maasn-noda", "maasn-nomsg", "maasn-noattn", "maasn-meancritic")
+    eval_seeds: tuple[int, ...] = TEST_SEEDS
+    eval_slots: int = 20
+    capacities: tuple[float, ...] = (0.15, 0.3, 0.5)  # cache fractions of the sweep (empty: none)
+    csi_errors: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)  # CSI error bounds of the robust sweep
+    robust_users: int = 4
+    robust_slots: int = 1
+    robust_budget_s: float = 300.0  # stop the (solver-bound) robust sweep after this long
+    optimum_seeds: tuple[int, ...] = (2000, 2001, 2002, 2003, 2004)  # small-instance optimum (empty: none)
+    # evaluation scenario: overrides of the default ScenarioConfig (`--scenario` layers a scenario
+    # file's keys over them, `--set scenario.k=v` one key)
+    scenario: dict[str, Any] = field(default_factory=dict)
+    # every heuristic of the registry but the MILP optimum (minutes per slot at full scale)
+    heuristics: tuple[str, ...] = (
+        "random",
+        "popular",
+        "lfu",
+        "lru",
+        "greedy",
+        "greedy-ema",
+        "greedy-forecast",
+        "coarse",
+        "noncoop",
+    )
     evaluated: tuple[str, ...] | None = None  # variants run on the test seeds (None: all trained)
-    headroom: bool = True  # also run the oracles of learning.headroom on the test seeds
+    headroom: bool = True  # also run the oracles and the bound of delivery.references on the test seeds
     # references of the policy registry (not heuristics: they read the future or bound the delay),
     # run on the test seeds and compared like the learners
     references: tuple[str, ...] = REFERENCES
 
+    def __post_init__(self) -> None:
+        from delivery.errors import ConfigError
+        from delivery.policies import make_policy
 
-# quick: a smoke run of the whole protocol in about 3 minutes on the demo zoo library (no
-# headroom references, 2 slots per seed); full: the protocol of docs/learning.md §6
-QUICK = ReportPlan(
-    "quick",
-    (0,),
-    ("maasn-da", "maasn-noda"),
-    (2000, 2001, 2002, 2003, 2004),
-    2,
-    (0.3,),
-    (),
-    4,
-    1,
-    0.0,
-    (2000, 2001),
-    headroom=False,
-    references=("oracle", "fullcache"),  # search replays candidate placements: minutes per slot
-)
-# the ablations of issue 16 on the same seeds: no DA, no neighbour messages, no attention, mean critic
-ABLATIONS = ("maasn-noda", "maasn-nomsg", "maasn-noattn", "maasn-meancritic")
-FULL = ReportPlan(
-    "full",
-    (0, 1, 2, 3, 4),
-    ("maasn-da", *ABLATIONS),
-    TEST_SEEDS,
-    20,
-    (0.15, 0.3, 0.5),
-    (0.05, 0.1, 0.2, 0.3),
-    4,
-    1,
-    300.0,
-    (2000, 2001, 2002, 2003, 2004),
-    heuristics=REGISTRY_HEURISTICS,
-)
+        if not self.train_seeds or not self.variants or not self.eval_seeds:
+            empty = next(k for k in ("train_seeds", "variants", "eval_seeds") if not getattr(self, k))
+            raise ReportPlanError(f"{empty} is empty")
+        for name in ("train_seeds", "eval_seeds", "optimum_seeds"):
+            if any(s < 0 for s in getattr(self, name)):
+                raise ReportPlanError(f"{name} = {min(getattr(self, name))}: seeds are non-negative integers")
+        for name in ("eval_slots", "robust_users", "robust_slots"):
+            if getattr(self, name) < 1:
+                raise ReportPlanError(f"{name} = {getattr(self, name)} must be at least 1")
+        unknown = [v for v in (*self.variants, *(self.evaluated or ())) if v not in VARIANTS]
+        if unknown:
+            raise ReportPlanError(f"variants: unknown {unknown[0]!r} (have: {', '.join(VARIANTS)})")
+        try:
+            for policy in (*self.heuristics, *self.references):
+                make_policy(policy)  # a bad name fails before training
+            ScenarioConfig.from_dict(self.scenario, where="scenario")
+        except ConfigError as exc:
+            raise ReportPlanError(str(exc)) from None
+
+
+def bundled_report_plans() -> dict[str, Path]:
+    """The report plans shipped as package data, by name (quick, full)."""
+    return ReportPlan.bundled()
 
 
 def small_library() -> PBLibrary:
@@ -295,10 +308,11 @@ def run_report(
     them and `workers`/`address` run them on Ray. Raises EngineError, LearnConfigError,
     CheckpointError, delivery's ConfigError/CapacityError."""
     out.mkdir(parents=True, exist_ok=True)
-    base_cfg: TrainConfig = load_config(plan.config)
+    base_cfg: TrainConfig = load_config(plan.train_config)
     scenario = ScenarioConfig.from_dict(plan.scenario, where="report scenario")
     started = time.perf_counter()
     results: dict = {
+        SCHEMA_KEY: schema_id("learn-report"),
         "plan": asdict(plan),
         "library": library.sharing(),
         "scenario": scenario.to_dict(),
@@ -429,19 +443,17 @@ def _finish(
         key = variant.replace("-", "_")
         pooled = paired[variant]
         targets[f"{key}_ratio_to_best_heuristic"] = pooled["ratio"]
-        targets[f"{key}_paired_diff_ci95"] = pooled["ci95"]
+        targets[f"{key}_paired_diff_s"] = Interval.from_json(pooled).to_json()
         targets[f"{key}_per_training_seed"] = {
-            k.split("/", 1)[1]: {"ratio": v["ratio"], "mean_diff_s": v["mean_diff_s"], "ci95": v["ci95"]}
+            k.split("/", 1)[1]: {"ratio": v["ratio"], **Interval.from_json(v).to_json()}
             for k, v in paired.items()
             if k.startswith(variant + "/")
         }
     if "maasn-da" in paired:
         da = paired["maasn-da"]
-        targets["ratio_at_most_0.95_and_ci_below_zero"] = bool(da["ratio"] <= 0.95 and da["ci95"][1] < 0)
+        targets["ratio_at_most_0.95_and_ci_below_zero"] = bool(da["ratio"] <= 0.95 and Interval.from_json(da).hi < 0)
         per_seed = targets["maasn_da_per_training_seed"]
-        targets["no_training_seed_worse_than_best_heuristic"] = bool(
-            all(v["mean_diff_s"] <= 0 for v in per_seed.values())
-        )
+        targets["no_training_seed_worse_than_best_heuristic"] = bool(all(v["mean"] <= 0 for v in per_seed.values()))
         if "coarse" in policies:
             targets["fine_vs_coarse_pct"] = {
                 k: _reduction(policies["coarse"]["mean_delay_s"], policies[k]["mean_delay_s"])
@@ -465,7 +477,7 @@ def _finish(
     for kind in (*ORACLES, *BOUNDS):
         if kind in paired:
             targets[f"{kind}_ratio_to_best_heuristic"] = paired[kind]["ratio"]
-            targets[f"{kind}_paired_diff_ci95"] = paired[kind]["ci95"]
+            targets[f"{kind}_paired_diff_s"] = Interval.from_json(paired[kind]).to_json()
     da_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-da", {}).values()]
     noda_steps = [steps_to_fraction(t.history) for t in runs.get("maasn-noda", {}).values()]
     targets["steps_to_90pct_da"] = da_steps
@@ -501,9 +513,7 @@ def plot(results: dict, out: Path) -> None:
         mean = delays.mean(axis=0)
         (line,) = ax.plot(steps, mean, "-" if name == "maasn-da" else "--", marker="o", ms=3, label=name)
         if len(runs) > 1:  # band: 95 % t-interval of the mean over training seeds
-            from scipy import stats
-
-            half = stats.t.ppf(0.975, len(runs) - 1) * delays.std(axis=0, ddof=1) / np.sqrt(len(runs))
+            half = np.array([Interval.from_samples(delays[:, i]).half_width for i in range(length)])
             ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("real environment steps (slots)")
     ax.set_ylabel("validation mean delay (s)")

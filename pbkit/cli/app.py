@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,20 @@ def _missing_extra_message(module: str) -> str:
     return f"{top}: not installed; this command needs it: pip install {wanted} ('pbkit[all]' installs everything)"
 
 
+def _one_line_deprecations(previous):
+    """`warnings.showwarning` that prints a settings deprecation (an old key name in a file) as
+    one line and hands any other warning to `previous`."""
+    from pbkit.common.settings import SettingsDeprecationWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, SettingsDeprecationWarning):
+            print(f"pbkit: warning: {message}", file=sys.stderr)
+            return
+        previous(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `pbkit` command line; return its exit code.
 
@@ -136,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = build_app()
         # With standalone_mode=False click returns a typer.Exit code instead of raising it.
-        rv = app(args=argv, prog_name="pbkit", standalone_mode=False)
+        with warnings.catch_warnings():  # restores the previous warning display on the way out
+            warnings.showwarning = _one_line_deprecations(warnings.showwarning)
+            rv = app(args=argv, prog_name="pbkit", standalone_mode=False)
         if rv == 130:  # typer turns Ctrl-C into a silent Exit(130); pbkit never exits 130 itself
             print("pbkit: interrupted", file=sys.stderr)
         if isinstance(rv, int):

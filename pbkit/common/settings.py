@@ -12,6 +12,7 @@ adding a knob to a settings type is adding one field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from pathlib import Path
@@ -79,6 +80,34 @@ def read_settings(path: str | os.PathLike[str], error: type[PbkitError]) -> dict
     return parse_settings(text, str(path), path.suffix, error)
 
 
+class SettingsDeprecationWarning(FutureWarning):
+    """A settings file uses an old name of a key, still accepted for one release; the message is
+    one line naming the file and the new key (`pbkit` prints it as `pbkit: warning: ...`)."""
+
+
+def renamed_keys(
+    data: Mapping[str, Any], renames: Mapping[str, str], where: str, error: type[PbkitError]
+) -> dict[str, Any]:
+    """`data` with every old key of `renames` (old -> new) written under its new name, warning
+    once per key with a SettingsDeprecationWarning naming `where` and the new key. Raises `error`
+    when a mapping gives both the old and the new name."""
+    import warnings
+
+    out = dict(data)
+    for old, new in renames.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise error(f"{where}: {old} and {new} are the same setting ({old} is its old name): give {new} only")
+        out[new] = out.pop(old)
+        warnings.warn(
+            f"{where}: {old} is deprecated, write {new} (the old name is accepted until the next release)",
+            SettingsDeprecationWarning,
+            stacklevel=2,
+        )
+    return out
+
+
 def _type_error(error: type[PbkitError], where: str, name: str, value: Any, expected: str) -> PbkitError:
     return error(f"{where}: {name} = {value!r} is not {expected}")
 
@@ -114,9 +143,13 @@ def _coerce(name: str, kind: str, value: Any, where: str, error: type[PbkitError
             raise _type_error(error, where, name, value, "a string")
         return value
     if kind.startswith("tuple[") or kind.startswith("list["):
+        inner = kind[kind.index("[") + 1 : -1].split(",")[0]
+        if name.endswith("seeds") and inner == "int" and isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = _seeds(name, value, where, error)  # `--set eval_seeds=2000-2009`: the --seeds grammar
+        elif isinstance(value, str):
+            value = _comma_list(value)  # `--set variants=maasn-da,maasn-noda`; '' is the empty list
         if not isinstance(value, (list, tuple)):
             raise _type_error(error, where, name, value, "a list like [1, 2]")
-        inner = kind[kind.index("[") + 1 : -1].split(",")[0]
         items = [_coerce(name, inner, v, where, error) for v in value]
         return tuple(items) if kind.startswith("tuple[") else items
     if kind.startswith("dict"):
@@ -124,6 +157,31 @@ def _coerce(name: str, kind: str, value: Any, where: str, error: type[PbkitError
             raise _type_error(error, where, name, value, "a mapping")
         return dict(value)
     return value  # any other annotation (Any): passed through unchecked
+
+
+def _seeds(name: str, value: str | int, where: str, error: type[PbkitError]) -> list[int]:
+    """A `...seeds` field written in the one --seeds grammar (`10`, `0-9`, `0,3,5`)."""
+    from pbkit.common.seeds import SeedError, parse_seeds
+
+    if isinstance(value, str) and not value.strip():
+        return []
+    try:
+        return parse_seeds(value, name)
+    except SeedError as exc:
+        raise error(f"{where}: {exc}") from None
+
+
+def _comma_list(text: str) -> list[Any]:
+    """`a,b,c` as a list of YAML scalars (`0.1,0.3` gives numbers); blank items dropped."""
+    yaml = _yaml()
+    items = []
+    for item in text.split(","):
+        if item.strip():
+            try:
+                items.append(yaml.safe_load(item))
+            except yaml.YAMLError:
+                items.append(item.strip())
+    return items
 
 
 def load_typed(cls: type[T], data: Any, where: str, error: type[PbkitError]) -> T:
@@ -144,8 +202,13 @@ def load_typed(cls: type[T], data: Any, where: str, error: type[PbkitError]) -> 
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in kinds:
-            raise error(f"{where}: unknown key {key!r}")
+            close = difflib.get_close_matches(str(key), list(kinds), n=1)
+            raise error(f"{where}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         values[key] = _coerce(key, kinds[key], value, where, error)
+    for f in dataclasses.fields(cls):  # a field without a default is a key the file must give
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.init and f.name not in values and no_default:
+            raise error(f"{where}: missing key {f.name!r}")
     try:
         return cls(**values)
     except error as exc:
@@ -225,14 +288,19 @@ def load_settings(
     bundled: Mapping[str, Path] | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
     where: str = "--set",
+    base: T | None = None,
 ) -> T:
     """A settings dataclass `cls` from its defaults (`source` None), a file, or a bundled name,
     then `overrides` (`key=value` strings or a mapping, dotted keys into nested settings).
+    `base`, when given instead of `source`, is the instance the overrides apply to (a caller that
+    layers something between the file and the overrides).
 
     Errors name the file for what is in the file and `where` (the option) for the overrides.
     Raises `error`.
     """
-    if source is None:
+    if base is not None:
+        pass
+    elif source is None:
         base = cls()
     else:
         path = find_settings_file(source, bundled or {}, kind, error)

@@ -11,6 +11,7 @@ Rules, defaults and sources: docs/plans.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -20,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import blake3
 
-from pbkit.common.settings import read_settings
+from pbkit.common.settings import load_typed, read_settings
 from pbkit.common.sizes import SizeError, parse_size
 from pbkit.errors import PbkitError
 from pbkit.library import ModelEntry, PBEntry, PBLibrary
@@ -420,50 +421,90 @@ def _base_tensors(built: _Built, family: str) -> tuple[PlannedTensor, ...]:
 
 
 # ---------------------------------------------------------------------------- spec plans
-def _expand(entries: Any, where: str) -> list[dict]:
-    """Entries of a spec list, with `count: n` expanded into n named copies."""
-    if entries is None:
-        return []
-    if not isinstance(entries, list):
-        raise PlanError(f"{where}: expected a list")
+# A plan spec is settings of the one loader (pbkit.common.settings): each level a dataclass read
+# by `load_typed`, so an unknown key or a value of the wrong type is one line naming the file,
+# the entry and the key. Its vocabulary (finetunes, frozen_blocks, an adapter's type) is the
+# zoo spec's too (docs/zoo.md says why).
+@dataclass(frozen=True)
+class PlanFinetune:
+    """A fine-tune of the family's base: its bottom `frozen_blocks` blocks keep the base's PBs."""
+
+    name: str
+    frozen_blocks: int = 0
+    freeze_embeddings: bool | None = None  # None: frozen when frozen_blocks > 0
+    architecture: str | None = None  # another model class (e.g. a sequence-classification head)
+    config: dict[str, Any] = field(default_factory=dict)  # overrides of the family's config
+    dtype: str | None = None  # None: the family's
+    count: int = 1  # this many copies, named NAME-0 .. NAME-(count-1)
+
+
+@dataclass(frozen=True)
+class PlanAdapter:
+    """A PEFT adapter on the family's base (only LoRA is planned)."""
+
+    name: str
+    type: str = "lora"
+    r: int = 8
+    target_modules: Any = None  # a regex string, "all-linear" or a list of module names
+    modules_to_save: tuple[str, ...] = ()
+    dtype: str = "float32"  # PEFT keeps adapters of fp16/bf16 bases in float32
+    architecture: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    bias: str = "none"
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class PlanFamily:
+    """A base (a config file or shipped config name), its fine-tunes and its adapters."""
+
+    name: str
+    arch: str
+    dtype: str | None = None
+    architecture: str | None = None
+    finetunes: tuple[Any, ...] = ()  # PlanFinetune mappings, read by `load_spec`
+    adapters: tuple[Any, ...] = ()  # PlanAdapter mappings
+    max_shard_size: Any = DEFAULT_MAX_SHARD_SIZE  # bytes or a size such as 64MiB (pbkit.common.sizes)
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """A plan spec file: its families (the only key)."""
+
+    families: tuple[Any, ...] = ()
+
+
+def _entries(cls: type, entries: tuple[Any, ...], where: str) -> list[Any]:
+    """The entries of a family list as `cls` instances, `count: n` expanded into n named copies."""
     out = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise PlanError(f"{where}[{i}]: each entry needs a string `name`")
-        count = entry.get("count", 1)
-        if not isinstance(count, int) or count < 1:
-            raise PlanError(f"{where}[{i}] {entry['name']}: count {count!r} is not a positive integer")
-        for c in range(count):
-            e = {k: v for k, v in entry.items() if k != "count"}
-            if count > 1:
-                e["name"] = f"{entry['name']}-{c}"
-            out.append(e)
+    for i, raw in enumerate(entries):
+        entry = load_typed(cls, raw, f"{where}[{i}]", PlanError)
+        if entry.count < 1:
+            raise PlanError(f"{where}[{i}] {entry.name}: count {entry.count!r} is not a positive integer")
+        if entry.count == 1:
+            out.append(entry)
+            continue
+        out.extend(dataclasses.replace(entry, name=f"{entry.name}-{c}", count=1) for c in range(entry.count))
     return out
 
 
-def _check_keys(entry: dict, allowed: set[str], where: str) -> None:
-    unknown = set(entry) - allowed
-    if unknown:
-        raise PlanError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-
-
-_FAMILY_KEYS = {"name", "arch", "dtype", "architecture", "finetunes", "adapters", "max_shard_size"}
-_FINETUNE_KEYS = {"name", "frozen_blocks", "freeze_embeddings", "architecture", "config", "dtype"}
-_ADAPTER_KEYS = {"name", "type", "r", "target_modules", "modules_to_save", "dtype", "architecture", "config", "bias"}
-
-
-def load_spec(path: str | Path) -> dict:
+def load_spec(path: str | Path) -> PlanSpec:
+    """A plan spec file as a PlanSpec whose families are PlanFamily instances (their entries are
+    read by `plan_spec`). Raises PlanError naming the file, the entry and the key."""
     path = Path(path)
-    data = read_settings(path, PlanError)
-    if not isinstance(data, dict) or not isinstance(data.get("families"), list) or not data["families"]:
+    spec = load_typed(PlanSpec, read_settings(path, PlanError), str(path), PlanError)
+    if not spec.families:
         raise PlanError(f"{path}: a plan spec needs a non-empty list `families`")
-    return data
+    families = tuple(
+        load_typed(PlanFamily, f, f"{path}: families[{i}]", PlanError) for i, f in enumerate(spec.families)
+    )
+    return PlanSpec(families)
 
 
-def _shard_size(fam: dict, where: str) -> int:
+def _shard_size(fam: PlanFamily, where: str) -> int:
     """A family's `max_shard_size` in bytes through pbkit's one size parser (`64MiB`, `2GB`, ...)."""
     try:
-        return parse_size(fam.get("max_shard_size", DEFAULT_MAX_SHARD_SIZE), f"{where}: max_shard_size", minimum=1)
+        return parse_size(fam.max_shard_size, f"{where}: max_shard_size", minimum=1)
     except SizeError as exc:
         raise PlanError(str(exc)) from None
 
@@ -471,29 +512,24 @@ def _shard_size(fam: dict, where: str) -> int:
 def plan_spec(path: str | Path, dtype: str | None = None) -> Plan:
     """Plan every family of a spec file: each base, its fine-tunes and its adapters.
 
-    `dtype` overrides every family's base dtype (not adapter dtypes).
+    `dtype` overrides every family's base dtype (not adapter dtypes). Raises PlanError.
     """
     path = Path(path)
     spec = load_spec(path)
     models: list[PlannedModel] = []
     names: set[str] = set()
     cache: dict = {}
-    for fi, fam in enumerate(spec["families"]):
+    for fi, fam in enumerate(spec.families):
         where = f"{path}: families[{fi}]"
-        if not isinstance(fam, dict) or not isinstance(fam.get("name"), str) or "arch" not in fam:
-            raise PlanError(f"{where}: each family needs `name` and `arch`")
-        _check_keys(fam, _FAMILY_KEYS, where)
-        family = fam["name"]
-        fam_dtype = dtype or fam.get("dtype")
+        family = fam.name
+        fam_dtype = dtype or fam.dtype
         shard = _shard_size(fam, where)
-        base = _variant(fam, {}, fam_dtype, shard, path, where, cache)
+        base = _variant(fam, {}, None, fam_dtype, shard, path, where, cache)
         planned = [PlannedModel(family, "base", base.architecture, _base_tensors(base, family))]
-        for ft in _expand(fam.get("finetunes"), f"{where}.finetunes"):
-            _check_keys(ft, _FINETUNE_KEYS, f"{where} finetune {ft['name']}")
+        for ft in _entries(PlanFinetune, fam.finetunes, f"{where}.finetunes"):
             planned.append(_plan_finetune(fam, family, base, ft, fam_dtype, shard, path, where, cache))
-        for ad in _expand(fam.get("adapters"), f"{where}.adapters"):
-            _check_keys(ad, _ADAPTER_KEYS, f"{where} adapter {ad['name']}")
-            planned.append(_plan_adapter(fam, family, base, planned[0], ad, fam_dtype, path, where, cache))
+        for ad in _entries(PlanAdapter, fam.adapters, f"{where}.adapters"):
+            planned.append(_plan_adapter(fam, family, base, planned[0], ad, fam_dtype, shard, path, where, cache))
         for m in planned:
             if m.name in names:
                 raise PlanError(f"{path}: model name {m.name!r} is used twice")
@@ -502,30 +538,31 @@ def plan_spec(path: str | Path, dtype: str | None = None) -> Plan:
     return Plan(models, source={"spec": str(path), "dtype": dtype})
 
 
-def _variant(fam: dict, entry: dict, fam_dtype, shard, path: Path, where: str, cache: dict) -> _Built:
+def _variant(
+    fam: PlanFamily, overrides: dict, architecture: str | None, dtype, shard, path: Path, where: str, cache: dict
+) -> _Built:
     """The meta model of a fine-tune or adapter: the family's config with the entry's
-    overrides, possibly another architecture (e.g. a sequence-classification head).
+    `overrides`, possibly another `architecture` (e.g. a sequence-classification head).
     Builds are cached per plan by everything that shapes the model (`count:` copies reuse one)."""
-    overrides = entry.get("config") or {}
-    if not isinstance(overrides, dict):
-        raise PlanError(f"{where}: `config` must be a mapping of config overrides")
-    arch = entry.get("architecture") or fam.get("architecture")
-    dtype = entry.get("dtype", fam_dtype)
-    key = (str(fam["arch"]), json.dumps(overrides, sort_keys=True, default=str), arch, dtype, str(shard))
+    arch = architecture or fam.architecture
+    key = (str(fam.arch), json.dumps(overrides, sort_keys=True, default=str), arch, dtype, str(shard))
     if key not in cache:
-        config, cfg_path = load_config(fam["arch"], relative_to=path.parent, overrides=overrides)
+        config, cfg_path = load_config(fam.arch, relative_to=path.parent, overrides=overrides)
         cache[key] = _build(config, arch, dtype, f"{where} ({cfg_path.name})", shard)
     return cache[key]
 
 
-def _plan_finetune(fam, family, base: _Built, ft: dict, fam_dtype, shard, path, where, cache) -> PlannedModel:
-    name = ft["name"]
+def _plan_finetune(
+    fam: PlanFamily, family, base: _Built, ft: PlanFinetune, fam_dtype, shard, path, where, cache
+) -> PlannedModel:
+    name = ft.name
     where = f"{where} finetune {name}"
-    built = _variant(fam, ft, fam_dtype, shard, path, where, cache)
-    k = ft.get("frozen_blocks", 0)
-    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= len(built.blocks):
+    dtype = ft.dtype if ft.dtype is not None else fam_dtype
+    built = _variant(fam, ft.config, ft.architecture, dtype, shard, path, where, cache)
+    k = ft.frozen_blocks
+    if not 0 <= k <= len(built.blocks):
         raise PlanError(f"{where}: frozen_blocks {k!r} is not in 0..{len(built.blocks)}")
-    freeze_embeddings = ft.get("freeze_embeddings", k > 0)
+    freeze_embeddings = ft.freeze_embeddings if ft.freeze_embeddings is not None else k > 0
     frozen_blocks = set(built.blocks[:k])
     tensors = []
     for t in built.raw:
@@ -548,40 +585,38 @@ def _target_matches(module_name: str, targets: Any) -> bool:
 
 
 def _plan_adapter(
-    fam, family, base: _Built, base_model: PlannedModel, ad: dict, fam_dtype, path, where, cache
+    fam: PlanFamily,
+    family,
+    base: _Built,
+    base_model: PlannedModel,
+    ad: PlanAdapter,
+    fam_dtype,
+    shard,
+    path,
+    where,
+    cache,
 ) -> PlannedModel:
     from torch import nn
     from transformers.pytorch_utils import Conv1D
 
-    name = ad["name"]
+    name = ad.name
     where = f"{where} adapter {name}"
-    kind = ad.get("type", "lora")
-    if kind != "lora":
-        raise PlanError(f"{where}: adapter type {kind!r} is not supported (only lora)")
-    r = ad.get("r", 8)
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+    if ad.type != "lora":
+        raise PlanError(f"{where}: adapter type {ad.type!r} is not supported (only lora)")
+    r = ad.r
+    if r < 1:
         raise PlanError(f"{where}: rank r {r!r} is not a positive integer")
-    if ad.get("bias", "none") != "none":
+    if ad.bias != "none":
         raise PlanError(f"{where}: only bias: none is planned")
-    targets = ad.get("target_modules")
+    targets = ad.target_modules
     if not (
         isinstance(targets, str) or (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets))
     ):
         raise PlanError(f"{where}: target_modules must be a regex string or a non-empty list of names")
-    to_save = ad.get("modules_to_save") or []
-    if not isinstance(to_save, list) or not all(isinstance(m, str) for m in to_save):
-        raise PlanError(f"{where}: modules_to_save must be a list of module names")
+    to_save = list(ad.modules_to_save)
     # PEFT keeps LoRA weights in float32 when the base is fp16/bf16 (autocast_adapter_dtype=True).
-    ad_dtype = _st_dtype(_torch_dtype(ad.get("dtype", "float32"), where))
-    built = _variant(
-        fam,
-        {k: v for k, v in ad.items() if k != "dtype"},
-        fam_dtype,
-        _shard_size(fam, where),
-        path,
-        where,
-        cache,
-    )
+    ad_dtype = _st_dtype(_torch_dtype(ad.dtype, where))
+    built = _variant(fam, ad.config, ad.architecture, fam_dtype, shard, path, where, cache)
     model = built.model
     output_layer = None
     if targets == "all-linear":
@@ -620,7 +655,7 @@ def _plan_adapter(
                 )
             )
     if not adapter:
-        raise PlanError(f"{where}: target_modules {ad.get('target_modules')!r} match no Linear/Conv1D/Conv2d module")
+        raise PlanError(f"{where}: target_modules {ad.target_modules!r} match no Linear/Conv1D/Conv2d module")
     missing_saves = [m for m in to_save if not any(s == m or s.endswith("." + m) for s in saved_modules)]
     if missing_saves:
         raise PlanError(f"{where}: modules_to_save {', '.join(missing_saves)} match no module")

@@ -28,9 +28,10 @@ from pbkit.errors import PbkitError
 from pbkit.zoo.spec import (
     AdapterEntrySpec,
     FamilySpec,
-    TaskModelSpec,
+    FinetuneEntrySpec,
     ZooSpec,
     ZooSpecError,
+    entry_hash_payload,
     entry_payload,
     spec_hash,
 )
@@ -56,7 +57,7 @@ class PlannedModel:
     role: str  # "base" | "finetune" | "adapter"
     spec_hash: str
     base_name: str | None
-    entry: TaskModelSpec | AdapterEntrySpec | None
+    entry: FinetuneEntrySpec | AdapterEntrySpec | None
 
 
 @dataclass
@@ -128,9 +129,9 @@ def plan_zoo(spec: ZooSpec) -> list[PlannedModel]:
     for fam in spec.families:
         base_hash = spec_hash({"role": "base", "base": _base_identity(fam)})
         out.append(PlannedModel(fam.base_name, fam.name, "base", base_hash, None, None))
-        for role, entries in (("finetune", fam.task_models), ("adapter", fam.adapters)):
+        for role, entries in (("finetune", fam.finetunes), ("adapter", fam.adapters)):
             for entry in entries:
-                h = spec_hash({"role": role, "base": base_hash, "entry": entry_payload(entry)})
+                h = spec_hash({"role": role, "base": base_hash, "entry": entry_hash_payload(entry)})
                 out.append(PlannedModel(fam.model_name(entry), fam.name, role, h, fam.base_name, entry))
     return out
 
@@ -191,7 +192,7 @@ def _build_into(planned: PlannedModel, fam: FamilySpec, zoo_dir: Path, tmp: Path
         return
     base_dir = zoo_dir / fam.base_name
     entry = planned.entry
-    if isinstance(entry, TaskModelSpec):
+    if isinstance(entry, FinetuneEntrySpec):
         ft.finetune(
             base_dir,
             tmp,
@@ -199,7 +200,7 @@ def _build_into(planned: PlannedModel, fam: FamilySpec, zoo_dir: Path, tmp: Path
                 name=planned.name,
                 task=entry.task,
                 num_labels=max(entry.num_labels, 1),
-                frozen_layers=entry.frozen_layers,
+                frozen_blocks=entry.frozen_blocks,
                 steps=entry.steps,
                 lr=entry.lr,
                 batch_size=entry.batch_size,
@@ -216,7 +217,7 @@ def _build_into(planned: PlannedModel, fam: FamilySpec, zoo_dir: Path, tmp: Path
         tmp,
         ft.AdapterSpec(
             name=planned.name,
-            peft_type=entry.peft_type,
+            type=entry.type,
             r=entry.r or 8,
             alpha=entry.alpha or 16,
             target_modules=list(entry.target_modules) or None,

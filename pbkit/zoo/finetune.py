@@ -55,12 +55,12 @@ class FinetuneError(PbkitError, ValueError):
 
 @dataclass
 class FinetuneSpec:
-    """A full (`frozen_layers=0`) or partial fine-tune of a base model."""
+    """A full (`frozen_blocks=0`) or partial fine-tune of a base model."""
 
     name: str
     task: str = "classification"  # "classification" | "regression" | "lm"
     num_labels: int = 2
-    frozen_layers: int = 0  # bottom k transformer blocks (and the embeddings when k > 0) frozen
+    frozen_blocks: int = 0  # bottom k transformer blocks (and the embeddings when k > 0) frozen
     steps: int = 3
     lr: float = 5e-4
     batch_size: int = 8
@@ -73,7 +73,7 @@ class AdapterSpec:
     """A PEFT adapter trained on top of a frozen base."""
 
     name: str
-    peft_type: str = "lora"  # "lora" | "ia3"
+    type: str = "lora"  # "lora" | "ia3"
     r: int = 8
     alpha: int = 16
     target_modules: list[str] | None = None  # None: peft's default for the architecture
@@ -297,13 +297,13 @@ def _block_list(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
 
 
 def frozen_parameter_names(model: torch.nn.Module, k: int) -> list[str]:
-    """Names of the parameters frozen by `frozen_layers=k`: blocks 0..k-1 and, for k > 0, the
+    """Names of the parameters frozen by `frozen_blocks=k`: blocks 0..k-1 and, for k > 0, the
     embeddings (every nn.Embedding and any module path with a component containing "embed")."""
     if k <= 0:
         return []
     stack_name, stack = _block_list(model)
     if k > len(stack):
-        raise FinetuneError(f"frozen_layers {k} exceeds the model's {len(stack)} blocks")
+        raise FinetuneError(f"frozen_blocks {k} exceeds the model's {len(stack)} blocks")
     frozen: set[str] = set()
     for i in range(k):
         frozen.update(f"{stack_name}.{i}.{n}" for n, _ in stack[i].named_parameters())
@@ -377,17 +377,17 @@ def build_tiny_model(arch: str, out_dir: Path, seed: int) -> Path:
 def finetune(base_dir: Path, out_dir: Path, spec: FinetuneSpec) -> Path:
     """Fine-tune `base_dir` for a few real steps and save it in HF format at `out_dir`.
 
-    `spec.frozen_layers = k > 0` freezes the bottom k blocks and the embeddings; those tensors are
+    `spec.frozen_blocks = k > 0` freezes the bottom k blocks and the embeddings; those tensors are
     saved bit-identical to the base's. The task head is new (initialised from the seed).
     """
     base_dir = _check_base(base_dir)
     _check_out(out_dir)
     _check_task(spec.task, spec.num_labels)
-    if spec.frozen_layers < 0 or spec.steps < 1 or spec.batch_size < 1:
-        raise FinetuneError(f"{spec.name}: frozen_layers, steps and batch_size must be >= 0, 1, 1")
+    if spec.frozen_blocks < 0 or spec.steps < 1 or spec.batch_size < 1:
+        raise FinetuneError(f"{spec.name}: frozen_blocks, steps and batch_size must be >= 0, 1, 1")
     with _deterministic(spec.seed) as rng:
         model = _load_task_model(base_dir, spec.task, spec.num_labels)
-        frozen = set(frozen_parameter_names(model, spec.frozen_layers))
+        frozen = set(frozen_parameter_names(model, spec.frozen_blocks))
         for name, param in model.named_parameters():
             param.requires_grad_(name not in frozen)
         batches = _make_batches(
@@ -412,7 +412,7 @@ def _peft_config(spec: AdapterSpec, model_type: str):
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING
 
     task_type = peft.TaskType.CAUSAL_LM if spec.task == "lm" else peft.TaskType.SEQ_CLS
-    if spec.peft_type == "lora":
+    if spec.type == "lora":
         return peft.LoraConfig(
             r=spec.r,
             lora_alpha=spec.alpha,
@@ -421,7 +421,7 @@ def _peft_config(spec: AdapterSpec, model_type: str):
             modules_to_save=spec.modules_to_save,
             task_type=task_type,
         )
-    if spec.peft_type == "ia3":
+    if spec.type == "ia3":
         feedforward = None
         if spec.target_modules is not None:
             # peft requires feedforward modules to be a subset of the targets
@@ -433,7 +433,7 @@ def _peft_config(spec: AdapterSpec, model_type: str):
             modules_to_save=spec.modules_to_save,
             task_type=task_type,
         )
-    raise FinetuneError(f"{spec.name}: peft_type {spec.peft_type!r} is not one of {', '.join(PEFT_TYPES)}")
+    raise FinetuneError(f"{spec.name}: adapter type {spec.type!r} is not one of {', '.join(PEFT_TYPES)}")
 
 
 def train_adapter(base_dir: Path, out_dir: Path, spec: AdapterSpec) -> Path:
@@ -448,8 +448,8 @@ def train_adapter(base_dir: Path, out_dir: Path, spec: AdapterSpec) -> Path:
     base_dir = _check_base(base_dir)
     _check_out(out_dir)
     _check_task(spec.task, spec.num_labels)
-    if spec.peft_type not in PEFT_TYPES:
-        raise FinetuneError(f"{spec.name}: peft_type {spec.peft_type!r} is not one of {', '.join(PEFT_TYPES)}")
+    if spec.type not in PEFT_TYPES:
+        raise FinetuneError(f"{spec.name}: adapter type {spec.type!r} is not one of {', '.join(PEFT_TYPES)}")
     if spec.steps < 1:
         raise FinetuneError(f"{spec.name}: steps must be >= 1")
     with _deterministic(spec.seed) as rng:

@@ -1,8 +1,13 @@
 """Zoo specs: which families of real models to build (a base, fine-tunes, PEFT adapters).
 
-A spec is a YAML (or TOML) file; the schema is documented in docs/zoo.md. Parsing is strict: an
-unknown key, a wrong type or an out-of-range value is a `ZooSpecError` naming the file and the
-key path (e.g. `families[0].adapters[2].r`), so a typo never silently changes what is built.
+A spec is a YAML (or TOML) file, found and read by the one settings loader
+(pbkit.common.settings); the schema is documented in docs/zoo.md. Parsing is strict: an unknown
+key, a wrong type or an out-of-range value is a `ZooSpecError` naming the file and the key path
+(e.g. `families[0].adapters[2].r`), so a typo never silently changes what is built.
+
+Keys use the plan specs' vocabulary (pbkit.library.plan, docs/plans.md): `finetunes`,
+`frozen_blocks`, an adapter's `type`. The zoo's old names (`task_models`, `frozen_layers`,
+`peft_type`) are read for one release with a one-line SettingsDeprecationWarning (RENAMED).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import blake3
 
-from pbkit.common.settings import find_settings_file, read_settings
+from pbkit.common.settings import find_settings_file, load_typed, read_settings, renamed_keys
 from pbkit.errors import PbkitError
 from pbkit.model.dtypes import CAST_DTYPES
 
@@ -41,6 +46,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "seq_len": 32,
 }
 _DEFAULTABLE = tuple(TRAIN_DEFAULTS)
+
+# old zoo key -> the one vocabulary's key, per level of the spec (accepted until the next release)
+RENAMED: dict[str, dict[str, str]] = {
+    "family": {"task_models": "finetunes"},
+    "finetune": {"frozen_layers": "frozen_blocks"},
+    "adapter": {"peft_type": "type"},
+}
 
 
 class ZooSpecError(PbkitError, ValueError):
@@ -69,14 +81,14 @@ class BaseSpec:
 
 
 @dataclass(frozen=True)
-class TaskModelSpec:
-    """A fine-tune of the family base: bottom `frozen_layers` blocks frozen (0 = full fine-tune).
+class FinetuneEntrySpec:
+    """A fine-tune of the family base: bottom `frozen_blocks` blocks frozen (0 = full fine-tune).
     `dtype` casts the saved checkpoint's floating tensors (an fp16/bf16 release of the model)."""
 
     name: str
     task: str
     num_labels: int
-    frozen_layers: int
+    frozen_blocks: int
     steps: int
     lr: float
     batch_size: int
@@ -90,7 +102,7 @@ class AdapterEntrySpec:
     """A PEFT adapter on the family base (LoRA or IA3)."""
 
     name: str
-    peft_type: str
+    type: str  # "lora" | "ia3"
     r: int
     alpha: int
     target_modules: tuple[str, ...]
@@ -108,14 +120,14 @@ class AdapterEntrySpec:
 class FamilySpec:
     name: str
     base: BaseSpec
-    task_models: tuple[TaskModelSpec, ...] = ()
+    finetunes: tuple[FinetuneEntrySpec, ...] = ()
     adapters: tuple[AdapterEntrySpec, ...] = ()
 
     @property
     def base_name(self) -> str:
         return f"{self.name}-base"
 
-    def model_name(self, entry: TaskModelSpec | AdapterEntrySpec) -> str:
+    def model_name(self, entry: FinetuneEntrySpec | AdapterEntrySpec) -> str:
         return f"{self.name}-{entry.name}"
 
 
@@ -130,7 +142,7 @@ class ZooSpec:
         out: list[str] = []
         for fam in self.families:
             out.append(fam.base_name)
-            out.extend(fam.model_name(e) for e in fam.task_models)
+            out.extend(fam.model_name(e) for e in fam.finetunes)
             out.extend(fam.model_name(e) for e in fam.adapters)
         return out
 
@@ -148,6 +160,66 @@ def derive_seed(master: int, name: str) -> int:
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
+# ---------------------------------------------------------------- the keys of each level
+# Each level of a spec file is first read by the one loader (`load_typed`): unknown keys and
+# ill-typed values fail there, in one line naming the file, the entry and the key. Every key is
+# optional at that stage (None: not given); what a key means (defaults inherited from the
+# family, derived seeds, ranges, keys that exclude each other) is checked below it.
+@dataclass(frozen=True)
+class _TopKeys:
+    name: str | None = None
+    seed: int | None = None
+    families: Any = None
+
+
+@dataclass(frozen=True)
+class _FamilyKeys:
+    name: Any = None
+    base: Any = None  # "bundled", a path, or a mapping (_BaseKeys)
+    defaults: dict[str, Any] | None = None
+    finetunes: Any = None
+    adapters: Any = None
+
+
+@dataclass(frozen=True)
+class _BaseKeys:
+    bundled: Any = None
+    path: Any = None
+    hub: Any = None
+    revision: Any = None
+    tiny: Any = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class _TrainKeys:  # the keys a family's `defaults` may set for its entries
+    task: str | None = None
+    num_labels: int | None = None
+    steps: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+
+
+@dataclass(frozen=True)
+class _FinetuneKeys(_TrainKeys):
+    name: Any = None
+    frozen_blocks: int | None = None
+    seed: int | None = None
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class _AdapterKeys(_TrainKeys):
+    name: Any = None
+    type: str | None = None
+    r: int | None = None
+    alpha: int | None = None
+    target_modules: Any = None  # a list of module names (or one name)
+    modules_to_save: Any = None
+    seed: int | None = None
+
+
 # ---------------------------------------------------------------- parsing helpers
 class _Ctx:
     def __init__(self, where: str) -> None:
@@ -156,13 +228,12 @@ class _Ctx:
     def fail(self, key: str, problem: str) -> ZooSpecError:
         return ZooSpecError(f"{self.where}: {key}: {problem}")
 
-    def mapping(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def mapping(self, value: Any, key: str, keys: type) -> dict[str, Any]:
+        """The keys `value` gives, read through the one loader as the key dataclass `keys`."""
         if not isinstance(value, dict):
             raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
-        for k in value:
-            if k not in allowed:
-                raise self.fail(f"{key}.{k}" if key else str(k), f"unknown key (allowed: {', '.join(allowed)})")
-        return value
+        typed = load_typed(keys, value, f"{self.where}: {key}" if key else self.where, ZooSpecError)
+        return {k: getattr(typed, k) for k in value}
 
     def integer(self, value: Any, key: str, low: int = 0, high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -202,7 +273,7 @@ def _parse_base(ctx: _Ctx, raw: Any, key: str, master_seed: int, family: str) ->
         return BaseSpec("bundled")
     if isinstance(raw, str):
         raw = {"path": raw}
-    m = ctx.mapping(raw, key, ("bundled", "path", "hub", "revision", "tiny", "seed"))
+    m = ctx.mapping(raw, key, _BaseKeys)
     sources = [s for s in BASE_SOURCES if s in m]
     if len(sources) != 1:
         raise ctx.fail(key, "give exactly one of bundled, path, hub, tiny")
@@ -246,23 +317,26 @@ def _train_fields(ctx: _Ctx, m: dict[str, Any], defaults: dict[str, Any], key: s
     }
 
 
-_TASK_KEYS = ("name", "frozen_layers", "seed", "dtype") + _DEFAULTABLE
-_ADAPTER_KEYS = ("name", "peft_type", "r", "alpha", "target_modules", "modules_to_save", "seed") + _DEFAULTABLE
+def _renamed(ctx: _Ctx, raw: Any, key: str, level: str) -> Any:
+    """`raw` with the level's old key names read as the new ones (a warning each)."""
+    if not isinstance(raw, dict):
+        return raw
+    return renamed_keys(raw, RENAMED[level], f"{ctx.where}: {key}" if key else ctx.where, ZooSpecError)
 
 
-def _parse_task(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str) -> TaskModelSpec:
-    m = ctx.mapping(raw, key, _TASK_KEYS)
+def _parse_task(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str) -> FinetuneEntrySpec:
+    m = ctx.mapping(_renamed(ctx, raw, key, "finetune"), key, _FinetuneKeys)
     if "name" not in m:
         raise ctx.fail(f"{key}.name", "missing")
     name = ctx.name(m["name"], f"{key}.name")
-    if "frozen_layers" not in m:
-        raise ctx.fail(f"{key}.frozen_layers", "missing (0 = full fine-tune)")
+    if "frozen_blocks" not in m:
+        raise ctx.fail(f"{key}.frozen_blocks", "missing (0 = full fine-tune)")
     dtype = m.get("dtype")
     if dtype is not None:
         ctx.choice(dtype, f"{key}.dtype", SAVE_DTYPES)
-    return TaskModelSpec(
+    return FinetuneEntrySpec(
         name=name,
-        frozen_layers=ctx.integer(m["frozen_layers"], f"{key}.frozen_layers", 0, 1000),
+        frozen_blocks=ctx.integer(m["frozen_blocks"], f"{key}.frozen_blocks", 0, 1000),
         seed=ctx.integer(m["seed"], f"{key}.seed") if "seed" in m else derive_seed(master, f"{family}-{name}"),
         dtype=dtype,
         **_train_fields(ctx, m, defaults, key),
@@ -272,18 +346,18 @@ def _parse_task(ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master:
 def _parse_adapter(
     ctx: _Ctx, raw: Any, key: str, defaults: dict[str, Any], master: int, family: str
 ) -> AdapterEntrySpec:
-    m = ctx.mapping(raw, key, _ADAPTER_KEYS)
+    m = ctx.mapping(_renamed(ctx, raw, key, "adapter"), key, _AdapterKeys)
     if "name" not in m:
         raise ctx.fail(f"{key}.name", "missing")
     name = ctx.name(m["name"], f"{key}.name")
-    peft_type = ctx.choice(m.get("peft_type", "lora"), f"{key}.peft_type", PEFT_TYPES)
+    peft_type = ctx.choice(m.get("type", "lora"), f"{key}.type", PEFT_TYPES)
     if peft_type == "ia3" and ("r" in m or "alpha" in m):
         raise ctx.fail(f"{key}.r" if "r" in m else f"{key}.alpha", "IA3 has no rank or alpha")
     r = ctx.integer(m.get("r", 8), f"{key}.r", 1, 4096) if peft_type == "lora" else 0
     alpha = ctx.integer(m.get("alpha", 2 * r), f"{key}.alpha", 1, 1 << 20) if peft_type == "lora" else 0
     return AdapterEntrySpec(
         name=name,
-        peft_type=peft_type,
+        type=peft_type,
         r=r,
         alpha=alpha,
         # Absent: peft's default targets for the architecture.
@@ -299,7 +373,7 @@ def _parse_adapter(
 def parse_spec(data: Any, where: str = "spec") -> ZooSpec:
     """Validate a spec already loaded into Python objects (from YAML, TOML or code)."""
     ctx = _Ctx(where)
-    top = ctx.mapping(data, "", ("name", "seed", "families"))
+    top = ctx.mapping(data, "", _TopKeys)
     name = ctx.name(top.get("name", "zoo"), "name")
     seed = ctx.integer(top.get("seed", 0), "seed")
     fams_raw = top.get("families")
@@ -308,19 +382,19 @@ def parse_spec(data: Any, where: str = "spec") -> ZooSpec:
     families: list[FamilySpec] = []
     for f, raw in enumerate(fams_raw):
         key = f"families[{f}]"
-        m = ctx.mapping(raw, key, ("name", "base", "defaults", "task_models", "adapters"))
+        m = ctx.mapping(_renamed(ctx, raw, key, "family"), key, _FamilyKeys)
         if "name" not in m:
             raise ctx.fail(f"{key}.name", "missing")
         fam = ctx.name(m["name"], f"{key}.name")
-        defaults = ctx.mapping(m.get("defaults", {}) or {}, f"{key}.defaults", _DEFAULTABLE)
+        defaults = ctx.mapping(m.get("defaults", {}) or {}, f"{key}.defaults", _TrainKeys)
         base = _parse_base(ctx, m.get("base"), f"{key}.base", seed, fam)
-        tasks_raw = m.get("task_models", []) or []
+        tasks_raw = m.get("finetunes", []) or []
         adapters_raw = m.get("adapters", []) or []
-        for k, v in (("task_models", tasks_raw), ("adapters", adapters_raw)):
+        for k, v in (("finetunes", tasks_raw), ("adapters", adapters_raw)):
             if not isinstance(v, list):
                 raise ctx.fail(f"{key}.{k}", f"expected a list, got {type(v).__name__}")
         tasks = tuple(
-            _parse_task(ctx, t, f"{key}.task_models[{i}]", defaults, seed, fam) for i, t in enumerate(tasks_raw)
+            _parse_task(ctx, t, f"{key}.finetunes[{i}]", defaults, seed, fam) for i, t in enumerate(tasks_raw)
         )
         adapters = tuple(
             _parse_adapter(ctx, a, f"{key}.adapters[{i}]", defaults, seed, fam) for i, a in enumerate(adapters_raw)
@@ -329,7 +403,7 @@ def parse_spec(data: Any, where: str = "spec") -> ZooSpec:
     spec = ZooSpec(name=name, seed=seed, families=tuple(families), path=where)
     seen: dict[str, str] = {}
     for f, fam in enumerate(spec.families):
-        for model in [fam.base_name] + [fam.model_name(e) for e in fam.task_models + fam.adapters]:
+        for model in [fam.base_name] + [fam.model_name(e) for e in fam.finetunes + fam.adapters]:
             if model in seen:
                 raise ctx.fail(f"families[{f}]", f"model name {model} is defined twice")
             seen[model] = fam.name
@@ -356,6 +430,17 @@ def load_spec(spec: str | Path) -> ZooSpec:
     return parse_spec(data, where=str(path))
 
 
-def entry_payload(entry: TaskModelSpec | AdapterEntrySpec) -> dict[str, Any]:
+def entry_payload(entry: FinetuneEntrySpec | AdapterEntrySpec) -> dict[str, Any]:
+    """The entry as plain data (lists for tuples), as zoo.json records it."""
     out = asdict(entry)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+# the keys the spec hash has always been computed over: renaming a key changes no model's bytes,
+# so built zoos stay valid (the hash would otherwise rebuild every model once)
+_HASH_KEYS = {"frozen_blocks": "frozen_layers", "type": "peft_type"}
+
+
+def entry_hash_payload(entry: FinetuneEntrySpec | AdapterEntrySpec) -> dict[str, Any]:
+    """`entry_payload` under the keys the spec hash was first defined over."""
+    return {_HASH_KEYS.get(k, k): v for k, v in entry_payload(entry).items()}

@@ -14,7 +14,7 @@ def _library(tmp_path):
     return path
 
 
-def test_sim_run_json(tmp_path, capsys):
+def test_sim_run_json(tmp_path, capsys, result_document):
     lib = _library(tmp_path)
     args = [
         "sim",
@@ -38,6 +38,7 @@ def test_sim_run_json(tmp_path, capsys):
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["slots"] == 3 and len(out["per_slot"]) == 3
+    assert result_document(out, "sim-run") == 0  # one seed: no interval
     assert set(out["breakdown_s"]) == {"waiting", "preparation", "airtime", "retransmission"}
     assert out["config"]["n_nodes"] == 2 and out["config"]["beamformer"] == "mrt"
     assert 0 <= out["hit_ratio_local"] <= out["hit_ratio_edge"] <= 1
@@ -47,7 +48,7 @@ def test_sim_run_json(tmp_path, capsys):
     assert again["mean_delay_s"] == out["mean_delay_s"]
 
 
-def test_sim_compare_writes_table_plot_and_json(tmp_path, capsys):
+def test_sim_compare_writes_table_plot_and_json(tmp_path, capsys, result_document):
     lib = _library(tmp_path)
     out_dir = tmp_path / "cmp"
     args = [
@@ -75,7 +76,10 @@ def test_sim_compare_writes_table_plot_and_json(tmp_path, capsys):
     assert list(result["policies"]) == ["lfu", "coarse", "noncoop"]
     assert result["policies"]["coarse"]["mode"] == "coarse"
     row = result["policies"]["lfu"]
-    assert len(row["per_seed_mean_delay_s"]) == 3 and row["mean_delay_s"]["ci95"] > 0
+    assert len(row["per_seed_mean_delay_s"]) == 3 and row["mean_delay_s"]["half_width"] > 0
+    assert row["mean_delay_s"]["n"] == 3 and row["mean_delay_s"]["lo"] < row["mean_delay_s"]["mean"]
+    # 4 keys x 3 policies, and the paired difference of each policy to the best heuristic
+    assert result_document(result, "sim-compare") == 4 * 3 + 3
     assert (out_dir / "compare.png").stat().st_size > 1000
 
 

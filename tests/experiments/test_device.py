@@ -31,8 +31,8 @@ SPEC = {
             "name": "gpt",
             "base": {"tiny": "gpt2"},
             "defaults": {"steps": 1, "batch_size": 2, "seq_len": 8, "task": "lm"},
-            "task_models": [{"name": "k2", "frozen_layers": 2}],
-            "adapters": [{"name": "lora", "peft_type": "lora", "r": 4, "alpha": 8, "target_modules": ["c_attn"]}],
+            "finetunes": [{"name": "k2", "frozen_blocks": 2}],
+            "adapters": [{"name": "lora", "type": "lora", "r": 4, "alpha": 8, "target_modules": ["c_attn"]}],
         }
     ],
 }
@@ -214,7 +214,7 @@ def test_pb_larger_than_every_cache_is_served_from_the_cloud(tmp_path, capsys):
     from pbkit.zoo.finetune import FinetuneSpec, finetune
 
     base = bundled_model_dir()
-    partial = finetune(base, tmp_path / "minilm-k3", FinetuneSpec("minilm-k3", num_labels=3, frozen_layers=5, steps=1))
+    partial = finetune(base, tmp_path / "minilm-k3", FinetuneSpec("minilm-k3", num_labels=3, frozen_blocks=5, steps=1))
     store_dir = tmp_path / "store"
     assert main(["--store", str(store_dir), "ingest", str(base), "--name", "minilm"]) == 0
     assert main(["--store", str(store_dir), "ingest", str(partial), "--name", "minilm-k3", "--base", "minilm"]) == 0

@@ -44,7 +44,7 @@ def test_parse_grid_and_points():
             parse_grid(bad)
 
 
-def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path):
+def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path, result_document):
     lib = _library()
     sweep = build_sweep(
         lambda extra: ScenarioConfig.build("small", ["beamformer=mrt", *extra]),
@@ -63,7 +63,10 @@ def test_sweep_rows_equal_run_policy_and_rerun_computes_nothing(tmp_path):
         assert float(row["mean_delay_s"]) == direct["mean_delay_s"]  # exact, not approximately
         assert row["mode"] == direct["mode"]
     coarse = [r for r in summary["rows"] if r["policy"] == "coarse"][0]
-    assert coarse["mode"] == "coarse" and coarse["n"] == 2 and coarse["mean_delay_s"]["ci95"] > 0
+    assert coarse["mode"] == "coarse" and coarse["n"] == 2 and coarse["mean_delay_s"]["half_width"] > 0
+    assert coarse["mean_delay_s"]["n"] == 2
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert result_document(on_disk, "sweep-summary") == 4 * len(on_disk["rows"]) == 16
     # a rerun finds every cell done; a larger grid computes only the new points
     report, summary = run_sweep(sweep, lib, tmp_path, executor="inline")
     assert report.computed == 0 and summary["computed"] == 0 and summary["finished"] == 8
@@ -157,7 +160,7 @@ def test_killed_sweep_resumes_and_completes(tmp_path):
     )
 
 
-def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
+def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys, result_document):
     """The one test that starts Ray (several seconds): the real CLI, embedded Ray, 1 worker."""
     lib_path = tmp_path / "lib.json"
     _library().save(lib_path)
@@ -187,6 +190,8 @@ def test_cli_sweep_on_local_ray_one_worker(tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["computed"] == 8 and len(summary["rows"]) == 4
+    assert result_document(summary, "sweep-summary") == 4 * 4  # the printed document is summary.json
+    assert summary == json.loads((out / "summary.json").read_text())
     rows = _rows(out / "results.csv")
     row = rows[5]
     cfg = ScenarioConfig.build("small", ["beamformer=mrt", f"cache_fraction={row['cache_fraction']}"])

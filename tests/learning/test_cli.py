@@ -3,7 +3,7 @@ import json
 from pbkit.cli import main
 
 
-def test_train_resume_and_eval_from_the_command_line(tiny_library, tmp_path, capsys):
+def test_train_resume_and_eval_from_the_command_line(tiny_library, tmp_path, capsys, result_document):
     lib = tiny_library.save(tmp_path / "library.json")
     out = tmp_path / "run"
     common = ["learn", "train", "--library", str(lib), "--out", str(out), "--no-progress"]
@@ -56,7 +56,9 @@ def test_train_resume_and_eval_from_the_command_line(tiny_library, tmp_path, cap
     assert all(len(p["per_seed"]) == 2 and isinstance(p["mean_delay_s"], float) for p in result["policies"].values())
     paired = result["paired"]["maasn-da"]
     assert paired["vs"] == min(("lfu", "greedy"), key=lambda h: result["policies"][h]["mean_delay_s"])
-    assert paired["ci95"][0] <= paired["mean_diff_s"] <= paired["ci95"][1]
+    assert paired["lo"] <= paired["mean"] <= paired["hi"] and paired["n"] == 2
+    assert all(p["interval"]["mean"] == p["mean_delay_s"] for p in result["policies"].values())
+    assert result_document(result, "learn-eval") == 3 + 1
     runs = []
     for seed in (100, 101):
         assert (

@@ -22,20 +22,18 @@ da_rollout_every: 5
 """
 
 
-def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path):
+def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path, result_document):
     (tmp_path / "tiny.yaml").write_text(TINY)
     plan = ReportPlan(
-        str(tmp_path / "tiny.yaml"),
-        (0,),
-        ("maasn-da",),
-        (2000, 2001, 2002),
-        2,
-        (),
-        (),
-        4,
-        1,
-        0.0,
-        (),
+        train_config=str(tmp_path / "tiny.yaml"),
+        train_seeds=(0,),
+        variants=("maasn-da",),
+        eval_seeds=(2000, 2001, 2002),
+        eval_slots=2,
+        capacities=(),
+        csi_errors=(),
+        robust_budget_s=0.0,
+        optimum_seeds=(),
         scenario={"beamformer": "mrt", "n_users": 8},
         heuristics=("lfu", "greedy"),
     )
@@ -52,6 +50,10 @@ def test_report_records_every_run_and_reuses_them(tiny_library, tmp_path):
     # every byte at every EN from the start: no placement within the capacity is faster on any seed
     assert np.all(np.array(policies["fullcache"]["per_seed"]) <= np.array(policies[best]["per_seed"]) + 1e-9)
     targets = saved["targets"]
+    assert result_document(saved, "learn-report") > len(policies)
+    assert targets["maasn_da_paired_diff_s"] == {
+        k: saved["paired"]["maasn-da"][k] for k in targets["maasn_da_paired_diff_s"]
+    }
     assert set(targets["maasn_da_per_training_seed"]) == {"seed0"}
     assert "fullcache_ratio_to_best_heuristic" in targets
     forecast = targets["forecast"]["mean"]

@@ -40,7 +40,7 @@ def tiny_llama(models_dir) -> Path:
 @pytest.fixture(scope="session")
 def minilm_partial(models_dir, minilm) -> Path:
     """MiniLM fine-tuned for 3-class classification with the bottom 3 of 6 blocks frozen."""
-    spec = FinetuneSpec("minilm-k3", num_labels=3, frozen_layers=3, steps=2, seed=1)
+    spec = FinetuneSpec("minilm-k3", num_labels=3, frozen_blocks=3, steps=2, seed=1)
     return finetune(minilm, models_dir / "minilm-k3", spec)
 
 
@@ -48,7 +48,7 @@ def minilm_partial(models_dir, minilm) -> Path:
 # targets the input embedding (peft then saves the base embedding matrix inside the adapter).
 ADAPTERS = {
     "gpt2-lora": ("tiny_gpt2", AdapterSpec("gpt2-lora", task="lm", r=4, seed=2)),
-    "gpt2-ia3": ("tiny_gpt2", AdapterSpec("gpt2-ia3", peft_type="ia3", task="lm", seed=3)),
+    "gpt2-ia3": ("tiny_gpt2", AdapterSpec("gpt2-ia3", type="ia3", task="lm", seed=3)),
     "gpt2-lora-cls-mts": (
         "tiny_gpt2",
         AdapterSpec("gpt2-lora-cls-mts", task="classification", num_labels=3, modules_to_save=["ln_f"], seed=4),

@@ -117,16 +117,16 @@ def test_bad_requests_raise_pbkit_errors(tmp_path, minilm):
         build_tiny_model("opt", tmp_path / "x", seed=0)
     with pytest.raises(PbkitError, match="causal LM"):
         finetune(minilm, tmp_path / "y", FinetuneSpec("y", task="lm"))
-    with pytest.raises(PbkitError, match="frozen_layers 7 exceeds"):
-        finetune(minilm, tmp_path / "z", FinetuneSpec("z", frozen_layers=7))
+    with pytest.raises(PbkitError, match="frozen_blocks 7 exceeds"):
+        finetune(minilm, tmp_path / "z", FinetuneSpec("z", frozen_blocks=7))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "f").write_text("x")
     with pytest.raises(PbkitError, match="not empty"):
         finetune(minilm, tmp_path / "full", FinetuneSpec("f"))
     with pytest.raises(PbkitError, match="no config.json"):
         train_adapter(tmp_path, tmp_path / "w", AdapterSpec("w"))
-    with pytest.raises(PbkitError, match="peft_type"):
-        train_adapter(minilm, tmp_path / "v", AdapterSpec("v", peft_type="prefix"))
+    with pytest.raises(PbkitError, match="adapter type"):
+        train_adapter(minilm, tmp_path / "v", AdapterSpec("v", type="prefix"))
     assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
 
 

@@ -447,3 +447,36 @@ def test_spec_max_shard_size_takes_every_size_form(tmp_path):
     spec = tiny_spec(tmp_path, [{"name": "g", "arch": cfg.name, "max_shard_size": "64XB"}])
     with pytest.raises(PlanError, match=r"families\[0\]: max_shard_size '64XB': not a size"):
         plan_spec(spec)
+
+
+def test_plan_spec_levels_are_settings_with_one_line_errors(tmp_path):
+    """Each level of a plan spec is a dataclass of the one loader: the file, the entry and the key."""
+    from pbkit.library.plan import load_spec
+
+    cfg = write_config(tmp_path, *TINY["llama"])
+    cases = [
+        ([{"name": "b"}], r"families\[0\]: missing key 'arch'"),
+        ([{"name": "b", "arch": cfg.name, "finetunes": [{"name": "f", "frozen_blocks": "two"}]}], "frozen_blocks"),
+        ([{"name": "b", "arch": cfg.name, "adapters": [{"name": "a", "r": 4, "rank": 4}]}], "unknown key 'rank'"),
+        ([{"name": "b", "arch": cfg.name, "colour": 1}], r"families\[0\]: unknown key 'colour'"),
+    ]
+    for families, message in cases:
+        with pytest.raises(PlanError, match=message) as info:
+            plan_spec(tiny_spec(tmp_path, families))
+        assert str(info.value).startswith(str(tmp_path / "spec.yaml")) and "\n" not in str(info.value)
+    spec = load_spec(tiny_spec(tmp_path, [{"name": "b", "arch": cfg.name, "max_shard_size": "64MiB"}]))
+    assert spec.families[0].max_shard_size == "64MiB"
+
+
+def test_zoo_and_plan_specs_share_one_vocabulary():
+    import dataclasses
+
+    from pbkit.library.plan import PlanAdapter, PlanFamily, PlanFinetune
+    from pbkit.zoo import spec as zoo
+
+    def names(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert {"finetunes", "adapters"} <= names(PlanFamily) & names(zoo.FamilySpec)
+    assert "frozen_blocks" in names(PlanFinetune) & names(zoo.FinetuneEntrySpec)
+    assert "type" in names(PlanAdapter) & names(zoo.AdapterEntrySpec)

@@ -50,7 +50,7 @@ def test_rebuild_reuses_and_rebuilds_only_what_changed(built_copy):
         store.remove("llama-base", cascade=True)  # its children go too; the build re-ingests them
         spec = small_spec()
         spec_data = json.loads(json.dumps(SMALL_SPEC))
-        spec_data["families"][0]["task_models"][1]["steps"] = 3  # gpt-k2 changes
+        spec_data["families"][0]["finetunes"][1]["steps"] = 3  # gpt-k2 changes
         from pbkit.zoo.spec import parse_spec
 
         changed = build_zoo(parse_spec(spec_data), zoo, store)
@@ -212,7 +212,7 @@ def test_cli_build_json_and_adapter_without_base(built_zoo, tmp_path, capsys):
     spec = tmp_path / "one.yaml"
     spec.write_text(
         "name: one\nfamilies:\n  - name: g\n    base: {tiny: gpt2, seed: 1}\n"
-        "    adapters:\n      - {name: ia3, peft_type: ia3, task: lm, steps: 1, batch_size: 2, seq_len: 8}\n"
+        "    adapters:\n      - {name: ia3, type: ia3, task: lm, steps: 1, batch_size: 2, seq_len: 8}\n"
     )
     argv = ["--store", str(tmp_path / "store"), "zoo", "build", str(spec), "--out", str(tmp_path / "zoo"), "--json"]
     assert cli_main(argv) == 0

@@ -14,25 +14,25 @@ SMALL_SPEC = {
             "name": "gpt",
             "base": {"tiny": "gpt2"},
             "defaults": {"steps": 2, "batch_size": 2, "seq_len": 16, "task": "lm"},
-            "task_models": [
-                {"name": "full", "frozen_layers": 0},
-                {"name": "k2", "frozen_layers": 2},
-                {"name": "cls-k3", "frozen_layers": 3, "task": "classification", "num_labels": 3},
+            "finetunes": [
+                {"name": "full", "frozen_blocks": 0},
+                {"name": "k2", "frozen_blocks": 2},
+                {"name": "cls-k3", "frozen_blocks": 3, "task": "classification", "num_labels": 3},
             ],
             "adapters": [
-                {"name": "lora-r4", "peft_type": "lora", "r": 4, "alpha": 8, "target_modules": ["c_attn"]},
-                {"name": "ia3", "peft_type": "ia3", "target_modules": ["c_attn", "mlp.c_proj"]},
+                {"name": "lora-r4", "type": "lora", "r": 4, "alpha": 8, "target_modules": ["c_attn"]},
+                {"name": "ia3", "type": "ia3", "target_modules": ["c_attn", "mlp.c_proj"]},
             ],
         },
         {
             "name": "llama",
             "base": {"tiny": "llama"},
             "defaults": {"steps": 2, "batch_size": 2, "seq_len": 16, "task": "lm"},
-            "task_models": [{"name": "k1-fp16", "frozen_layers": 1, "dtype": "float16"}],
+            "finetunes": [{"name": "k1-fp16", "frozen_blocks": 1, "dtype": "float16"}],
             "adapters": [
                 {
                     "name": "lora-save",
-                    "peft_type": "lora",
+                    "type": "lora",
                     "r": 2,
                     "target_modules": ["q_proj", "v_proj"],
                     "modules_to_save": ["lm_head"],

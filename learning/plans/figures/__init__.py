@@ -1,0 +1,1 @@
+"""Bundled figure plans: quick.yaml, full.yaml (learning.figures.FigureSettings)."""

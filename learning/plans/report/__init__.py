@@ -1,0 +1,1 @@
+"""Bundled report plans: quick.yaml, full.yaml (learning.report.ReportPlan)."""
