@@ -14,8 +14,8 @@
   same observations can gain more than that through better demand knowledge (the headroom
   references of `learn report`, ORACLES).
 - `search`: a placement search simulated on the actual future: candidates (oracle's placement,
-  greedy on the true demand of slot t + 1 alone, greedy on the actual requests of t + 1, the
-  current placement) and then `moves` local moves (default 1: each costs two simulated slots;
+  greedy on the true demand of slot t + 1 alone, greedy on the actual requests of t + 1,
+  greedy's own placement on the counts, the current placement) and then `moves` local moves (default 1: each costs two simulated slots;
   swap the weakest cached PB of an EN for the strongest uncached ones), each scored
   by simulating slots t and t + 1 on a fork of the simulator (the very requests, channels and
   solver draws the run will see), keeping the best. An upper reference, not an optimum: it is
@@ -31,6 +31,7 @@ import numpy as np
 from delivery.errors import ConfigError
 from delivery.modes import places_models
 from delivery.policies import greedy_on_demand
+from delivery.proxy import demand_estimate
 from delivery.storage import storage_bytes
 
 # the headroom references of `learn report`: demand oracles, and the bound
@@ -142,6 +143,9 @@ class SearchPolicy:
         except ConfigError:
             actual = nxt
         candidates = [greedy_on_demand(view, d) for d in (now + nxt, nxt, actual + 0.01 * nxt)]
+        # greedy's own placement (on the counts it sees) too, so each step's choice is at least
+        # as good as greedy's on the two slots scored
+        candidates.append(greedy_on_demand(view, demand_estimate(view)))
         used = storage_bytes(view.placement, view.membership, view.pb_bytes, view.mode)
         if t > 0 and (used <= view.capacity_bytes).all():
             candidates.append(view.placement.copy())
