@@ -3,12 +3,15 @@
 1. Scheduler vs the best order, by enumerating every order of small slots (<= 7 units), with the
    previous rule (units by ready time, larger group first) for reference.
 2. More cache never slows delivery: mean delay of greedy, lfu and popular at cache_fraction
-   0.15 / 0.3 / 0.6 / 1.0 (1.0 = everything cached everywhere), same seeds for every cell, 95 %
-   t-intervals; the placement-free lower bound checked on every slot; how often a single slot
-   violates monotonicity.
+   0.15 / 0.3 / 0.6 / 1.0 (--fractions; 1.0 = everything cached everywhere), same seeds for every
+   cell, 95 % t-intervals; the placement-free lower bound checked on every slot; how often a single
+   slot violates monotonicity. The scenario is the default one with --set overrides (change cost
+   "separate" unless --change-cost says otherwise: with loads charged as delay, more cache can
+   mean more loads in the way, so monotonicity is not a theorem there).
 
     .venv/bin/python benchmarks/bench_delay_model.py [--library LIB] [--seeds 5] [--slots 10]
-        [--beamformer mrt] [--instances 40] [--out benchmarks/results/delay_model.json]
+        [--beamformer mrt] [--instances 40] [--fractions 0.15,0.3,0.6,1.0] [--set KEY=VALUE ...]
+        [--out benchmarks/results/delay_model.json]
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from delivery.order_check import mean_delay_with_order, order_gap, slot_units
 from delivery.scheduler import Timeline, fixed_order
 from delivery.simulator import Simulator
 from pbkit.common.schema import versioned
-from pbkit.library import load_library, synthetic_library
+from pbkit.errors import PbkitError
+from pbkit.library import resolve_library, synthetic_library
 
 FRACTIONS = (0.15, 0.3, 0.6, 1.0)
+DEMO_LIBRARY = ".pbkit-demo/library.json"
 POLICIES = ("greedy", "lfu", "popular")
 
 
@@ -105,13 +110,22 @@ def _mean_with(sim, placement, requests, channels, order) -> float:
     return mean_delay_with_order(sim, units, channels, order, DesignMemo(sim.designer))
 
 
-def monotonicity(library, seeds: int, slots: int, beamformer: str, change_cost: str) -> dict:
+def monotonicity(
+    library,
+    seeds: int,
+    slots: int,
+    beamformer: str,
+    change_cost: str,
+    fractions: tuple[float, ...] = FRACTIONS,
+    base: ScenarioConfig | None = None,
+) -> dict:
+    base = base or ScenarioConfig()
     per_slot: dict[tuple[str, float], np.ndarray] = {}
     bound_ok = True
     table = {}
     for policy in POLICIES:
-        for frac in FRACTIONS:
-            cfg = ScenarioConfig(beamformer=beamformer, cache_fraction=frac, change_cost=change_cost)
+        for frac in fractions:
+            cfg = base.replace(beamformer=beamformer, cache_fraction=frac, change_cost=change_cost)
             runs = [run_policy(cfg, library, policy, slots, s) for s in range(seeds)]
             delays = np.array([[sl["mean_delay_s"] for sl in r.slots] for r in runs])
             bounds = np.array([[sl["delay_lower_bound_s"] for sl in r.slots] for r in runs])
@@ -124,12 +138,12 @@ def monotonicity(library, seeds: int, slots: int, beamformer: str, change_cost: 
     viol_step = viol_full = total = 0
     mean_violations = []
     for p in POLICIES:
-        for a, b in zip(FRACTIONS, FRACTIONS[1:]):
+        for a, b in zip(fractions, fractions[1:]):
             viol_step += int((per_slot[(p, b)] > per_slot[(p, a)] + 1e-12).sum())
             total += per_slot[(p, a)].size
             if per_slot[(p, b)].mean() > per_slot[(p, a)].mean() + 1e-12:
                 mean_violations.append(f"{p}: {a} -> {b}")
-        for frac in FRACTIONS[:-1]:
+        for frac in fractions[:-1]:
             viol_full += int((full[p] > per_slot[(p, frac)] + 1e-12).sum())
     everything = float(full[POLICIES[0]].mean())
     worst_other = min(float(v.mean()) for v in per_slot.values())
@@ -141,21 +155,42 @@ def monotonicity(library, seeds: int, slots: int, beamformer: str, change_cost: 
         "slot_violations_step": viol_step,
         "slot_pairs_step": total,
         "slot_violations_vs_everything": viol_full,
-        "slot_pairs_vs_everything": len(POLICIES) * (len(FRACTIONS) - 1) * seeds * slots,
+        "slot_pairs_vs_everything": len(POLICIES) * (len(fractions) - 1) * seeds * slots,
         "lower_bound_holds_every_slot": bound_ok,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", default=".pbkit-demo/library.json")
+    ap.add_argument(
+        "--library", default=DEMO_LIBRARY, help="a library path or shipped name (synthetic if the demo is missing)"
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--slots", type=int, default=10)
     ap.add_argument("--beamformer", default="mrt")
     ap.add_argument("--change-cost", default="separate")
     ap.add_argument("--instances", type=int, default=40)
+    ap.add_argument(
+        "--fractions",
+        type=lambda s: tuple(float(x) for x in s.split(",")),
+        default=FRACTIONS,
+        help="increasing cache fractions ending in 1.0 (everything cached everywhere)",
+    )
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE scenario override (repeatable)")
     ap.add_argument("--out", default="benchmarks/results/delay_model.json")
     args = ap.parse_args(argv)
+    fr = args.fractions
+    if list(fr) != sorted(set(fr)) or fr[-1] != 1.0:
+        print(f"pbkit: error: --fractions {fr}: need increasing fractions ending in 1.0", file=sys.stderr)
+        return 2
+    try:
+        base = ScenarioConfig.build(None, args.set)
+        path = Path(args.library)
+        default_missing = args.library == DEMO_LIBRARY and not path.is_file()
+        library = synthetic_library(np.random.default_rng(0)) if default_missing else resolve_library(args.library)
+    except PbkitError as exc:
+        print(f"pbkit: error: {exc}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     print(f"1. scheduler vs every order, {args.instances} small slots ({args.beamformer})", flush=True)
     gaps = order_gaps(args.instances, args.beamformer, seed=0)
@@ -166,14 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  previous rule: mean gap {100 * gaps['previous_rule_gap_mean']:.2f} %, max {100 * gaps['previous_rule_gap_max']:.2f} %"
     )
-    path = Path(args.library)
-    library = load_library(path) if path.is_file() else synthetic_library(np.random.default_rng(0))
     print(
-        f"2. more cache never slows delivery: {path if path.is_file() else 'synthetic'}, "
-        f"{args.seeds} seeds x {args.slots} slots, {args.beamformer}, change cost {args.change_cost}",
+        f"2. more cache never slows delivery: {'synthetic' if default_missing else args.library}, "
+        f"{args.seeds} seeds x {args.slots} slots, {args.beamformer}, change cost {args.change_cost}"
+        f"{', ' + ' '.join(args.set) if args.set else ''}",
         flush=True,
     )
-    mono = monotonicity(library, args.seeds, args.slots, args.beamformer, args.change_cost)
+    mono = monotonicity(library, args.seeds, args.slots, args.beamformer, args.change_cost, fr, base)
     print(
         f"  everything cached everywhere: {mono['everything_cached_mean_s']:.3f} s; best of all cells: "
         f"{mono['everything_cached_is_best']}"

@@ -14,9 +14,9 @@ from typing import Any, Mapping, Sequence
 
 from delivery.beamforming.result import METHODS as BEAMFORMERS  # one list of beamforming methods
 from delivery.errors import ConfigError
+from delivery.modes import MODES, cooperative  # what each mode changes: delivery/modes.py
 from pbkit.common.settings import find_settings_file, load_settings, load_typed, read_settings
 
-MODES = ("fine", "coarse", "noncoop")
 DEMANDS = ("stationary", "lifecycle", "diurnal", "spreading", "mobility", "trace")  # delivery/demand/
 CHANGE_COSTS = ("delay", "separate")
 CACHE_LOADS = ("shared", "background")
@@ -81,7 +81,7 @@ class ScenarioConfig:
     # robust: the rate every user of a group decodes for any CSI error within csi_error (no
     # retransmissions); tens of ms per group (docs/beamforming.md). See BEAMFORMERS for the others.
     beamformer: str = "robust"
-    mode: str = "fine"  # "fine" | "coarse" | "noncoop"
+    mode: str = "fine"  # one of MODES (delivery/modes.py)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -185,7 +185,7 @@ class ScenarioConfig:
     def channel_bandwidth_hz(self) -> float:
         """The band one channel transmits on: the whole band in the cooperative modes, an
         orthogonal 1/N of it per EN in noncoop (docs/system-model.md, "Delivery")."""
-        return self.bandwidth_hz / self.n_nodes if self.mode == "noncoop" else self.bandwidth_hz
+        return self.bandwidth_hz if cooperative(self.mode) else self.bandwidth_hz / self.n_nodes
 
     @property
     def channel_noise_w(self) -> float:

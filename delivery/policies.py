@@ -1,8 +1,9 @@
 """Caching policies: one interface for the baselines and for anything `learning` registers.
 
 A policy sees a `PolicyView` (before the slot's requests) and returns a feasible (N, J) bool
-placement under the view's storage accounting (`view.mode`). A policy may carry a `mode`
-attribute ("coarse", "noncoop"): the delivery mode it is the baseline for; the CLI runs it in
+placement under the view's storage accounting (`view.mode`; what a mode changes is asked of
+delivery.modes). A policy may carry a `mode` attribute ("coarse", "coarse-storage",
+"coarse-delivery", "noncoop"): the delivery mode it is the baseline for; the CLI runs it in
 that mode. What each policy does is documented in docs/system-model.md, "Policies".
 """
 
@@ -14,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from delivery.forecast import EMACounts, HoltForecaster
+from delivery.modes import places_models
 from delivery.optimal import solve_milp
 from delivery.proxy import ProxyInstance, demand_estimate, proxy_instance
 from delivery.registry import make_policy, policy_names, register_policy
@@ -33,16 +35,20 @@ def _pb_popularity(counts: np.ndarray, membership: np.ndarray, prior: float = 1.
 
 
 def _fill_by_rank(view, scores: np.ndarray) -> np.ndarray:
-    """Per EN, take PBs (or whole models in coarse mode) in descending score order."""
+    """Per EN, take PBs (or whole models where the mode places models) in descending score order."""
     n_nodes = len(view.capacity_bytes)
     out = np.zeros((n_nodes, len(view.pb_bytes)), dtype=bool)
     for n in range(n_nodes):
-        if view.mode == "coarse":
+        if places_models(view.mode):
             model_score = scores[n] if scores.shape[1] == view.membership.shape[0] else None
             if model_score is None:
-                raise ValueError("coarse ranking needs per-model scores")
+                raise ValueError(f"{view.mode} ranking needs per-model scores")
             out[n] = fill_models(
-                np.argsort(-model_score, kind="stable"), view.membership, view.pb_bytes, int(view.capacity_bytes[n])
+                np.argsort(-model_score, kind="stable"),
+                view.membership,
+                view.pb_bytes,
+                int(view.capacity_bytes[n]),
+                view.mode,
             )
         else:
             out[n] = fill_in_order(np.argsort(-scores[n], kind="stable"), view.pb_bytes, int(view.capacity_bytes[n]))
@@ -50,14 +56,14 @@ def _fill_by_rank(view, scores: np.ndarray) -> np.ndarray:
 
 
 class RandomPolicy:
-    """Uniformly random order, filled first-fit (whole models in coarse mode)."""
+    """Uniformly random order, filled first-fit (whole models where the mode places models)."""
 
     name = "random"
     mode: str | None = None
 
     def place(self, view, rng: np.random.Generator) -> np.ndarray:
         n_nodes = len(view.capacity_bytes)
-        width = view.membership.shape[0] if view.mode == "coarse" else len(view.pb_bytes)
+        width = view.membership.shape[0] if places_models(view.mode) else len(view.pb_bytes)
         return _fill_by_rank(view, rng.uniform(size=(n_nodes, width)))
 
 
@@ -70,7 +76,7 @@ class PopularPolicy:
     def place(self, view, rng: np.random.Generator) -> np.ndarray:
         total = view.request_counts.sum(axis=0, keepdims=True)
         n_nodes = len(view.capacity_bytes)
-        if view.mode == "coarse":
+        if places_models(view.mode):
             return _fill_by_rank(view, np.repeat(total.astype(float), n_nodes, axis=0))
         pop = _pb_popularity(total, view.membership)
         return _fill_by_rank(view, np.repeat(pop, n_nodes, axis=0))
@@ -83,7 +89,7 @@ class LFUPolicy:
     mode: str | None = None
 
     def place(self, view, rng: np.random.Generator) -> np.ndarray:
-        if view.mode == "coarse":
+        if places_models(view.mode):
             return _fill_by_rank(view, view.request_counts.astype(float))
         return _fill_by_rank(view, _pb_popularity(view.request_counts, view.membership))
 
@@ -99,9 +105,29 @@ class CoarsePolicy:
         out = np.zeros((len(view.capacity_bytes), len(view.pb_bytes)), dtype=bool)
         for n in range(len(view.capacity_bytes)):
             out[n] = fill_models(
-                np.argsort(-counts[n], kind="stable"), view.membership, view.pb_bytes, int(view.capacity_bytes[n])
+                np.argsort(-counts[n], kind="stable"),
+                view.membership,
+                view.pb_bytes,
+                int(view.capacity_bytes[n]),
+                view.mode,
             )
         return out
+
+
+class CoarseStoragePolicy(CoarsePolicy):
+    """The coarse baseline's placement (whole models by local popularity, each its own copy),
+    delivered by PB with shared PBs broadcast: the storage half of coarse."""
+
+    name = "coarse-storage"
+    mode: str | None = "coarse-storage"
+
+
+class CoarseDeliveryPolicy(CoarsePolicy):
+    """Whole models by local popularity stored PB-deduplicated (a PB shared with a model already
+    held costs nothing), each requested model sent as one unit: the delivery half of coarse."""
+
+    name = "coarse-delivery"
+    mode: str | None = "coarse-delivery"
 
 
 class NoncoopPolicy:
@@ -188,10 +214,11 @@ class OptimalPolicy:
 
 
 def _as_mode(view, x: np.ndarray) -> np.ndarray:
-    """A PB placement made for fine accounting, made feasible under coarse accounting if needed."""
-    if view.mode != "coarse":
+    """A PB placement made for fine accounting, turned into whole models (scored by their chosen
+    PBs, filled under the mode's accounting) where the mode places models."""
+    if not places_models(view.mode):
         return x
-    return project_scores(x.astype(float), view.pb_bytes, view.capacity_bytes, view.membership, "coarse")
+    return project_scores(x.astype(float), view.pb_bytes, view.capacity_bytes, view.membership, view.mode)
 
 
 def greedy_on_demand(view, demand: np.ndarray) -> np.ndarray:
@@ -223,7 +250,7 @@ class LRUPolicy:
             self.last_used[view.last_requests > 0] = view.slot - 1
         counts = view.request_counts.astype(float)
         model_score = self.last_used + counts / (counts.sum(axis=1, keepdims=True) + 1.0)  # ties by counts
-        if view.mode == "coarse":
+        if places_models(view.mode):
             return _fill_by_rank(view, model_score)
         # a PB is as recent as the most recent model that needs it
         member = view.membership.astype(bool)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delivery.config import ScenarioConfig
+from delivery.modes import cooperative
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def proxy_instance(view, prior: float = 1.0) -> ProxyInstance:
         t_cloud=cfg.cloud_latency_s + 8 * sizes / cfg.cloud_bps,
         pb_bytes=view.pb_bytes,
         capacity=view.capacity_bytes,
-        migrate=view.mode != "noncoop",
+        migrate=cooperative(view.mode),
     )
 
 

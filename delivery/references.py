@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from delivery.errors import ConfigError
+from delivery.modes import places_models
 from delivery.policies import greedy_on_demand
 from delivery.proxy import demand_estimate
 from delivery.storage import storage_bytes
@@ -165,8 +166,9 @@ class SearchPolicy:
     @staticmethod
     def _move(view, x: np.ndarray, per_byte: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         """At a random EN, drop the cached PB of least demand per byte and fill the freed room
-        with the uncached PBs of most demand per byte (fine accounting; coarse runs keep x)."""
-        if view.mode == "coarse":
+        with the uncached PBs of most demand per byte (PB placements; modes that place whole
+        models keep x)."""
+        if places_models(view.mode):
             return None
         n = int(rng.integers(len(view.capacity_bytes)))
         held = np.nonzero(x[n])[0]

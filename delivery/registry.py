@@ -46,6 +46,12 @@ BUILTIN: tuple[PolicyEntry, ...] = (
     ),
     PolicyEntry("optimal", "delivery.policies:OptimalPolicy", "heuristic", "exact proxy optimum (MILP) on counts"),
     PolicyEntry("coarse", "delivery.policies:CoarsePolicy", "baseline", "whole models, coarse delivery", True),
+    PolicyEntry(
+        "coarse-storage", "delivery.policies:CoarseStoragePolicy", "baseline", "whole-model storage, PB delivery"
+    ),
+    PolicyEntry(
+        "coarse-delivery", "delivery.policies:CoarseDeliveryPolicy", "baseline", "deduplicated storage, model units"
+    ),
     PolicyEntry("noncoop", "delivery.policies:NoncoopPolicy", "baseline", "no cooperation between ENs", True),
     PolicyEntry(
         "oracle", "delivery.references:OraclePolicy", "reference", "greedy on the true demand of slots t and t+1"

@@ -16,8 +16,9 @@ from delivery.channels import SlotChannels, draw_states
 from delivery.config import ScenarioConfig
 from delivery.demand import DemandProcess, make_process
 from delivery.errors import CapacityError, ConfigError
+from delivery.modes import cooperative, sends_models
 from delivery.scheduler import DeliveryOutcome, Designer, Links, Unit, deliver
-from delivery.storage import complete_models, project_scores, storage_bytes
+from delivery.storage import complete_models, project_scores, serving_placement, storage_bytes
 from delivery.topology import Topology, build_topology, relocate
 from pbkit.library import PBLibrary
 
@@ -304,10 +305,15 @@ class Simulator:
         noncoop uses no EN-to-EN links.
         """
         usable = new if (self.slot == 0 or self.config.change_cost == "separate") else new & self.placement
+        usable = usable & self._serving(new)  # whole-model storage: a stray PB serves nothing
         holder_ready = np.where(usable, self._loading, np.inf)  # shared loads: ready on arrival
-        held = self.placement.any(axis=0) | usable.any(axis=0)
-        source_ready = np.where(held & (self.config.mode != "noncoop"), 0.0, np.inf)
+        held = self._serving(self.placement).any(axis=0) | usable.any(axis=0)
+        source_ready = np.where(held & cooperative(self.config.mode), 0.0, np.inf)
         return holder_ready, source_ready
+
+    def _serving(self, placement: np.ndarray) -> np.ndarray:
+        """(N, J) the PBs each EN can send from its cache under the mode's storage accounting."""
+        return serving_placement(placement, self.membership, self.config.mode)
 
     def _shared_loads(self) -> bool:
         return self.config.cache_loads == "shared" and self.config.change_cost == "delay"
@@ -326,7 +332,7 @@ class Simulator:
         bh = np.maximum(self._busy_backhaul - slot_s, 0.0)
         cloud = np.maximum(self._busy_cloud - slot_s, 0.0)
         added = new & ~self.placement
-        held_before = self.placement.any(axis=0) & (self.config.mode != "noncoop")
+        held_before = self._serving(self.placement).any(axis=0) & cooperative(self.config.mode)
         for n, j in zip(*np.nonzero(added)):
             if (int(n), int(j)) in fetched:
                 continue  # fetched on demand this slot: already in the cache
@@ -349,7 +355,7 @@ class Simulator:
         if self.slot == 0:
             return 0, 0, 0
         added = new & ~self.placement
-        held_before = self.placement.any(axis=0) & (self.config.mode != "noncoop")
+        held_before = self._serving(self.placement).any(axis=0) & cooperative(self.config.mode)
         change = bh = cloud = 0
         for n, j in zip(*np.nonzero(added)):
             size = int(self.pb_bytes[j])
@@ -369,73 +375,95 @@ class Simulator:
         requests: np.ndarray,
         source_ready: np.ndarray | None = None,
     ) -> list[Unit]:
-        mode = self.config.mode
         if source_ready is None:
             source_ready = np.full(self.n_pbs, np.inf)
+        if not cooperative(self.config.mode):
+            return self._noncoop_units(holder_ready, requests)
+        if sends_models(self.config.mode):
+            return self._model_units(placement, holder_ready, requests, source_ready)
+        return self._pb_units(holder_ready, requests, source_ready)
+
+    def _pb_units(self, holder_ready: np.ndarray, requests: np.ndarray, source_ready: np.ndarray) -> list[Unit]:
+        """One unit per requested PB, broadcast to every user whose model needs it."""
         need = self.membership[requests]  # (K, J)
         units: list[Unit] = []
-        if mode == "fine":
-            for j in np.nonzero(need.any(axis=0))[0]:
-                users = np.nonzero(need[:, j])[0]
-                cand = np.nonzero(self.in_range[users].any(axis=0))[0]
-                units.append(
-                    Unit(
-                        int(self.pb_bytes[j]),
-                        users,
-                        cand,
-                        holder_ready[:, j],
-                        True,
-                        pbs=(int(j),),
-                        source_ready=float(source_ready[j]),
-                    )
+        for j in np.nonzero(need.any(axis=0))[0]:
+            users = np.nonzero(need[:, j])[0]
+            cand = np.nonzero(self.in_range[users].any(axis=0))[0]
+            units.append(
+                Unit(
+                    int(self.pb_bytes[j]),
+                    users,
+                    cand,
+                    holder_ready[:, j],
+                    True,
+                    pbs=(int(j),),
+                    source_ready=float(source_ready[j]),
                 )
-        elif mode == "coarse":
-            complete = complete_models(placement, self.membership)
-            for i in np.unique(requests):
-                users = np.nonzero(requests == i)[0]
-                cand = np.nonzero(self.in_range[users].any(axis=0))[0]
-                pbs = self.membership[i]
-                ready = np.where(complete[:, i], holder_ready[:, pbs].max(axis=1), np.inf)
-                source = float(source_ready[pbs].max())
-                units.append(
-                    Unit(
-                        int(self.model_bytes[i]),
-                        users,
-                        cand,
-                        ready,
-                        True,
-                        pbs=tuple(int(j) for j in np.nonzero(pbs)[0]),
-                        source_ready=source,
-                    )
+            )
+        return units
+
+    def _model_units(
+        self, placement: np.ndarray, holder_ready: np.ndarray, requests: np.ndarray, source_ready: np.ndarray
+    ) -> list[Unit]:
+        """One unit per requested model (its PBs shared with other requested models go out once
+        per model); EN n sends it from its cache only if it holds the whole model."""
+        complete = complete_models(placement, self.membership)
+        units: list[Unit] = []
+        for i in np.unique(requests):
+            users = np.nonzero(requests == i)[0]
+            cand = np.nonzero(self.in_range[users].any(axis=0))[0]
+            pbs = self.membership[i]
+            ready = np.where(complete[:, i], holder_ready[:, pbs].max(axis=1), np.inf)
+            source = float(source_ready[pbs].max())
+            units.append(
+                Unit(
+                    int(self.model_bytes[i]),
+                    users,
+                    cand,
+                    ready,
+                    True,
+                    pbs=tuple(int(j) for j in np.nonzero(pbs)[0]),
+                    source_ready=source,
                 )
-        else:  # noncoop: each EN serves its own users on its own channel, PB by PB, no migration
-            home = self.topology.user_home
-            for n in np.unique(home):
-                mine = home == n
-                for j in np.nonzero(need[mine].any(axis=0))[0]:
-                    users = np.nonzero(mine & need[:, j])[0]
-                    ready = np.full(self.n_nodes, np.inf)
-                    ready[n] = holder_ready[n, j]
-                    units.append(
-                        Unit(int(self.pb_bytes[j]), users, np.array([n]), ready, False, pbs=(int(j),), channel=int(n))
-                    )
+            )
+        return units
+
+    def _noncoop_units(self, holder_ready: np.ndarray, requests: np.ndarray) -> list[Unit]:
+        """Each EN serves its own users on its own channel, PB by PB, no migration."""
+        need = self.membership[requests]  # (K, J)
+        home = self.topology.user_home
+        units: list[Unit] = []
+        for n in np.unique(home):
+            mine = home == n
+            for j in np.nonzero(need[mine].any(axis=0))[0]:
+                users = np.nonzero(mine & need[:, j])[0]
+                ready = np.full(self.n_nodes, np.inf)
+                ready[n] = holder_ready[n, j]
+                units.append(
+                    Unit(int(self.pb_bytes[j]), users, np.array([n]), ready, False, pbs=(int(j),), channel=int(n))
+                )
         return units
 
     def _hit_ratios(self, placement: np.ndarray, requests: np.ndarray) -> tuple[float, float]:
+        """Shares of the requested bytes an EN can send from its cache: at the user's home EN
+        (local) and at some EN (edge; noncoop has no other EN). Where delivery sends whole
+        models only a complete model counts."""
         home = self.topology.user_home
         total = float(self.model_bytes[requests].sum())
         if total == 0:
             return 1.0, 1.0
-        if self.config.mode == "coarse":
+        if sends_models(self.config.mode):
             complete = complete_models(placement, self.membership)
             local = float((complete[home, requests] * self.model_bytes[requests]).sum())
             edge = float((complete[:, requests].any(axis=0) * self.model_bytes[requests]).sum())
             return local / total, edge / total
         need = self.membership[requests]
-        local = float(((need & placement[home]).astype(np.int64) @ self.pb_bytes).sum())
-        if self.config.mode == "noncoop":
+        held = self._serving(placement)
+        local = float(((need & held[home]).astype(np.int64) @ self.pb_bytes).sum())
+        if not cooperative(self.config.mode):
             return local / total, local / total
-        edge = float(((need & placement.any(axis=0)).astype(np.int64) @ self.pb_bytes).sum())
+        edge = float(((need & held.any(axis=0)).astype(np.int64) @ self.pb_bytes).sum())
         return local / total, edge / total
 
     def _lower_bound(self, channels: SlotChannels, requests: np.ndarray) -> float:
