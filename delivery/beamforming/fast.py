@@ -150,28 +150,34 @@ def _design_fast_robust(
     def project(d: np.ndarray) -> np.ndarray:
         return per_node_full_power(d.reshape(*d.shape[:-1], *shape), p).reshape(d.shape)
 
-    def margins(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def margins(V: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = V @ gh
-        return a, np.abs(a) - vector_norms(V, axis=-1, keepdims=True) * e_abs
+        mag = np.abs(a)  # kept: the next SCA step's phi and scale use the same |a|
+        return a, mag, mag - vector_norms(V, axis=-1, keepdims=True) * e_abs
 
     V = project(np.stack(starts))
-    a, m = margins(V)
+    a, mag, m = margins(V)
     best_val = _min(m, axis=-1)
     best_v = V.copy()
     pi = np.full((*V.shape[:-1], k), 1.0 / k)
+    neg_step = -settings.step
     for _ in range(settings.outer):
-        phi = a / np.maximum(np.abs(a), 1e-300)
+        phi = a / np.maximum(mag, 1e-300)
         phi_c = np.conj(phi)  # once per SCA step, not per dual step
-        scale = np.maximum(np.abs(a).mean(axis=-1, keepdims=True), 1e-300)
+        # mean without its wrapper: numpy's mean is this sum divided by the count
+        scale = np.maximum(_sum(mag, axis=-1, keepdims=True) / k, 1e-300)
         avg = np.zeros_like(pi)
         for _ in range(settings.inner):
             x = project((pi * phi) @ g)
-            lin = np.real(phi_c * (x @ gh)) - offset
-            pi = pi * np.exp(-settings.step * (lin - _min(lin, axis=-1, keepdims=True)) / scale)
+            lin = (phi_c * (x @ gh)).real - offset
+            lin -= _min(lin, axis=-1, keepdims=True)  # in place: the same operations, fewer arrays
+            lin *= neg_step
+            lin /= scale
+            pi = pi * np.exp(lin, out=lin)
             pi /= _sum(pi, axis=-1, keepdims=True)
             avg += pi
         V = project((avg / settings.inner * phi) @ g)
-        a, m = margins(V)
+        a, mag, m = margins(V)
         val = _min(m, axis=-1)
         better = val > best_val
         best_val = np.where(better, val, best_val)

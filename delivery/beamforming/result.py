@@ -14,6 +14,16 @@ import numpy as np
 
 from pbkit.errors import PbkitError
 
+# np.einsum's own kernel: np.einsum(..., optimize=False) is exactly c_einsum(...) behind two Python
+# wrappers (array-function dispatch and its argument handling), which cost more than the products
+# of the SCA loops' tiny arrays; ndarray.all without its wrapper likewise
+try:
+    from numpy._core.multiarray import c_einsum  # numpy >= 2
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.multiarray import c_einsum
+
+_all = np.logical_and.reduce
+
 METHODS = ("mrt", "sdr", "fast", "fast-backoff", "fast-harq", "robust", "robust-fast", "robust-sdp")
 # Designed for the worst case within eps (eps changes the beamformer).
 ROBUST_DESIGNS = ("robust", "robust-fast", "robust-sdp")
@@ -141,11 +151,12 @@ def vector_norms(x: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray
 def per_node_full_power(v: np.ndarray, power: np.ndarray) -> np.ndarray:
     """Rescale each node's block of v (..., N, L) to exactly its budget (zero blocks stay zero)."""
     # einsum on real and imaginary parts, not abs(): the inner loop of the fast designs
-    n2 = np.einsum("...i,...i->...", v.real, v.real) + np.einsum("...i,...i->...", v.imag, v.imag)
+    re, im = v.real, v.imag
+    n2 = c_einsum("...i,...i->...", re, re) + c_einsum("...i,...i->...", im, im)
     # a zero block stays zero; divide-where instead of an errstate block (called ~4000 times a slot)
     f = np.divide(power, n2, out=np.zeros(n2.shape), where=n2 > 0)
     np.sqrt(f, out=f)
-    if not np.isfinite(f).all():  # (a subnormal block overflows the ratio) checked before masking
+    if not _all(np.isfinite(f), axis=None):  # (a subnormal block overflows the ratio) checked before masking
         f[~np.isfinite(f)] = 0.0
     return v * f[..., None]
 

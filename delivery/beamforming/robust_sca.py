@@ -35,11 +35,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .result import vector_norms
+from .result import c_einsum, vector_norms
 from .scaling import ScaledProblem
 
-# ndarray.min/sum without their Python wrappers (same reductions; called ~100 times a design)
-_min, _sum = np.minimum.reduce, np.add.reduce
+# ndarray.min/sum/all without their Python wrappers (same reductions; called ~100 times a design)
+_min, _sum, _all = np.minimum.reduce, np.add.reduce, np.logical_and.reduce
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ def worst_gain(V: np.ndarray, g: np.ndarray, e_abs: np.ndarray) -> np.ndarray:
     return np.min(np.abs(V @ gh) - vector_norms(V, axis=-1, keepdims=True) * e_abs[..., None, :], axis=-1)
 
 
-def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray, group: int | None = None) -> np.ndarray:
+def _amplitudes(
+    c: np.ndarray, s: np.ndarray, E: np.ndarray, group: int | None = None, s_norm: np.ndarray | None = None
+) -> np.ndarray:
     """argmax_a sum_n a_n c_n - E ||a|| over 0 <= a_n <= s_n, row-wise: c (S, N) >= 0, s (N,), E (S,).
 
     The KKT point of closed_form.single_user_amplitudes: a_n = min(s_n, c_n r) with
@@ -70,20 +72,22 @@ def _amplitudes(c: np.ndarray, s: np.ndarray, E: np.ndarray, group: int | None =
     the nodes with c_n r < s_n, repeat; r only falls, so the set only shrinks and at most N
     rounds reach the fixed point, which is the KKT point. `group`: rows come in problems of
     this many consecutive rows (a batch of designs), and the all-at-full-power answer is taken
-    problem by problem, as for each problem alone.
+    problem by problem, as for each problem alone. `s_norm`: ||s||, when the caller has it.
     """
-    s2, c2 = s * s, c * c
+    s2 = s * s
+    s_norm = np.sqrt(_sum(s2)) if s_norm is None else s_norm
     # Every node at full power is optimal iff c_n >= E s_n / ||s|| for all n (the KKT multipliers
     # of the budgets are >= 0): the common case at small eps, answered without the rounds.
-    full = c >= (E / np.sqrt(s2.sum()))[:, None] * s
-    if np.all(full):
+    full = c >= (E / s_norm)[:, None] * s
+    if _all(full, axis=None):
         return s[None, :]  # every row: broadcasts like the (S, N) answer, without broadcast_to's cost
     if group is not None and group < c.shape[0]:
-        full_problem = np.repeat(full.reshape(-1, group * c.shape[1]).all(axis=1), group)  # (rows,)
+        full_problem = np.repeat(_all(full.reshape(-1, group * c.shape[1]), axis=1), group)  # (rows,)
         if full_problem.any():
-            a = np.array(_amplitudes(c, s, E))  # every row by the rounds, then the shortcut rows
+            a = np.array(_amplitudes(c, s, E, s_norm=s_norm))  # every row by the rounds, then the shortcut rows
             a[full_problem] = s
             return a
+    c2 = c * c
     sat = c > 0
     for _ in range(c.shape[1] + 1):
         S_sat = sat @ s2
@@ -104,11 +108,12 @@ def _inner_max(
     shape: tuple[int, int],
     group: int | None = None,
     sqrt_p: np.ndarray | None = None,
+    s_norm: np.ndarray | None = None,
 ) -> np.ndarray:
     """argmax_x Re(d^H x) - E ||x|| over the node balls, for every row d of D (S, n)."""
     blocks = D.reshape(D.shape[0], *shape)
     norms = vector_norms(blocks, axis=2)  # (S, N)
-    a = _amplitudes(norms, np.sqrt(p) if sqrt_p is None else sqrt_p, E, group)
+    a = _amplitudes(norms, np.sqrt(p) if sqrt_p is None else sqrt_p, E, group, s_norm)
     return (blocks * (a / np.maximum(norms, 1e-300))[..., None]).reshape(D.shape)
 
 
@@ -120,9 +125,13 @@ def _ranks(k: int) -> np.ndarray:
 def _project_simplex(Y: np.ndarray) -> np.ndarray:
     """Euclidean projection of every row of Y onto the probability simplex (sort-based)."""
     k = Y.shape[1]
-    U = -np.sort(-Y, axis=1)
-    css = np.cumsum(U, axis=1) - 1.0
-    rho = k - 1 - np.argmax((U - css / _ranks(k) > 0)[:, ::-1], axis=1)  # last index with a positive gap
+    # -sort(-Y), in place on one array (negation is exact) and without np.sort's wrapper and copy
+    U = np.negative(Y)
+    U.sort(axis=1)
+    np.negative(U, out=U)
+    css = U.cumsum(axis=1)
+    css -= 1.0
+    rho = k - 1 - ((U - css / _ranks(k) > 0)[:, ::-1]).argmax(axis=1)  # last index with a positive gap
     theta = css[np.arange(Y.shape[0]), rho] / (rho + 1)
     return np.maximum(Y - theta[:, None], 0.0)
 
@@ -152,6 +161,7 @@ def design_robust_sca_batch(
     shape = (sps[0].n_nodes, sps[0].n_antennas)
     p = sps[0].p
     sqrt_p = np.sqrt(p)
+    s_norm = np.sqrt(_sum(sqrt_p * sqrt_p))  # ||sqrt(p)||, as _amplitudes computes it
     e_all = np.stack([sp.eps_abs(eps) for sp in sps])  # (B, K)
     V = np.asarray(starts, dtype=np.complex128).copy()  # (B, S, n)
     S = V.shape[1]
@@ -181,8 +191,8 @@ def design_robust_sca_batch(
         pi_prev = grad_prev = None
         for _j in range(settings.inner):
             E = np.matmul(pi.reshape(b, S, k), e_col).reshape(b * S)
-            x = _inner_max(np.einsum("sk,skn->sn", pi, pg), E, p, shape, S, sqrt_p)
-            grad = np.real(np.einsum("skn,sn->sk", pgc, x)) - vector_norms(x, axis=1, keepdims=True) * e_rows
+            x = _inner_max(c_einsum("sk,skn->sn", pi, pg), E, p, shape, S, sqrt_p, s_norm)
+            grad = c_einsum("skn,sn->sk", pgc, x).real - vector_norms(x, axis=1, keepdims=True) * e_rows
             dual = np.minimum(dual, _sum(pi * grad, axis=1))  # D(pi) >= the SCA step's optimum
             if pi_prev is not None:  # Barzilai-Borwein step on the smooth dual
                 ds, dg = pi - pi_prev, grad - grad_prev
@@ -193,7 +203,7 @@ def design_robust_sca_batch(
             pi_prev, grad_prev = pi, grad
             pi = _project_simplex(pi - alpha[:, None] * grad)
         E = np.matmul(pi.reshape(b, S, k), e_col).reshape(b * S)
-        x = _inner_max(np.einsum("sk,skn->sn", pi, pg), E, p, shape, S, sqrt_p).reshape(b, S, n)
+        x = _inner_max(c_einsum("sk,skn->sn", pi, pg), E, p, shape, S, sqrt_p, s_norm).reshape(b, S, n)
         pi, alpha, dual = pi.reshape(b, S, k), alpha.reshape(b, S), dual.reshape(b, S)
         val = worst_gain(x, g, e_abs)
         move = val > fv
