@@ -116,13 +116,17 @@ def _design_fast_stack(
     best_val = _min(s, axis=-1)
     best_v = V.copy()
     pi = np.full((*V.shape[:-1], k), 1.0 / k)
+    neg_step = -settings.step
     for _ in range(settings.outer):
-        scale = np.maximum(s.mean(axis=-1, keepdims=True), 1e-300)
+        scale = np.maximum(_sum(s, axis=-1, keepdims=True) / k, 1e-300)  # the mean, without its wrapper
         avg = np.zeros_like(pi)
         for _ in range(settings.inner):
             x = project((pi * a) @ g)
-            lin = 2.0 * np.real(a * np.conj(x @ gh)) - s  # dual gradient
-            pi = pi * np.exp(-settings.step * (lin - _min(lin, axis=-1, keepdims=True)) / scale)
+            lin = 2.0 * (a * np.conj(x @ gh)).real - s  # dual gradient
+            lin -= _min(lin, axis=-1, keepdims=True)  # in place: the same operations, fewer arrays
+            lin *= neg_step
+            lin /= scale
+            pi = pi * np.exp(lin, out=lin)
             pi /= _sum(pi, axis=-1, keepdims=True)
             avg += pi
         V = project((avg / settings.inner * a) @ g)

@@ -74,8 +74,7 @@ def _amplitudes(
     this many consecutive rows (a batch of designs), and the all-at-full-power answer is taken
     problem by problem, as for each problem alone. `s_norm`: ||s||, when the caller has it.
     """
-    s2 = s * s
-    s_norm = np.sqrt(_sum(s2)) if s_norm is None else s_norm
+    s_norm = np.sqrt(_sum(s * s)) if s_norm is None else s_norm
     # Every node at full power is optimal iff c_n >= E s_n / ||s|| for all n (the KKT multipliers
     # of the budgets are >= 0): the common case at small eps, answered without the rounds.
     full = c >= (E / s_norm)[:, None] * s
@@ -84,21 +83,25 @@ def _amplitudes(
     if group is not None and group < c.shape[0]:
         full_problem = np.repeat(_all(full.reshape(-1, group * c.shape[1]), axis=1), group)  # (rows,)
         if full_problem.any():
-            a = np.array(_amplitudes(c, s, E, s_norm=s_norm))  # every row by the rounds, then the shortcut rows
+            # the rounds on the other problems' rows only: every row's rounds are its own (a row at
+            # its fixed point stays there while others go on), so each row is as for its problem alone
+            rest = ~full_problem
+            a = np.empty(c.shape)
             a[full_problem] = s
+            a[rest] = _amplitudes(c[rest], s, E[rest], s_norm=s_norm)
             return a
-    c2 = c * c
+    s2, c2 = s * s, c * c
     sat = c > 0
     for _ in range(c.shape[1] + 1):
         S_sat = sat @ s2
-        den = E * E - np.where(sat, 0.0, c2).sum(axis=1)
+        den = E * E - _sum(np.where(sat, 0.0, c2), axis=1)
         r = np.sqrt(S_sat / np.where(den > 0, den, np.nan))  # nan: E too small for this set; keep all saturated
         new = sat & ~(c * r[:, None] < s)  # comparisons with nan are False: nothing leaves
-        if np.array_equal(new, sat):
+        if _all(new == sat, axis=None):  # array_equal without its wrapper
             break
         sat = new
     a = np.where(sat, s, c * np.where(np.isnan(r), 0.0, r)[:, None])
-    return np.where((E * E < c2.sum(axis=1))[:, None], a, 0.0)
+    return np.where((E * E < _sum(c2, axis=1))[:, None], a, 0.0)
 
 
 def _inner_max(
