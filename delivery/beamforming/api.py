@@ -10,7 +10,7 @@ import numpy as np
 
 from . import closed_form
 from .cache import BeamformerCache
-from .fast import FastSettings, design_fast, design_fast_batch
+from .fast import FastSettings, default_starts, design_fast, design_fast_batch
 from .result import (
     METHODS,
     ROBUST_DESIGNS,
@@ -283,12 +283,17 @@ def robust_sca_batch(
     fast designs and the SCA each run once for the batch."""
     k = sps[0].g.shape[0]
     fast = _start_settings(fast, settings)
-    starts = [[closed_form.mrt(sp.g.reshape(-1, sp.n_nodes, sp.n_antennas), sp.p).reshape(-1)] for sp in sps]
-    for st, (v_rfast, _, _) in zip(starts, design_fast_batch(sps, rng, fast, eps)):
+    # The fast designs' starts (MRT and the dominant direction) are made once: both fast designs
+    # and the SCA's MRT start get the same arrays as made anew (random starts, drawn per design
+    # from the rng, are not shared).
+    made = default_starts(sps, rng, fast)
+    starts = [[st[0]] for st in made]  # st[0]: closed_form.mrt of the problem, stacked
+    for st, (v_rfast, _, _) in zip(starts, design_fast_batch(sps, rng, fast, eps, starts=made)):
         st.append(v_rfast)
+    shared = made if fast.random_starts == 0 else None
     if k > TINY_GROUP:
         nominal = fast if k > SMALL_GROUP else dataclasses.replace(fast, outer=min(fast.outer, 10))
-        for st, (v_nom, _, _) in zip(starts, design_fast_batch(sps, rng, nominal, 0.0)):
+        for st, (v_nom, _, _) in zip(starts, design_fast_batch(sps, rng, nominal, 0.0, starts=shared)):
             st.append(v_nom)
     solved = design_robust_sca_batch(sps, eps, np.asarray(starts), settings)
     return [(v, steps) for v, _, steps in solved]

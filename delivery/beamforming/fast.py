@@ -74,23 +74,33 @@ def design_fast(
     return design_fast_batch([sp], rng, settings, eps, [extra_starts])[0]
 
 
+def default_starts(sps: list[ScaledProblem], rng: np.random.Generator, settings: FastSettings) -> list[np.ndarray]:
+    """Each problem's starts (S, n) as `design_fast_batch` makes them without extra starts: MRT,
+    the dominant direction, and `settings.random_starts` random ones drawn from rng in order."""
+    return [np.asarray(_starts(sp, rng, settings)) for sp in sps]
+
+
 def design_fast_batch(
     sps: list[ScaledProblem],
     rng: np.random.Generator,
     settings: FastSettings = FastSettings(),
     eps: float = 0.0,
     extra_starts: list | None = None,
+    starts: list[np.ndarray] | None = None,
 ) -> list[tuple[np.ndarray, float, int]]:
     """`design_fast` for several problems of one shape and one budget vector (a group's channels
     in several fading states), each result bit for bit the one `design_fast` gives alone: the
     same arithmetic runs on a leading problem axis (numpy's stacked matmul multiplies each slice
     as a single product would), so the loops' numpy calls are paid once for the batch. The
     starts are drawn problem by problem, in order; problems whose start counts differ (an
-    all-zero channel) are designed one by one. Raises ValueError for mixed shapes or budgets."""
+    all-zero channel) are designed one by one. `starts`: the problems' starts when the caller
+    has made them (`default_starts`, which two designs of one problem share; then no extra
+    starts and no rng draws here). Raises ValueError for mixed shapes or budgets."""
     extras = extra_starts or [None] * len(sps)
     if len({sp.g.shape for sp in sps}) > 1 or any(not np.array_equal(sp.p, sps[0].p) for sp in sps):
         raise ValueError("design_fast_batch: the problems differ in shape or budgets")
-    starts = [np.asarray(_starts(sp, rng, settings, extra)) for sp, extra in zip(sps, extras)]
+    if starts is None:
+        starts = [np.asarray(_starts(sp, rng, settings, extra)) for sp, extra in zip(sps, extras)]
     if len({st.shape for st in starts}) > 1:
         return [_design_fast_stack([sp], [st], settings, eps)[0] for sp, st in zip(sps, starts)]
     return _design_fast_stack(sps, starts, settings, eps)
