@@ -125,6 +125,11 @@ def _ranks(k: int) -> np.ndarray:
     return np.arange(1, k + 1)
 
 
+@functools.lru_cache(maxsize=256)
+def _rows(m: int) -> np.ndarray:
+    return np.arange(m)  # read-only use: an index
+
+
 def _project_simplex(Y: np.ndarray) -> np.ndarray:
     """Euclidean projection of every row of Y onto the probability simplex (sort-based)."""
     k = Y.shape[1]
@@ -135,8 +140,9 @@ def _project_simplex(Y: np.ndarray) -> np.ndarray:
     css = U.cumsum(axis=1)
     css -= 1.0
     rho = k - 1 - ((U - css / _ranks(k) > 0)[:, ::-1]).argmax(axis=1)  # last index with a positive gap
-    theta = css[np.arange(Y.shape[0]), rho] / (rho + 1)
-    return np.maximum(Y - theta[:, None], 0.0)
+    theta = css[_rows(Y.shape[0]), rho] / (rho + 1)
+    out = Y - theta[:, None]
+    return np.maximum(out, 0.0, out=out)
 
 
 def design_robust_sca(
@@ -201,8 +207,10 @@ def design_robust_sca_batch(
                 ds, dg = pi - pi_prev, grad - grad_prev
                 sy = _sum(ds * dg, axis=1)
                 ss = _sum(ds * ds, axis=1)
-                alpha = np.where(sy > 1e-300, ss / np.where(sy > 1e-300, sy, 1.0), alpha * 2.0)
-                alpha = np.minimum(np.maximum(alpha, 1e-8), 1e8)  # np.clip's values, without its wrapper
+                ok = sy > 1e-300
+                alpha = np.where(ok, ss / np.where(ok, sy, 1.0), alpha * 2.0)
+                np.maximum(alpha, 1e-8, out=alpha)  # np.clip's values, without its wrapper
+                np.minimum(alpha, 1e8, out=alpha)
             pi_prev, grad_prev = pi, grad
             pi = _project_simplex(pi - alpha[:, None] * grad)
         E = np.matmul(pi.reshape(b, S, k), e_col).reshape(b * S)
