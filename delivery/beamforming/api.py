@@ -129,11 +129,12 @@ def design_batch(
     power, noise, eps = checked[0][1], checked[0][2], checked[0][3]
     out: list[BeamformingResult | None] = [None] * len(hs)
     todo = []
+    keys: dict[int, bytes] = {}  # each channel's cache key, made once for the lookup and the store
     for i, (h, *_) in enumerate(checked):
         hit = None
         if cache is not None:
-            hit_key = cache.key(h, power, noise, method, eps)
-            hit = cache.get(hit_key)
+            keys[i] = cache.key(h, power, noise, method, eps)
+            hit = cache.get(keys[i])
         if hit is not None:
             out[i] = _finish(
                 hit.w, h, power, noise, eps, method, hit.status, hit.solver, hit.iterations, hit.upper_bound,
@@ -161,7 +162,7 @@ def design_batch(
     for i, r in zip(todo, results):
         out[i] = dataclasses.replace(r, solve_time=share)
         if cache is not None:
-            cache.put(cache.key(checked[i][0], power, noise, method, eps), out[i])
+            cache.put(keys[i], out[i])
     return out  # type: ignore[return-value]
 
 
