@@ -76,8 +76,25 @@ def design_fast(
 
 def default_starts(sps: list[ScaledProblem], rng: np.random.Generator, settings: FastSettings) -> list[np.ndarray]:
     """Each problem's starts (S, n) as `design_fast_batch` makes them without extra starts: MRT,
-    the dominant direction, and `settings.random_starts` random ones drawn from rng in order."""
-    return [np.asarray(_starts(sp, rng, settings)) for sp in sps]
+    the dominant direction, and `settings.random_starts` random ones drawn from rng in order.
+    Without random starts the dominant directions come from one stacked eigh (LAPACK runs on
+    each matrix as on it alone), not one call per problem."""
+    if settings.random_starts > 0 or len(sps) < 2:
+        return [np.asarray(_starts(sp, rng, settings)) for sp in sps]
+    rows: list[list[np.ndarray]] = []
+    grams: dict[int, np.ndarray] = {}
+    for i, sp in enumerate(sps):
+        g = sp.g
+        k = g.shape[0]
+        norms = np.linalg.norm(g, axis=1)
+        rows.append([mrt(g.reshape(k, sp.n_nodes, sp.n_antennas), sp.p).reshape(-1)])
+        if k > 1 and np.any(norms > 0):  # as in _starts
+            gn = g[norms > 0] / norms[norms > 0, None]
+            grams[i] = gn.T @ gn.conj()
+    if grams:
+        for i, vec in zip(grams, np.linalg.eigh(np.stack(list(grams.values())))[1][..., -1]):
+            rows[i].append(vec)
+    return [np.asarray(r) for r in rows]
 
 
 def design_fast_batch(
