@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
 from learning.errors import CheckpointError
+from pbkit.common.fs import atomic_write_bytes, atomic_write_text
 
 RUN = "checkpoint"  # the one place these file stems are written
 POLICY = "policy"
@@ -74,14 +75,11 @@ def save_state(directory: str | os.PathLike[str], state: dict[str, Any], stem: s
     """Write `state` as `stem`.safetensors + `stem`.json, atomically (temporary files, then
     renames; the JSON last)."""
     weights, meta = run_files(directory, stem)
-    weights.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
     tree = _split(state, "s", arrays)
-    tmp_w, tmp_m = weights.with_name(weights.name + ".tmp"), meta.with_name(meta.name + ".tmp")
-    save_file(arrays, str(tmp_w))
-    tmp_m.write_text(json.dumps(tree))
-    tmp_w.replace(weights)
-    tmp_m.replace(meta)
+    text = json.dumps(tree)  # fails (TypeError) before anything is written
+    atomic_write_bytes(weights, save(arrays))  # the one write-then-rename, umask modes
+    atomic_write_text(meta, text)
     return meta.parent
 
 

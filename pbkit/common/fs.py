@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -147,6 +148,7 @@ def atomic_dir(
     tmp = make_temp_dir(out_dir, prefix)
     try:
         yield tmp
+        ordinary_modes(tmp)
         if durable:
             fsync_dir(tmp)
         replace_dir(tmp, out_dir, overwrite=overwrite)
@@ -155,6 +157,23 @@ def atomic_dir(
         raise
     if durable:
         fsync_dir(out_dir.parent)
+
+
+def ordinary_modes(root: str | os.PathLike[str]) -> None:
+    """Give every file and directory below `root` the mode an ordinary `open()`/`mkdir()` would
+    under the umask (0644 / 0755 under 022; execute bits kept where set). Writers that go through
+    a private temporary file and a rename (safetensors' `save_file`, and so transformers'
+    `save_pretrained`) leave 0600 files, which a directory made here must not pass on.
+    Raises OSError if a mode cannot be changed."""
+    umask = current_umask()
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o777 & ~umask)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                execute = 0o111 if st.st_mode & 0o100 else 0
+                os.chmod(path, (0o666 | execute) & ~umask)
 
 
 def make_parent(path: str | os.PathLike[str]) -> None:

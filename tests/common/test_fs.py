@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from pbkit.common.fs import atomic_dir, atomic_write_json, atomic_write_text
@@ -30,6 +31,20 @@ def test_files_and_directories_get_the_umask_modes(tmp_path, umask_022):
     assert _mode(tmp_path / "d") == 0o755 and (tmp_path / "d" / "x").read_text() == "x"
     os.umask(0o077)
     assert _mode(atomic_write_json(tmp_path / "private.json", {"a": 1})) == 0o600
+
+
+def test_a_directory_does_not_pass_on_private_files_its_writers_made(tmp_path, umask_022):
+    """safetensors' save_file (and so save_pretrained) writes through a private temporary file:
+    a zoo model or checkpoint made in atomic_dir must still come out 0644 / 0755."""
+    from safetensors.numpy import save_file
+
+    with atomic_dir(tmp_path / "model") as tmp:
+        save_file({"w": np.zeros(3, np.float32)}, str(tmp / "model.safetensors"))
+        (tmp / "sub").mkdir(mode=0o700)
+        (tmp / "run.sh").write_text("#!/bin/sh\n")
+        os.chmod(tmp / "run.sh", 0o700)
+    assert _mode(tmp_path / "model" / "model.safetensors") == 0o644
+    assert _mode(tmp_path / "model" / "sub") == 0o755 and _mode(tmp_path / "model" / "run.sh") == 0o755
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -161,7 +161,9 @@ def block_infos_of(store_dir, name):
 @pytest.mark.parametrize(
     "mode,words",
     [
-        ("die", "broke off the transfer"),
+        # the server dies mid-body and stops listening: the client's retry of that block meets
+        # either the dying connection or the closed port, whichever comes first under load
+        ("die", ("broke off the transfer", "cannot connect")),
         ("truncate", "broke off the transfer"),
         ("short", "truncated body"),
         ("corrupt", "do not hash to block"),
@@ -172,7 +174,9 @@ def test_a_misbehaving_server_leaves_the_store_clean(origin_store, tmp_path, cap
     with BadServer(origin_store, mode, after=3) as bad:
         code, out, err = run_cli(capsys, "--store", dev, "pull", "base", "--from", bad.url, "--workers", "1")
     assert code == 1, err
-    assert err.count("\n") == 1 and err.startswith(f"pbkit: error: {bad.url}/v1/") and words in err, err
+    words = (words,) if isinstance(words, str) else words
+    assert err.count("\n") == 1 and err.startswith(f"pbkit: error: {bad.url}/v1/"), err
+    assert any(w in err for w in words), err
     if mode != "die":
         assert "/v1/blocks/" in err
     with Store.open(dev, create=False) as s:
