@@ -146,7 +146,7 @@ def _design_fast_stack(
     neg_step = -settings.step
     for _ in range(settings.outer):
         scale = np.maximum(_sum(s, axis=-1, keepdims=True) / k, 1e-300)  # the mean, without its wrapper
-        avg = np.zeros_like(pi)
+        avg = np.zeros(pi.shape)  # pi is float64: zeros_like's zeros, without its wrapper
         for _ in range(settings.inner):
             x = project((pi * a) @ g)
             lin = 2.0 * (a * np.conj(x @ gh)).real - s  # dual gradient
@@ -197,7 +197,7 @@ def _design_fast_robust(
         phi_c = np.conj(phi)  # once per SCA step, not per dual step
         # mean without its wrapper: numpy's mean is this sum divided by the count
         scale = np.maximum(_sum(mag, axis=-1, keepdims=True) / k, 1e-300)
-        avg = np.zeros_like(pi)
+        avg = np.zeros(pi.shape)  # pi is float64: zeros_like's zeros, without its wrapper
         for _ in range(settings.inner):
             x = project((pi * phi) @ g)
             lin = (phi_c * (x @ gh)).real - offset

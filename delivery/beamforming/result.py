@@ -156,7 +156,8 @@ def per_node_full_power(v: np.ndarray, power: np.ndarray) -> np.ndarray:
     # a zero block stays zero; divide-where instead of an errstate block (called ~4000 times a slot)
     f = np.divide(power, n2, out=np.zeros(n2.shape), where=n2 > 0)
     np.sqrt(f, out=f)
-    if not _all(np.isfinite(f), axis=None):  # (a subnormal block overflows the ratio) checked before masking
+    # f >= 0, so it is all finite iff its max is below inf (a nan max fails too): one reduction
+    if not np.maximum.reduce(f, axis=None, initial=0.0) < np.inf:  # (a subnormal block overflows the ratio)
         f[~np.isfinite(f)] = 0.0
     return v * f[..., None]
 

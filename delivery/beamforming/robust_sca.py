@@ -174,9 +174,9 @@ def design_robust_sca_batch(
     e_all = np.stack([sp.eps_abs(eps) for sp in sps])  # (B, K)
     V = np.asarray(starts, dtype=np.complex128).copy()  # (B, S, n)
     S = V.shape[1]
-    fv = worst_gain(V, g_all, e_all)  # (B, S)
     # Dual warm start: weight on the users that are worst at the start (softmin of the gains).
-    f0 = np.abs(V @ g_all.conj().transpose(0, 2, 1)) - np.linalg.norm(V, axis=-1, keepdims=True) * e_all[:, None, :]
+    f0 = np.abs(V @ g_all.conj().transpose(0, 2, 1)) - vector_norms(V, axis=-1, keepdims=True) * e_all[:, None, :]
+    fv = _min(f0, axis=-1)  # (B, S): worst_gain(V, g_all, e_all), the min over users of f0
     temp = settings.warm * np.maximum(np.abs(f0).mean(axis=-1, keepdims=True), 1e-300)
     pi = np.exp(-(f0 - f0.min(axis=-1, keepdims=True)) / temp)
     pi /= _sum(pi, axis=-1, keepdims=True)
