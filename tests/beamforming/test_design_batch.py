@@ -35,3 +35,17 @@ def test_batch_uses_and_fills_the_cache():
     again = design_batch(hs, np.ones(2), 1e-13, "robust", 0.1, cache=cache)
     assert all(r.cached for r in again)
     assert all(np.array_equal(a.w, b.w) for a, b in zip(first, again))
+
+
+def test_batch_with_silent_users_equals_one_by_one():
+    # a user with no channel drops out of the dominant-direction start; a problem whose users are
+    # all silent has one start fewer (the batch's shared starts must still be each problem's own)
+    rng = np.random.default_rng(5)
+    hs = _channels(rng, 4, 5, 3, 2)
+    hs[1] = 0.0
+    hs[2, 3] = 0.0
+    power = np.ones(3)
+    for h, got in zip(hs, design_batch(hs, power, 1e-13, "robust", 0.1)):
+        alone = design(h, power, 1e-13, "robust", 0.1)
+        assert np.array_equal(got.w, alone.w)
+        assert got.min_snr == alone.min_snr and got.iterations == alone.iterations
