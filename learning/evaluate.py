@@ -26,6 +26,7 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from delivery.experiment import compare, paired_difference, run_policy
 from delivery.interval import Interval
+from delivery.registry import role_of
 from pbkit.library import PBLibrary
 
 PolicyFactory = Callable[[], Any]
@@ -58,7 +59,8 @@ def summarise(
     values: dict[str, np.ndarray], heuristics: list[str] | tuple[str, ...], learners: list[str] | tuple[str, ...]
 ) -> dict[str, Any]:
     """Per policy `mean_delay_s` (a number), its 95 % t-`interval` (`Interval.to_json()`) and
-    `per_seed`; each learner's paired difference to the best heuristic
+    `per_seed`; each learner's paired difference to the best heuristic (the lowest mean among
+    `heuristics`, references and bounds of the registry left out)
     (`delivery.experiment.paired_difference`: an interval of the per-seed differences, `vs`,
     `ratio`, `per_seed_diff`)."""
     policies = {}
@@ -69,7 +71,8 @@ def summarise(
             "interval": interval.to_json(),
             "per_seed": [float(x) for x in v],
         }
-    present = [h for h in heuristics if h in values]
+    # references and bounds read the future: never "the best heuristic" a learner is judged by
+    present = [h for h in heuristics if h in values and role_of(h) not in ("reference", "bound")]
     out: dict[str, Any] = {"policies": policies}
     if not present:
         return out
