@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import versioned
 
 CHILD = """
@@ -103,8 +104,7 @@ def main(argv: list[str]) -> int:
             print(f"{side}: robust / mrt slot, cpu: {ratio:.2f}x")
     print(f"load average at end: {os.getloadavg()}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(versioned("bench.ab-slot-time", summary), indent=1))
+        atomic_write_json(args.out, versioned("bench.ab-slot-time", summary), indent=1)
     return 0
 
 

@@ -11,7 +11,6 @@ per-round ratio with a 95 % t-interval over rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from delivery.interval import Interval
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import SCHEMA_KEY, schema_id
 
 TARGET_S = 0.3
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cases": rows,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_json(args.out, result, indent=1)
         print(f"wrote {args.out}")
     return result
 

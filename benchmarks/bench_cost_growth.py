@@ -27,6 +27,7 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from delivery.policies import make_policy
 from delivery.simulator import Simulator
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import versioned
 from pbkit.library import resolve_library, synthetic_library
 
@@ -178,8 +179,7 @@ def main() -> int:
         cs = ", ".join(f"{r['slot_cpu_s']:.3f}" for r in g["rows"])
         print(f"| {name} | {xs} | {ts} | {g['exponent']:.2f} | {cs} | {g['cpu_exponent']:.2f} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(versioned("bench.cost-growth", out), indent=1))
+        atomic_write_json(args.out, versioned("bench.cost-growth", out), indent=1)
     if args.plot:
         plot(growth, args.plot)
     return 0

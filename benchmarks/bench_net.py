@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_store import LARGE_CONFIGS, build_large  # noqa: E402
 
+from pbkit.common.fs import atomic_write_json  # noqa: E402
 from pbkit.common.schema import versioned  # noqa: E402
 
 LARGE_CONFIGS.setdefault("gpt2", dict(n_embd=768, n_layer=12, n_head=12))  # GPT-2 small, 0.5 GB in F32
@@ -265,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "pull_vs_curl": ratio,
             "partial": partial,
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(versioned("bench.net", report), indent=1) + "\n")
+        atomic_write_json(args.out, versioned("bench.net", report), indent=1)
     return 0 if ok else 1
 
 

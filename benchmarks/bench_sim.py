@@ -11,7 +11,6 @@ changed; the ratio column is the slot time over mrt's in the same run (the machi
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from delivery.config import ScenarioConfig
 from delivery.interval import Interval
 from delivery.policies import make_policy
 from delivery.simulator import Simulator
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import versioned
 from pbkit.library import synthetic_library
 
@@ -72,7 +72,7 @@ def sweep_cache(lib, base: ScenarioConfig, out: Path) -> dict:
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     result = versioned("bench.sim-sweep-cache", {"policies": policies, "fractions": result})
-    out.write_text(json.dumps(result, indent=1))
+    atomic_write_json(out, result, indent=1)
     print(f"wrote {out}")
     return result
 
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{name:<24}{r['slot_ms']:>10.0f}{r['slot_ms_min']:>9.0f}{ratio}{r['solver_calls_per_slot']:>9.1f}"
             f"{r['calls_saved_share']:>8.0%}{per_design:>11.1f}{r['mean_delay_s']:>9.2f}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(versioned("bench.sim", result), indent=1))
+    atomic_write_json(args.out, versioned("bench.sim", result), indent=1)
     print(f"wrote {args.out}")
     return result
 

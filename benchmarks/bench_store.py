@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
-import json
 import mmap
 import os
 import platform
@@ -45,6 +44,7 @@ from typing import Callable
 
 import blake3
 
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import versioned
 from pbkit.zoo.bundled import bundled_model_dir  # the installed package, as every benchmark (make setup)
 
@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     if args.out:
-        args.out.write_text(json.dumps(versioned("bench.store", report), indent=2) + "\n")
+        atomic_write_json(args.out, versioned("bench.store", report), indent=2)
         print(f"\nwrote {args.out}")
     if args.markdown:
         args.markdown.write_text(to_markdown(report))

@@ -11,7 +11,6 @@ the ratio is that of the parallel phase; the reference (1 worker) is measured in
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -25,6 +24,7 @@ import numpy as np  # noqa: E402
 from delivery.config import ScenarioConfig  # noqa: E402
 from delivery.engine import Cell, ray_session, run_cells  # noqa: E402
 from delivery.sweep import build_sweep, parse_grid, sweep_task  # noqa: E402
+from pbkit.common.fs import atomic_write_json  # noqa: E402
 from pbkit.common.schema import versioned  # noqa: E402
 from pbkit.library import synthetic_library  # noqa: E402
 
@@ -100,8 +100,7 @@ def main() -> int:
         f"per cell: {figures['per_cell_s']:.3f} s; load average {figures['loadavg_1min_before']:.1f} "
         f"before, {figures['loadavg_1min_after']:.1f} after on {figures['cpus']} CPUs"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(versioned("bench.sweep", figures), indent=1) + "\n")
+    atomic_write_json(args.out, versioned("bench.sweep", figures), indent=1)
     return 0
 
 

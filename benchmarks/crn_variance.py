@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pbkit.common.fs import atomic_write_json  # noqa: E402
 from pbkit.common.schema import versioned  # noqa: E402
 
 
@@ -80,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     out["return_variance_ratio"] = out["var_return_paired"] / out["var_return_plain"]
     print(json.dumps(out, indent=1))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(versioned("bench.crn-variance", out), indent=1))
+        atomic_write_json(args.out, versioned("bench.crn-variance", out), indent=1)
     return 0
 
 

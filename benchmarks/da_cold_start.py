@@ -34,6 +34,7 @@ from learning.config import TrainConfig
 from learning.evaluate import evaluate_policies
 from learning.report import steps_to_fraction
 from learning.trainer import scenario_of
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import check_schema, versioned
 from pbkit.library import resolve_library
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     report = versioned("bench.da-cold-start", {})
     report |= {"base": str(args.base), "forced": str(args.forced), "greedy_validation_s": greedy, "variants": rows}
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        atomic_write_json(args.json, report, indent=1)
     if args.png:
         import matplotlib
 

@@ -30,6 +30,7 @@ for p in (REPO, REPO / "benchmarks"):
 from bench_delta import build_zoo_models  # noqa: E402
 
 from delivery.interval import Interval  # noqa: E402
+from pbkit.common.fs import atomic_write_json  # noqa: E402
 from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id  # noqa: E402
 from pbkit.library import load_library  # noqa: E402
 from pbkit.library.export import export_library  # noqa: E402
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print("$", " ".join(cmd[1:]), flush=True)
         res = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
         summary[f"compare_{kind}"] = json.loads(res.stdout)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(args.out / "summary.json", summary, indent=1)
     print(json.dumps({k: v for k, v in summary.items() if not k.startswith("compare_")}, indent=1))
     for kind in libs:
         print(f"--- {kind}")

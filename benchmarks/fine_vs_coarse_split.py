@@ -31,7 +31,6 @@ rewritten after every seed, so an interrupted run keeps the seeds it finished.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from delivery.experiment import paired_difference, run_policy
 from delivery.interval import Interval
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import versioned
 from pbkit.errors import PbkitError
 from pbkit.library import resolve_library
@@ -169,7 +169,7 @@ def main() -> int:
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             out = summary(args, per_seed, time.perf_counter() - start, runs)
-            args.out.write_text(json.dumps({**out, "runs": runs}, indent=1) + "\n")
+            atomic_write_json(args.out, {**out, "runs": runs}, indent=1)
     result = summary(args, per_seed, time.perf_counter() - start, runs)
     print(markdown(result))
     print(

@@ -21,7 +21,6 @@ help (synthetic requests drawn from the forecast carry information the counts do
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -157,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             f"(realised); vs best {s['skill_vs_best_true']['mean']:+.3f} (true popularity)"
         )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        from pbkit.common.fs import atomic_write_json
+
+        atomic_write_json(args.out, result, indent=1)
     return 0
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from delivery.interval import Interval
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import versioned
 
 FINE = ("random", "popular", "lfu", "greedy")
@@ -75,7 +75,7 @@ def main() -> None:
     for frac, cell in result["fractions"].items():
         print(f"{frac}: ranking {' < '.join(cell['ranking'])}")
     out = args.out or args.sweep_dir / "modes.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_json(out, result, indent=1)
     print(f"wrote {out}")
 
 

@@ -17,7 +17,6 @@ present (else the synthetic one), policy lfu, default scenario otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from delivery.config import ScenarioConfig
 from delivery.experiment import run_policy
 from delivery.interval import Interval
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import SCHEMA_KEY, schema_id
 from pbkit.errors import PbkitError
 from pbkit.library import resolve_library
@@ -160,8 +160,7 @@ def main() -> int:
         f"{result['wall_s']:.0f} s"
     )
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        atomic_write_json(Path(args.out), result, indent=2)
     return 0
 
 

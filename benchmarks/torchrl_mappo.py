@@ -258,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in result.get("paired", {}).items():
         print(f"{name} - {row['vs']}: {json.dumps({k: v for k, v in row.items() if k != 'vs'})}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        from pbkit.common.fs import atomic_write_json
+
+        atomic_write_json(args.out, result, indent=1)
     return 0
 
 

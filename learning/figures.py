@@ -33,6 +33,7 @@ from delivery.engine import ray_session
 from delivery.interval import Interval
 from delivery.sweep import Sweep, build_sweep, run_sweep
 from learning.config import ScenarioSettings
+from pbkit.common.fs import atomic_write_json
 from pbkit.common.schema import SCHEMA_KEY, check_schema, schema_id
 from pbkit.errors import PbkitError
 from pbkit.library import PBLibrary
@@ -243,7 +244,7 @@ def run_figures(plan: FigurePlan, log: Callable[[str], None] = print) -> dict[st
     data["computed"] = computed
     data["wall_s"] = time.perf_counter() - started
     data["notes"] = notes
-    (out / "figures.json").write_text(json.dumps(data, indent=1) + "\n")
+    atomic_write_json(out / "figures.json", data, indent=1)
     (out / "README.md").write_text(_readme(plan, panels, notes))
     return data
 

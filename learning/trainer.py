@@ -20,7 +20,6 @@ every generator's state, the replay buffers, the forecaster and the optimisers (
 from __future__ import annotations
 
 import csv
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from learning.features import CACHE, SNAPSHOT_KEYS, observe
 from learning.maasn import Maasn
 from learning.policy import LearnedPolicy, save_policy
 from learning.replay import NStep, Replay
+from pbkit.common.fs import atomic_write_json
 from pbkit.library import PBLibrary
 
 
@@ -363,7 +363,7 @@ class Trainer:
             "stats": self.stats,
         }
         save_state(self.out, state, RUN)
-        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
+        atomic_write_json(self.out / "config.json", self.cfg.to_dict(), indent=1)
         return self.out
 
     def _fingerprint(self) -> list:
