@@ -28,6 +28,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "maasn-vdn": {"mixer": "vdn"},
     "maasn-il": {"mixer": "none"},
     "maasn-warm": {"bc_episodes": 3},
+    "maasn-value": {"algorithm": "value", "keep_bias": 0.0},
 }
 
 # Held-out evaluation seeds of `learn eval` and `learn report` (training validates on 1000+), and
@@ -102,9 +103,16 @@ class TrainConfig(ScenarioSettings):
     total_steps: int = 1200
     warmup_steps: int = 200  # real slots before the first RL update (includes the BC episodes)
     updates_per_step: int = 1
-    batch_size: int = 16  # samples; each carries N x J PB rows (904 on the zoo library)
+    # real slots per round of updates: an update costs ~1 s of CPU on the shipped catalogue
+    # (2 286 PBs x 4 ENs per sample), 3-5x a slot, so updating every slot would set the run's time
+    update_every: int = 2
+    batch_size: int = 8  # samples; each carries N x J PB rows (9 144 on the shipped hub-catalogue)
     buffer_size: int = 20000
     # MAASN
+    # "facmac": decentralised actors trained through the centralised critic; "value": the agents'
+    # per-PB action utilities are Q_n's terms (QMIX-style value learning, each EN fills its cache
+    # by utility margin per byte; the "maasn-value" variant, docs/results.md 2.0 measures both)
+    algorithm: str = "facmac"
     actor: str = "asn"  # "asn" (action semantics) | "mlp" (ablation)
     mixer: str = "qmix"  # "qmix" | "vdn" | "none" (independent learners)
     critic: str = "attention"  # "attention" | "sum" (no attention) | "mean" (per-PB utilities averaged)
@@ -122,9 +130,14 @@ class TrainConfig(ScenarioSettings):
     lr_final: float = 0.1  # learning rates decay linearly to this fraction at the end
     gumbel_tau: float = 1.0
     explore_eps: float = 0.05  # share of PB decisions sampled from the policy while acting
+    # value learner: Gaussian noise on each EN's per-byte scores while acting, in units of their
+    # spread at that EN (perturbs the ranking near the cache's edge, where the choice is close)
+    explore_noise: float = 0.3
     pi_reg: float = 1e-3  # FACMAC's logit regulariser
     grad_clip: float = 10.0
-    keep_bias: float = 0.5  # added to the score of PBs already cached (hysteresis against churn)
+    # added to the score of PBs already cached (hysteresis against churn); 0 for the value learner,
+    # whose utilities see the placement and so price a reload themselves
+    keep_bias: float = 0.5
     # cold start by default; bc_episodes > 0 is the "maasn-warm" ablation: that many real
     # episodes placed by greedy, imitated once (no imitation term afterwards), kept in the replay
     bc_episodes: int = 0
@@ -151,6 +164,8 @@ class TrainConfig(ScenarioSettings):
     threads: int = 1
 
     def __post_init__(self) -> None:
+        if self.algorithm not in ("value", "facmac"):
+            raise LearnConfigError(f"algorithm = {self.algorithm!r} is not 'value' or 'facmac'")
         if self.actor not in ("asn", "mlp"):
             raise LearnConfigError(f"actor = {self.actor!r} is not 'asn' or 'mlp'")
         if self.critic not in ("attention", "sum", "mean"):
@@ -171,6 +186,7 @@ class TrainConfig(ScenarioSettings):
             "da_rollout_every",
             "da_rollout_len",
             "updates_per_step",
+            "update_every",
             "bc_epochs",
             "n_step",
         ):

@@ -32,6 +32,7 @@ from delivery.experiment import simulator_rng
 from delivery.simulator import Simulator, SlotResult
 from learning.baseline import ReferenceTrack
 from learning.features import (
+    ASK_BONUS,
     CACHE,
     NEIGHBOUR_FEATURES,
     OWN_FEATURES,
@@ -64,12 +65,14 @@ class CacheEnv(ParallelEnv):
         seed: int = 0,
         keep_bias: float = 0.5,
         baseline: str | None = None,
+        ask_bonus: float = ASK_BONUS,
     ) -> None:
         self.library = library
         self.scenario = scenario
         self.episode_slots = int(episode_slots)
         self.ema_alpha = float(ema_alpha)
         self.keep_bias = float(keep_bias)
+        self.ask_bonus = float(ask_bonus)  # 0 when the scores already price the asks (value learner)
         self.reference = ReferenceTrack(baseline) if baseline else None
         if self.reference is not None:
             self.reference.start(scenario, library, seed)  # in step with self.sim until a reset
@@ -176,7 +179,7 @@ class CacheEnv(ParallelEnv):
         actions = np.where(ok & allowed, safe, 0)
         if scores is None:
             scores = np.where(actions == CACHE, 1.0, -1.0)
-        placement = place(self.layout, actions, scores, self.snap["placement"], self.keep_bias)
+        placement = place(self.layout, actions, scores, self.snap["placement"], self.keep_bias, self.ask_bonus)
         return self.step_placement(placement, actions, requests)
 
     def step_placement(

@@ -16,20 +16,31 @@ from learning.networks import mlp
 
 
 class StateEncoder(nn.Module):
-    def __init__(self, state_features: int, embed: int) -> None:
+    """Pools the global state's PB rows into one embedding: by attention (a learned query over
+    the rows, so the PBs that decide the team's value can dominate it) or by the mean."""
+
+    def __init__(self, state_features: int, embed: int, attention: bool = False, heads: int = 2) -> None:
         super().__init__()
         self.row = mlp([state_features, embed, embed])
+        self.attention = attention
+        if attention:
+            self.query = nn.Parameter(torch.zeros(1, 1, embed))
+            self.attn = nn.MultiheadAttention(embed, heads, batch_first=True)
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         """state (B, J, Fs) -> (B, embed)."""
-        return F.relu(self.row(state)).mean(-2)
+        rows = F.relu(self.row(state))
+        if not self.attention:
+            return rows.mean(-2)
+        pooled, _ = self.attn(self.query.expand(rows.shape[0], 1, rows.shape[-1]), rows, rows, need_weights=False)
+        return pooled.squeeze(1)
 
 
 class QMixer(nn.Module):
-    def __init__(self, n_agents: int, state_features: int, embed: int = 32) -> None:
+    def __init__(self, n_agents: int, state_features: int, embed: int = 32, attention: bool = False) -> None:
         super().__init__()
         self.n_agents, self.embed = n_agents, embed
-        self.encode = StateEncoder(state_features, embed)
+        self.encode = StateEncoder(state_features, embed, attention)
         self.hyper_w1 = mlp([embed, embed, n_agents * embed])
         self.hyper_b1 = nn.Linear(embed, embed)
         self.hyper_w2 = mlp([embed, embed, embed])
@@ -49,9 +60,12 @@ class VDNMixer(nn.Module):
         return q.sum(-1)
 
 
-def make_mixer(kind: str, n_agents: int, state_features: int, embed: int) -> nn.Module | None:
+def make_mixer(
+    kind: str, n_agents: int, state_features: int, embed: int, attention: bool = False
+) -> nn.Module | None:
+    """`attention`: the QMIX hypernetworks read the state pooled by attention over PBs."""
     if kind == "qmix":
-        return QMixer(n_agents, state_features, embed)
+        return QMixer(n_agents, state_features, embed, attention)
     if kind == "vdn":
         return VDNMixer()
     if kind == "none":

@@ -83,6 +83,7 @@ class Trainer:
         )
         layout = self.layout = self.env.layout
         self.learner = Maasn(cfg, layout, self.gen)
+        self.env.ask_bonus = self.learner.ask_bonus  # the learner's scores decide how asks count
         self.replay = Replay(cfg.buffer_size, layout.n_nodes, layout.n_pbs, layout.n_models)
         self.synth = Replay(cfg.da_buffer_size, layout.n_nodes, layout.n_pbs, layout.n_models)
         self.da = PopularityForecaster(
@@ -138,7 +139,7 @@ class Trainer:
                 continue
             if cfg.da and self.step % cfg.da_rollout_every == 0 and da.share > 0:
                 self._synthetic(x)
-            if self.step >= cfg.warmup_steps:
+            if self.step >= cfg.warmup_steps and self.step % cfg.update_every == 0:
                 progress = self.step / cfg.total_steps
                 train_actor = self.step >= self._bc_steps() + cfg.actor_delay
                 for _ in range(cfg.updates_per_step):
