@@ -89,7 +89,7 @@ class ScenarioSettings:
 class TrainConfig(ScenarioSettings):
     SETTINGS_ERROR = LearnConfigError  # not fields: no annotation
     SETTINGS_KIND = "training config"
-    BUNDLED_DIR = Path(__file__).parent / "configs"  # quick, full
+    BUNDLED_DIR = Path(__file__).parent / "configs"  # quick, full, smoke
 
     seed: int = 0
     # ScenarioConfig overrides of the training scenario. MRT: a slot of the default scenario costs
@@ -312,10 +312,10 @@ def check_scenario_overrides(items: list[str] | tuple[str, ...], cls: type, erro
 
 
 def bundled_configs() -> dict[str, Path]:
-    """The training configs shipped as package data, by name (quick, full)."""
+    """The training configs shipped as package data, by name (quick, full, smoke)."""
     return TrainConfig.bundled()
 
 
 def load_config(path: str | Path | None) -> TrainConfig:
-    """A settings file, a bundled config name ("quick", "full"), or None for the defaults."""
+    """A settings file, a bundled config name ("quick", "full", "smoke"), or None for the defaults."""
     return TrainConfig.build(path)

@@ -242,7 +242,9 @@ class Maasn:
     def _update_value(self, t: dict[str, torch.Tensor], next_placement: np.ndarray) -> dict[str, float]:
         with torch.no_grad():
             next_action = self._greedy_effective(t["obs2"], next_placement)
-            q_next = self._mix(self.mixer_t, self._agent_q(self.actor_t(t["obs2"], self.mask), next_action), t["state2"])
+            q_next = self._mix(
+                self.mixer_t, self._agent_q(self.actor_t(t["obs2"], self.mask), next_action), t["state2"]
+            )
             reward, discount = t["reward"], t["discount"]
             if self.mixer is None:
                 reward, discount = reward[:, None], discount[:, None]

@@ -60,9 +60,7 @@ class VDNMixer(nn.Module):
         return q.sum(-1)
 
 
-def make_mixer(
-    kind: str, n_agents: int, state_features: int, embed: int, attention: bool = False
-) -> nn.Module | None:
+def make_mixer(kind: str, n_agents: int, state_features: int, embed: int, attention: bool = False) -> nn.Module | None:
     """`attention`: the QMIX hypernetworks read the state pooled by attention over PBs."""
     if kind == "qmix":
         return QMixer(n_agents, state_features, embed, attention)

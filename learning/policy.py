@@ -78,9 +78,7 @@ class LearnedPolicy:
         self._previous = snap
         obs, _ = observe(self._layout, snap)
         actions, scores = self._learner.act(obs, explore=False)
-        return place(
-            self._layout, actions, scores, snap["placement"], self.cfg.keep_bias, self._learner.ask_bonus
-        )
+        return place(self._layout, actions, scores, snap["placement"], self.cfg.keep_bias, self._learner.ask_bonus)
 
 
 def save_policy(

@@ -12,6 +12,7 @@ def test_bundled_configs_and_overrides():
     assert cfg.val_seeds == (1, 2) and cfg.da is False
     assert load_config("full").total_steps > quick.total_steps
     assert load_config(None) == load_config("full")  # `learn train` without --config is the full run
+    assert load_config("smoke").total_steps < quick.total_steps  # `learn report --quick` trains this
 
 
 @pytest.mark.parametrize(
@@ -20,6 +21,8 @@ def test_bundled_configs_and_overrides():
         ("nosuch=1", "unknown key"),
         ("gamma=high", "not a number"),
         ("mixer=qplex", "mixer"),
+        ("algorithm=ppo", "algorithm"),
+        ("update_every=0", "update_every"),
         ("eval_every=7", "multiple of episode_slots"),
         ("gamma", "key=value"),
         ("batch_size=1.5", "not an integer"),

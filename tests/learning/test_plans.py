@@ -17,7 +17,7 @@ def test_bundled_full_plan_is_the_defaults_and_every_plan_round_trips(tmp_path):
     assert set(bundled_report_plans()) >= {"quick", "full"}
     assert ReportPlan.build("full") == ReportPlan()
     quick = ReportPlan.build("quick")
-    assert quick.train_config == "quick" and quick.eval_slots == 2 and not quick.headroom
+    assert quick.train_config == "smoke" and quick.eval_slots == 2 and not quick.headroom
     path = tmp_path / "mine.yaml"
     changed = dataclasses.replace(quick, eval_seeds=(7, 9), scenario={"n_users": 8}, evaluated=("maasn-da",))
     path.write_text(yaml.safe_dump(dataclasses.asdict(changed)))
