@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-OWN_FEATURES = 14  # per (EN, PB) features from the agent's own view
+from delivery.config import ScenarioConfig
+
+OWN_FEATURES = 16  # per (EN, PB) features from the agent's own view
 NEIGHBOUR_FEATURES = 7  # per (EN, neighbour, PB) features received from that neighbour
 STATE_FEATURES = 11  # per PB features of the global state (critic only)
 
@@ -31,6 +33,7 @@ DROP, CACHE, PULL0 = 0, 1, 2
 ASK_BONUS = 1.0  # score (logit units) a neighbour's "hold it for me" adds to a PB at that EN
 NEW_MODEL_SLOTS = 10.0  # age scale of the novelty feature: a model first seen 10 slots ago weighs 1/e
 UNSEEN_AGE = 1e6  # age of a model never requested at an EN
+LOG_FLOOR = 1e-4  # added before the logs of shares: a share below 1e-4 reads as about nothing
 
 SNAPSHOT_KEYS = ("placement", "ema", "last", "cum", "forecast", "age", "users", "phase")
 Snapshot = dict[str, Any]
@@ -46,6 +49,9 @@ class Layout:
     neighbours: np.ndarray  # (N, N) bool, no self loops
     max_degree: int  # D, padded neighbour count (action space size is 2 + D)
     mean_users: float = 1.0  # users per EN on average (K / N, static): local user-count scale
+    # (J,) seconds to fetch each PB from the cloud alone (t_c + 8 b_j / r_c): a small PB's fetch
+    # is mostly latency, a large one's mostly transfer; None: the default scenario's link
+    fetch_s: np.ndarray | None = None
 
     @classmethod
     def from_view(cls, view, max_degree: int | None = None) -> "Layout":
@@ -63,7 +69,12 @@ class Layout:
             neighbours=neighbours,
             max_degree=max_degree or degree,
             mean_users=float(np.sum(view.users_per_node)) / max(len(view.capacity_bytes), 1),
+            fetch_s=cloud_fetch_s(np.asarray(view.pb_bytes), view.config),
         )
+
+    def fetch_times(self) -> np.ndarray:
+        """(J,) cloud fetch seconds of each PB (`fetch_s`, or the default scenario's link)."""
+        return cloud_fetch_s(self.pb_bytes, None) if self.fetch_s is None else self.fetch_s
 
     @property
     def n_nodes(self) -> int:
@@ -111,6 +122,12 @@ class Layout:
             and np.array_equal(self.neighbours, other.neighbours)
             and self.max_degree == other.max_degree
         )
+
+
+def cloud_fetch_s(pb_bytes: np.ndarray, config) -> np.ndarray:
+    """(J,) t_c + 8 b_j / r_c of the scenario's cloud link (the default scenario's if None)."""
+    cfg = config if config is not None else ScenarioConfig()
+    return cfg.cloud_latency_s + 8.0 * np.asarray(pb_bytes, dtype=np.float64) / cfg.cloud_bps
 
 
 def request_share(requests_per_node: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -189,7 +206,13 @@ def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
     phase = np.asarray(snap["phase"], dtype=np.float64)
     rel_users = users / max(layout.mean_users, 1e-9)  # local: own users over the static K / N
     size_rel = np.log(np.maximum(sizes, 1.0) / mean_size)  # (J,)
-    density = np.minimum(demand_cum * (mean_size / np.maximum(sizes, 1.0)), 10.0) / 10.0
+    # log scale: a PB's worth is a product (demand x fetch time) over a ratio (its bytes), and
+    # sizes span 5 orders of magnitude (hub-catalogue: 79 % of PBs under a tenth of the mean),
+    # so in logs the worth per byte is a sum an actor's first layer can form
+    fetch = layout.fetch_times()
+    log_demand = np.log(demand_cum + LOG_FLOOR)
+    log_forecast = np.log(np.maximum(forecast, 0.0) + LOG_FLOOR)
+    log_fetch = np.log(fetch / max(float(fetch.mean()), 1e-12))  # (J,)
     cap_rel = layout.capacity / total  # (N,)
     shared_by = member.mean(axis=0)  # (J,) sharing degree
     batch = p.shape[:-2]
@@ -207,7 +230,9 @@ def observe(layout: Layout, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
             demand,
             demand_last,
             demand_cum,
-            density,
+            log_demand,
+            log_forecast,
+            bcast(log_fetch[None, :]),
             bcast(rel_users[..., :, None]),
             bcast(shared_by[None, :]),
             trend,

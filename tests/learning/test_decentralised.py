@@ -30,7 +30,10 @@ def heuristics_raise(monkeypatch):
     monkeypatch.setattr(delivery.proxy, "proxy_instance", boom)
 
 
-def test_env_learner_and_policy_run_without_any_heuristic(tiny_library, tiny_scenario, tmp_path, heuristics_raise):
+@pytest.mark.parametrize("algorithm", ["facmac", "value"])
+def test_env_learner_and_policy_run_without_any_heuristic(
+    tiny_library, tiny_scenario, tmp_path, heuristics_raise, algorithm
+):
     env = CacheEnv(tiny_library, tiny_scenario, episode_slots=3, seed=0)  # no reward baseline
     env.reset(seed=1)
     for _ in range(3):
@@ -43,6 +46,7 @@ def test_env_learner_and_policy_run_without_any_heuristic(tiny_library, tiny_sce
         eval_slots=3,
         val_seeds=(1000,),
         reward_baseline="",
+        algorithm=algorithm,
         scenario={"beamformer": "mrt", "n_users": 8},
     )
     trainer = Trainer(cfg, tiny_library, tmp_path / "run", progress=False)

@@ -59,8 +59,9 @@ def test_checkpoints_are_safetensors_and_json(tiny_library, tmp_path):
         load_policy(tmp_path / "r")
 
 
-def test_resume_continues_the_same_run(tiny_library, tmp_path):
-    cfg = TrainConfig(total_steps=80, eval_every=40, seed=3, **(TINY | {"warmup_steps": 20}))
+@pytest.mark.parametrize("algorithm", ["facmac", "value"])
+def test_resume_continues_the_same_run(tiny_library, tmp_path, algorithm):
+    cfg = TrainConfig(total_steps=80, eval_every=40, seed=3, algorithm=algorithm, **(TINY | {"warmup_steps": 20}))
     whole = Trainer(cfg, tiny_library, tmp_path / "a", progress=False).run()
     first = Trainer(cfg, tiny_library, tmp_path / "b", progress=False)
     first.run(stop_after=60)
