@@ -57,18 +57,21 @@ def test_value_scores_add_a_neighbours_ask_to_the_holder():
     assert (placement * layout.pb_bytes).sum(1).max() <= 2  # capacity holds
 
 
-def test_value_update_fits_a_fixed_batch(tiny_library, tmp_path):
-    cfg = TrainConfig(
+def value_config(**overrides) -> TrainConfig:
+    """A seconds-long value-learner run on the tiny library, every PB able to fit a cache."""
+    base = dict(
         algorithm="value",
         keep_bias=0.0,
-        total_steps=20,
         eval_every=20,
-        warmup_steps=1000,
         eval_slots=2,
         val_seeds=(1000,),
-        lr_critic=3e-3,
         scenario={"beamformer": "mrt", "n_users": 8, "cache_fraction": 0.3},
     )
+    return TrainConfig(**(base | overrides))
+
+
+def test_value_update_fits_a_fixed_batch(tiny_library, tmp_path):
+    cfg = value_config(total_steps=20, warmup_steps=1000, lr_critic=3e-3)
     trainer = Trainer(cfg, tiny_library, tmp_path / "run", progress=False)
     trainer.run()
     batch = trainer.replay.sample(8, np.random.default_rng(0))
@@ -78,16 +81,7 @@ def test_value_update_fits_a_fixed_batch(tiny_library, tmp_path):
 
 
 def test_value_learner_acts_on_utilities_and_its_policy_places_feasibly(tiny_library, tiny_scenario, tmp_path):
-    cfg = TrainConfig(
-        algorithm="value",
-        keep_bias=0.0,
-        total_steps=40,
-        eval_every=20,
-        warmup_steps=10,
-        eval_slots=2,
-        val_seeds=(1000,),
-        scenario={"beamformer": "mrt", "n_users": 8, "cache_fraction": 0.3},
-    )
+    cfg = value_config(total_steps=40, warmup_steps=10)
     trainer = Trainer(cfg, tiny_library, tmp_path / "run", progress=False)
     history = trainer.run()
     assert [row["step"] for row in history] == [20, 40]
