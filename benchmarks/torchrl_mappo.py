@@ -14,6 +14,8 @@ harness as `learn eval` (`learning.evaluate.evaluate_policies`), paired per seed
     .venv/bin/python benchmarks/torchrl_mappo.py --library edge-catalogue --frames 200 \\
         --seeds 2000-2009 --out benchmarks/results/torchrl_mappo.json
 
+`--pool FILE ...` pools the result files of several training seeds (same held-out seeds).
+
 Needs `pip install 'pbkit[marl]'` (torchrl, tensordict; torch stays as installed).
 """
 
@@ -139,6 +141,28 @@ def parse_seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
+def pool(files: list[Path]) -> int:
+    """Several runs (one per training seed, the same held-out seeds): each run's ratio to the best
+    heuristic, then the learner pooled over the runs, paired per held-out seed and per run."""
+    from delivery.interval import Interval
+    from pbkit.common.schema import check_schema
+
+    runs = [check_schema(json.loads(f.read_text()), "bench.torchrl-mappo", str(f)) for f in files]
+    best = runs[0]["best_heuristic"]
+    learner = next(name for name in runs[0]["policies"] if name.startswith("torchrl-"))
+    base = np.asarray(runs[0]["policies"][best]["per_seed"])
+    per_run = np.array([r["policies"][learner]["per_seed"] for r in runs])  # (runs, held-out seeds)
+    for f, r in zip(files, runs):
+        print(f"{f.name}: {learner} / {best} = {np.mean(r['policies'][learner]['per_seed']) / base.mean():.3f}")
+    held_out = Interval.from_samples(per_run.mean(axis=0) - base)
+    over_runs = Interval.from_samples(per_run.mean(axis=1) - base.mean())
+    print(
+        f"pooled over {len(runs)} runs: {learner} {per_run.mean():.3f} s, {best} {base.mean():.3f} s, ratio {per_run.mean() / base.mean():.3f}"
+    )
+    print(f"  paired per held-out seed {held_out.format('+.3f')} s; over runs {over_runs.format('+.3f')} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--library", default="edge-catalogue")
@@ -156,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heuristics", default="greedy,lfu,random")
     ap.add_argument("--set", action="append", default=["beamformer=mrt"], help="scenario field=value")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--pool", type=Path, nargs="+", default=None, help="pool these result files (one per training seed) and exit"
+    )
     args = ap.parse_args(argv)
+    if args.pool:
+        return pool(args.pool)
 
     from tensordict.nn import set_composite_lp_aggregate
     from torchrl.collectors import Collector
