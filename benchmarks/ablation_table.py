@@ -8,9 +8,11 @@ the reference learner (MAASN-DA), paired twice over.
   per held-out seed (the scenario noise only).
 
 A positive difference means the variant is slower: removing that component made it worse, so
-the component helps.
+the component helps. Several results files (reports run on the same held-out seeds and scenario,
+e.g. a variant added later) are merged first; a policy both files ran must have given the same
+delay on every seed, or the script refuses them.
 
-    .venv/bin/python benchmarks/ablation_table.py RESULTS.json [--reference maasn-da] [--json]
+    .venv/bin/python benchmarks/ablation_table.py RESULTS.json [MORE.json ...] [--reference maasn-da] [--json]
 """
 
 from __future__ import annotations
@@ -49,14 +51,32 @@ def contributions(results: dict, reference: str) -> dict[str, dict]:
     return out
 
 
+def merge(documents: list[tuple[str, dict]]) -> dict:
+    """One results document from several on the same seeds. Raises ValueError naming the file
+    whose held-out seeds differ, or whose common policy gave other per-seed delays."""
+    (first_name, first), rest = documents[0], documents[1:]
+    merged = {"policies": dict(first["policies"]), "eval_seeds": first["eval_seeds"]}
+    for name, doc in rest:
+        if doc["eval_seeds"] != first["eval_seeds"]:
+            raise ValueError(f"{name}: held-out seeds {doc['eval_seeds']} differ from {first_name}'s")
+        for policy, row in doc["policies"].items():
+            known = merged["policies"].get(policy)
+            if known is not None and not np.allclose(known["per_seed"], row["per_seed"], rtol=0, atol=1e-9):
+                raise ValueError(f"{name}: {policy} differs from {first_name}'s on the same seeds (another scenario?)")
+            merged["policies"].setdefault(policy, row)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("results", type=Path)
+    ap.add_argument("results", type=Path, nargs="+")
     ap.add_argument("--reference", default="maasn-da")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
-        results = check_schema(json.loads(args.results.read_text()), "learn-report", str(args.results))
+        results = merge(
+            [(str(f), check_schema(json.loads(f.read_text()), "learn-report", str(f))) for f in args.results]
+        )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

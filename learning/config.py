@@ -29,6 +29,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "maasn-il": {"mixer": "none"},
     "maasn-warm": {"bc_episodes": 3},
     "maasn-value": {"algorithm": "value", "keep_bias": 0.0},
+    "maasn-hyst": {"score_scale": "spread"},
 }
 
 # Held-out evaluation seeds of `learn eval` and `learn report` (training validates on 1000+), and
@@ -138,6 +139,10 @@ class TrainConfig(ScenarioSettings):
     # added to the score of PBs already cached (hysteresis against churn); 0 for the value learner,
     # whose utilities see the placement and so price a reload themselves
     keep_bias: float = 0.5
+    # "spread": the facmac actor's scores are divided by their spread at each EN before the fill,
+    # so keep_bias and the asks count in units of that spread (a random actor's margins spread
+    # over several logits, and a fixed 0.5 then hardly holds anything); "logit": as they come
+    score_scale: str = "logit"
     # cold start by default; bc_episodes > 0 is the "maasn-warm" ablation: that many real
     # episodes placed by greedy, imitated once (no imitation term afterwards), kept in the replay
     bc_episodes: int = 0
@@ -164,6 +169,8 @@ class TrainConfig(ScenarioSettings):
     threads: int = 1
 
     def __post_init__(self) -> None:
+        if self.score_scale not in ("logit", "spread"):
+            raise LearnConfigError(f"score_scale = {self.score_scale!r} is not 'logit' or 'spread'")
         if self.algorithm not in ("value", "facmac"):
             raise LearnConfigError(f"algorithm = {self.algorithm!r} is not 'value' or 'facmac'")
         if self.actor not in ("asn", "mlp"):

@@ -77,6 +77,13 @@ def value_scores(layout: Layout, per_byte: np.ndarray) -> tuple[np.ndarray, np.n
     return u.argmax(-1), margin
 
 
+def spread_per_node(scores: np.ndarray) -> np.ndarray:
+    """(N,) standard deviation of each EN's scores (N, J) over its allowed PBs (masked scores,
+    of the order of networks.NEG, left out), at least 1e-6."""
+    fits = np.abs(scores) < 1e6
+    return np.array([max(float(row[ok].std()) if ok.any() else 0.0, 1e-6) for row, ok in zip(scores, fits)])
+
+
 def relative_sizes(layout: Layout) -> np.ndarray:
     """(J,) each PB's bytes over the mean PB's: what turns a per-byte utility into a PB's."""
     return layout.pb_bytes / max(float(layout.pb_bytes.mean()), 1.0)
@@ -142,8 +149,10 @@ class Maasn:
             noisy = logits - torch.log(-torch.log(u)) * self.cfg.gumbel_tau
             pick = torch.rand(logits.shape[:-1], generator=self.gen) < self.cfg.explore_eps
             logits = torch.where(pick[..., None], noisy, logits)
-        scores = logits[..., CACHE] - logits[..., DROP]
-        return logits.argmax(-1).numpy(), scores.double().numpy()
+        scores = (logits[..., CACHE] - logits[..., DROP]).double().numpy()
+        if self.cfg.score_scale == "spread":
+            scores = scores / spread_per_node(scores)[:, None]
+        return logits.argmax(-1).numpy(), scores
 
     def _act_value(self, utilities: np.ndarray, explore: bool) -> tuple[np.ndarray, np.ndarray]:
         actions, scores = value_scores(self.layout, utilities)
@@ -152,12 +161,11 @@ class Maasn:
             # model and spread over its PBs: a request is served from the edge only when its
             # model's blocks are there, and PB-wise noise almost never completes a model, so it
             # would explore placements whose rewards barely differ
-            fits = np.isfinite(scores) & (np.abs(scores) < 1e6)
-            spread = np.array([scores[n][fits[n]].std() if fits[n].any() else 0.0 for n in range(len(scores))])
+            spread = spread_per_node(scores)
             z = torch.randn((scores.shape[0], self.layout.n_models), generator=self.gen, dtype=torch.float64)
             member = self.layout.membership.astype(np.float64)
             noise = (z.numpy() @ member) / np.sqrt(np.maximum(member.sum(0), 1.0))
-            scores = scores + self.cfg.explore_noise * np.maximum(spread[:, None], 1e-6) * noise
+            scores = scores + self.cfg.explore_noise * spread[:, None] * noise
             u = torch.rand(actions.shape, generator=self.gen).numpy()
             flip = u < self.cfg.explore_eps  # an epsilon share of PBs take a random allowed action code
             if flip.any():

@@ -22,6 +22,7 @@ def test_bundled_configs_and_overrides():
         ("gamma=high", "not a number"),
         ("mixer=qplex", "mixer"),
         ("algorithm=ppo", "algorithm"),
+        ("score_scale=z", "score_scale"),
         ("update_every=0", "update_every"),
         ("eval_every=7", "multiple of episode_slots"),
         ("gamma", "key=value"),

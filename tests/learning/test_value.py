@@ -96,3 +96,30 @@ def test_value_learner_acts_on_utilities_and_its_policy_places_feasibly(tiny_lib
     expect_actions, expect_scores = value_scores(trainer.layout, w)
     assert np.array_equal(actions, expect_actions) and np.allclose(scores, expect_scores)
     assert np.all(w[..., DROP] > -1e6)
+
+
+def test_spread_scaled_scores_keep_each_ens_ranking(tiny_library, tmp_path):
+    """score_scale "spread" (the "maasn-hyst" variant) divides each EN's facmac scores by their
+    spread: the order within an EN is unchanged, the keep bias then counts in spreads."""
+    from learning.features import observe
+
+    runs = {}
+    for scale in ("logit", "spread"):
+        cfg = TrainConfig(
+            total_steps=20,
+            eval_every=20,
+            warmup_steps=1000,
+            eval_slots=2,
+            val_seeds=(1000,),
+            score_scale=scale,
+            scenario={"beamformer": "mrt", "n_users": 8, "cache_fraction": 0.3},
+        )
+        trainer = Trainer(cfg, tiny_library, tmp_path / scale, progress=False)
+        obs, _ = observe(trainer.layout, trainer.env.snapshot())
+        runs[scale] = trainer.learner.act(obs, explore=False)[1]
+    logit, spread = runs["logit"], runs["spread"]
+    allowed = np.abs(logit) < 1e6
+    for n in range(len(logit)):
+        ok = allowed[n]
+        assert np.array_equal(np.argsort(logit[n][ok], kind="stable"), np.argsort(spread[n][ok], kind="stable"))
+        assert spread[n][ok].std() == pytest.approx(1.0)
