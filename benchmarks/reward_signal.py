@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from delivery.policies import make_policy
     from delivery.proxy import proxy_cost, proxy_instance
+    from delivery.storage import complete_models
     from learning.config import TrainConfig
     from learning.features import observe
     from learning.trainer import Trainer
@@ -66,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     env, layout = trainer.env, trainer.layout
     agent = make_policy(args.agent) if args.agent else None
     rng = np.random.default_rng(cfg.seed)
-    member = layout.membership.astype(float)
-    model_bytes = member @ layout.pb_bytes
     rows = []
     while len(rows) < args.slots:
         env.reset(seed=int(rng.integers(2**31 - 1)))
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             placement = infos[env.possible_agents[0]]["placement"]
             counts = np.asarray(view.request_counts, dtype=float) + 1.0
             model_share = counts / counts.sum(axis=1, keepdims=True)
-            complete = (placement.astype(float) @ (member * layout.pb_bytes).T) >= model_bytes[None, :] - 0.5
+            complete = complete_models(placement, layout.membership)
             rows.append(
                 (
                     float(rewards[env.possible_agents[0]]),

@@ -233,9 +233,7 @@ class Timeline:
         bound), and that bound's airtime: a lower bound on the unit's first-state airtime."""
         u = self.units[ui]
         prep = self.preparation(u)
-        ens = [p[2] for p in prep]
-        air_ub = self._memo(("air_ub", u.users.tobytes(), u.size, tuple(ens)), lambda: self._airtime_bounds(u, ens))
-        bound = [max(self.free, prep[i][0]) + air_ub[i] for i in range(len(prep))]
+        ens, air_ub, bound = self._prefix_bounds(u, prep)
         first = min(range(len(prep)), key=lambda i: (bound[i], i))
         return tuple(sorted(ens[: first + 1])), air_ub[first]
 
@@ -344,9 +342,7 @@ class Timeline:
             return 1
         r = self.radio
         bits = 8 * u.size
-        ens = [p[2] for p in prep]
-        air_ub = self._memo(("air_ub", u.users.tobytes(), u.size, tuple(ens)), lambda: self._airtime_bounds(u, ens))
-        bound = [max(self.free, prep[i][0]) + air_ub[i] for i in range(m)]
+        ens, air_ub, bound = self._prefix_bounds(u, prep)
         ends: dict[int, float] = {}
         best = math.inf
         for i in sorted(range(m), key=lambda i: (bound[i], i)):
@@ -365,6 +361,15 @@ class Timeline:
             if ends[size] < best_end * (1 - 1e-12):
                 best_end, best_r = ends[size], size
         return best_r
+
+    def _prefix_bounds(
+        self, u: Unit, prep: list[tuple[float, float, int, str]]
+    ) -> tuple[list[int], list[float], list[float]]:
+        """The ENs of `prep` in order, and per prefix its airtime bound and earliest possible
+        end (`choose_serving`'s bound; the airtimes are the slot's, memoised)."""
+        ens = [p[2] for p in prep]
+        air_ub = self._memo(("air_ub", u.users.tobytes(), u.size, tuple(ens)), lambda: self._airtime_bounds(u, ens))
+        return ens, air_ub, [max(self.free, prep[i][0]) + air_ub[i] for i in range(len(prep))]
 
     def _airtime_bounds(self, u: Unit, ens: list[int]) -> list[float]:
         """Per prefix of `ens`: the airtime of unit u at the SNR bound of `choose_serving`."""

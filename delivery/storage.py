@@ -45,14 +45,25 @@ def storage_bytes(placement: np.ndarray, membership: np.ndarray, pb_bytes: np.nd
 
 
 def fill_in_order(order: np.ndarray, sizes: np.ndarray, capacity: int) -> np.ndarray:
-    """Take items in the given order, skipping any that no longer fit (first-fit greedy)."""
+    """(len(sizes),) bool: take items in the given order, skipping any that no longer fit
+    (first-fit greedy).
+
+    Vectorised as repeated prefix fills, with the item-by-item loop's result (tested): drop what
+    no longer fits, admit the longest prefix whose sizes sum within the space left, repeat. Space
+    only shrinks, so an item dropped once never fits later; the learner fills thousands of PBs per
+    EN and slot through here."""
+    sizes = np.asarray(sizes)
     chosen = np.zeros(len(sizes), dtype=bool)
-    left = int(capacity)
-    for j in order:
-        s = int(sizes[j])
-        if s <= left:
-            chosen[j] = True
-            left -= s
+    rest, left = np.asarray(order, dtype=np.int64), int(capacity)
+    while rest.size:
+        rest = rest[sizes[rest] <= left]
+        if not rest.size:
+            break
+        total = np.cumsum(sizes[rest])
+        k = int(np.searchsorted(total, left, side="right"))  # >= 1: rest[0] fits
+        chosen[rest[:k]] = True
+        left -= int(total[k - 1])
+        rest = rest[k + 1 :]  # rest[k] did not fit after the prefix
     return chosen
 
 

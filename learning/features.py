@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from delivery.config import ScenarioConfig
+from delivery.storage import fill_in_order
 
 OWN_FEATURES = 16  # per (EN, PB) features from the agent's own view
 NEIGHBOUR_FEATURES = 7  # per (EN, neighbour, PB) features received from that neighbour
@@ -308,28 +309,8 @@ def place(
     placement = np.zeros((n_nodes, n_pbs), dtype=bool)
     for n in range(n_nodes):
         order = np.lexsort((np.arange(n_pbs), -score[n]))  # stable: ties by PB index
-        placement[n, fill_in_order(order, layout.pb_bytes, int(layout.capacity[n]))] = True
+        placement[n] = fill_in_order(order, layout.pb_bytes, int(layout.capacity[n]))
     return placement
-
-
-def fill_in_order(order: np.ndarray, sizes: np.ndarray, capacity: int) -> np.ndarray:
-    """The items of `order` a first-fit pass admits: each in turn if it fits in what is left.
-
-    Vectorised as repeated prefix fills (same result as the item-by-item loop): drop what no
-    longer fits, admit the longest prefix whose sizes sum within the space left, repeat; space
-    only shrinks, so an item dropped once never fits later."""
-    taken: list[np.ndarray] = []
-    rest, free = np.asarray(order), int(capacity)
-    while rest.size:
-        rest = rest[sizes[rest] <= free]
-        if not rest.size:
-            break
-        total = np.cumsum(sizes[rest])
-        k = int(np.searchsorted(total, free, side="right"))
-        taken.append(rest[:k])
-        free -= int(total[k - 1])
-        rest = rest[k + 1 :]  # rest[k] did not fit after the prefix
-    return np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
 
 
 def effective_actions(layout: Layout, actions: np.ndarray, placement: np.ndarray) -> np.ndarray:

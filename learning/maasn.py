@@ -1,6 +1,8 @@
 """MAASN: multi-agent action-semantics network learner, top to bottom, in two algorithms.
 
-`algorithm = "value"` (the default; QMIX-style value learning over factored actions):
+`algorithm = "facmac"` (the default) and `algorithm = "value"` (the "maasn-value" variant).
+
+`value` (QMIX-style value learning over factored actions):
 - Each EN's network (the ASN of `networks`, shared by all agents and PBs) gives utilities
   u(o_nj, a) of every action on PB j from the EN's own observation: drop, cache, ask
   neighbour d to hold it. Q_n(o_n, a_n) = sum_j u(o_nj, a_nj) (the "mean" ablation: mean_j),
@@ -13,7 +15,7 @@
 - Target: y = R + g^k Q_tot'(s', a*) with a* the placement the online utilities choose at s'
   (double Q-learning) evaluated by the target network; Huber loss on Q_tot.
 
-`algorithm = "facmac"` (the "maasn-facmac" ablation: the learner before):
+`facmac`:
 - Decentralised actors (one shared network, applied per agent) score every (EN, PB): the
   cache-vs-drop logit margin ranks the PBs each EN fills its cache with (`features.place`);
   per-PB discrete actions (drop, cache, ask neighbour d) come through straight-through
@@ -54,7 +56,7 @@ from learning.features import (
     place,
 )
 from learning.mixer import make_mixer
-from learning.networks import gumbel_softmax_st, make_actor, make_critic
+from learning.networks import ASNActor, gumbel_softmax_st, make_actor, make_critic
 from learning.replay import split
 
 UTILITY_INIT_SCALE = 0.01  # value learner: Q_n sums J utilities, so they start near zero
@@ -75,6 +77,14 @@ def value_scores(layout: Layout, per_byte: np.ndarray) -> tuple[np.ndarray, np.n
         for n in np.flatnonzero(valid[:, d]):
             margin[..., idx[n, d], :] += ask[..., n, :]
     return u.argmax(-1), margin
+
+
+def output_layers(actor: torch.nn.Module) -> list[torch.nn.Linear]:
+    """The layers an actor's action values come out of: the ASN's own-action head and the query
+    of its pull inner products, or the MLP actor's last layer."""
+    if isinstance(actor, ASNActor):
+        return [actor.own_head, actor.query]
+    return [actor.net[-1]]
 
 
 def spread_per_node(scores: np.ndarray) -> np.ndarray:
@@ -100,12 +110,10 @@ class Maasn:
         self.actor = make_actor(cfg.actor, layout.max_degree, cfg.hidden)
         if self.value:
             with torch.no_grad():
-                for module in self.actor.modules():
-                    if isinstance(module, torch.nn.Linear) and module.out_features in (2, layout.n_actions):
-                        module.weight.mul_(UTILITY_INIT_SCALE)  # output layers
-                        module.bias.zero_()
-                if hasattr(self.actor, "query"):  # the ASN's pull utilities: inner products
-                    self.actor.query.weight.mul_(UTILITY_INIT_SCALE)
+                for head in output_layers(self.actor):
+                    head.weight.mul_(UTILITY_INIT_SCALE)
+                    if head.bias is not None:
+                        head.bias.zero_()
         self.critic = None if self.value else make_critic(cfg.critic, width, layout.n_actions, cfg.hidden)
         attention = self.value and cfg.critic == "attention"
         self.mixer = make_mixer(cfg.mixer, layout.n_nodes, STATE_FEATURES, cfg.mixer_embed, attention)

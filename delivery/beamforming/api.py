@@ -70,22 +70,9 @@ def design(
     key = None
     if cache is not None:
         key = cache.key(h, power, noise, method, eps)
-        hit = cache.get(key)
+        hit = _from_cache(cache, key, h, power, noise, eps, method, start)
         if hit is not None:
-            return _finish(
-                hit.w,
-                h,
-                power,
-                noise,
-                eps,
-                method,
-                hit.status,
-                hit.solver,
-                hit.iterations,
-                hit.upper_bound,
-                start,
-                cached=True,
-            )
+            return hit
     problems = cache.problems if cache is not None else ProblemStore()
     result = _design(
         h, power, noise, method, eps, rng, problems, n_random, fast, robust, single_user_closed_form, start
@@ -134,12 +121,9 @@ def design_batch(
         hit = None
         if cache is not None:
             keys[i] = cache.key(h, power, noise, method, eps)
-            hit = cache.get(keys[i])
+            hit = _from_cache(cache, keys[i], h, power, noise, eps, method, time.perf_counter())
         if hit is not None:
-            out[i] = _finish(
-                hit.w, h, power, noise, eps, method, hit.status, hit.solver, hit.iterations, hit.upper_bound,
-                time.perf_counter(), cached=True,
-            )  # fmt: skip
+            out[i] = hit
         else:
             todo.append(i)
     if len(todo) < 2:
@@ -298,6 +282,16 @@ def robust_sca_batch(
             st.append(v_nom)
     solved = design_robust_sca_batch(sps, eps, np.asarray(starts), settings)
     return [(v, steps) for v, _, steps in solved]
+
+
+def _from_cache(cache: BeamformerCache, key: bytes, h, power, noise, eps, method, start) -> BeamformingResult | None:
+    """The cached design under `key`, re-evaluated on h as a fresh result (`cached=True`), or None."""
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    return _finish(
+        hit.w, h, power, noise, eps, method, hit.status, hit.solver, hit.iterations, hit.upper_bound, start, cached=True
+    )
 
 
 def _finish(

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .result import c_einsum, vector_norms
+from .result import BeamformingError, c_einsum, vector_norms
 from .scaling import ScaledProblem
 
 # ndarray.min/sum/all without their Python wrappers (same reductions; called ~100 times a design)
@@ -51,6 +51,15 @@ class RobustScaSettings:
     # SCA steps of the fast starts (robust-fast's and the nominal design's); None: FastSettings.outer.
     # Fewer is an approximation (measured in docs/system-model.md, "Computing a slot"), not the default.
     start_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        # at least one SCA step: design_robust_sca_batch returns what its steps reached
+        if self.outer < 1 or self.inner < 1:
+            raise BeamformingError(
+                f"RobustScaSettings: outer = {self.outer} and inner = {self.inner} must be at least 1"
+            )
+        if self.start_steps is not None and self.start_steps < 1:
+            raise BeamformingError(f"RobustScaSettings: start_steps = {self.start_steps} must be at least 1 (or None)")
 
 
 def worst_gain(V: np.ndarray, g: np.ndarray, e_abs: np.ndarray) -> np.ndarray:

@@ -121,3 +121,11 @@ def test_fast_backoff_is_the_nominal_beamformer_at_its_worst_case_rate():
         assert not plan_delivery(h, h + e, power, NOISE, "fast-backoff", eps=eps).failed.any()
         nominal_failed += plan_delivery(h, h + e, power, NOISE, "fast", eps=eps).failed.any()
     assert nominal_failed > 0
+
+
+@pytest.mark.parametrize("bad", [{"outer": 0}, {"inner": 0}, {"start_steps": 0}])
+def test_settings_without_a_step_are_refused(bad):
+    from delivery.beamforming import BeamformingError
+
+    with pytest.raises(BeamformingError, match="must be at least 1"):
+        RobustScaSettings(**bad)

@@ -7,7 +7,7 @@ from delivery.optimal import enumerate_optimal, solve_milp
 from delivery.policies import greedy_proxy, make_policy, policy_names, register_policy
 from delivery.proxy import ProxyInstance, proxy_cost, proxy_instance
 from delivery.simulator import Simulator
-from delivery.storage import storage_bytes
+from delivery.storage import fill_in_order, storage_bytes
 
 BUILTIN = [n for n in policy_names() if n != "fullcache"]  # fullcache runs on a larger cache (test_references)
 KWARGS = {"optimal": {"time_limit_s": 2.0}, "search": {"moves": 1}}
@@ -82,3 +82,25 @@ def test_register_policy_and_unknown_name():
     assert make_policy("nothing-test").name == "nothing"
     with pytest.raises(ConfigError, match="unknown policy 'nope'"):
         make_policy("nope")
+
+
+def first_fit_loop(order, sizes, capacity):
+    taken, free = [], capacity
+    for j in order:
+        if sizes[j] <= free:
+            taken.append(j)
+            free -= sizes[j]
+    return taken
+
+
+def test_fill_in_order_is_the_item_by_item_first_fit():
+    """storage.fill_in_order (vectorised: repeated prefix fills) admits exactly what the loop does."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(1, 30))
+        sizes = rng.integers(0, 100, n)
+        order = rng.permutation(n)
+        capacity = int(rng.integers(0, 600))
+        expected = np.zeros(n, dtype=bool)
+        expected[first_fit_loop(order, sizes, capacity)] = True
+        assert np.array_equal(fill_in_order(order, sizes, capacity), expected)

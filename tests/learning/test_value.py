@@ -1,33 +1,14 @@
-"""The value learner ("maasn-value"): the first-fit fill, the decentralised knapsack scores and
-the Q-learning update."""
+"""The value learner ("maasn-value"): the decentralised knapsack scores and the Q-learning
+update; the facmac scores in spreads ("maasn-hyst")."""
 
 import numpy as np
 import pytest
 import torch
 
 from learning.config import TrainConfig
-from learning.features import CACHE, DROP, PULL0, Layout, fill_in_order, place
+from learning.features import CACHE, DROP, PULL0, Layout, place
 from learning.maasn import Maasn, value_scores
 from learning.trainer import Trainer
-
-
-def first_fit_loop(order, sizes, capacity):
-    taken, free = [], capacity
-    for j in order:
-        if sizes[j] <= free:
-            taken.append(j)
-            free -= sizes[j]
-    return taken
-
-
-def test_fill_in_order_is_the_item_by_item_first_fit():
-    rng = np.random.default_rng(0)
-    for _ in range(500):
-        n = int(rng.integers(1, 30))
-        sizes = rng.integers(1, 100, n)
-        order = rng.permutation(n)
-        capacity = int(rng.integers(0, 600))
-        assert list(fill_in_order(order, sizes, capacity)) == first_fit_loop(order, sizes, capacity)
 
 
 def line_layout() -> Layout:
